@@ -1,0 +1,72 @@
+//! The wire protocol of Bitmain's BM1397, BM1366, BM1368 and BM1370 hashing chips.
+//!
+//! Everything here is pure: frames are encoded into fixed buffers and decoded from borrowed bytes,
+//! sequencers (initialisation, frequency ramps) yield the next frame and the time to wait, and the
+//! caller owns the UART and the clock. No allocator, no `std`, no `unsafe`: the same code runs under
+//! tokio on a Linux control board, on a microcontroller, and inside the chip simulator.
+//!
+//! Section numbers (§) refer to `shared/spec/bm13xx-protocol.md`; `docs/protocol.md` records how
+//! this crate settles the places where the sources disagree.
+#![no_std]
+#![forbid(unsafe_code)]
+
+mod buf;
+pub mod command;
+pub mod crc;
+pub mod decoder;
+pub mod frequency;
+pub mod header;
+pub mod hex;
+pub mod init;
+pub mod job;
+pub mod model;
+pub mod nonce;
+pub mod pll;
+pub mod ramp;
+pub mod registers;
+pub mod response;
+pub mod sequence;
+pub mod ticket;
+
+pub use buf::Encoded;
+pub use command::{Command, CommandFrame, Destination};
+pub use decoder::{DecodeError, DecoderStats, Direction, ErrorKind, Event, Frame, StreamDecoder};
+pub use frequency::{Frequency, HashesPerSecond, expected_hashrate};
+pub use header::{BlockHeader, Midstate, VersionMask};
+pub use init::{InitConfig, InitError, InitSequence};
+pub use job::{HeaderJob, Job, JobFrame, JobId, MidstateJob};
+pub use model::{ChipModel, JobFormat};
+pub use nonce::{ChipAddressing, NonceFields, NonceLayout, decode_nonce};
+pub use pll::{PllConstraints, PllDividers, PllParameter, PllSetting};
+pub use ramp::FrequencyRamp;
+pub use response::{NonceResponse, RegisterResponse, Response, ResponseFormat};
+pub use sequence::Step;
+pub use ticket::{TicketDifficulty, TicketMask};
+
+/// What every host → chip frame starts with.
+pub const PREAMBLE_TX: [u8; 2] = [0x55, 0xAA];
+/// What every chip → host frame starts with.
+pub const PREAMBLE_RX: [u8; 2] = [0xAA, 0x55];
+
+/// Why a single frame could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum ParseError {
+    #[error("frame does not start with the preamble")]
+    Preamble,
+    #[error("unknown header byte")]
+    UnknownHeader,
+    #[error("length byte does not match the frame")]
+    Length,
+    #[error("frame is shorter than its header says")]
+    Truncated,
+    #[error("CRC mismatch")]
+    Crc,
+}
+
+/// The caller's buffer cannot hold the frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[error("buffer of {available} bytes cannot hold a {needed}-byte frame")]
+pub struct BufferTooSmall {
+    pub needed: usize,
+    pub available: usize,
+}
