@@ -133,6 +133,14 @@ impl Command {
         self.encode().copy_to(out)
     }
 
+    /// How many bytes the encoded frame has.
+    pub const fn wire_len(&self) -> usize {
+        match self {
+            Self::WriteRegister { .. } => 11,
+            _ => 7,
+        }
+    }
+
     /// The frame length a command header byte implies, or `None` if the byte is no command.
     pub(crate) const fn frame_len_for_header(header: u8) -> Option<usize> {
         match header {

@@ -25,6 +25,17 @@ pub enum Frame {
     Response(Response),
 }
 
+impl Frame {
+    /// How many bytes the frame occupies on the wire.
+    pub fn wire_len(&self) -> usize {
+        match self {
+            Self::Command(command) => command.wire_len(),
+            Self::Job(job) => job.wire_len(),
+            Self::Response(response) => response.format().len(),
+        }
+    }
+}
+
 /// What went wrong at a place in the stream (the names are the capture tool's `reason`s).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorKind {
@@ -67,6 +78,16 @@ pub struct DecodeError {
 pub enum Event {
     Frame { frame: Frame, offset: u64 },
     Error(DecodeError),
+}
+
+impl Event {
+    /// The stream bytes this event accounts for.
+    pub fn span(&self) -> core::ops::Range<u64> {
+        match self {
+            Self::Frame { frame, offset } => *offset..offset + frame.wire_len() as u64,
+            Self::Error(error) => error.offset..error.offset + error.len as u64,
+        }
+    }
 }
 
 /// Running totals, for health counters and the hardware-error picture of a chain.

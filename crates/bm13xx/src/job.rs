@@ -257,6 +257,14 @@ impl Job {
         }
     }
 
+    /// How many bytes the encoded frame has.
+    pub fn wire_len(&self) -> usize {
+        match self {
+            Self::Midstate(job) => 2 + MIDSTATE_FIXED + 32 * usize::from(job.slots.clamp(1, 4)),
+            Self::Header(_) => FULL_HEADER_LEN,
+        }
+    }
+
     pub fn encode(&self) -> JobFrame {
         match self {
             Self::Midstate(job) => job.encode(),
