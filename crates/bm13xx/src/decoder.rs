@@ -226,7 +226,11 @@ impl StreamDecoder {
     }
 
     fn shape(&self) -> Shape {
-        let buf = &self.buf[..self.len];
+        self.shape_of(&self.buf[..self.len])
+    }
+
+    /// What a candidate starting with `buf` is (`buf` starts with the preamble's first byte).
+    fn shape_of(&self, buf: &[u8]) -> Shape {
         match self.direction {
             Direction::ChipToHost(format) => {
                 if buf.len() >= 2 && buf[1] != self.preamble[1] {
@@ -337,20 +341,23 @@ impl StreamDecoder {
         })
     }
 
-    /// Checks a complete candidate of `len` bytes.
-    fn complete(&mut self, len: usize) -> Event {
-        let frame = &self.buf[..len];
-        let parsed = match self.direction {
+    /// Parses a whole candidate; `Ok((frame, false))` for a host frame with a bad CRC.
+    fn parse(&self, frame: &[u8]) -> Result<(Frame, bool), ParseError> {
+        match self.direction {
             Direction::ChipToHost(format) => Response::parse(format, frame).map(|r| (Frame::Response(r), true)),
             Direction::HostToChip(job_format) => {
-                if frame[2] == 0x21 {
+                if frame.get(2) == Some(&0x21) {
                     Job::parse(job_format, frame).map(|(j, ok)| (Frame::Job(j), ok))
                 } else {
                     Command::parse(frame).map(|(c, ok)| (Frame::Command(c), ok))
                 }
             }
-        };
-        match parsed {
+        }
+    }
+
+    /// Checks a complete candidate of `len` bytes.
+    fn complete(&mut self, len: usize) -> Event {
+        match self.parse(&self.buf[..len]) {
             Ok((frame, true)) => {
                 let offset = self.buf_offset;
                 self.drop_front(len);
@@ -407,6 +414,27 @@ impl Events<'_, '_> {
         self.input = &self.input[n..];
     }
 
+    /// The fast path for a clean stream: a whole good frame at the front of the input is parsed in
+    /// place, without going through the buffer. Anything else takes the general path.
+    fn direct_frame(&mut self) -> Option<Event> {
+        let d = &mut *self.decoder;
+        if d.garbage.is_some() {
+            return None;
+        }
+        let Shape::Frame(len) = d.shape_of(self.input.get(..4).unwrap_or(self.input)) else {
+            return None;
+        };
+        let Ok((frame, true)) = d.parse(self.input.get(..len)?) else {
+            return None;
+        };
+        let offset = d.next_offset;
+        d.next_offset += len as u64;
+        d.buf_offset = d.next_offset;
+        d.stats.frames += 1;
+        self.input = &self.input[len..];
+        Some(Event::Frame { frame, offset })
+    }
+
     fn finish_step(&mut self) -> Option<Event> {
         let d = &mut *self.decoder;
         if d.len > 0 {
@@ -439,11 +467,15 @@ impl Iterator for Events<'_, '_> {
                 if self.input.is_empty() {
                     continue;
                 }
+                if let Some(event) = self.direct_frame() {
+                    return Some(event);
+                }
             }
             // A candidate has started; read enough of it to know its shape.
             let shape = match self.decoder.shape() {
                 Shape::Undecided => {
-                    let want = self.decoder.len + 1;
+                    // Four bytes always decide the shape, and no frame is shorter than seven.
+                    let want = self.decoder.len.max(3) + 1;
                     if self.input.is_empty() {
                         if self.finishing {
                             return self.finish_step();
