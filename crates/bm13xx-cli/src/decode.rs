@@ -2,8 +2,8 @@
 //! contract for other tools.
 
 use bm13xx::{
-    ChipAddressing, ChipModel, Command, DecodeError, Direction, Event, Frame, NonceLayout,
-    Response, ResponseFormat, StreamDecoder, decode_nonce,
+    ChipAddressing, ChipModel, ChipToHost, Command, DecodeError, Event, HostFrame, HostToChip,
+    NonceLayout, Response, ResponseFormat, Side, StreamDecoder, decode_nonce,
 };
 use serde::Serialize;
 
@@ -127,50 +127,50 @@ fn response_format(options: &Options) -> Result<ResponseFormat, CliError> {
 
 /// Decodes a whole capture into records.
 pub fn decode(options: &Options, bytes: &[u8]) -> Result<Vec<Record>, CliError> {
-    let addressing = ChipAddressing::for_chain(options.chips).map_err(|e| CliError::Input(e.to_string()))?;
+    let addressing =
+        ChipAddressing::for_chain(options.chips).map_err(|e| CliError::Input(e.to_string()))?;
     // Refuse impossible options even when the capture turns out to be host → chip.
     let format = response_format(options)?;
-    let direction = match direction_of(options, bytes) {
-        Dir::Tx => Direction::HostToChip(options.model.job_format()),
-        Dir::Rx => Direction::ChipToHost(format),
-    };
-    let mut decoder = StreamDecoder::new(direction);
-    let mut events: Vec<Event> = decoder.feed(bytes).collect();
-    events.extend(decoder.finish());
-    Ok(events
-        .into_iter()
-        .map(|event| record(options, addressing, event))
-        .collect())
-}
-
-fn record(options: &Options, addressing: ChipAddressing, event: Event) -> Record {
-    match event {
-        Event::Frame { frame, offset } => frame_record(options, addressing, frame, offset, true),
-        // A host frame with a sound layout and a bad CRC is still worth showing for what it says.
-        Event::Error(DecodeError {
-            suspect: Some(frame),
-            offset,
-            ..
-        }) => frame_record(options, addressing, frame, offset, false),
-        Event::Error(error) => Record::Error(ErrorRecord {
-            kind: "error",
-            reason: error.kind.as_str(),
-            offset: error.offset,
-            len: error.len,
+    Ok(match direction_of(options, bytes) {
+        Dir::Tx => records(HostToChip(options.model.job_format()), bytes, host_record),
+        Dir::Rx => records(ChipToHost(format), bytes, |response, offset, crc_ok| {
+            response_record(options, addressing, response, offset, crc_ok)
         }),
-    }
+    })
 }
 
-fn frame_record(
-    options: &Options,
-    addressing: ChipAddressing,
-    frame: Frame,
-    offset: u64,
-    crc_ok: bool,
-) -> Record {
+fn records<S: Side>(
+    side: S,
+    bytes: &[u8],
+    to_record: impl Fn(S::Frame, u64, bool) -> Record,
+) -> Vec<Record> {
+    let mut decoder = StreamDecoder::new(side);
+    let mut events: Vec<Event<S::Frame>> = decoder.feed(bytes).collect();
+    events.extend(decoder.finish());
+    events
+        .into_iter()
+        .map(|event| match event {
+            Event::Frame { frame, offset, .. } => to_record(frame, offset, true),
+            // A host frame with a sound layout and a bad CRC is still worth showing for what it says.
+            Event::Error(DecodeError {
+                suspect: Some(frame),
+                offset,
+                ..
+            }) => to_record(frame, offset, false),
+            Event::Error(error) => Record::Error(ErrorRecord {
+                kind: "error",
+                reason: error.kind.as_str(),
+                offset: error.offset,
+                len: error.len,
+            }),
+        })
+        .collect()
+}
+
+fn host_record(frame: HostFrame, offset: u64, crc_ok: bool) -> Record {
     match frame {
-        Frame::Command(command) => Record::Command(command_record(command, offset, crc_ok)),
-        Frame::Job(job) => Record::Job(JobRecord {
+        HostFrame::Command(command) => Record::Command(command_record(command, offset, crc_ok)),
+        HostFrame::Job(job) => Record::Job(JobRecord {
             dir: "tx",
             kind: "job",
             job_id: job.job_id(),
@@ -181,7 +181,18 @@ fn frame_record(
             crc_ok,
             offset,
         }),
-        Frame::Response(Response::Register(r)) => Record::Register(RegisterRecord {
+    }
+}
+
+fn response_record(
+    options: &Options,
+    addressing: ChipAddressing,
+    response: Response,
+    offset: u64,
+    crc_ok: bool,
+) -> Record {
+    match response {
+        Response::Register(r) => Record::Register(RegisterRecord {
             dir: "rx",
             kind: "register",
             chip_address: r.chip_address,
@@ -190,7 +201,7 @@ fn frame_record(
             crc_ok,
             offset,
         }),
-        Frame::Response(Response::Nonce(n)) => {
+        Response::Nonce(n) => {
             let fields = decode_nonce(options.model, &n, options.layout, addressing);
             Record::Nonce(NonceRecord {
                 dir: "rx",
@@ -243,7 +254,9 @@ pub fn text(record: &Record) -> String {
             };
             let detail = match (c.kind, c.register, c.value) {
                 ("set_address", ..) => format!("set_address 0x{:02X}", c.chip_address),
-                (_, Some(reg), Some(value)) => format!("write {target} reg 0x{reg:02X} = 0x{value:08X}"),
+                (_, Some(reg), Some(value)) => {
+                    format!("write {target} reg 0x{reg:02X} = 0x{value:08X}")
+                }
                 (_, Some(reg), None) => format!("read {target} reg 0x{reg:02X}"),
                 (kind, ..) => kind.to_string(),
             };
@@ -251,7 +264,13 @@ pub fn text(record: &Record) -> String {
         }
         Record::Job(j) => format!(
             "@{:<6} tx job id 0x{:02X} midstates {} start 0x{:08X} nbits 0x{:08X} ntime 0x{:08X}{}",
-            j.offset, j.job_id, j.midstates, j.starting_nonce, j.nbits, j.ntime, crc(j.crc_ok)
+            j.offset,
+            j.job_id,
+            j.midstates,
+            j.starting_nonce,
+            j.nbits,
+            j.ntime,
+            crc(j.crc_ok)
         ),
         Record::Register(r) => format!(
             "@{:<6} rx reg 0x{:02X} = 0x{:08X} from chip 0x{:02X}",

@@ -19,7 +19,9 @@ pub fn destination(address: Option<u8>, broadcast: bool) -> Result<Destination, 
     match (address, broadcast) {
         (Some(address), false) => Ok(Destination::Chip(address)),
         (None, _) => Ok(Destination::All),
-        (Some(_), true) => Err(CliError::Input("give --addr or --broadcast, not both".into())),
+        (Some(_), true) => Err(CliError::Input(
+            "give --addr or --broadcast, not both".into(),
+        )),
     }
 }
 
@@ -42,8 +44,10 @@ pub struct PllReport {
 }
 
 pub fn pll(model: ChipModel, mhz: f64) -> Result<PllReport, CliError> {
-    let target = Frequency::from_mhz(mhz).ok_or_else(|| CliError::Input(format!("{mhz} MHz is out of range")))?;
-    let setting = solve(model, target, PllConstraints::esp_miner(model)).map_err(|e| CliError::Input(e.to_string()))?;
+    let target = Frequency::from_mhz(mhz)
+        .ok_or_else(|| CliError::Input(format!("{mhz} MHz is out of range")))?;
+    let setting = solve(model, target, PllConstraints::esp_miner(model))
+        .map_err(|e| CliError::Input(e.to_string()))?;
     let d = setting.parameter.dividers();
     Ok(PllReport {
         chip: model.name(),
@@ -143,11 +147,17 @@ pub fn job(args: &JobArgs) -> Result<String, CliError> {
         (ChipModel::Bm1397, 4) => {
             let mask = VersionMask::new(args.version_mask.unwrap_or(VersionMask::BIP320.bits()));
             if mask.bits() == 0 {
-                return Err(CliError::Input("--version-mask must have at least one bit set".into()));
+                return Err(CliError::Input(
+                    "--version-mask must have at least one bit set".into(),
+                ));
             }
             Job::Midstate(MidstateJob::from_header(job_id, &header, Some(mask)))
         }
-        (ChipModel::Bm1397, n) => return Err(CliError::Input(format!("--midstates must be 1 or 4, not {n}"))),
+        (ChipModel::Bm1397, n) => {
+            return Err(CliError::Input(format!(
+                "--midstates must be 1 or 4, not {n}"
+            )));
+        }
         (model, 1) => {
             if args.version_mask.is_some() {
                 return Err(CliError::Input(format!(

@@ -18,7 +18,8 @@ pub fn read(source: &Source) -> Result<Vec<u8>, CliError> {
     match source {
         Source::Argument(text) => parse_hex(text),
         Source::File(path) => {
-            let raw = std::fs::read(path).map_err(|e| CliError::Io(format!("{}: {e}", path.display())))?;
+            let raw = std::fs::read(path)
+                .map_err(|e| CliError::Io(format!("{}: {e}", path.display())))?;
             from_raw(raw)
         }
         Source::Stdin => {
@@ -50,7 +51,10 @@ fn strip_comments(text: &str) -> String {
 fn looks_like_hex(text: &str) -> bool {
     let body = strip_comments(text);
     body.split_ascii_whitespace().all(|token| {
-        let digits = token.strip_prefix("0x").or_else(|| token.strip_prefix("0X")).unwrap_or(token);
+        let digits = token
+            .strip_prefix("0x")
+            .or_else(|| token.strip_prefix("0X"))
+            .unwrap_or(token);
         digits.bytes().all(|b| b.is_ascii_hexdigit())
     }) && body.bytes().any(|b| b.is_ascii_hexdigit())
 }
@@ -58,7 +62,8 @@ fn looks_like_hex(text: &str) -> bool {
 pub fn parse_hex(text: &str) -> Result<Vec<u8>, CliError> {
     let body = strip_comments(text);
     let mut out = vec![0u8; body.len() / 2 + 1];
-    let n = bm13xx::hex::decode_into(&body, &mut out).map_err(|e| CliError::Input(e.to_string()))?;
+    let n =
+        bm13xx::hex::decode_into(&body, &mut out).map_err(|e| CliError::Input(e.to_string()))?;
     out.truncate(n);
     Ok(out)
 }
@@ -69,7 +74,8 @@ mod tests {
 
     #[test]
     fn hex_files_with_comments() {
-        let bytes = from_raw(b"# chain inactive\n55 AA 53 05\n00 00 03 # crc\n".to_vec()).expect("hex");
+        let bytes =
+            from_raw(b"# chain inactive\n55 AA 53 05\n00 00 03 # crc\n".to_vec()).expect("hex");
         assert_eq!(bytes, [0x55, 0xAA, 0x53, 0x05, 0x00, 0x00, 0x03]);
     }
 

@@ -25,7 +25,11 @@ pub enum CliError {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "bm13xx", version, about = "Decode and encode BM1397/BM1366/BM1368/BM1370 UART frames")]
+#[command(
+    name = "bm13xx",
+    version,
+    about = "Decode and encode BM1397/BM1366/BM1368/BM1370 UART frames"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -52,7 +56,8 @@ enum Cmd {
 }
 
 fn parse_model(text: &str) -> Result<ChipModel, String> {
-    text.parse().map_err(|e: bm13xx::model::UnknownModel| e.to_string())
+    text.parse()
+        .map_err(|e: bm13xx::model::UnknownModel| e.to_string())
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -178,11 +183,17 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<(), CliError> {
             let layout = match (args.nonce_layout, args.chip) {
                 (Some(Layout::Cgminer), ChipModel::Bm1397) => NonceLayout::BM1397_CGMINER,
                 (Some(Layout::Cgminer), model) => {
-                    return Err(CliError::Input(format!("the cgminer nonce layout is for bm1397, not {model}")));
+                    return Err(CliError::Input(format!(
+                        "the cgminer nonce layout is for bm1397, not {model}"
+                    )));
                 }
                 (_, model) => NonceLayout::default_for(
                     model,
-                    if args.version_rolling { bm13xx::ResponseFormat::Long } else { bm13xx::ResponseFormat::Short },
+                    if args.version_rolling {
+                        bm13xx::ResponseFormat::Long
+                    } else {
+                        bm13xx::ResponseFormat::Short
+                    },
                 ),
             };
             let options = decode::Options {
@@ -206,22 +217,39 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<(), CliError> {
         Cmd::Encode(cmd) => {
             let text = match cmd {
                 EncodeCmd::ChainInactive => encode::command(Command::ChainInactive),
-                EncodeCmd::SetAddress { addr } => encode::command(Command::SetAddress { address: addr }),
-                EncodeCmd::ReadRegister { reg, addr, broadcast } => {
-                    encode::command(Command::read(encode::destination(addr, broadcast)?, reg))
+                EncodeCmd::SetAddress { addr } => {
+                    encode::command(Command::SetAddress { address: addr })
                 }
-                EncodeCmd::WriteRegister { reg, value, addr, broadcast } => encode::command(Command::WriteRegister {
+                EncodeCmd::ReadRegister {
+                    reg,
+                    addr,
+                    broadcast,
+                } => encode::command(Command::read(encode::destination(addr, broadcast)?, reg)),
+                EncodeCmd::WriteRegister {
+                    reg,
+                    value,
+                    addr,
+                    broadcast,
+                } => encode::command(Command::WriteRegister {
                     destination: encode::destination(addr, broadcast)?,
                     register: reg,
                     value,
                 }),
                 EncodeCmd::Pll { chip, mhz, json } => {
                     let report = encode::pll(chip, mhz)?;
-                    if json { json_line(&report)? } else { report.text() }
+                    if json {
+                        json_line(&report)?
+                    } else {
+                        report.text()
+                    }
                 }
                 EncodeCmd::TicketMask { difficulty, json } => {
                     let report = encode::ticket_mask(difficulty)?;
-                    if json { json_line(&report)? } else { report.text() }
+                    if json {
+                        json_line(&report)?
+                    } else {
+                        report.text()
+                    }
                 }
                 EncodeCmd::Job(job) => encode::job(&encode::JobArgs {
                     model: job.chip,
@@ -237,8 +265,12 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<(), CliError> {
             };
             writeln!(out, "{text}").map_err(io)?;
         }
-        Cmd::Crc5 { hex } => writeln!(out, "{}", encode::crc5(&input::parse_hex(&hex.join(" "))?)).map_err(io)?,
-        Cmd::Crc16 { hex } => writeln!(out, "{}", encode::crc16(&input::parse_hex(&hex.join(" "))?)).map_err(io)?,
+        Cmd::Crc5 { hex } => {
+            writeln!(out, "{}", encode::crc5(&input::parse_hex(&hex.join(" "))?)).map_err(io)?
+        }
+        Cmd::Crc16 { hex } => {
+            writeln!(out, "{}", encode::crc16(&input::parse_hex(&hex.join(" "))?)).map_err(io)?
+        }
     }
     Ok(())
 }
@@ -258,14 +290,18 @@ fn main() -> ExitCode {
         Err(e) => {
             // One line, as scripts expect; `--help` has the rest.
             let rendered = e.to_string();
-            let line = rendered.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
+            let line = rendered
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid arguments");
             eprintln!("{line}");
             return ExitCode::from(2);
         }
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let result = run(cli, &mut out).and_then(|()| out.flush().map_err(|e| CliError::Io(e.to_string())));
+    let result =
+        run(cli, &mut out).and_then(|()| out.flush().map_err(|e| CliError::Io(e.to_string())));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError::Io(message)) if message.contains("Broken pipe") => ExitCode::SUCCESS,

@@ -8,13 +8,11 @@ where
     T: TryFrom<u64>,
 {
     let text = text.trim().replace('_', "");
-    let parsed: Result<u64, ParseIntError> = match text
-        .strip_prefix("0x")
-        .or_else(|| text.strip_prefix("0X"))
-    {
-        Some(hex) => u64::from_str_radix(hex, 16),
-        None => text.parse(),
-    };
+    let parsed: Result<u64, ParseIntError> =
+        match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+            Some(hex) => u64::from_str_radix(hex, 16),
+            None => text.parse(),
+        };
     let value = parsed.map_err(|e| format!("{text:?} is not a number ({e})"))?;
     T::try_from(value).map_err(|_| format!("{value} is out of range"))
 }

@@ -19,11 +19,13 @@ fn decode(c: &mut Criterion) {
     group.bench_function("rx_mixed_64_byte_reads", |b| {
         b.iter(|| decode_count(&mut rx_decoder(), black_box(&rx), 64))
     });
-    group.bench_function("rx_naive_baseline", |b| b.iter(|| naive_decode_count(black_box(&rx))));
+    group.bench_function("rx_naive_baseline", |b| {
+        b.iter(|| naive_decode_count(black_box(&rx)))
+    });
     group.throughput(Throughput::Bytes(tx.len() as u64));
     group.bench_function("tx_jobs_and_commands", |b| {
         b.iter(|| {
-            let mut decoder = bm13xx::StreamDecoder::host_to_chip(bm13xx::ChipModel::Bm1366);
+            let mut decoder = bm13xx::HostDecoder::host_to_chip(bm13xx::ChipModel::Bm1366);
             decode_count(&mut decoder, black_box(&tx), 256)
         })
     });
@@ -36,12 +38,20 @@ fn encode(c: &mut Criterion) {
     let header = sample_header(3);
     let mut group = c.benchmark_group("encode");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("bm1397_job_frame", |b| b.iter(|| black_box(&bm1397).encode()));
-    group.bench_function("bm1366_job_frame", |b| b.iter(|| black_box(&bm1366).encode()));
+    group.bench_function("bm1397_job_frame", |b| {
+        b.iter(|| black_box(&bm1397).encode())
+    });
+    group.bench_function("bm1366_job_frame", |b| {
+        b.iter(|| black_box(&bm1366).encode())
+    });
     group.bench_function("bm1397_job_from_header_4_midstates", |b| {
         b.iter(|| {
             let id = bm13xx::JobId::new(bm13xx::ChipModel::Bm1397, 4).expect("valid");
-            bm13xx::MidstateJob::from_header(id, black_box(&header), Some(bm13xx::VersionMask::BIP320))
+            bm13xx::MidstateJob::from_header(
+                id,
+                black_box(&header),
+                Some(bm13xx::VersionMask::BIP320),
+            )
         })
     });
     group.finish();

@@ -38,7 +38,11 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let (rounds, budget) = if quick { (3, Duration::from_millis(100)) } else { (11, Duration::from_millis(300)) };
+    let (rounds, budget) = if quick {
+        (3, Duration::from_millis(100))
+    } else {
+        (11, Duration::from_millis(300))
+    };
 
     let rx = mixed_rx_stream(1 << 20);
     let tx = tx_stream(1 << 20);
@@ -53,7 +57,7 @@ fn main() {
     let tx_len = tx.len() as f64;
     let rx2 = rx.clone();
     let rx3 = rx.clone();
-    let mut workloads = vec![
+    let mut workloads = [
         Workload {
             name: "decode rx, whole buffer",
             units_per_call: rx_len,
@@ -77,7 +81,7 @@ fn main() {
             units_per_call: tx_len,
             unit: "B",
             run: Box::new(move || {
-                let mut decoder = bm13xx::StreamDecoder::host_to_chip(bm13xx::ChipModel::Bm1366);
+                let mut decoder = bm13xx::HostDecoder::host_to_chip(bm13xx::ChipModel::Bm1366);
                 decode_count(&mut decoder, black_box(&tx), 256)
             }),
         },
@@ -99,7 +103,11 @@ fn main() {
             unit: "frame",
             run: Box::new(move || {
                 let id = bm13xx::JobId::new(bm13xx::ChipModel::Bm1397, 4).expect("valid");
-                let job = bm13xx::MidstateJob::from_header(id, black_box(&header), Some(bm13xx::VersionMask::BIP320));
+                let job = bm13xx::MidstateJob::from_header(
+                    id,
+                    black_box(&header),
+                    Some(bm13xx::VersionMask::BIP320),
+                );
                 bm13xx::Job::Midstate(job).encode().len() as u64
             }),
         },
@@ -119,11 +127,22 @@ fn main() {
     println!("|---|---|---|---|");
     for (i, (workload, rate)) in workloads.iter().zip(&rates).enumerate() {
         let (rate_text, line_ratio, naive_ratio) = if workload.unit == "B" {
-            let frames = if i < 3 { format!(", {:.1} M frames/s", rate / rx_len * frames_in_rx as f64 / 1e6) } else { String::new() };
+            let frames = if i < 3 {
+                format!(
+                    ", {:.1} M frames/s",
+                    rate / rx_len * frames_in_rx as f64 / 1e6
+                )
+            } else {
+                String::new()
+            };
             (
                 format!("{:.1} MB/s{frames}", rate / 1e6),
                 format!("{:.0}×", rate / LINE_RATE_BYTES_PER_S),
-                if i < 3 { format!("{:.1}×", rate / naive) } else { "—".into() },
+                if i < 3 {
+                    format!("{:.1}×", rate / naive)
+                } else {
+                    "—".into()
+                },
             )
         } else {
             // Frames per second the line can carry: line bytes/s over the frame length.
@@ -134,7 +153,10 @@ fn main() {
                 "—".into(),
             )
         };
-        println!("| {} | {rate_text} | {line_ratio} | {naive_ratio} |", workload.name);
+        println!(
+            "| {} | {rate_text} | {line_ratio} | {naive_ratio} |",
+            workload.name
+        );
     }
     println!(
         "\n{} rounds × {} ms per workload, median; stream of {} bytes with {} good frames.",

@@ -69,6 +69,8 @@ impl<const N: usize> fmt::Debug for Encoded<N> {
 /// Upper-case hex without separators, the form the capture tool prints.
 impl<const N: usize> fmt::UpperHex for Encoded<N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.as_bytes().iter().try_for_each(|b| write!(f, "{b:02X}"))
+        self.as_bytes()
+            .iter()
+            .try_for_each(|b| write!(f, "{b:02X}"))
     }
 }

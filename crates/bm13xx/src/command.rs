@@ -255,7 +255,10 @@ mod tests {
             Command::parse(&[0x55, 0xAA, 0x44, 0x05, 0, 0, 0]),
             Err(ParseError::UnknownHeader)
         );
-        assert_eq!(Command::parse(&[0x55, 0xAA, 0x53]), Err(ParseError::Truncated));
+        assert_eq!(
+            Command::parse(&[0x55, 0xAA, 0x53]),
+            Err(ParseError::Truncated)
+        );
         assert_eq!(
             Command::parse(&[0x55, 0xAA, 0x53, 0x05, 0, 0]),
             Err(ParseError::Truncated)

@@ -135,7 +135,10 @@ mod tests {
     fn crc5_spec_checks() {
         assert_eq!(crc5(&[0x53, 0x05, 0x00, 0x00]), 0x03);
         assert_eq!(crc5(&[0x52, 0x05, 0x00, 0x00]), 0x0A);
-        assert_eq!(crc5(&[0x51, 0x09, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00]), 0x1C);
+        assert_eq!(
+            crc5(&[0x51, 0x09, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00]),
+            0x1C
+        );
     }
 
     #[test]
@@ -144,10 +147,17 @@ mod tests {
             0x41, 0x09, 0x40, 0x18, 0x00, 0x00, 0x7A, 0x31, 0xFF, 0x00, 0xA5, 0x5A,
         ];
         for len in 0..=data.len() {
-            assert_eq!(crc5(&data[..len]), crc5_bitwise(&data, len * 8), "len {len}");
+            assert_eq!(
+                crc5(&data[..len]),
+                crc5_bitwise(&data, len * 8),
+                "len {len}"
+            );
         }
         for bits in 0..=3 {
-            let with = Crc5::new().bytes(&data[..8]).high_bits(data[8], bits).value();
+            let with = Crc5::new()
+                .bytes(&data[..8])
+                .high_bits(data[8], bits)
+                .value();
             assert_eq!(with, crc5_bitwise(&data, 64 + bits as usize));
         }
     }

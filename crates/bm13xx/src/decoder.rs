@@ -17,21 +17,114 @@ use crate::model::{ChipModel, JobFormat};
 use crate::response::{Response, ResponseFormat};
 use crate::{PREAMBLE_RX, PREAMBLE_TX, ParseError};
 
-/// A decoded frame of either direction.
+/// A frame from the host: a command or a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Frame {
+pub enum HostFrame {
     Command(Command),
     Job(Job),
-    Response(Response),
 }
 
-impl Frame {
+impl HostFrame {
     /// How many bytes the frame occupies on the wire.
     pub fn wire_len(&self) -> usize {
         match self {
             Self::Command(command) => command.wire_len(),
             Self::Job(job) => job.wire_len(),
-            Self::Response(response) => response.format().len(),
+        }
+    }
+}
+
+mod sealed {
+    /// What the first bytes of a candidate say it is.
+    #[derive(Debug)]
+    pub enum Shape {
+        /// Not enough bytes yet to tell.
+        Undecided,
+        /// A frame of this many bytes.
+        Frame(usize),
+        /// The first byte starts no frame.
+        NotAFrame,
+        /// A frame start with a length byte no frame has.
+        BadLength,
+    }
+
+    pub trait Sealed {}
+}
+
+use sealed::Shape;
+
+/// One side of the UART: what its frames look like. Implemented by [`ChipToHost`] and
+/// [`HostToChip`]; sealed, because the decoder relies on their framing rules.
+pub trait Side: sealed::Sealed + Copy + core::fmt::Debug {
+    /// What a good frame decodes to.
+    type Frame: Copy + core::fmt::Debug + PartialEq;
+    fn preamble(self) -> [u8; 2];
+    #[doc(hidden)]
+    fn shape_of(self, candidate: &[u8]) -> Shape;
+    /// Parses a whole candidate; `Ok((frame, false))` for a frame with a sound layout and a bad CRC.
+    fn parse(self, frame: &[u8]) -> Result<(Self::Frame, bool), ParseError>;
+}
+
+/// Chip → host: responses of one size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ChipToHost(pub ResponseFormat);
+
+impl sealed::Sealed for ChipToHost {}
+
+impl Side for ChipToHost {
+    type Frame = Response;
+
+    fn preamble(self) -> [u8; 2] {
+        PREAMBLE_RX
+    }
+
+    fn shape_of(self, candidate: &[u8]) -> Shape {
+        match candidate {
+            [_, second, ..] if *second != PREAMBLE_RX[1] => Shape::NotAFrame,
+            [_, _, ..] => Shape::Frame(self.0.frame_len()),
+            _ => Shape::Undecided,
+        }
+    }
+
+    fn parse(self, frame: &[u8]) -> Result<(Response, bool), ParseError> {
+        Response::parse(self.0, frame).map(|response| (response, true))
+    }
+}
+
+/// Host → chip: commands and jobs. The job format decides how a job's length byte reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HostToChip(pub JobFormat);
+
+impl sealed::Sealed for HostToChip {}
+
+impl Side for HostToChip {
+    type Frame = HostFrame;
+
+    fn preamble(self) -> [u8; 2] {
+        PREAMBLE_TX
+    }
+
+    fn shape_of(self, candidate: &[u8]) -> Shape {
+        match *candidate {
+            [_, second, ..] if second != PREAMBLE_TX[1] => Shape::NotAFrame,
+            [_, _, 0x21] => Shape::Undecided,
+            [_, _, 0x21, length_byte, ..] => match Job::frame_len(self.0, length_byte) {
+                Some(len) => Shape::Frame(len),
+                None => Shape::BadLength,
+            },
+            [_, _, header, ..] => match Command::frame_len_for_header(header) {
+                Some(len) => Shape::Frame(len),
+                None => Shape::NotAFrame,
+            },
+            _ => Shape::Undecided,
+        }
+    }
+
+    fn parse(self, frame: &[u8]) -> Result<(HostFrame, bool), ParseError> {
+        if frame.get(2) == Some(&0x21) {
+            Job::parse(self.0, frame).map(|(job, ok)| (HostFrame::Job(job), ok))
+        } else {
+            Command::parse(frame).map(|(command, ok)| (HostFrame::Command(command), ok))
         }
     }
 }
@@ -62,7 +155,7 @@ impl ErrorKind {
 
 /// A stretch of the stream that was not a good frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct DecodeError {
+pub struct DecodeError<F> {
     pub kind: ErrorKind,
     /// Stream offset of the first byte concerned.
     pub offset: u64,
@@ -70,21 +163,21 @@ pub struct DecodeError {
     pub len: usize,
     /// For a host → chip frame with a bad CRC but a sound layout: what it says. A capture tool shows
     /// it; a chip would drop it.
-    pub suspect: Option<Frame>,
+    pub suspect: Option<F>,
 }
 
 /// One result of decoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Event {
-    Frame { frame: Frame, offset: u64 },
-    Error(DecodeError),
+pub enum Event<F> {
+    Frame { frame: F, offset: u64, len: usize },
+    Error(DecodeError<F>),
 }
 
-impl Event {
+impl<F> Event<F> {
     /// The stream bytes this event accounts for.
     pub fn span(&self) -> core::ops::Range<u64> {
         match self {
-            Self::Frame { frame, offset } => *offset..offset + frame.wire_len() as u64,
+            Self::Frame { offset, len, .. } => *offset..offset + *len as u64,
             Self::Error(error) => error.offset..error.offset + error.len as u64,
         }
     }
@@ -109,40 +202,10 @@ impl DecoderStats {
     }
 }
 
-/// Which side of the UART the bytes come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Direction {
-    /// Host → chip: commands and jobs. The job format decides how a length byte reads.
-    HostToChip(JobFormat),
-    /// Chip → host: responses of one size.
-    ChipToHost(ResponseFormat),
-}
-
-impl Direction {
-    const fn preamble(self) -> [u8; 2] {
-        match self {
-            Self::HostToChip(_) => PREAMBLE_TX,
-            Self::ChipToHost(_) => PREAMBLE_RX,
-        }
-    }
-}
-
-/// What the buffered candidate is, as far as its first bytes tell.
-enum Shape {
-    /// Not enough bytes yet to tell.
-    Undecided,
-    /// A frame of this many bytes.
-    Frame(usize),
-    /// The first byte starts no frame.
-    NotAFrame,
-    /// A frame start with a length byte no frame has.
-    BadLength,
-}
-
-/// The streaming decoder.
+/// The streaming decoder for one side of the UART.
 #[derive(Debug, Clone)]
-pub struct StreamDecoder {
-    direction: Direction,
+pub struct StreamDecoder<S: Side> {
+    side: S,
     preamble: [u8; 2],
     buf: [u8; MAX_JOB_LEN],
     len: usize,
@@ -157,57 +220,56 @@ pub struct StreamDecoder {
     stats: DecoderStats,
 }
 
-impl StreamDecoder {
-    pub const fn new(direction: Direction) -> Self {
+/// Decodes what chips send back.
+pub type ResponseDecoder = StreamDecoder<ChipToHost>;
+/// Decodes what a host sends to chips.
+pub type HostDecoder = StreamDecoder<HostToChip>;
+
+impl ResponseDecoder {
+    pub fn chip_to_host(format: ResponseFormat) -> Self {
+        Self::new(ChipToHost(format))
+    }
+
+    /// Switches the response size (BM1366+ once version rolling is on). Bytes already buffered are
+    /// decoded with the new size.
+    pub fn set_format(&mut self, format: ResponseFormat) {
+        self.side = ChipToHost(format);
+    }
+}
+
+impl HostDecoder {
+    /// A decoder for what a host sends to chips of `model`.
+    pub fn host_to_chip(model: ChipModel) -> Self {
+        Self::new(HostToChip(model.job_format()))
+    }
+}
+
+impl<S: Side> StreamDecoder<S> {
+    pub fn new(side: S) -> Self {
         Self {
-            direction,
-            preamble: direction.preamble(),
+            side,
+            preamble: side.preamble(),
             buf: [0; MAX_JOB_LEN],
             len: 0,
             buf_offset: 0,
             next_offset: 0,
             garbage: None,
             garbage_reported: false,
-            stats: DecoderStats {
-                frames: 0,
-                bytes: 0,
-                preamble_errors: 0,
-                garbage_bytes: 0,
-                crc_errors: 0,
-                truncated: 0,
-                length_errors: 0,
-            },
+            stats: DecoderStats::default(),
         }
     }
 
-    /// A decoder for what a host sends to chips of `model`.
-    pub const fn host_to_chip(model: ChipModel) -> Self {
-        Self::new(Direction::HostToChip(model.job_format()))
-    }
-
-    /// A decoder for what chips send back.
-    pub const fn chip_to_host(format: ResponseFormat) -> Self {
-        Self::new(Direction::ChipToHost(format))
+    pub const fn side(&self) -> S {
+        self.side
     }
 
     pub const fn stats(&self) -> &DecoderStats {
         &self.stats
     }
 
-    pub const fn direction(&self) -> Direction {
-        self.direction
-    }
-
-    /// Switches the response size (BM1366+ after version rolling is turned on). Bytes already
-    /// buffered are decoded with the new size.
-    pub fn set_direction(&mut self, direction: Direction) {
-        self.direction = direction;
-        self.preamble = direction.preamble();
-    }
-
     /// Decodes `input`, yielding events as the iterator is driven. Bytes not consumed when the
     /// iterator is dropped early are lost, so drive it to the end.
-    pub fn feed<'d, 'i>(&'d mut self, input: &'i [u8]) -> Events<'d, 'i> {
+    pub fn feed<'d, 'i>(&'d mut self, input: &'i [u8]) -> Events<'d, 'i, S> {
         self.stats.bytes += input.len() as u64;
         Events {
             decoder: self,
@@ -217,7 +279,7 @@ impl StreamDecoder {
     }
 
     /// Ends the stream: reports a trailing partial frame and trailing garbage.
-    pub fn finish(&mut self) -> Events<'_, 'static> {
+    pub fn finish(&mut self) -> Events<'_, 'static, S> {
         Events {
             decoder: self,
             input: &[],
@@ -226,35 +288,7 @@ impl StreamDecoder {
     }
 
     fn shape(&self) -> Shape {
-        self.shape_of(&self.buf[..self.len])
-    }
-
-    /// What a candidate starting with `buf` is (`buf` starts with the preamble's first byte).
-    fn shape_of(&self, buf: &[u8]) -> Shape {
-        match self.direction {
-            Direction::ChipToHost(format) => {
-                if buf.len() >= 2 && buf[1] != self.preamble[1] {
-                    Shape::NotAFrame
-                } else if buf.len() >= 2 {
-                    Shape::Frame(format.len())
-                } else {
-                    Shape::Undecided
-                }
-            }
-            Direction::HostToChip(job_format) => match *buf {
-                [_, second, ..] if second != self.preamble[1] => Shape::NotAFrame,
-                [_, _, 0x21] => Shape::Undecided,
-                [_, _, 0x21, length_byte, ..] => match Job::frame_len(job_format, length_byte) {
-                    Some(len) => Shape::Frame(len),
-                    None => Shape::BadLength,
-                },
-                [_, _, header, ..] => match Command::frame_len_for_header(header) {
-                    Some(len) => Shape::Frame(len),
-                    None => Shape::NotAFrame,
-                },
-                _ => Shape::Undecided,
-            },
-        }
+        self.side.shape_of(&self.buf[..self.len])
     }
 
     /// Whether the candidate is far enough along to be sure it is a frame start, which ends any
@@ -302,7 +336,7 @@ impl StreamDecoder {
     }
 
     /// Gives up the candidate as `kind`, keeping everything from the next possible start in it.
-    fn fail(&mut self, kind: ErrorKind, suspect: Option<Frame>) -> DecodeError {
+    fn fail(&mut self, kind: ErrorKind, suspect: Option<S::Frame>) -> DecodeError<S::Frame> {
         let next = self.next_start_in_buffer();
         let kind = match next {
             Some((_, true)) => ErrorKind::Truncated,
@@ -325,7 +359,7 @@ impl StreamDecoder {
         error
     }
 
-    fn take_garbage_error(&mut self) -> Option<DecodeError> {
+    fn take_garbage_error(&mut self) -> Option<DecodeError<S::Frame>> {
         // Whatever happens, a run that follows a length error ends here.
         let already_reported = core::mem::take(&mut self.garbage_reported);
         let (offset, len) = self.garbage.take()?;
@@ -341,28 +375,14 @@ impl StreamDecoder {
         })
     }
 
-    /// Parses a whole candidate; `Ok((frame, false))` for a host frame with a bad CRC.
-    fn parse(&self, frame: &[u8]) -> Result<(Frame, bool), ParseError> {
-        match self.direction {
-            Direction::ChipToHost(format) => Response::parse(format, frame).map(|r| (Frame::Response(r), true)),
-            Direction::HostToChip(job_format) => {
-                if frame.get(2) == Some(&0x21) {
-                    Job::parse(job_format, frame).map(|(j, ok)| (Frame::Job(j), ok))
-                } else {
-                    Command::parse(frame).map(|(c, ok)| (Frame::Command(c), ok))
-                }
-            }
-        }
-    }
-
     /// Checks a complete candidate of `len` bytes.
-    fn complete(&mut self, len: usize) -> Event {
-        match self.parse(&self.buf[..len]) {
+    fn complete(&mut self, len: usize) -> Event<S::Frame> {
+        match self.side.parse(&self.buf[..len]) {
             Ok((frame, true)) => {
                 let offset = self.buf_offset;
                 self.drop_front(len);
                 self.stats.frames += 1;
-                Event::Frame { frame, offset }
+                Event::Frame { frame, offset, len }
             }
             Ok((frame, false)) => Event::Error(self.fail(ErrorKind::Crc, Some(frame))),
             Err(ParseError::Crc) => Event::Error(self.fail(ErrorKind::Crc, None)),
@@ -374,13 +394,13 @@ impl StreamDecoder {
 
 /// The events of one [`StreamDecoder::feed`] or [`StreamDecoder::finish`].
 #[derive(Debug)]
-pub struct Events<'d, 'i> {
-    decoder: &'d mut StreamDecoder,
+pub struct Events<'d, 'i, S: Side> {
+    decoder: &'d mut StreamDecoder<S>,
     input: &'i [u8],
     finishing: bool,
 }
 
-impl Events<'_, '_> {
+impl<S: Side> Events<'_, '_, S> {
     /// Takes bytes from the input up to the next possible frame start into the garbage run, and the
     /// start itself into the buffer.
     fn scan(&mut self) {
@@ -416,15 +436,15 @@ impl Events<'_, '_> {
 
     /// The fast path for a clean stream: a whole good frame at the front of the input is parsed in
     /// place, without going through the buffer. Anything else takes the general path.
-    fn direct_frame(&mut self) -> Option<Event> {
+    fn direct_frame(&mut self) -> Option<Event<S::Frame>> {
         let d = &mut *self.decoder;
         if d.garbage.is_some() {
             return None;
         }
-        let Shape::Frame(len) = d.shape_of(self.input.get(..4).unwrap_or(self.input)) else {
+        let Shape::Frame(len) = d.side.shape_of(self.input.get(..4).unwrap_or(self.input)) else {
             return None;
         };
-        let Ok((frame, true)) = d.parse(self.input.get(..len)?) else {
+        let Ok((frame, true)) = d.side.parse(self.input.get(..len)?) else {
             return None;
         };
         let offset = d.next_offset;
@@ -432,10 +452,10 @@ impl Events<'_, '_> {
         d.buf_offset = d.next_offset;
         d.stats.frames += 1;
         self.input = &self.input[len..];
-        Some(Event::Frame { frame, offset })
+        Some(Event::Frame { frame, offset, len })
     }
 
-    fn finish_step(&mut self) -> Option<Event> {
+    fn finish_step(&mut self) -> Option<Event<S::Frame>> {
         let d = &mut *self.decoder;
         if d.len > 0 {
             if d.confirmed() {
@@ -454,14 +474,18 @@ impl Events<'_, '_> {
     }
 }
 
-impl Iterator for Events<'_, '_> {
-    type Item = Event;
+impl<S: Side> Iterator for Events<'_, '_, S> {
+    type Item = Event<S::Frame>;
 
-    fn next(&mut self) -> Option<Event> {
+    fn next(&mut self) -> Option<Event<S::Frame>> {
         loop {
             if self.decoder.len == 0 {
                 if self.input.is_empty() {
-                    return if self.finishing { self.finish_step() } else { None };
+                    return if self.finishing {
+                        self.finish_step()
+                    } else {
+                        None
+                    };
                 }
                 self.scan();
                 if self.input.is_empty() {
@@ -487,10 +511,10 @@ impl Iterator for Events<'_, '_> {
                 }
                 shape => shape,
             };
-            if !matches!(shape, Shape::NotAFrame) {
-                if let Some(error) = self.decoder.take_garbage_error() {
-                    return Some(Event::Error(error));
-                }
+            if !matches!(shape, Shape::NotAFrame)
+                && let Some(error) = self.decoder.take_garbage_error()
+            {
+                return Some(Event::Error(error));
             }
             match shape {
                 Shape::NotAFrame => self.decoder.reject_start(),

@@ -47,7 +47,7 @@ impl fmt::Display for Frequency {
         } else {
             let mut digits = 3;
             let mut frac = frac;
-            while frac % 10 == 0 {
+            while frac.is_multiple_of(10) {
                 frac /= 10;
                 digits -= 1;
             }

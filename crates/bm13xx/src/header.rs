@@ -44,7 +44,9 @@ impl BlockHeader {
     }
 
     pub fn from_bytes(bytes: &[u8; 80]) -> Self {
-        let word = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        let word = |at: usize| {
+            u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+        };
         let mut prev_hash = [0u8; 32];
         prev_hash.copy_from_slice(&bytes[4..36]);
         let mut merkle_root = [0u8; 32];

@@ -12,9 +12,7 @@ use crate::model::ChipModel;
 use crate::nonce::{ChipAddressing, InvalidChipCount};
 use crate::pll::{NoPllSolution, PllConstraints};
 use crate::ramp::FrequencyRamp;
-use crate::registers::{
-    HashCountingNumber, InvalidVersionMask, Register, VersionRolling, address,
-};
+use crate::registers::{HashCountingNumber, InvalidVersionMask, Register, VersionRolling, address};
 use crate::response::ResponseFormat;
 use crate::sequence::Step;
 use crate::ticket::TicketDifficulty;
@@ -296,12 +294,22 @@ impl InitSequence {
         match (action, cursor) {
             (Broadcast(register, word), Cursor::Start) => {
                 self.cursor = Cursor::Done;
-                Some(Ok(Self::write(Destination::All, register, self.resolve(word), WRITE_WAIT_MS)))
+                Some(Ok(Self::write(
+                    Destination::All,
+                    register,
+                    self.resolve(word),
+                    WRITE_WAIT_MS,
+                )))
             }
             (FirstChip(register, word), Cursor::Start) => {
                 self.cursor = Cursor::Done;
                 let first = Destination::Chip(0);
-                Some(Ok(Self::write(first, register, self.resolve(word), WRITE_WAIT_MS)))
+                Some(Ok(Self::write(
+                    first,
+                    register,
+                    self.resolve(word),
+                    WRITE_WAIT_MS,
+                )))
             }
             (Enumerate, Cursor::Start) => {
                 self.cursor = Cursor::Done;
@@ -316,7 +324,10 @@ impl InitSequence {
             }
             (ChainInactive, Cursor::Start) => {
                 self.cursor = Cursor::Done;
-                Some(Ok(Step::send(Command::ChainInactive.encode(), CHAIN_WAIT_MS)))
+                Some(Ok(Step::send(
+                    Command::ChainInactive.encode(),
+                    CHAIN_WAIT_MS,
+                )))
             }
             (AssignAddresses, Cursor::Start) => self.address_step(0),
             (AssignAddresses, Cursor::Chips(index, _)) => self.address_step(index),
@@ -326,7 +337,8 @@ impl InitSequence {
             }
             (Ramp, Cursor::Start) => {
                 let c = &self.config;
-                let ramp = FrequencyRamp::new(c.model, c.model.reset_frequency(), c.frequency, c.pll);
+                let ramp =
+                    FrequencyRamp::new(c.model, c.model.reset_frequency(), c.frequency, c.pll);
                 self.ramp_step(ramp)
             }
             (Ramp, Cursor::Ramp(ramp)) => self.ramp_step(ramp),
@@ -336,7 +348,12 @@ impl InitSequence {
                     ChipModel::Bm1397 => address::MISC_CONTROL,
                     _ => address::FAST_UART,
                 };
-                Some(Ok(Self::write(Destination::All, register, word, WRITE_WAIT_MS)))
+                Some(Ok(Self::write(
+                    Destination::All,
+                    register,
+                    word,
+                    WRITE_WAIT_MS,
+                )))
             }
             (Baud(_, host_baud), Cursor::BaudWritten) => {
                 self.cursor = Cursor::Done;
@@ -350,11 +367,17 @@ impl InitSequence {
     }
 
     fn address_step(&mut self, index: u32) -> Option<Result<Step, InitError>> {
-        let address = self.addressing.address_of(index).filter(|_| index < self.config.chips)?;
+        let address = self
+            .addressing
+            .address_of(index)
+            .filter(|_| index < self.config.chips)?;
         self.cursor = Cursor::Chips(index + 1, 0);
         let last = index + 1 == self.config.chips;
         let wait = if last { CHAIN_WAIT_MS } else { WRITE_WAIT_MS };
-        Some(Ok(Step::send(Command::SetAddress { address }.encode(), wait)))
+        Some(Ok(Step::send(
+            Command::SetAddress { address }.encode(),
+            wait,
+        )))
     }
 
     fn chip_step(
@@ -368,15 +391,27 @@ impl InitSequence {
             return None;
         };
         let (register, value) = *writes.get(write)?;
-        let address = self.addressing.address_of(chip).filter(|_| chip < self.config.chips)?;
+        let address = self
+            .addressing
+            .address_of(chip)
+            .filter(|_| chip < self.config.chips)?;
         let last_write = write + 1 == writes.len();
         self.cursor = if last_write {
             Cursor::Chips(chip + 1, 0)
         } else {
             Cursor::Chips(chip, write + 1)
         };
-        let wait = if last_write { per_chip_wait } else { WRITE_WAIT_MS };
-        Some(Ok(Self::write(Destination::Chip(address), register, value, wait)))
+        let wait = if last_write {
+            per_chip_wait
+        } else {
+            WRITE_WAIT_MS
+        };
+        Some(Ok(Self::write(
+            Destination::Chip(address),
+            register,
+            value,
+            wait,
+        )))
     }
 
     fn ramp_step(&mut self, mut ramp: FrequencyRamp) -> Option<Result<Step, InitError>> {

@@ -38,7 +38,7 @@ pub struct InvalidJobId {
 impl JobId {
     pub const fn new(model: ChipModel, value: u8) -> Result<Self, InvalidJobId> {
         let step = model.job_id_step();
-        if value < 128 && value % step == 0 {
+        if value < 128 && value.is_multiple_of(step) {
             Ok(Self(value))
         } else {
             Err(InvalidJobId { value, step })
@@ -140,10 +140,15 @@ impl MidstateJob {
     }
 
     fn parse(frame: &[u8]) -> Self {
-        let word = |at: usize| u32::from_le_bytes([frame[at], frame[at + 1], frame[at + 2], frame[at + 3]]);
+        let word = |at: usize| {
+            u32::from_le_bytes([frame[at], frame[at + 1], frame[at + 2], frame[at + 3]])
+        };
         let slots = (frame.len() - 2 - MIDSTATE_FIXED) / 32;
         let mut midstates = [Midstate::default(); 4];
-        for (slot, wire) in midstates.iter_mut().zip(frame[22..22 + 32 * slots].chunks_exact(32)) {
+        for (slot, wire) in midstates
+            .iter_mut()
+            .zip(frame[22..22 + 32 * slots].chunks_exact(32))
+        {
             let mut bytes = [0u8; 32];
             bytes.copy_from_slice(wire);
             *slot = Midstate::from_wire(&bytes);
@@ -179,7 +184,10 @@ impl HeaderJob {
         Self {
             job_id: job_id.value(),
             starting_nonce: 0,
-            header: BlockHeader { nonce: 0, ..*header },
+            header: BlockHeader {
+                nonce: 0,
+                ..*header
+            },
             length_byte: FULL_HEADER_LENGTH_BYTE,
         }
     }
@@ -201,7 +209,10 @@ impl HeaderJob {
 
     fn parse(frame: &[u8]) -> Self {
         let mut bytes = [0u8; 80];
-        for (dest, src) in bytes[..76].rchunks_exact_mut(4).zip(frame[10..86].chunks_exact(4)) {
+        for (dest, src) in bytes[..76]
+            .rchunks_exact_mut(4)
+            .zip(frame[10..86].chunks_exact(4))
+        {
             dest.copy_from_slice(src);
         }
         Self {
@@ -364,11 +375,19 @@ mod tests {
         let bytes = frame.as_bytes();
         assert_eq!(bytes.len(), 152);
         assert_eq!(&bytes[..6], &[0x55, 0xAA, 0x21, 0x96, 0x04, 0x04]);
-        assert_eq!(&bytes[10..22], &[0x01, 0xDD, 0x05, 0x17, 0xD8, 0x8B, 0x65, 0x64, 0xC6, 0x04, 0xA8, 0x46]);
+        assert_eq!(
+            &bytes[10..22],
+            &[
+                0x01, 0xDD, 0x05, 0x17, 0xD8, 0x8B, 0x65, 0x64, 0xC6, 0x04, 0xA8, 0x46
+            ]
+        );
         assert_eq!(&bytes[22..26], &[0x4D, 0x31, 0x85, 0xF2]);
         assert!(bytes[54..150].iter().all(|&b| b == 0));
         assert_eq!(&bytes[150..], &[0x6B, 0x1D]);
-        assert_eq!(Job::parse(JobFormat::Midstate, bytes), Ok((Job::Midstate(job), true)));
+        assert_eq!(
+            Job::parse(JobFormat::Midstate, bytes),
+            Ok((Job::Midstate(job), true))
+        );
     }
 
     /// A job captured on a real BM1397 (ESP-Miner test_job_command.c): the chip answered nonce
@@ -377,11 +396,8 @@ mod tests {
     #[test]
     fn captured_bm1397_job_solves_with_its_nonce() {
         let mut payload = [0u8; 146];
-        let n = decode_into(
-            "18 04 9B044C0A 3AAE0517 A0847364 50E37161",
-            &mut payload,
-        )
-        .expect("hex");
+        let n =
+            decode_into("18 04 9B044C0A 3AAE0517 A0847364 50E37161", &mut payload).expect("hex");
         assert_eq!(n, 18);
         let slot2 = "7E027035B1ACBAF23EA01A527344FAF76AB476D328216118B7760F7B1B22D229";
         decode_into(slot2, &mut payload[18 + 64..18 + 96]).expect("hex");
@@ -428,7 +444,10 @@ mod tests {
         let frame = Job::Header(job).encode();
         let bytes = frame.as_bytes();
         assert_eq!(bytes.len(), 88);
-        assert_eq!(&bytes[..10], &[0x55, 0xAA, 0x21, 0x56, 0x08, 0x01, 0, 0, 0, 0]);
+        assert_eq!(
+            &bytes[..10],
+            &[0x55, 0xAA, 0x21, 0x56, 0x08, 0x01, 0, 0, 0, 0]
+        );
         assert_eq!(&bytes[10..14], &0x1705_dd01u32.to_le_bytes());
         assert_eq!(&bytes[14..18], &0x6465_8bd8u32.to_le_bytes());
         // Merkle root: display order with each word byte-reversed = internal words reversed.
@@ -436,7 +455,10 @@ mod tests {
         assert_eq!(&bytes[46..50], &[0x80, 0x81, 0x82, 0x83]);
         assert_eq!(&bytes[50..54], &[28, 29, 30, 31]);
         assert_eq!(&bytes[82..86], &0x2000_0004u32.to_le_bytes());
-        assert_eq!(Job::parse(JobFormat::FullHeader, bytes), Ok((Job::Header(job), true)));
+        assert_eq!(
+            Job::parse(JobFormat::FullHeader, bytes),
+            Ok((Job::Header(job), true))
+        );
 
         let legacy = HeaderJob {
             length_byte: FULL_HEADER_LEGACY_LENGTH_BYTE,

@@ -30,7 +30,10 @@ pub mod ticket;
 
 pub use buf::Encoded;
 pub use command::{Command, CommandFrame, Destination};
-pub use decoder::{DecodeError, DecoderStats, Direction, ErrorKind, Event, Frame, StreamDecoder};
+pub use decoder::{
+    ChipToHost, DecodeError, DecoderStats, ErrorKind, Event, HostDecoder, HostFrame, HostToChip,
+    ResponseDecoder, Side, StreamDecoder,
+};
 pub use frequency::{Frequency, HashesPerSecond, expected_hashrate};
 pub use header::{BlockHeader, Midstate, VersionMask};
 pub use init::{InitConfig, InitError, InitSequence};

@@ -98,7 +98,11 @@ impl ChipAddressing {
     /// The address of the chip at `index` in chain order.
     pub const fn address_of(self, index: u32) -> Option<u8> {
         let address = index * self.interval as u32;
-        if address < 256 { Some(address as u8) } else { None }
+        if address < 256 {
+            Some(address as u8)
+        } else {
+            None
+        }
     }
 
     /// The chip index for a chip-address value (register responses carry the address itself; nonces
@@ -140,8 +144,11 @@ pub fn decode_nonce(
     };
     let v = response.nonce_be();
     let chip_address_field = field(v, layout.chip_shift, 8) as u8;
-    let small_core = small_core_from_b7
-        .or_else(|| layout.small_core.map(|(shift, bits)| field(v, shift, bits) as u8));
+    let small_core = small_core_from_b7.or_else(|| {
+        layout
+            .small_core
+            .map(|(shift, bits)| field(v, shift, bits) as u8)
+    });
     NonceFields {
         nonce: response.nonce(),
         job_id,
@@ -187,11 +194,21 @@ mod tests {
     fn job_id_extraction_per_model() {
         let bytes = [0, 0, 0, 0];
         let addressing = ChipAddressing::for_chain(1).expect("valid");
-        let bm1366 = decode_nonce(ChipModel::Bm1366, &nonce(bytes, 0x7D, None), NonceLayout::BM1366_SHORT, addressing);
+        let bm1366 = decode_nonce(
+            ChipModel::Bm1366,
+            &nonce(bytes, 0x7D, None),
+            NonceLayout::BM1366_SHORT,
+            addressing,
+        );
         assert_eq!((bm1366.job_id, bm1366.small_core), (0x78, Some(5)));
         // BM1370 echoes ((job_id >> 3) & 0xF) << 4 | small_core (§14.6).
         let byte7 = ((120u8 >> 3) & 0xF) << 4 | 0x0B;
-        let bm1370 = decode_nonce(ChipModel::Bm1370, &nonce(bytes, byte7, Some(0x94FB)), NonceLayout::ESP_MINER, addressing);
+        let bm1370 = decode_nonce(
+            ChipModel::Bm1370,
+            &nonce(bytes, byte7, Some(0x94FB)),
+            NonceLayout::ESP_MINER,
+            addressing,
+        );
         assert_eq!((bm1370.job_id, bm1370.small_core), (120, Some(0x0B)));
         assert_eq!(bm1370.version_bits, Some(0x129F_6000));
     }
@@ -233,7 +250,10 @@ mod tests {
         assert_eq!(six.interval(), 42);
         assert_eq!(six.address_of(5), Some(210));
         assert_eq!(six.index_of(211), 5);
-        assert_eq!(ChipAddressing::for_chain(1).expect("valid").address_of(1), None);
+        assert_eq!(
+            ChipAddressing::for_chain(1).expect("valid").address_of(1),
+            None
+        );
         assert!(ChipAddressing::for_chain(0).is_err());
         assert!(ChipAddressing::for_chain(257).is_err());
     }

@@ -338,7 +338,8 @@ pub fn solve(
                 if fbdiv < constraints.fbdiv_min || fbdiv > constraints.fbdiv_max {
                     continue;
                 }
-                let Ok(dividers) = PllDividers::new(model, fbdiv, refdiv, postdiv1, postdiv2) else {
+                let Ok(dividers) = PllDividers::new(model, fbdiv, refdiv, postdiv1, postdiv2)
+                else {
                     continue;
                 };
                 let vco_khz = REF_KHZ * u64::from(fbdiv) / u64::from(refdiv);
@@ -376,12 +377,24 @@ mod tests {
 
     #[track_caller]
     fn check(model: ChipModel, target: u32, dividers: (u16, u8, u8, u8), word: u32, vco: u32) {
-        let setting = solve(model, mhz(target), PllConstraints::esp_miner(model)).expect("solvable");
+        let setting =
+            solve(model, mhz(target), PllConstraints::esp_miner(model)).expect("solvable");
         let d = setting.parameter.dividers();
-        assert_eq!((d.fbdiv(), d.refdiv(), d.postdiv1(), d.postdiv2()), dividers);
-        assert_eq!(setting.parameter.value(), word, "{model} {target} MHz: {:#010x}", setting.parameter.value());
+        assert_eq!(
+            (d.fbdiv(), d.refdiv(), d.postdiv1(), d.postdiv2()),
+            dividers
+        );
+        assert_eq!(
+            setting.parameter.value(),
+            word,
+            "{model} {target} MHz: {:#010x}",
+            setting.parameter.value()
+        );
         assert_eq!(setting.vco, mhz(vco));
-        assert_eq!(PllParameter::from_register(model, word), Some(setting.parameter));
+        assert_eq!(
+            PllParameter::from_register(model, word),
+            Some(setting.parameter)
+        );
     }
 
     #[test]
@@ -414,7 +427,11 @@ mod tests {
     #[test]
     fn gekko_words_decode_with_raw_post_dividers() {
         // cgminer / old ESP-Miner BM1397 values (§8.3).
-        let f = |word| PllParameter::from_register(ChipModel::Bm1397, word).expect("legal").frequency();
+        let f = |word| {
+            PllParameter::from_register(ChipModel::Bm1397, word)
+                .expect("legal")
+                .frequency()
+        };
         assert_eq!(f(0x40AA_0215), mhz(425));
         assert_eq!(f(0x4064_0115), mhz(500));
         assert_eq!(f(0x40A0_0225), mhz(200));
@@ -424,8 +441,12 @@ mod tests {
     #[test]
     fn fractional_targets_and_achieved_frequency() {
         let model = ChipModel::Bm1366;
-        let setting = solve(model, Frequency::from_khz(56_250), PllConstraints::esp_miner(model))
-            .expect("solvable");
+        let setting = solve(
+            model,
+            Frequency::from_khz(56_250),
+            PllConstraints::esp_miner(model),
+        )
+        .expect("solvable");
         assert_eq!(setting.actual, Frequency::from_khz(56_250));
         // 501 MHz is out of reach inside the FBDIV window (20.04 × divide is never close to an
         // integer in 144..=235); the achieved frequency says where the solver landed.
@@ -440,12 +461,19 @@ mod tests {
                 let constraints = PllConstraints::vco_limited(model);
                 if let Ok(setting) = solve(model, mhz(target), constraints) {
                     assert!(setting.vco > mhz(2000) && setting.vco <= mhz(3200));
-                    assert!(setting.actual.khz().abs_diff(target * 1000) <= 5_000, "{model} {target}");
+                    assert!(
+                        setting.actual.khz().abs_diff(target * 1000) <= 5_000,
+                        "{model} {target}"
+                    );
                 }
             }
         }
-        let bm1397 = solve(ChipModel::Bm1397, mhz(425), PllConstraints::vco_limited(ChipModel::Bm1397))
-            .expect("solvable");
+        let bm1397 = solve(
+            ChipModel::Bm1397,
+            mhz(425),
+            PllConstraints::vco_limited(ChipModel::Bm1397),
+        )
+        .expect("solvable");
         assert_eq!(bm1397.actual, mhz(425));
         assert!(bm1397.vco >= mhz(2000));
     }
@@ -456,7 +484,17 @@ mod tests {
         assert!(PllDividers::new(ChipModel::Bm1397, 100, 1, 8, 1).is_err());
         assert!(PllDividers::new(ChipModel::Bm1366, 100, 1, 8, 8).is_ok());
         assert!(PllDividers::new(ChipModel::Bm1366, 100, 64, 1, 1).is_err());
-        assert_eq!(PllParameter::from_register(ChipModel::Bm1397, 0x4044_0201), None);
-        assert!(solve(ChipModel::Bm1397, mhz(10_000), PllConstraints::esp_miner(ChipModel::Bm1397)).is_err());
+        assert_eq!(
+            PllParameter::from_register(ChipModel::Bm1397, 0x4044_0201),
+            None
+        );
+        assert!(
+            solve(
+                ChipModel::Bm1397,
+                mhz(10_000),
+                PllConstraints::esp_miner(ChipModel::Bm1397)
+            )
+            .is_err()
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! Frequency ramps in 6.25 MHz steps (§8.4), as a sans-IO sequencer: it yields frames and the
 //! time to wait after each; the caller owns the UART and the clock.
 
-use crate::command::{Command, Destination};
+use crate::command::{Command, CommandFrame, Destination};
 use crate::frequency::Frequency;
 use crate::model::ChipModel;
 use crate::pll::{NoPllSolution, Pll0Divider, PllConstraints, PllSetting, solve};
@@ -74,29 +74,33 @@ impl Iterator for RampPoints {
 }
 
 /// The frames of a frequency ramp, with waits. Each point is solved with the model's constraints;
-/// BM1397 sends 2 × (0x70 = 0x0F0F0F00) then 2 × (0x08 = PLL word) per point, BM1366+ one 0x08 write.
+/// BM1397 sends 2 × (0x70 = 0x0F0F0F00) then 2 × (0x08 = PLL word) per point, BM1366+ one 0x08
+/// write.
 #[derive(Debug, Clone)]
 pub struct FrequencyRamp {
     model: ChipModel,
     constraints: PllConstraints,
     destination: Destination,
     points: RampPoints,
-    /// Frames of the current point not yet yielded.
-    pending: [Option<Step>; 4],
-    pending_index: usize,
+    /// The current point's PLL write and how many of its frames have been yielded.
+    current: Option<(CommandFrame, u8)>,
     /// The setting of the most recent point, for the caller to record.
     last: Option<PllSetting>,
 }
 
 impl FrequencyRamp {
-    pub fn new(model: ChipModel, from: Frequency, to: Frequency, constraints: PllConstraints) -> Self {
+    pub fn new(
+        model: ChipModel,
+        from: Frequency,
+        to: Frequency,
+        constraints: PllConstraints,
+    ) -> Self {
         Self {
             model,
             constraints,
             destination: Destination::All,
             points: RampPoints::new(from, to),
-            pending: [None; 4],
-            pending_index: 4,
+            current: None,
             last: None,
         }
     }
@@ -112,25 +116,17 @@ impl FrequencyRamp {
         self.last
     }
 
-    fn load_point(&mut self, point: Frequency) -> Result<(), NoPllSolution> {
-        let setting = solve(self.model, point, self.constraints)?;
-        self.last = Some(setting);
-        let pll = Command::write(self.destination, setting.parameter).encode();
-        self.pending = match self.model {
-            ChipModel::Bm1397 => {
+    /// Frames per point and the step for frame `index` of a point whose PLL write is `pll`.
+    fn point_step(&self, pll: CommandFrame, index: u8) -> Option<Step> {
+        match (self.model, index) {
+            (ChipModel::Bm1397, 0 | 1) => {
                 let divider = Command::write(self.destination, Pll0Divider::DRIVERS).encode();
-                let gap = BM1397_FRAME_GAP_MS;
-                [
-                    Some(Step::send(divider, gap)),
-                    Some(Step::send(divider, gap)),
-                    Some(Step::send(pll, gap)),
-                    Some(Step::send(pll, STEP_SETTLE_MS)),
-                ]
+                Some(Step::send(divider, BM1397_FRAME_GAP_MS))
             }
-            _ => [Some(Step::send(pll, STEP_SETTLE_MS)), None, None, None],
-        };
-        self.pending_index = 0;
-        Ok(())
+            (ChipModel::Bm1397, 2) => Some(Step::send(pll, BM1397_FRAME_GAP_MS)),
+            (ChipModel::Bm1397, 3) | (_, 0) => Some(Step::send(pll, STEP_SETTLE_MS)),
+            _ => None,
+        }
     }
 }
 
@@ -139,14 +135,25 @@ impl Iterator for FrequencyRamp {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some(step) = self.pending.get_mut(self.pending_index).and_then(Option::take) {
-                self.pending_index += 1;
+            if let Some((pll, index)) = self.current
+                && let Some(step) = self.point_step(pll, index)
+            {
+                self.current = Some((pll, index + 1));
                 return Some(Ok(step));
             }
             let point = self.points.next()?;
-            if let Err(e) = self.load_point(point) {
-                self.points = RampPoints::new(point, point);
-                return Some(Err(e));
+            match solve(self.model, point, self.constraints) {
+                Ok(setting) => {
+                    self.last = Some(setting);
+                    let pll = Command::write(self.destination, setting.parameter).encode();
+                    self.current = Some((pll, 0));
+                }
+                Err(e) => {
+                    // Stop here: a ramp that cannot reach a point must not skip past it.
+                    self.points = RampPoints::new(point, point);
+                    self.current = None;
+                    return Some(Err(e));
+                }
             }
         }
     }
@@ -168,7 +175,10 @@ mod tests {
 
     #[test]
     fn esp_miner_example_50_to_525() {
-        let (points, n) = khz(RampPoints::new(Frequency::from_khz(50_000), Frequency::from_khz(525_000)));
+        let (points, n) = khz(RampPoints::new(
+            Frequency::from_khz(50_000),
+            Frequency::from_khz(525_000),
+        ));
         assert_eq!(n, 76);
         assert_eq!(&points[..3], &[56_250, 62_500, 68_750]);
         assert_eq!(points[n - 1], 525_000);
@@ -176,7 +186,10 @@ mod tests {
 
     #[test]
     fn ramps_down_on_the_grid() {
-        let (points, n) = khz(RampPoints::new(Frequency::from_khz(525_000), Frequency::from_khz(50_000)));
+        let (points, n) = khz(RampPoints::new(
+            Frequency::from_khz(525_000),
+            Frequency::from_khz(50_000),
+        ));
         assert_eq!(n, 76);
         assert_eq!(&points[..2], &[518_750, 512_500]);
         assert_eq!(points[n - 1], 50_000);
@@ -184,21 +197,39 @@ mod tests {
 
     #[test]
     fn off_grid_target_ends_exactly() {
-        let (points, n) = khz(RampPoints::new(Frequency::from_khz(50_000), Frequency::from_khz(70_000)));
+        let (points, n) = khz(RampPoints::new(
+            Frequency::from_khz(50_000),
+            Frequency::from_khz(70_000),
+        ));
         assert_eq!(&points[..n], &[56_250, 62_500, 68_750, 70_000]);
-        let (points, n) = khz(RampPoints::new(Frequency::from_khz(52_000), Frequency::from_khz(62_500)));
+        let (points, n) = khz(RampPoints::new(
+            Frequency::from_khz(52_000),
+            Frequency::from_khz(62_500),
+        ));
         assert_eq!(&points[..n], &[56_250, 62_500]);
     }
 
     #[test]
     fn short_moves_jump_and_no_move_is_empty() {
-        let (points, n) = khz(RampPoints::new(Frequency::from_khz(500_000), Frequency::from_khz(503_000)));
+        let (points, n) = khz(RampPoints::new(
+            Frequency::from_khz(500_000),
+            Frequency::from_khz(503_000),
+        ));
         assert_eq!(&points[..n], &[503_000]);
-        let (points, n) = khz(RampPoints::new(Frequency::from_khz(503_000), Frequency::from_khz(500_000)));
+        let (points, n) = khz(RampPoints::new(
+            Frequency::from_khz(503_000),
+            Frequency::from_khz(500_000),
+        ));
         assert_eq!(&points[..n], &[500_000]);
-        let (_, n) = khz(RampPoints::new(Frequency::from_khz(500_000), Frequency::from_khz(500_000)));
+        let (_, n) = khz(RampPoints::new(
+            Frequency::from_khz(500_000),
+            Frequency::from_khz(500_000),
+        ));
         assert_eq!(n, 0);
-        let (points, n) = khz(RampPoints::new(Frequency::from_khz(6_250), Frequency::from_khz(0)));
+        let (points, n) = khz(RampPoints::new(
+            Frequency::from_khz(6_250),
+            Frequency::from_khz(0),
+        ));
         assert_eq!(&points[..n], &[0]);
     }
 
@@ -211,11 +242,19 @@ mod tests {
             Frequency::from_khz(425_000),
             PllConstraints::esp_miner(model),
         );
-        let frames: [Step; 4] = core::array::from_fn(|_| ramp.next().expect("step").expect("solvable"));
+        let frames: [Step; 4] =
+            core::array::from_fn(|_| ramp.next().expect("step").expect("solvable"));
         assert!(ramp.next().is_none());
-        let Step::Send { frame, .. } = frames[0] else { panic!("send") };
-        assert_eq!(frame.as_bytes()[..10], [0x55, 0xAA, 0x51, 0x09, 0x00, 0x70, 0x0F, 0x0F, 0x0F, 0x00]);
-        let Step::Send { frame, wait_ms } = frames[3] else { panic!("send") };
+        let Step::Send { frame, .. } = frames[0] else {
+            panic!("send")
+        };
+        assert_eq!(
+            frame.as_bytes()[..10],
+            [0x55, 0xAA, 0x51, 0x09, 0x00, 0x70, 0x0F, 0x0F, 0x0F, 0x00]
+        );
+        let Step::Send { frame, wait_ms } = frames[3] else {
+            panic!("send")
+        };
         assert_eq!(frame.as_bytes()[5..10], [0x08, 0x40, 0x44, 0x02, 0x21]);
         assert_eq!(wait_ms, STEP_SETTLE_MS);
     }
@@ -223,16 +262,26 @@ mod tests {
     #[test]
     fn bm1366_ramp_is_one_write_per_point() {
         let model = ChipModel::Bm1366;
-        let ramp = FrequencyRamp::new(model, model.reset_frequency(), model.default_frequency(), PllConstraints::esp_miner(model));
+        let ramp = FrequencyRamp::new(
+            model,
+            model.reset_frequency(),
+            model.default_frequency(),
+            PllConstraints::esp_miner(model),
+        );
         let mut count = 0;
         let mut last = None;
         for step in ramp {
-            let Ok(Step::Send { frame, .. }) = step else { panic!("send") };
+            let Ok(Step::Send { frame, .. }) = step else {
+                panic!("send")
+            };
             count += 1;
             last = Some(frame);
         }
         assert_eq!(count, (485_000 - 50_000) / 6_250 + 1);
         // 485 MHz = 0x50C20240 (§8.3).
-        assert_eq!(last.expect("frames").as_bytes()[6..10], [0x50, 0xC2, 0x02, 0x40]);
+        assert_eq!(
+            last.expect("frames").as_bytes()[6..10],
+            [0x50, 0xC2, 0x02, 0x40]
+        );
     }
 }

@@ -85,7 +85,11 @@ impl BaudDivisor {
             ChipModel::Bm1397 => 0x1FF,
             _ => 0xFF,
         };
-        if value <= max { Ok(Self(value)) } else { Err(InvalidBaudDivisor(value)) }
+        if value <= max {
+            Ok(Self(value))
+        } else {
+            Err(InvalidBaudDivisor(value))
+        }
     }
 
     pub const fn value(self) -> u16 {
@@ -194,8 +198,15 @@ impl Register for FastUartConfig {
 /// Core register control (0x3C): reaches the per-core registers of §5.3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CoreRegisterControl {
-    Write { core_id: u16, register: u8, value: u8 },
-    Read { core_id: u16, register: u8 },
+    Write {
+        core_id: u16,
+        register: u8,
+        value: u8,
+    },
+    Read {
+        core_id: u16,
+        register: u8,
+    },
 }
 
 /// The core id or core register id does not fit its field.
@@ -247,7 +258,13 @@ impl Register for CoreRegisterControl {
                 core_id,
                 register,
                 value,
-            } => DO_CMD | u32::from(core_id) << 16 | 0x8000 | u32::from(register) << 8 | u32::from(value),
+            } => {
+                DO_CMD
+                    | u32::from(core_id) << 16
+                    | 0x8000
+                    | u32::from(register) << 8
+                    | u32::from(value)
+            }
             // Reads put 0xFF in the value byte, as every source does.
             Self::Read { core_id, register } => {
                 DO_CMD | u32::from(core_id) << 16 | u32::from(register) << 8 | 0xFF
@@ -310,8 +327,16 @@ impl HashCountingNumber {
     /// Exact in integers: 2^32 × 25 000 / (np2(cores) · np2(chips) · f_kHz · 2).
     pub const fn esp_miner(model: ChipModel, frequency: crate::Frequency, chips: u32) -> Self {
         let cores = (model.cores() as u64).next_power_of_two();
-        let chips = if chips == 0 { 1 } else { (chips as u64).next_power_of_two() };
-        let khz = if frequency.khz() == 0 { 1 } else { frequency.khz() as u64 };
+        let chips = if chips == 0 {
+            1
+        } else {
+            (chips as u64).next_power_of_two()
+        };
+        let khz = if frequency.khz() == 0 {
+            1
+        } else {
+            frequency.khz() as u64
+        };
         let value = (1u64 << 32) * 25_000 / (cores * chips * khz * 2);
         let erratum = match model {
             ChipModel::Bm1370 => 268,
@@ -339,10 +364,21 @@ mod tests {
         let reset = MiscControl::esp_miner(BaudDivisor::RESET);
         assert_eq!(reset.to_value(), 0x0000_7A31);
         assert_eq!(BaudDivisor::RESET.baud_from_clki(), 115_740);
-        assert_eq!(MiscControl::esp_miner(BaudDivisor::MAX_FROM_CLKI).to_value(), 0x0000_6031);
+        assert_eq!(
+            MiscControl::esp_miner(BaudDivisor::MAX_FROM_CLKI).to_value(),
+            0x0000_6031
+        );
         assert_eq!(BaudDivisor::MAX_FROM_CLKI.baud_from_clki(), 3_125_000);
-        assert_eq!(MiscControl::from_value(0x0000_6131).divisor().baud_from_clki(), 1_562_500);
-        assert_eq!(MiscControl::from_value(0x0000_3A01).divisor(), BaudDivisor::RESET);
+        assert_eq!(
+            MiscControl::from_value(0x0000_6131)
+                .divisor()
+                .baud_from_clki(),
+            1_562_500
+        );
+        assert_eq!(
+            MiscControl::from_value(0x0000_3A01).divisor(),
+            BaudDivisor::RESET
+        );
         // The 6.25 Mbaud setting from PLL3 uses BT8D 7.
         assert_eq!(MiscControl::from_value(0x0001_2701).divisor().value(), 7);
         // High BT8D bits live in [27:24].
@@ -354,14 +390,22 @@ mod tests {
 
     #[test]
     fn bm1366_fast_uart_values() {
-        assert_eq!(FastUartConfig::from_value(0x0130_1A00).divisor(), BaudDivisor::RESET);
+        assert_eq!(
+            FastUartConfig::from_value(0x0130_1A00).divisor(),
+            BaudDivisor::RESET
+        );
         let one_mbaud = FastUartConfig::from_value(0x1130_0200);
         assert_eq!(one_mbaud.divisor().baud_from_clki(), 1_041_666);
         assert_eq!(
             FastUartConfig::new(FastUartConfig::ONE_MBAUD_BITS, one_mbaud.divisor()).to_value(),
             0x1130_0200
         );
-        assert_eq!(FastUartConfig::from_value(0x0130_0000).divisor().baud_from_clki(), 3_125_000);
+        assert_eq!(
+            FastUartConfig::from_value(0x0130_0000)
+                .divisor()
+                .baud_from_clki(),
+            3_125_000
+        );
         assert!(FastUartConfig::from_value(0x1560_0700).clocked_from_pll());
         assert!(!one_mbaud.clocked_from_pll());
         assert!(BaudDivisor::new(ChipModel::Bm1366, 0x100).is_err());
@@ -369,13 +413,20 @@ mod tests {
 
     #[test]
     fn core_register_words_from_the_init_sequences() {
-        let w = |reg, val| CoreRegisterControl::write(0, reg, val).expect("valid").to_value();
+        let w = |reg, val| {
+            CoreRegisterControl::write(0, reg, val)
+                .expect("valid")
+                .to_value()
+        };
         assert_eq!(w(0, 0x74), 0x8000_8074);
         assert_eq!(w(5, 0x40), 0x8000_8540);
         assert_eq!(w(2, 0xAA), 0x8000_82AA);
         assert_eq!(w(0x0B, 0x00), 0x8000_8B00);
         assert_eq!(w(0x0D, 0xEE), 0x8000_8DEE);
-        assert_eq!(CoreRegisterControl::from_value(0x8000_8DEE), CoreRegisterControl::write(0, 0x0D, 0xEE).expect("valid"));
+        assert_eq!(
+            CoreRegisterControl::from_value(0x8000_8DEE),
+            CoreRegisterControl::write(0, 0x0D, 0xEE).expect("valid")
+        );
         assert!(CoreRegisterControl::write(512, 0, 0).is_err());
         assert!(CoreRegisterControl::read(0, 32).is_err());
     }
@@ -392,9 +443,18 @@ mod tests {
     #[test]
     fn hash_counting_number_table() {
         let f = |mhz: u32| Frequency::from_khz(mhz * 1000);
-        assert_eq!(HashCountingNumber::esp_miner(ChipModel::Bm1370, f(525), 1).0, 0x000C_2FB7);
-        assert_eq!(HashCountingNumber::esp_miner(ChipModel::Bm1366, f(485), 1).0, 0x000D_3224);
-        assert_eq!(HashCountingNumber::esp_miner(ChipModel::Bm1368, f(490), 1).0, 0x000D_0FAC);
+        assert_eq!(
+            HashCountingNumber::esp_miner(ChipModel::Bm1370, f(525), 1).0,
+            0x000C_2FB7
+        );
+        assert_eq!(
+            HashCountingNumber::esp_miner(ChipModel::Bm1366, f(485), 1).0,
+            0x000D_3224
+        );
+        assert_eq!(
+            HashCountingNumber::esp_miner(ChipModel::Bm1368, f(490), 1).0,
+            0x000D_0FAC
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub enum ResponseFormat {
 }
 
 impl ResponseFormat {
-    pub const fn len(self) -> usize {
+    pub const fn frame_len(self) -> usize {
         match self {
             Self::Short => 9,
             Self::Long => 11,
@@ -114,7 +114,7 @@ impl Response {
     /// Parses one whole response of the given size. Unlike commands, a bad CRC is an error: nothing
     /// in a response with a bad CRC can be trusted, and hosts drop such frames.
     pub fn parse(format: ResponseFormat, frame: &[u8]) -> Result<Self, ParseError> {
-        let len = format.len();
+        let len = format.frame_len();
         if frame.len() < len {
             return Err(ParseError::Truncated);
         }
@@ -173,7 +173,10 @@ mod tests {
             extra: None,
         });
         assert_eq!(response, Ok(expected));
-        assert_eq!(expected.encode().as_bytes(), &[0xAA, 0x55, 0x13, 0x97, 0x18, 0, 0, 0, 0x06]);
+        assert_eq!(
+            expected.encode().as_bytes(),
+            &[0xAA, 0x55, 0x13, 0x97, 0x18, 0, 0, 0, 0x06]
+        );
     }
 
     #[test]
@@ -202,7 +205,8 @@ mod tests {
         });
         let frame = response.encode();
         assert_eq!(frame.as_bytes()[8] & 0xE0, 0x80);
-        let Ok(Response::Nonce(nonce)) = Response::parse(ResponseFormat::Short, frame.as_bytes()) else {
+        let Ok(Response::Nonce(nonce)) = Response::parse(ResponseFormat::Short, frame.as_bytes())
+        else {
             panic!("round trip failed");
         };
         assert_eq!(nonce.nonce(), 0x0A4C_049B);

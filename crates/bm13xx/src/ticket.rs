@@ -14,7 +14,11 @@ impl TicketDifficulty {
 
     /// 2^`log2`; `None` above 2^32, where the 32-bit mask runs out.
     pub const fn from_log2(log2: u8) -> Option<Self> {
-        if log2 <= 32 { Some(Self { log2 }) } else { None }
+        if log2 <= 32 {
+            Some(Self { log2 })
+        } else {
+            None
+        }
     }
 
     /// ESP-Miner's rule: the largest power of two ≤ ceil(difficulty). Difficulties below 1 filter
@@ -27,8 +31,16 @@ impl TicketDifficulty {
             return Some(Self { log2: 32 });
         }
         let truncated = difficulty as u64;
-        let ceiled = if (truncated as f64) < difficulty { truncated + 1 } else { truncated };
-        let log2 = if ceiled <= 1 { 0 } else { 63 - ceiled.leading_zeros() };
+        let ceiled = if (truncated as f64) < difficulty {
+            truncated + 1
+        } else {
+            truncated
+        };
+        let log2 = if ceiled <= 1 {
+            0
+        } else {
+            63 - ceiled.leading_zeros()
+        };
         Some(Self { log2: log2 as u8 })
     }
 
@@ -43,7 +55,11 @@ impl TicketDifficulty {
     pub const fn mask(self) -> TicketMask {
         // The top `log2` bits of a 32-bit word, byte-swapped: each register byte is the bit-reversed
         // byte of the mask 2^k − 1.
-        let top = if self.log2 == 0 { 0 } else { u32::MAX << (32 - self.log2 as u32) };
+        let top = if self.log2 == 0 {
+            0
+        } else {
+            u32::MAX << (32 - self.log2 as u32)
+        };
         TicketMask(top.swap_bytes())
     }
 }
@@ -77,8 +93,12 @@ impl TicketMask {
     pub fn difficulty(self) -> Option<TicketDifficulty> {
         let top = self.0.swap_bytes();
         let log2 = top.leading_ones();
-        (top == if log2 == 0 { 0 } else { u32::MAX << (32 - log2) })
-            .then_some(TicketDifficulty { log2: log2 as u8 })
+        (top == if log2 == 0 {
+            0
+        } else {
+            u32::MAX << (32 - log2)
+        })
+        .then_some(TicketDifficulty { log2: log2 as u8 })
     }
 }
 
@@ -134,12 +154,18 @@ mod tests {
         let mask = TicketDifficulty::at_most(256.0).expect("valid").mask();
         let mut hash = [0u8; 32];
         hash[27] = 0x01;
-        assert!(!mask.accepts(&hash), "byte 27 must be clear at difficulty 256");
+        assert!(
+            !mask.accepts(&hash),
+            "byte 27 must be clear at difficulty 256"
+        );
         hash[27] = 0;
         hash[26] = 0xFF;
         assert!(mask.accepts(&hash));
         hash[28] = 1;
-        assert!(!mask.accepts(&hash), "difficulty 1 needs bytes 28..31 clear");
+        assert!(
+            !mask.accepts(&hash),
+            "difficulty 1 needs bytes 28..31 clear"
+        );
 
         let mask = TicketDifficulty::at_most(512.0).expect("valid").mask();
         let mut hash = [0u8; 32];
@@ -152,6 +178,9 @@ mod tests {
     #[test]
     fn arbitrary_register_words_are_not_difficulties() {
         assert_eq!(TicketMask::from_register(0x0000_0001).difficulty(), None);
-        assert_eq!(TicketMask::from_register(0xFFFF_FFFF).difficulty(), TicketDifficulty::from_log2(32));
+        assert_eq!(
+            TicketMask::from_register(0xFFFF_FFFF).difficulty(),
+            TicketDifficulty::from_log2(32)
+        );
     }
 }

@@ -2,8 +2,8 @@
 
 use bm13xx::hex::decode_into;
 use bm13xx::{
-    ChipModel, Command, DecodeError, Destination, ErrorKind, Event, Frame, Response,
-    ResponseFormat, StreamDecoder,
+    ChipModel, Command, DecodeError, Destination, ErrorKind, Event, HostDecoder, HostFrame,
+    Response, ResponseDecoder, ResponseFormat, Side, StreamDecoder,
 };
 
 fn bytes(hex: &str) -> Vec<u8> {
@@ -13,7 +13,10 @@ fn bytes(hex: &str) -> Vec<u8> {
     out
 }
 
-fn decode_all(mut decoder: StreamDecoder, chunks: &[&[u8]]) -> (Vec<Event>, StreamDecoder) {
+fn decode_all<S: Side>(
+    mut decoder: StreamDecoder<S>,
+    chunks: &[&[u8]],
+) -> (Vec<Event<S::Frame>>, StreamDecoder<S>) {
     let mut events = Vec::new();
     for chunk in chunks {
         events.extend(decoder.feed(chunk));
@@ -22,11 +25,11 @@ fn decode_all(mut decoder: StreamDecoder, chunks: &[&[u8]]) -> (Vec<Event>, Stre
     (events, decoder)
 }
 
-fn rx() -> StreamDecoder {
-    StreamDecoder::chip_to_host(ResponseFormat::Short)
+fn rx() -> ResponseDecoder {
+    ResponseDecoder::chip_to_host(ResponseFormat::Short)
 }
 
-fn error(kind: ErrorKind, offset: u64, len: usize) -> Event {
+fn error<F>(kind: ErrorKind, offset: u64, len: usize) -> Event<F> {
     Event::Error(DecodeError {
         kind,
         offset,
@@ -42,7 +45,9 @@ fn chip_id_responses_back_to_back() {
     let stream = bytes(&format!("{CHIP_ID} {CHIP_ID}"));
     let (events, decoder) = decode_all(rx(), &[&stream]);
     assert_eq!(events.len(), 2);
-    assert!(matches!(events[1], Event::Frame { offset: 9, frame: Frame::Response(Response::Register(r)) } if r.value == 0x1397_1800));
+    assert!(
+        matches!(events[1], Event::Frame { offset: 9, frame: Response::Register(r), .. } if r.value == 0x1397_1800)
+    );
     assert_eq!(decoder.stats().frames, 2);
     assert_eq!(decoder.stats().errors(), 0);
 }
@@ -100,7 +105,10 @@ fn byte_at_a_time_gives_the_same_events() {
     let (split, _) = decode_all(rx(), &chunks);
     assert_eq!(whole, split);
     assert_eq!(
-        whole.iter().filter(|e| matches!(e, Event::Frame { .. })).count(),
+        whole
+            .iter()
+            .filter(|e| matches!(e, Event::Frame { .. }))
+            .count(),
         2
     );
 }
@@ -116,14 +124,15 @@ fn eleven_byte_responses_carry_version_bits() {
     let frame = nonce.encode();
     assert_eq!(frame.len(), 11);
     let (events, _) = decode_all(
-        StreamDecoder::chip_to_host(ResponseFormat::Long),
+        ResponseDecoder::chip_to_host(ResponseFormat::Long),
         &[frame.as_bytes()],
     );
     assert_eq!(
         events,
         vec![Event::Frame {
-            frame: Frame::Response(nonce),
-            offset: 0
+            frame: nonce,
+            offset: 0,
+            len: 11
         }]
     );
     // Read with the wrong size, the same bytes are not a frame.
@@ -140,20 +149,23 @@ fn host_stream_with_commands_and_jobs() {
     let mut stream = bytes("55AA5305000003 55AA400500001C");
     stream.extend_from_slice(&job_bytes);
     stream.extend_from_slice(&bytes("55AA4109401800007A3111"));
-    let (events, decoder) = decode_all(StreamDecoder::host_to_chip(ChipModel::Bm1366), &[&stream]);
-    let frames: Vec<Frame> = events
+    let (events, decoder) = decode_all(HostDecoder::host_to_chip(ChipModel::Bm1366), &[&stream]);
+    let frames: Vec<HostFrame> = events
         .iter()
         .map(|e| match e {
             Event::Frame { frame, .. } => *frame,
             Event::Error(e) => panic!("unexpected {e:?}"),
         })
         .collect();
-    assert_eq!(frames[0], Frame::Command(Command::ChainInactive));
-    assert_eq!(frames[1], Frame::Command(Command::SetAddress { address: 0 }));
-    assert!(matches!(frames[2], Frame::Job(job) if job.job_id() == 8));
+    assert_eq!(frames[0], HostFrame::Command(Command::ChainInactive));
+    assert_eq!(
+        frames[1],
+        HostFrame::Command(Command::SetAddress { address: 0 })
+    );
+    assert!(matches!(frames[2], HostFrame::Job(job) if job.job_id() == 8));
     assert_eq!(
         frames[3],
-        Frame::Command(Command::WriteRegister {
+        HostFrame::Command(Command::WriteRegister {
             destination: Destination::Chip(0x40),
             register: 0x18,
             value: 0x7A31
@@ -165,14 +177,14 @@ fn host_stream_with_commands_and_jobs() {
 #[test]
 fn host_frame_with_bad_crc_is_shown_as_a_suspect() {
     let stream = bytes("55AA5305000004 55AA520500000A");
-    let (events, _) = decode_all(StreamDecoder::host_to_chip(ChipModel::Bm1397), &[&stream]);
+    let (events, _) = decode_all(HostDecoder::host_to_chip(ChipModel::Bm1397), &[&stream]);
     assert_eq!(
         events[0],
         Event::Error(DecodeError {
             kind: ErrorKind::Crc,
             offset: 0,
             len: 7,
-            suspect: Some(Frame::Command(Command::ChainInactive)),
+            suspect: Some(HostFrame::Command(Command::ChainInactive)),
         })
     );
     assert!(matches!(events[1], Event::Frame { offset: 7, .. }));
@@ -182,10 +194,21 @@ fn host_frame_with_bad_crc_is_shown_as_a_suspect() {
 fn unknown_length_byte_is_a_length_error() {
     // A job header with a length no BM1397 job has, then a good command.
     let stream = bytes("55 AA 21 40 01 02 03 55AA5305000003");
-    let (events, decoder) = decode_all(StreamDecoder::host_to_chip(ChipModel::Bm1397), &[&stream]);
+    let (events, decoder) = decode_all(HostDecoder::host_to_chip(ChipModel::Bm1397), &[&stream]);
     assert_eq!(events[0], error(ErrorKind::Length, 0, 4));
-    assert!(matches!(events[1], Event::Frame { offset: 7, frame: Frame::Command(Command::ChainInactive) }));
-    assert_eq!(events.len(), 2, "the bytes after a bad length belong to that error");
+    assert!(matches!(
+        events[1],
+        Event::Frame {
+            offset: 7,
+            frame: HostFrame::Command(Command::ChainInactive),
+            len: 7
+        }
+    ));
+    assert_eq!(
+        events.len(),
+        2,
+        "the bytes after a bad length belong to that error"
+    );
     assert_eq!(decoder.stats().length_errors, 1);
     assert_eq!(decoder.stats().preamble_errors, 0);
 }
@@ -193,7 +216,7 @@ fn unknown_length_byte_is_a_length_error() {
 #[test]
 fn unknown_header_byte_is_garbage() {
     let stream = bytes("55 AA 99 05 00 00 00 55AA5305000003");
-    let (events, _) = decode_all(StreamDecoder::host_to_chip(ChipModel::Bm1397), &[&stream]);
+    let (events, _) = decode_all(HostDecoder::host_to_chip(ChipModel::Bm1397), &[&stream]);
     assert_eq!(events[0], error(ErrorKind::Preamble, 0, 7));
     assert!(matches!(events[1], Event::Frame { offset: 7, .. }));
 }
@@ -205,9 +228,15 @@ fn legacy_length_byte_depends_on_the_model() {
     frame.extend(std::iter::repeat_n(0u8, 76));
     let crc = bm13xx::crc::crc16(&frame[2..]);
     frame.extend_from_slice(&crc.to_be_bytes());
-    let (events, _) = decode_all(StreamDecoder::host_to_chip(ChipModel::Bm1370), &[&frame]);
-    assert!(matches!(events[..], [Event::Frame { frame: Frame::Job(bm13xx::Job::Header(_)), .. }]));
-    let (events, _) = decode_all(StreamDecoder::host_to_chip(ChipModel::Bm1397), &[&frame]);
+    let (events, _) = decode_all(HostDecoder::host_to_chip(ChipModel::Bm1370), &[&frame]);
+    assert!(matches!(
+        events[..],
+        [Event::Frame {
+            frame: HostFrame::Job(bm13xx::Job::Header(_)),
+            ..
+        }]
+    ));
+    let (events, _) = decode_all(HostDecoder::host_to_chip(ChipModel::Bm1397), &[&frame]);
     assert!(
         !events.iter().any(|e| matches!(e, Event::Frame { .. })),
         "an 88-byte frame is no 54-byte BM1397 job: {events:?}"

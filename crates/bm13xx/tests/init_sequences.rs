@@ -74,7 +74,9 @@ fn run(config: InitConfig) -> Vec<Op> {
 /// itself is checked in `ramp_is_embedded_and_ends_at_the_target`.
 fn split_ramp(ops: &mut Vec<Op>, model: ChipModel) -> Vec<Vec<u8>> {
     let is_ramp = |op: &Op| match op {
-        Op::Frame(f) => f[2] == 0x51 && (f[5] == 0x08 || (model == ChipModel::Bm1397 && f[5] == 0x70)),
+        Op::Frame(f) => {
+            f[2] == 0x51 && (f[5] == 0x08 || (model == ChipModel::Bm1397 && f[5] == 0x70))
+        }
         _ => false,
     };
     let start = ops.iter().position(is_ramp).expect("a ramp");
@@ -276,7 +278,10 @@ fn bad_configs_are_refused() {
         ..InitConfig::esp_miner(ChipModel::Bm1366, 1)
     };
     let steps: Vec<_> = InitSequence::new(unreachable).expect("valid").collect();
-    assert!(steps.iter().any(Result::is_err), "an unreachable clock must surface as an error");
+    assert!(
+        steps.iter().any(Result::is_err),
+        "an unreachable clock must surface as an error"
+    );
 }
 
 fn bytes_of(hex: &str) -> Vec<u8> {

@@ -5,18 +5,22 @@ use bm13xx::header::difficulty_of_hash;
 use bm13xx::pll::{PllConstraints, solve};
 use bm13xx::ramp::RampPoints;
 use bm13xx::{
-    BlockHeader, ChipModel, Command, Destination, Event, Frame, HeaderJob, Job, JobFormat,
-    Midstate, MidstateJob, NonceResponse, RegisterResponse, Response, ResponseFormat,
-    StreamDecoder, TicketDifficulty,
+    BlockHeader, ChipModel, ChipToHost, Command, Destination, Event, HeaderJob, HostDecoder,
+    HostFrame, HostToChip, Job, JobFormat, Midstate, MidstateJob, NonceResponse, RegisterResponse,
+    Response, ResponseDecoder, ResponseFormat, Side, StreamDecoder, TicketDifficulty,
 };
 use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
 
 fn model() -> impl Strategy<Value = ChipModel> {
     prop::sample::select(ChipModel::ALL.to_vec())
 }
 
 fn destination() -> impl Strategy<Value = Destination> {
-    prop_oneof![any::<u8>().prop_map(Destination::Chip), Just(Destination::All)]
+    prop_oneof![
+        any::<u8>().prop_map(Destination::Chip),
+        Just(Destination::All)
+    ]
 }
 
 fn command() -> impl Strategy<Value = Command> {
@@ -38,16 +42,23 @@ fn command() -> impl Strategy<Value = Command> {
 }
 
 fn header() -> impl Strategy<Value = BlockHeader> {
-    (any::<u32>(), any::<[u8; 32]>(), any::<[u8; 32]>(), any::<u32>(), any::<u32>()).prop_map(
-        |(version, prev_hash, merkle_root, ntime, nbits)| BlockHeader {
-            version,
-            prev_hash,
-            merkle_root,
-            ntime,
-            nbits,
-            nonce: 0,
-        },
+    (
+        any::<u32>(),
+        any::<[u8; 32]>(),
+        any::<[u8; 32]>(),
+        any::<u32>(),
+        any::<u32>(),
     )
+        .prop_map(
+            |(version, prev_hash, merkle_root, ntime, nbits)| BlockHeader {
+                version,
+                prev_hash,
+                merkle_root,
+                ntime,
+                nbits,
+                nonce: 0,
+            },
+        )
 }
 
 fn midstate_job() -> impl Strategy<Value = MidstateJob> {
@@ -81,14 +92,18 @@ fn midstate_job() -> impl Strategy<Value = MidstateJob> {
 }
 
 fn header_job() -> impl Strategy<Value = HeaderJob> {
-    (any::<u8>(), any::<u32>(), header(), prop::sample::select(vec![0x56u8, 0x36])).prop_map(
-        |(job_id, starting_nonce, header, length_byte)| HeaderJob {
+    (
+        any::<u8>(),
+        any::<u32>(),
+        header(),
+        prop::sample::select(vec![0x56u8, 0x36]),
+    )
+        .prop_map(|(job_id, starting_nonce, header, length_byte)| HeaderJob {
             job_id,
             starting_nonce,
             header,
             length_byte,
-        },
-    )
+        })
 }
 
 fn response(format: ResponseFormat) -> impl Strategy<Value = Response> {
@@ -117,7 +132,7 @@ fn format() -> impl Strategy<Value = ResponseFormat> {
     prop_oneof![Just(ResponseFormat::Short), Just(ResponseFormat::Long)]
 }
 
-fn decode(decoder: &mut StreamDecoder, chunks: &[&[u8]]) -> Vec<Event> {
+fn decode<S: Side>(decoder: &mut StreamDecoder<S>, chunks: &[&[u8]]) -> Vec<Event<S::Frame>> {
     let mut events = Vec::new();
     for chunk in chunks {
         events.extend(decoder.feed(chunk));
@@ -133,6 +148,24 @@ fn split_points(len: usize, cuts: &[usize]) -> Vec<usize> {
     points.sort_unstable();
     points.dedup();
     points
+}
+
+fn any_chunking<S: Side>(side: S, stream: &[u8], cuts: &[usize]) -> Result<(), TestCaseError> {
+    let whole = decode(&mut StreamDecoder::new(side), &[stream]);
+    let points = split_points(stream.len(), cuts);
+    let chunks: Vec<&[u8]> = points.windows(2).map(|w| &stream[w[0]..w[1]]).collect();
+    let mut decoder = StreamDecoder::new(side);
+    let split = decode(&mut decoder, &chunks);
+    prop_assert_eq!(&whole, &split);
+    prop_assert_eq!(decoder.stats().bytes, stream.len() as u64);
+    let mut end = 0;
+    for event in &whole {
+        let core::ops::Range { start, end: stop } = event.span();
+        prop_assert!(start >= end, "events overlap or go backwards: {:?}", whole);
+        prop_assert!(stop <= stream.len() as u64);
+        end = stop;
+    }
+    Ok(())
 }
 
 proptest! {
@@ -161,7 +194,7 @@ proptest! {
     #[test]
     fn responses_round_trip((format, response) in format().prop_flat_map(|f| (Just(f), response(f)))) {
         let frame = response.encode();
-        prop_assert_eq!(frame.len(), format.len());
+        prop_assert_eq!(frame.len(), format.frame_len());
         prop_assert_eq!(Response::parse(format, frame.as_bytes()), Ok(response));
     }
 
@@ -170,31 +203,34 @@ proptest! {
     fn host_streams_decode_exactly(
         model in model(),
         frames in prop::collection::vec(prop_oneof![
-            command().prop_map(Frame::Command),
-            midstate_job().prop_map(|j| Frame::Job(Job::Midstate(j))),
-            header_job().prop_map(|j| Frame::Job(Job::Header(j))),
+            command().prop_map(HostFrame::Command),
+            midstate_job().prop_map(|j| HostFrame::Job(Job::Midstate(j))),
+            header_job().prop_map(|j| HostFrame::Job(Job::Header(j))),
         ], 0..12),
         cuts in prop::collection::vec(any::<usize>(), 0..8),
     ) {
-        let frames: Vec<Frame> = frames.into_iter().filter(|f| match f {
-            Frame::Job(Job::Midstate(_)) => model.job_format() == JobFormat::Midstate,
-            Frame::Job(Job::Header(_)) => model.job_format() == JobFormat::FullHeader,
-            _ => true,
+        let frames: Vec<HostFrame> = frames.into_iter().filter(|f| match f {
+            HostFrame::Job(Job::Midstate(_)) => model.job_format() == JobFormat::Midstate,
+            HostFrame::Job(Job::Header(_)) => model.job_format() == JobFormat::FullHeader,
+            HostFrame::Command(_) => true,
         }).collect();
         let mut stream = Vec::new();
         let mut offsets = Vec::new();
         for frame in &frames {
             offsets.push(stream.len() as u64);
             match frame {
-                Frame::Command(c) => stream.extend_from_slice(c.encode().as_bytes()),
-                Frame::Job(j) => stream.extend_from_slice(j.encode().as_bytes()),
-                Frame::Response(_) => unreachable!(),
+                HostFrame::Command(c) => stream.extend_from_slice(c.encode().as_bytes()),
+                HostFrame::Job(j) => stream.extend_from_slice(j.encode().as_bytes()),
             }
         }
         let points = split_points(stream.len(), &cuts);
         let chunks: Vec<&[u8]> = points.windows(2).map(|w| &stream[w[0]..w[1]]).collect();
-        let events = decode(&mut StreamDecoder::host_to_chip(model), &chunks);
-        let expected: Vec<Event> = frames.iter().zip(offsets).map(|(frame, offset)| Event::Frame { frame: *frame, offset }).collect();
+        let events = decode(&mut HostDecoder::host_to_chip(model), &chunks);
+        let expected: Vec<Event<HostFrame>> = frames
+            .iter()
+            .zip(offsets)
+            .map(|(frame, offset)| Event::Frame { frame: *frame, offset, len: frame.wire_len() })
+            .collect();
         prop_assert_eq!(events, expected);
     }
 
@@ -202,27 +238,16 @@ proptest! {
     /// in stream order without overlaps.
     #[test]
     fn arbitrary_bytes_any_chunking(
-        direction in prop_oneof![
-            format().prop_map(bm13xx::Direction::ChipToHost),
-            prop_oneof![Just(JobFormat::Midstate), Just(JobFormat::FullHeader)].prop_map(bm13xx::Direction::HostToChip),
-        ],
+        side in 0u8..4,
         // Bias towards preamble bytes so that near-frames are common.
         stream in prop::collection::vec(prop_oneof![any::<u8>(), Just(0x55u8), Just(0xAAu8)], 0..600),
         cuts in prop::collection::vec(any::<usize>(), 0..16),
     ) {
-        let whole = decode(&mut StreamDecoder::new(direction), &[&stream]);
-        let points = split_points(stream.len(), &cuts);
-        let chunks: Vec<&[u8]> = points.windows(2).map(|w| &stream[w[0]..w[1]]).collect();
-        let mut decoder = StreamDecoder::new(direction);
-        let split = decode(&mut decoder, &chunks);
-        prop_assert_eq!(&whole, &split);
-        prop_assert_eq!(decoder.stats().bytes, stream.len() as u64);
-        let mut end = 0;
-        for event in &whole {
-            let core::ops::Range { start, end: stop } = event.span();
-            prop_assert!(start >= end, "events overlap or go backwards: {:?}", whole);
-            prop_assert!(stop <= stream.len() as u64);
-            end = stop;
+        match side {
+            0 => any_chunking(ChipToHost(ResponseFormat::Short), &stream, &cuts)?,
+            1 => any_chunking(ChipToHost(ResponseFormat::Long), &stream, &cuts)?,
+            2 => any_chunking(HostToChip(JobFormat::Midstate), &stream, &cuts)?,
+            _ => any_chunking(HostToChip(JobFormat::FullHeader), &stream, &cuts)?,
         }
     }
 
@@ -241,10 +266,10 @@ proptest! {
         stream.extend_from_slice(&after);
         let points = split_points(stream.len(), &cuts);
         let chunks: Vec<&[u8]> = points.windows(2).map(|w| &stream[w[0]..w[1]]).collect();
-        let events = decode(&mut StreamDecoder::chip_to_host(format), &chunks);
+        let events = decode(&mut ResponseDecoder::chip_to_host(format), &chunks);
         let at = before.len() as u64;
         let end = at + frame.len() as u64;
-        let found = events.iter().any(|e| matches!(e, Event::Frame { frame: Frame::Response(r), offset } if *offset == at && *r == response));
+        let found = events.iter().any(|e| matches!(e, Event::Frame { frame, offset, .. } if *offset == at && *frame == response));
         let shadowed = events.iter().any(|e| {
             let core::ops::Range { start, end: stop } = e.span();
             matches!(e, Event::Frame { .. }) && start < end && stop > at && start != at

@@ -3,7 +3,8 @@
 
 use bm13xx::{
     BlockHeader, ChipModel, Command, Destination, Event, HeaderJob, Job, JobId, MidstateJob,
-    NonceResponse, RegisterResponse, Response, ResponseFormat, StreamDecoder, VersionMask,
+    NonceResponse, RegisterResponse, Response, ResponseDecoder, ResponseFormat, Side,
+    StreamDecoder, VersionMask,
 };
 
 /// UART line rate at 3.125 Mbaud, 8N1: ten bit times per byte.
@@ -88,7 +89,11 @@ pub fn sample_header(seed: u64) -> BlockHeader {
 
 pub fn bm1397_job() -> Job {
     let id = JobId::new(ChipModel::Bm1397, 8).expect("valid id");
-    Job::Midstate(MidstateJob::from_header(id, &sample_header(1), Some(VersionMask::BIP320)))
+    Job::Midstate(MidstateJob::from_header(
+        id,
+        &sample_header(1),
+        Some(VersionMask::BIP320),
+    ))
 }
 
 pub fn bm1366_job() -> Job {
@@ -109,16 +114,23 @@ pub fn tx_stream(len: usize) -> Vec<u8> {
 }
 
 /// Decodes and counts frames; the count keeps the work from being optimised away.
-pub fn decode_count(decoder: &mut StreamDecoder, stream: &[u8], chunk: usize) -> u64 {
+pub fn decode_count<S: Side>(decoder: &mut StreamDecoder<S>, stream: &[u8], chunk: usize) -> u64 {
     let mut frames = 0;
     for piece in stream.chunks(chunk) {
-        frames += decoder.feed(piece).filter(|e| matches!(e, Event::Frame { .. })).count() as u64;
+        frames += decoder
+            .feed(piece)
+            .filter(|e| matches!(e, Event::Frame { .. }))
+            .count() as u64;
     }
-    frames + decoder.finish().filter(|e| matches!(e, Event::Frame { .. })).count() as u64
+    frames
+        + decoder
+            .finish()
+            .filter(|e| matches!(e, Event::Frame { .. }))
+            .count() as u64
 }
 
-pub fn rx_decoder() -> StreamDecoder {
-    StreamDecoder::chip_to_host(ResponseFormat::Short)
+pub fn rx_decoder() -> ResponseDecoder {
+    ResponseDecoder::chip_to_host(ResponseFormat::Short)
 }
 
 /// The baseline: how ESP-Miner-style code checks a stream, a bit-serial CRC5 over each fixed-size

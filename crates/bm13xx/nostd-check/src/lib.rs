@@ -1,13 +1,13 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
-use bm13xx::{ChipModel, Event, InitConfig, InitSequence, ResponseFormat, StreamDecoder};
+use bm13xx::{ChipModel, Event, InitConfig, InitSequence, ResponseDecoder, ResponseFormat};
 
 /// Decodes a chip → host stream and counts frames: pulls the decoder, CRCs and response parsing
 /// into the link.
 pub extern "C" fn count_frames(data: &[u8; 64]) -> u32 {
-    let mut decoder = StreamDecoder::chip_to_host(ResponseFormat::Short);
-    let is_frame = |event: &Event| matches!(event, Event::Frame { .. });
+    let mut decoder = ResponseDecoder::chip_to_host(ResponseFormat::Short);
+    let is_frame = |event: &Event<_>| matches!(event, Event::Frame { .. });
     let fed = decoder.feed(data).filter(is_frame).count();
     let finished = decoder.finish().filter(is_frame).count();
     (fed + finished) as u32
