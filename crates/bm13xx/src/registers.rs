@@ -310,6 +310,42 @@ impl Register for VersionRolling {
     }
 }
 
+/// BM1397 hash rate (0x04), read about once a second: bit 31 flags a "long" reading, bits 30..0
+/// the rate. ESP-Miner's unit is 2^20 H/s; skot's notes say 2^24 (§5.1, §15). This follows
+/// ESP-Miner, whose figures match Bitaxe hash rates on hardware.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HashRateReading(pub u32);
+
+impl HashRateReading {
+    /// Hashes per second per unit of the register.
+    pub const UNIT: f64 = 1_048_576.0;
+
+    /// The rate, or `None` for the readings ESP-Miner ignores (bit 31 set, 0x007FFFFF).
+    pub fn hashes_per_second(self) -> Option<crate::HashesPerSecond> {
+        if self.0 & 0x8000_0000 != 0 || self.0 == 0x007F_FFFF {
+            return None;
+        }
+        Some(crate::HashesPerSecond(f64::from(self.0) * Self::UNIT))
+    }
+}
+
+/// BM1366+ hash counters (0x88–0x8C): each count is 2^32 hashes (one difficulty-1 share). The
+/// counters wrap modulo 2^32, so the delta is taken with wrapping arithmetic.
+pub fn hashrate_from_counter(
+    previous: u32,
+    current: u32,
+    seconds: f64,
+) -> Option<crate::HashesPerSecond> {
+    // ESP-Miner ignores samples closer than a second apart: the counter moves too little.
+    if !(seconds >= 1.0) {
+        return None;
+    }
+    let delta = current.wrapping_sub(previous);
+    Some(crate::HashesPerSecond(
+        f64::from(delta) * 4_294_967_296.0 / seconds,
+    ))
+}
+
 /// A register with no typed meaning (init magic copied from captures): address and word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RawWrite {
@@ -455,6 +491,15 @@ mod tests {
             HashCountingNumber::esp_miner(ChipModel::Bm1368, f(490), 1).0,
             0x000D_0FAC
         );
+    }
+
+    #[test]
+    fn hash_counters_wrap_and_need_a_second() {
+        // 100 counts of 2^32 hashes over 1 s = 429.5 GH/s, across the 2^32 wrap.
+        let rate = hashrate_from_counter(u32::MAX - 49, 50, 1.0).expect("valid");
+        assert!((rate.gigahashes() - 429.4967296).abs() < 1e-6);
+        assert_eq!(hashrate_from_counter(0, 100, 0.5), None);
+        assert_eq!(hashrate_from_counter(0, 100, f64::NAN), None);
     }
 
     #[test]
