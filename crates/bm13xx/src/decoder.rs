@@ -78,6 +78,7 @@ impl Side for ChipToHost {
         PREAMBLE_RX
     }
 
+    #[inline]
     fn shape_of(self, candidate: &[u8]) -> Shape {
         match candidate {
             [_, second, ..] if *second != PREAMBLE_RX[1] => Shape::NotAFrame,
@@ -86,6 +87,7 @@ impl Side for ChipToHost {
         }
     }
 
+    #[inline]
     fn parse(self, frame: &[u8]) -> Result<(Response, bool), ParseError> {
         Response::parse(self.0, frame).map(|response| (response, true))
     }

@@ -113,6 +113,7 @@ impl Response {
 
     /// Parses one whole response of the given size. Unlike commands, a bad CRC is an error: nothing
     /// in a response with a bad CRC can be trusted, and hosts drop such frames.
+    #[inline]
     pub fn parse(format: ResponseFormat, frame: &[u8]) -> Result<Self, ParseError> {
         let len = format.frame_len();
         if frame.len() < len {
