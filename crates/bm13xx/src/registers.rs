@@ -337,7 +337,8 @@ pub fn hashrate_from_counter(
     seconds: f64,
 ) -> Option<crate::HashesPerSecond> {
     // ESP-Miner ignores samples closer than a second apart: the counter moves too little.
-    if !(seconds >= 1.0) {
+    // (NaN fails this comparison too.)
+    if seconds.partial_cmp(&1.0).is_none_or(|order| order.is_lt()) {
         return None;
     }
     let delta = current.wrapping_sub(previous);
