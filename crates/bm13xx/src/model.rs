@@ -187,3 +187,37 @@ impl FromStr for ChipModel {
             .ok_or(UnknownModel)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reset_chip_id_registers() {
+        let values: [u32; 4] = ChipModel::ALL.map(ChipModel::reset_chip_id_register);
+        assert_eq!(values, [0x1397_1800, 0x1366_0000, 0x1368_0000, 0x1370_0000]);
+        for model in ChipModel::ALL {
+            assert_eq!(ChipModel::from_chip_id(model.chip_id()), Some(model));
+            assert_eq!(model.name().parse(), Ok(model));
+            assert_eq!(model.name().to_uppercase().parse(), Ok(model));
+        }
+        assert_eq!("bm1399".parse::<ChipModel>(), Err(UnknownModel));
+    }
+
+    #[test]
+    fn job_id_rotations_follow_esp_miner() {
+        let rotation = |model: ChipModel| {
+            let mut id = crate::JobId::new(model, 0).expect("valid");
+            core::array::from_fn::<u8, 4, _>(|_| {
+                id = id.next(model);
+                id.value()
+            })
+        };
+        assert_eq!(rotation(ChipModel::Bm1397), [4, 8, 12, 16]);
+        assert_eq!(rotation(ChipModel::Bm1366), [8, 16, 24, 32]);
+        assert_eq!(rotation(ChipModel::Bm1368), [24, 48, 72, 96]);
+        // After 124 the BM1397 id wraps to 0.
+        let last = crate::JobId::new(ChipModel::Bm1397, 124).expect("valid");
+        assert_eq!(last.next(ChipModel::Bm1397).value(), 0);
+    }
+}

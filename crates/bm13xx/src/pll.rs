@@ -454,6 +454,18 @@ mod tests {
         assert_eq!(setting.actual, mhz(500));
     }
 
+    /// §8.3: for 56.25 MHz ESP-Miner writes 0x40BD0265 and bm13xx-rs 0xC0B40274; both are 56.25 MHz
+    /// under the minus-one encoding, and the solver reproduces ESP-Miner's.
+    #[test]
+    fn bm13xx_rs_and_esp_miner_words_for_56_25_mhz() {
+        let model = ChipModel::Bm1366;
+        let target = Frequency::from_khz(56_250);
+        let setting = solve(model, target, PllConstraints::esp_miner(model)).expect("solvable");
+        assert_eq!(setting.parameter.value(), 0x40BD_0265);
+        let rs = PllParameter::from_register(model, 0xC0B4_0274).expect("legal");
+        assert_eq!(rs.frequency(), target);
+    }
+
     #[test]
     fn vco_limited_profile_keeps_the_vco_in_range() {
         for model in ChipModel::ALL {

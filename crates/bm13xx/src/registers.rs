@@ -98,7 +98,13 @@ impl BaudDivisor {
 
     /// The rate when the UART is clocked from the 25 MHz reference.
     pub const fn baud_from_clki(self) -> u32 {
-        25_000_000 / (8 * (self.0 as u32 + 1))
+        self.baud_from(25_000_000)
+    }
+
+    /// The rate from any UART clock: above 3.125 Mbaud the clock is a PLL output divided by
+    /// DIV4 + 1 (§7).
+    pub const fn baud_from(self, clock_hz: u32) -> u32 {
+        clock_hz / (8 * (self.0 as u32 + 1))
     }
 }
 
@@ -416,8 +422,18 @@ mod tests {
             MiscControl::from_value(0x0000_3A01).divisor(),
             BaudDivisor::RESET
         );
-        // The 6.25 Mbaud setting from PLL3 uses BT8D 7.
-        assert_eq!(MiscControl::from_value(0x0001_2701).divisor().value(), 7);
+        // bm13xx-rs writes 0x00002001 for 3.125 Mbaud: other bits differ, BT8D is the same 0.
+        assert_eq!(
+            MiscControl::from_value(0x0000_2001).divisor(),
+            BaudDivisor::MAX_FROM_CLKI
+        );
+        // 6.25 Mbaud: PLL3 = 0xC0700111 (2800 MHz raw), DIV4 6 → 400 MHz, BT8D 7.
+        let pll3 =
+            crate::PllParameter::from_register(ChipModel::Bm1397, 0xC070_0111).expect("legal");
+        assert_eq!(pll3.frequency().khz(), 2_800_000);
+        let divisor = MiscControl::from_value(0x0001_2701).divisor();
+        assert_eq!(divisor.value(), 7);
+        assert_eq!(divisor.baud_from(2_800_000_000 / 7), 6_250_000);
         // High BT8D bits live in [27:24].
         let high = MiscControl::new(0, BaudDivisor::new(ChipModel::Bm1397, 0x1FF).expect("fits"));
         assert_eq!(high.to_value(), 0x0F00_1F00);
@@ -443,7 +459,9 @@ mod tests {
                 .baud_from_clki(),
             3_125_000
         );
-        assert!(FastUartConfig::from_value(0x1560_0700).clocked_from_pll());
+        let pll_clocked = FastUartConfig::from_value(0x1560_0700);
+        assert!(pll_clocked.clocked_from_pll());
+        assert_eq!(pll_clocked.divisor().value(), 7);
         assert!(!one_mbaud.clocked_from_pll());
         assert!(BaudDivisor::new(ChipModel::Bm1366, 0x100).is_err());
     }
