@@ -232,6 +232,17 @@ enum Cursor {
 
 /// The whole bring-up of one chain, from reset to mining at the target frequency and the fast baud.
 /// Yields [`Step`]s; a [`Step::Enumerate`] is where the caller checks the chip count.
+///
+/// ```
+/// use bm13xx::{ChipModel, InitConfig, InitSequence, Step};
+///
+/// let mut steps = InitSequence::new(InitConfig::esp_miner(ChipModel::Bm1397, 1))?;
+/// let Some(Ok(Step::Enumerate { frame, expected: 1, .. })) = steps.next() else { panic!() };
+/// assert_eq!(frame.as_bytes(), [0x55, 0xAA, 0x52, 0x05, 0x00, 0x00, 0x0A]);
+/// let last = steps.last();
+/// assert!(matches!(last, Some(Ok(Step::SetHostBaud { baud: 3_125_000, .. }))));
+/// # Ok::<(), bm13xx::InitError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct InitSequence {
     config: InitConfig,

@@ -7,6 +7,23 @@
 //!
 //! Section numbers (§) refer to `shared/spec/bm13xx-protocol.md`; `docs/protocol.md` records how
 //! this crate settles the places where the sources disagree.
+//!
+//! ```
+//! use bm13xx::{Command, Destination, Event, ResponseDecoder, ResponseFormat, Response};
+//!
+//! // Enumeration starts with a broadcast read of register 0x00 (§6.1).
+//! let frame = Command::read(Destination::All, 0x00).encode();
+//! assert_eq!(frame.as_bytes(), [0x55, 0xAA, 0x52, 0x05, 0x00, 0x00, 0x0A]);
+//!
+//! // A BM1397 answers with its chip id; UART reads may split it anywhere.
+//! let mut decoder = ResponseDecoder::chip_to_host(ResponseFormat::Short);
+//! assert_eq!(decoder.feed(&[0xAA, 0x55, 0x13, 0x97]).count(), 0);
+//! let events: Vec<_> = decoder.feed(&[0x18, 0x00, 0x00, 0x00, 0x06]).collect();
+//! let [Event::Frame { frame: Response::Register(id), offset: 0, .. }] = events[..] else {
+//!     panic!("expected the chip id, got {events:?}");
+//! };
+//! assert_eq!(id.value, 0x1397_1800);
+//! ```
 #![no_std]
 #![forbid(unsafe_code)]
 

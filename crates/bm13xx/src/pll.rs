@@ -319,6 +319,16 @@ impl Candidate {
 /// ESP-Miner's search (§8.3): REFDIV 2→1, POSTDIV1 7→1, POSTDIV2 7→1 with POSTDIV1 > POSTDIV2,
 /// FBDIV = round(f/25 × divide); the closest frequency wins, then the lower VCO, then the smaller
 /// post-divide.
+///
+/// ```
+/// use bm13xx::{ChipModel, Frequency, PllConstraints};
+///
+/// let model = ChipModel::Bm1370;
+/// let setting = bm13xx::pll::solve(model, Frequency::from_khz(600_000), PllConstraints::esp_miner(model))?;
+/// assert_eq!(setting.parameter.value(), 0x50C0_0230);
+/// assert_eq!(setting.vco, Frequency::from_khz(2_400_000));
+/// # Ok::<(), bm13xx::pll::NoPllSolution>(())
+/// ```
 pub fn solve(
     model: ChipModel,
     target: Frequency,

@@ -23,6 +23,12 @@ impl TicketDifficulty {
 
     /// ESP-Miner's rule: the largest power of two ≤ ceil(difficulty). Difficulties below 1 filter
     /// nothing (mask 0); above 2^32 they clamp to 2^32. `None` for NaN or negative input.
+    ///
+    /// ```
+    /// let ticket = bm13xx::TicketDifficulty::at_most(1000.0).expect("a difficulty");
+    /// assert_eq!(ticket.value(), 512.0);
+    /// assert_eq!(ticket.mask().value(), 0x0000_80FF);
+    /// ```
     pub fn at_most(difficulty: f64) -> Option<Self> {
         if difficulty.is_nan() || difficulty < 0.0 {
             return None;
