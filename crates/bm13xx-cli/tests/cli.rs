@@ -271,17 +271,11 @@ fn ticket_mask_table_from_the_spec() {
     }
 }
 
-/// A BM1397 job built from ESP-Miner's pinned Stratum work carries the pinned midstate, and the
-/// decoder reads the frame back.
-#[test]
-fn job_from_stratum_work() {
-    let job = stdout(&bm13xx(&[
+/// `bm13xx encode job` on ESP-Miner's pinned Stratum work (test_mining.c), plus `extra` arguments.
+fn encode_esp_miner_job(extra: &[&str]) -> Output {
+    let mut args = vec![
         "encode",
         "job",
-        "--chip",
-        "bm1397",
-        "--job-id",
-        "4",
         "--version",
         "0x20000004",
         "--prev-hash",
@@ -292,6 +286,17 @@ fn job_from_stratum_work() {
         "0x64658bd8",
         "--nbits",
         "0x1705dd01",
+    ];
+    args.extend_from_slice(extra);
+    bm13xx(&args)
+}
+
+/// A BM1397 job built from ESP-Miner's pinned Stratum work carries the pinned midstate, and the
+/// decoder reads the frame back.
+#[test]
+fn job_from_stratum_work() {
+    let job = stdout(&encode_esp_miner_job(&[
+        "--chip", "bm1397", "--job-id", "4",
     ]));
     let job = job.trim();
     assert_eq!(job.len(), 152 * 2);
@@ -307,52 +312,25 @@ fn job_from_stratum_work() {
         json!({"dir":"tx","kind":"job","job_id":4,"midstates":1,"starting_nonce":0,"nbits":0x1705_dd01u32,"ntime":0x6465_8bd8u32,"crc_ok":true,"offset":0})
     );
 
-    let asicboost = json_lines(&bm13xx(&[
+    let asicboost = stdout(&encode_esp_miner_job(&[
+        "--chip",
+        "bm1397",
+        "--job-id",
+        "8",
+        "--midstates",
+        "4",
+    ]));
+    let decoded = json_lines(&bm13xx(&[
         "decode",
         "--json",
         "--chip",
         "bm1397",
-        stdout(&bm13xx(&[
-            "encode",
-            "job",
-            "--chip",
-            "bm1397",
-            "--job-id",
-            "8",
-            "--version",
-            "0x20000004",
-            "--prev-hash",
-            "bf44fd3513dc7b837d60e5c628b572b448d204a8000007490000000000000000",
-            "--merkle-root",
-            "cd1be82132ef0d12053dcece1fa0247fcfdb61d4dbd3eb32ea9ef9b4c604a846",
-            "--ntime",
-            "0x64658bd8",
-            "--nbits",
-            "0x1705dd01",
-            "--midstates",
-            "4",
-        ]))
-        .trim(),
+        asicboost.trim(),
     ]));
-    assert_eq!(asicboost[0]["midstates"], 4);
+    assert_eq!(decoded[0]["midstates"], 4);
 
-    let bm1370 = stdout(&bm13xx(&[
-        "encode",
-        "job",
-        "--chip",
-        "bm1370",
-        "--job-id",
-        "24",
-        "--version",
-        "0x20000004",
-        "--prev-hash",
-        "bf44fd3513dc7b837d60e5c628b572b448d204a8000007490000000000000000",
-        "--merkle-root",
-        "cd1be82132ef0d12053dcece1fa0247fcfdb61d4dbd3eb32ea9ef9b4c604a846",
-        "--ntime",
-        "0x64658bd8",
-        "--nbits",
-        "0x1705dd01",
+    let bm1370 = stdout(&encode_esp_miner_job(&[
+        "--chip", "bm1370", "--job-id", "24",
     ]));
     assert_eq!(&bm1370.trim()[..20], "55AA2156180100000000");
     assert_eq!(bm1370.trim().len(), 88 * 2);
@@ -428,24 +406,7 @@ fn bad_input_is_one_line_and_exit_code_2() {
     ]));
     fails_with_one_line(&bm13xx(&["encode", "ticket-mask", "--difficulty", "abc"]));
     fails_with_one_line(&bm13xx(&["crc16", "zz"]));
-    let job = |extra: &[&str]| {
-        let mut args = vec![
-            "encode",
-            "job",
-            "--version",
-            "1",
-            "--ntime",
-            "1",
-            "--nbits",
-            "1",
-            "--prev-hash",
-            "bf44fd3513dc7b837d60e5c628b572b448d204a8000007490000000000000000",
-            "--merkle-root",
-            "cd1be82132ef0d12053dcece1fa0247fcfdb61d4dbd3eb32ea9ef9b4c604a846",
-        ];
-        args.extend_from_slice(extra);
-        bm13xx(&args)
-    };
+    let job = encode_esp_miner_job;
     fails_with_one_line(&job(&["--chip", "bm1397", "--job-id", "6"]));
     fails_with_one_line(&job(&["--chip", "bm1366", "--job-id", "4"]));
     fails_with_one_line(&job(&[

@@ -1,22 +1,22 @@
-//! The two checksums of the protocol (§2.2, §2.3), both table-driven.
+//! The two checksums of the protocol (§2.2, §2.3), both table-driven with slicing tables.
 //!
 //! CRC5 is x⁵+x²+1, init 0x1F, MSB first. Byte-at-a-time it runs as an 8-bit CRC whose register
-//! holds the five CRC bits in its top bits: polynomial `0x05 << 3`, init `0x1F << 3`.
+//! holds the five CRC bits in its top bits: polynomial `0x05 << 3`, init `0x1F << 3`. Both CRCs are
+//! MSB-first and unreflected, so one table generator serves both: an 8-bit register is a 16-bit
+//! one whose low byte stays zero.
 
-const CRC5_POLY_SHIFTED: u8 = 0x05 << 3;
-const CRC5_INIT_SHIFTED: u8 = 0x1F << 3;
-
-/// Slicing-by-4 tables, as for CRC16 below: `CRC5_TABLES[k][b]` is byte `b` followed by `k` zero
-/// bytes. A response's CRC covers 7 or 9 bytes, so most of it folds in with independent lookups.
-const CRC5_TABLES: [[u8; 256]; 4] = {
-    let mut tables = [[0u8; 256]; 4];
+/// Slicing tables for an MSB-first CRC with a 16-bit register: `tables[k][b]` is the register
+/// contribution of byte `b` followed by `k` zero bytes, so `N` input bytes fold into the register
+/// with `N` independent lookups instead of a chain of `N` dependent ones.
+const fn slicing_tables<const N: usize>(poly: u16) -> [[u16; 256]; N] {
+    let mut tables = [[0u16; 256]; N];
     let mut i = 0;
     while i < 256 {
-        let mut reg = i as u8;
+        let mut reg = (i as u16) << 8;
         let mut bit = 0;
         while bit < 8 {
-            reg = if reg & 0x80 != 0 {
-                (reg << 1) ^ CRC5_POLY_SHIFTED
+            reg = if reg & 0x8000 != 0 {
+                (reg << 1) ^ poly
             } else {
                 reg << 1
             };
@@ -26,16 +26,50 @@ const CRC5_TABLES: [[u8; 256]; 4] = {
         i += 1;
     }
     let mut k = 1;
+    while k < N {
+        let mut i = 0;
+        while i < 256 {
+            let previous = tables[k - 1][i];
+            tables[k][i] = (previous << 8) ^ tables[0][(previous >> 8) as usize];
+            i += 1;
+        }
+        k += 1;
+    }
+    tables
+}
+
+const CRC5_POLY_SHIFTED: u8 = 0x05 << 3;
+const CRC5_INIT_SHIFTED: u8 = 0x1F << 3;
+
+/// CRC5 as an 8-bit CRC: the high bytes of the 16-bit tables for the same polynomial. A response's
+/// CRC covers 7 or 9 bytes, so slicing by 4 folds most of it in with independent lookups.
+const CRC5_TABLES: [[u8; 256]; 4] = {
+    let wide = slicing_tables::<4>((CRC5_POLY_SHIFTED as u16) << 8);
+    let mut tables = [[0u8; 256]; 4];
+    let mut k = 0;
     while k < 4 {
         let mut i = 0;
         while i < 256 {
-            tables[k][i] = tables[0][tables[k - 1][i] as usize];
+            tables[k][i] = (wide[k][i] >> 8) as u8;
             i += 1;
         }
         k += 1;
     }
     tables
 };
+
+/// The spec's bit-serial LFSR (§2.2) over the first `bits` bits of `data`, MSB first: per input bit
+/// b, fb = bit4(crc) XOR b; crc = ((crc << 1) | fb) XOR (fb << 2). Slow; it is the reference the
+/// tables are tested against and the baseline the benchmarks measure them against.
+pub fn crc5_bit_serial(data: &[u8], bits: usize) -> u8 {
+    let mut crc = 0x1Fu8;
+    for i in 0..bits.min(data.len() * 8) {
+        let b = (data[i / 8] >> (7 - i % 8)) & 1;
+        let fb = ((crc >> 4) & 1) ^ b;
+        crc = (((crc << 1) | fb) ^ (fb << 2)) & 0x1F;
+    }
+    crc
+}
 
 /// CRC5 register state, for CRCs that do not end on a byte boundary (responses).
 #[derive(Debug, Clone, Copy)]
@@ -105,40 +139,8 @@ pub fn response_residue_ok(after_preamble: &[u8]) -> bool {
     crc5(after_preamble) == 0
 }
 
-const CRC16_POLY: u16 = 0x1021;
-
-/// Slicing-by-8 tables: `CRC16_TABLES[k][b]` is the CRC register contribution of byte `b` followed
-/// by `k` zero bytes, so eight input bytes fold into the register with eight independent lookups
-/// instead of a chain of eight dependent ones. Job frames are 88–152 bytes, where this matters.
-const CRC16_TABLES: [[u16; 256]; 8] = {
-    let mut tables = [[0u16; 256]; 8];
-    let mut i = 0;
-    while i < 256 {
-        let mut reg = (i as u16) << 8;
-        let mut bit = 0;
-        while bit < 8 {
-            reg = if reg & 0x8000 != 0 {
-                (reg << 1) ^ CRC16_POLY
-            } else {
-                reg << 1
-            };
-            bit += 1;
-        }
-        tables[0][i] = reg;
-        i += 1;
-    }
-    let mut k = 1;
-    while k < 8 {
-        let mut i = 0;
-        while i < 256 {
-            let previous = tables[k - 1][i];
-            tables[k][i] = (previous << 8) ^ tables[0][(previous >> 8) as usize];
-            i += 1;
-        }
-        k += 1;
-    }
-    tables
-};
+/// CRC-16/CCITT-FALSE: poly 0x1021, slicing by 8 (job frames are 88–152 bytes).
+const CRC16_TABLES: [[u16; 256]; 8] = slicing_tables::<8>(0x1021);
 
 fn crc16_bytewise(mut reg: u16, data: &[u8]) -> u16 {
     for &byte in data {
@@ -171,19 +173,9 @@ pub fn crc16(data: &[u8]) -> u16 {
 mod tests {
     use super::*;
 
-    /// The textbook bit-serial LFSR of §2.2, as an oracle for the table.
-    fn crc5_bitwise(data: &[u8], bits: usize) -> u8 {
-        let mut crc = 0x1Fu8;
-        for i in 0..bits {
-            let b = (data[i / 8] >> (7 - i % 8)) & 1;
-            let fb = ((crc >> 4) & 1) ^ b;
-            crc = (((crc << 1) | fb) ^ (fb << 2)) & 0x1F;
-        }
-        crc
-    }
-
     #[test]
     fn crc5_spec_checks() {
+        assert_eq!(crc5_bit_serial(&[0x53, 0x05, 0x00, 0x00], 32), 0x03);
         assert_eq!(crc5(&[0x53, 0x05, 0x00, 0x00]), 0x03);
         assert_eq!(crc5(&[0x52, 0x05, 0x00, 0x00]), 0x0A);
         assert_eq!(
@@ -200,7 +192,7 @@ mod tests {
         for len in 0..=data.len() {
             assert_eq!(
                 crc5(&data[..len]),
-                crc5_bitwise(&data, len * 8),
+                crc5_bit_serial(&data, len * 8),
                 "len {len}"
             );
         }
@@ -209,7 +201,7 @@ mod tests {
                 .bytes(&data[..8])
                 .high_bits(data[8], bits)
                 .value();
-            assert_eq!(with, crc5_bitwise(&data, 64 + bits as usize));
+            assert_eq!(with, crc5_bit_serial(&data, 64 + bits as usize));
         }
     }
 

@@ -197,11 +197,12 @@ impl VersionMask {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::hex::decode_array;
 
-    fn esp_miner_job_header() -> BlockHeader {
+    /// ESP-Miner's pinned Stratum work, shared by the header and job tests.
+    pub(crate) fn esp_miner_job_header() -> BlockHeader {
         // ESP-Miner test_mining.c "Validate bm job construction" (pinned from verifiers/bm1397.py).
         let stratum_prev: [u8; 32] =
             decode_array("bf44fd3513dc7b837d60e5c628b572b448d204a8000007490000000000000000")

@@ -333,8 +333,7 @@ impl Job {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::header::prev_hash_from_stratum;
-    use crate::hex::{decode_array, decode_into};
+    use crate::hex::decode_into;
 
     #[test]
     fn job_ids_follow_the_model_rules() {
@@ -355,20 +354,7 @@ mod tests {
     /// CRC16 0x6B1D (§4.1).
     #[test]
     fn esp_miner_documented_bm1397_job() {
-        let stratum_prev: [u8; 32] =
-            decode_array("bf44fd3513dc7b837d60e5c628b572b448d204a8000007490000000000000000")
-                .expect("hex");
-        let header = BlockHeader {
-            version: 0x2000_0004,
-            prev_hash: prev_hash_from_stratum(&stratum_prev),
-            merkle_root: decode_array(
-                "cd1be82132ef0d12053dcece1fa0247fcfdb61d4dbd3eb32ea9ef9b4c604a846",
-            )
-            .expect("hex"),
-            ntime: 0x6465_8bd8,
-            nbits: 0x1705_dd01,
-            nonce: 0,
-        };
+        let header = crate::header::tests::esp_miner_job_header();
         let mut job = MidstateJob::from_header(JobId(4), &header, None);
         job.midstate_count = 4;
         let frame = Job::Midstate(job).encode();

@@ -1,20 +1,14 @@
 //! The initialisation sequencers reproduce the spec's §6 tables byte for byte.
 //!
-//! Expected frames are built here from the spec's header/register/value tables with a separate,
-//! bit-serial CRC5 written from the text of §2.2, so the sequencer's encoder is not checking itself.
+//! Expected frames are built here from the spec's header/register/value tables with the spec's
+//! bit-serial CRC5 (`crc5_bit_serial`, pinned to §2.2's check values), not with the table-driven
+//! encoder the sequencer uses, so the encoder is not checking itself.
 
+use bm13xx::crc::crc5_bit_serial;
 use bm13xx::{ChipModel, Frequency, InitConfig, InitSequence, ResponseFormat, Step};
 
-/// §2.2: per input bit b, fb = bit4(crc) XOR b; crc = ((crc << 1) | fb) XOR (fb << 2), 5 bits.
 fn spec_crc5(data: &[u8]) -> u8 {
-    let mut crc = 0x1Fu8;
-    for byte in data {
-        for i in (0..8).rev() {
-            let fb = ((crc >> 4) & 1) ^ ((byte >> i) & 1);
-            crc = (((crc << 1) | fb) ^ (fb << 2)) & 0x1F;
-        }
-    }
-    crc
+    crc5_bit_serial(data, data.len() * 8)
 }
 
 fn frame(header: u8, payload: &[u8]) -> Vec<u8> {

@@ -136,20 +136,13 @@ pub fn rx_decoder() -> ResponseDecoder {
 /// The baseline: how ESP-Miner-style code checks a stream, a bit-serial CRC5 over each fixed-size
 /// candidate and a byte-by-byte resync on failure.
 pub fn naive_decode_count(stream: &[u8]) -> u64 {
-    fn crc5_bitwise(data: &[u8]) -> u8 {
-        let mut crc = 0x1Fu8;
-        for byte in data {
-            for i in (0..8).rev() {
-                let fb = ((crc >> 4) & 1) ^ ((byte >> i) & 1);
-                crc = (((crc << 1) | fb) ^ (fb << 2)) & 0x1F;
-            }
-        }
-        crc
-    }
     let mut frames = 0;
     let mut i = 0;
     while i + 9 <= stream.len() {
-        if stream[i] == 0xAA && stream[i + 1] == 0x55 && crc5_bitwise(&stream[i + 2..i + 9]) == 0 {
+        if stream[i] == 0xAA
+            && stream[i + 1] == 0x55
+            && bm13xx::crc::crc5_bit_serial(&stream[i + 2..i + 9], 56) == 0
+        {
             frames += 1;
             i += 9;
         } else {
