@@ -208,7 +208,6 @@ impl DecoderStats {
 #[derive(Debug, Clone)]
 pub struct StreamDecoder<S: Side> {
     side: S,
-    preamble: [u8; 2],
     buf: [u8; MAX_JOB_LEN],
     len: usize,
     /// Stream offset of `buf[0]`.
@@ -250,7 +249,6 @@ impl<S: Side> StreamDecoder<S> {
     pub fn new(side: S) -> Self {
         Self {
             side,
-            preamble: side.preamble(),
             buf: [0; MAX_JOB_LEN],
             len: 0,
             buf_offset: 0,
@@ -269,8 +267,9 @@ impl<S: Side> StreamDecoder<S> {
         &self.stats
     }
 
-    /// Decodes `input`, yielding events as the iterator is driven. Bytes not consumed when the
-    /// iterator is dropped early are lost, so drive it to the end.
+    /// Decodes `input`, yielding events as the iterator is driven. Dropping the iterator early
+    /// still consumes the rest of `input` (its events are discarded), so the stream position and
+    /// the counters stay right.
     pub fn feed<'d, 'i>(&'d mut self, input: &'i [u8]) -> Events<'d, 'i, S> {
         self.stats.bytes += input.len() as u64;
         Events {
@@ -303,7 +302,7 @@ impl<S: Side> StreamDecoder<S> {
     /// the whole preamble is there or only its first byte at the very end).
     fn next_start_in_buffer(&self) -> Option<(usize, bool)> {
         let buf = &self.buf[..self.len];
-        let [p0, p1] = self.preamble;
+        let [p0, p1] = self.side.preamble();
         (1..buf.len()).find_map(|i| match buf.get(i + 1) {
             _ if buf[i] != p0 => None,
             Some(&next) if next == p1 => Some((i, true)),
@@ -407,7 +406,7 @@ impl<S: Side> Events<'_, '_, S> {
     /// start itself into the buffer.
     fn scan(&mut self) {
         let d = &mut *self.decoder;
-        let [p0, p1] = d.preamble;
+        let [p0, p1] = d.side.preamble();
         let mut from = 0;
         let start = loop {
             match self.input[from..].iter().position(|&b| b == p0) {
@@ -473,6 +472,12 @@ impl<S: Side> Events<'_, '_, S> {
             d.drop_front(len);
         }
         d.take_garbage_error().map(Event::Error)
+    }
+}
+
+impl<S: Side> Drop for Events<'_, '_, S> {
+    fn drop(&mut self) {
+        for _ in self.by_ref() {}
     }
 }
 

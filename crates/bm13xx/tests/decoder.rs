@@ -242,3 +242,21 @@ fn legacy_length_byte_depends_on_the_model() {
         "an 88-byte frame is no 54-byte BM1397 job: {events:?}"
     );
 }
+
+#[test]
+fn dropping_the_events_early_still_consumes_the_input() {
+    let stream = bytes(&format!("{CHIP_ID} {CHIP_ID} {CHIP_ID}"));
+    let mut decoder = rx();
+    let first = decoder.feed(&stream).next();
+    assert!(matches!(first, Some(Event::Frame { offset: 0, .. })));
+    assert_eq!(
+        decoder.stats().frames,
+        3,
+        "the other two frames were decoded on drop"
+    );
+    let next: Vec<_> = decoder.feed(&bytes(CHIP_ID)).collect();
+    assert!(
+        matches!(next[..], [Event::Frame { offset: 27, .. }]),
+        "{next:?}"
+    );
+}
