@@ -342,9 +342,9 @@ impl InitSequence {
             }
             (AssignAddresses, Cursor::Start) => self.address_step(0),
             (AssignAddresses, Cursor::Chips(index, _)) => self.address_step(index),
-            (EachChip(writes, _), Cursor::Start) => self.chip_step(writes, action, 0, 0),
-            (EachChip(writes, _), Cursor::Chips(chip, write)) => {
-                self.chip_step(writes, action, chip, write)
+            (EachChip(writes, wait), Cursor::Start) => self.chip_step(writes, wait, 0, 0),
+            (EachChip(writes, wait), Cursor::Chips(chip, write)) => {
+                self.chip_step(writes, wait, chip, write)
             }
             (Ramp, Cursor::Start) => {
                 let c = &self.config;
@@ -394,13 +394,10 @@ impl InitSequence {
     fn chip_step(
         &mut self,
         writes: &'static [(u8, u32)],
-        action: Action,
+        per_chip_wait: u32,
         chip: u32,
         write: usize,
     ) -> Option<Result<Step, InitError>> {
-        let EachChip(_, per_chip_wait) = action else {
-            return None;
-        };
         let (register, value) = *writes.get(write)?;
         let address = self
             .addressing
@@ -438,10 +435,15 @@ impl Iterator for InitSequence {
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             let action = *self.actions.first()?;
-            if let Some(step) = self.step_within(action) {
-                return Some(step);
+            match self.step_within(action) {
+                // Nothing after a failed step may be sent: the chain is in an unknown state.
+                Some(Err(error)) => {
+                    self.actions = &[];
+                    return Some(Err(error));
+                }
+                Some(step) => return Some(step),
+                None => self.advance(),
             }
-            self.advance();
         }
     }
 }
