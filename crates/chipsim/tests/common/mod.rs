@@ -44,6 +44,23 @@ impl Host {
         self.decoder.feed(&bytes).collect()
     }
 
+    /// Takes what the chain sent and counts the nonces in it.
+    pub fn nonce_count(&mut self) -> usize {
+        let events = self.responses();
+        events
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    Event::Frame {
+                        frame: Response::Nonce(_),
+                        ..
+                    }
+                )
+            })
+            .count()
+    }
+
     /// Plays the whole init sequence; returns the responses to the enumeration read.
     pub fn init(&mut self, config: InitConfig) -> Vec<Event<Response>> {
         let mut enumeration = Vec::new();
