@@ -10,11 +10,15 @@
 
 pub mod chain;
 pub mod chip;
+pub mod devices;
 pub mod faults;
+pub mod link;
 pub mod oracle;
 pub mod physics;
 pub mod rng;
 
 pub use chain::{ChainConfig, ChainSim, ChainStats, ConfigError};
+pub use devices::{Emc2101, SimI2cBus, Tps546};
 pub use faults::{FaultScript, Faults, ScriptEntry};
+pub use link::{SimControl, SimLink, SimUart};
 pub use oracle::Oracle;
