@@ -218,7 +218,7 @@ fn duplicated_nonces_come_twice() {
         })
         .collect();
     assert!(
-        nonces.len() >= 4 && nonces.len() % 2 == 0,
+        nonces.len() >= 4 && nonces.len().is_multiple_of(2),
         "{}",
         nonces.len()
     );
