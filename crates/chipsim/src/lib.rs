@@ -15,6 +15,7 @@ pub mod faults;
 pub mod link;
 pub mod oracle;
 pub mod physics;
+pub mod pty;
 pub mod rng;
 
 pub use chain::{ChainConfig, ChainSim, ChainStats, ConfigError};
