@@ -44,7 +44,7 @@ impl ChainConfig {
             model,
             chips,
             seed,
-            share_floor_log2: 24,
+            share_floor_log2: 26,
             nonce_layout: NonceLayout::default_for(
                 model,
                 if model == ChipModel::Bm1397 {
@@ -261,6 +261,7 @@ impl ChainSim {
 
     /// One frame reaches the chips that can hear it, nearest first (spec §14.2, §14.7).
     fn apply(&mut self, frame: HostFrame, host_baud: u32) {
+        tracing::debug!(?frame, host_baud, "frame");
         let reach = self.reachable();
         let listening: Vec<usize> = (0..reach)
             .filter(|&i| listens_at(self.chips[i].baud(), host_baud))
@@ -288,8 +289,15 @@ impl ChainSim {
                 value,
             }) => {
                 for &i in &listening {
-                    if self.chips[i].is_for(destination) {
-                        self.chips[i].write(register, value);
+                    if !self.chips[i].is_for(destination) {
+                        continue;
+                    }
+                    let reply = self.chips[i].write(register, value);
+                    if let Some(reply) =
+                        reply.filter(|_| !self.faults.is_unresponsive(self.chips[i].index))
+                    {
+                        let baud = self.chips[i].baud();
+                        self.send(reply, baud);
                     }
                 }
             }
@@ -322,6 +330,7 @@ impl ChainSim {
                 *last ^= 1 << self.line_rng.below(5);
             }
         }
+        tracing::debug!(?response, baud, "response");
         self.stats.responses_sent += 1;
         self.output.extend(bytes.into_iter().map(|b| (b, baud)));
     }

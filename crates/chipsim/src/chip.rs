@@ -2,7 +2,7 @@
 //! and the nonce search that makes its answers genuine.
 
 use bm13xx::pll::Pll0Divider;
-use bm13xx::registers::{FastUartConfig, MiscControl, address};
+use bm13xx::registers::{CoreRegisterControl, FastUartConfig, MiscControl, address};
 use bm13xx::{
     BlockHeader, ChipAddressing, ChipModel, Job, NonceLayout, NonceResponse, PllParameter,
     RegisterResponse, Response, TicketMask,
@@ -81,6 +81,8 @@ pub struct SimChip {
     pub addressed: bool,
     pub relaying: bool,
     regs: [u32; 256],
+    /// The per-core registers reached through 0x3C (one set: the simulator does not tell cores apart).
+    core_regs: [u8; 32],
     pub silicon: Silicon,
     pub thermal: Thermal,
     jobs: Vec<Option<Job>>,
@@ -114,6 +116,7 @@ impl SimChip {
             addressed: false,
             relaying: true,
             regs: reset_registers(model),
+            core_regs: [0; 32],
             silicon,
             thermal: Thermal::at(ambient_c),
             jobs: vec![None; 128],
@@ -132,6 +135,7 @@ impl SimChip {
         self.addressed = false;
         self.relaying = true;
         self.regs = reset_registers(self.model);
+        self.core_regs = [0; 32];
         self.jobs.fill(None);
         self.current_job = None;
         self.last_rate = 0.0;
@@ -151,11 +155,42 @@ impl SimChip {
         }
     }
 
-    pub fn write(&mut self, register: u8, value: u32) {
+    /// Applies a register write. A core-register read through 0x3C makes the chip send the value
+    /// on its own, as a register-0x40 response (§5.3, §1), which is returned.
+    pub fn write(&mut self, register: u8, value: u32) -> Option<Response> {
         match register {
             // Chip id and the counters are read-only.
-            address::CHIP_ID | address::HASH_RATE | address::TOTAL_HASH_COUNTER => {}
-            _ => self.regs[usize::from(register)] = value,
+            address::CHIP_ID | address::HASH_RATE | address::TOTAL_HASH_COUNTER => None,
+            address::CORE_REGISTER_CONTROL => {
+                self.regs[usize::from(register)] = value;
+                self.core_register_command(value)
+            }
+            _ => {
+                self.regs[usize::from(register)] = value;
+                None
+            }
+        }
+    }
+
+    fn core_register_command(&mut self, value: u32) -> Option<Response> {
+        const DO_CMD: u32 = 0x8000_0000;
+        if value & DO_CMD == 0 {
+            return None;
+        }
+        match CoreRegisterControl::from_value(value) {
+            CoreRegisterControl::Write {
+                register, value, ..
+            } => {
+                self.core_regs[usize::from(register & 0x1F)] = value;
+                None
+            }
+            CoreRegisterControl::Read { core_id, register } => {
+                // 0x40: [24:16] core id, [7:0] the core register's value.
+                let reply = (u32::from(core_id) << 16)
+                    | u32::from(self.core_regs[usize::from(register & 0x1F)]);
+                self.regs[usize::from(address::CORE_REGISTER_VALUE)] = reply;
+                Some(self.read(address::CORE_REGISTER_VALUE))
+            }
         }
     }
 

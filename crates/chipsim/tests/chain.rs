@@ -298,3 +298,26 @@ fn same_seed_same_wire() {
     assert_eq!(run(5), run(5));
     assert_ne!(run(5), run(6));
 }
+
+/// A core-register read through 0x3C is answered by the chip on its own, as a 0x40 response
+/// (spec §5.3); a core-register write is not answered.
+#[test]
+fn core_register_reads_answer_as_register_0x40() {
+    use bm13xx::registers::CoreRegisterControl;
+    let mut host = Host::new(ChipModel::Bm1397, 2, 1);
+    host.init(InitConfig::esp_miner(ChipModel::Bm1397, 2));
+    let write = CoreRegisterControl::write(0, 0x05, 0x40).expect("valid");
+    host.send(Command::write(Destination::All, write).encode().as_bytes());
+    assert!(host.responses().is_empty());
+    let read = CoreRegisterControl::read(3, 0x05).expect("valid");
+    host.send(
+        Command::write(Destination::Chip(128), read)
+            .encode()
+            .as_bytes(),
+    );
+    let responses = frames(&host.responses());
+    assert!(
+        matches!(responses[..], [Response::Register(r)] if r.register == 0x40 && r.chip_address == 128 && r.value == (3 << 16) | 0x40),
+        "{responses:?}"
+    );
+}

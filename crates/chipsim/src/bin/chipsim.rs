@@ -38,7 +38,7 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         chains: u32,
         /// Nonces are genuine at ticket difficulty × this floor: a power of two ≤ 1, as 2^-k or a number.
-        #[arg(long, default_value = "2^-24", value_parser = parse_share_floor)]
+        #[arg(long, default_value = "2^-26", value_parser = parse_share_floor)]
         share_floor: u32,
         /// A JSON fault script: [{"at_s": T, "faults": {...}}, ...].
         #[arg(long)]
@@ -255,5 +255,26 @@ fn main() -> ExitCode {
             eprintln!("error: {message}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_share_floor;
+
+    #[test]
+    fn share_floors() {
+        assert_eq!(parse_share_floor("2^-16"), Ok(16));
+        assert_eq!(parse_share_floor("2^0"), Ok(0));
+        assert_eq!(parse_share_floor("1"), Ok(0));
+        assert_eq!(parse_share_floor("0.0000152587890625"), Ok(16));
+        assert!(parse_share_floor("3").is_err());
+        assert!(
+            parse_share_floor("2").is_err(),
+            "floors are at most difficulty 1"
+        );
+        assert!(parse_share_floor("2^-33").is_err());
+        assert!(parse_share_floor("-1").is_err());
+        assert!(parse_share_floor("2^x").is_err());
     }
 }
