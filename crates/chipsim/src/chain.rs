@@ -96,6 +96,8 @@ pub struct ChainSim {
     ambient_c: f64,
     faults: Faults,
     script: FaultScript,
+    /// The reset line is held low: every chip is in reset.
+    in_reset: bool,
     line_rng: Rng,
     stats: ChainStats,
 }
@@ -121,6 +123,7 @@ impl ChainSim {
             ambient_c: config.ambient_c,
             faults: Faults::default(),
             script: FaultScript::default(),
+            in_reset: false,
             line_rng: Rng::fork(config.seed, 0),
             stats: ChainStats::default(),
             config,
@@ -189,11 +192,25 @@ impl ChainSim {
         self.chips.first().map_or(0, SimChip::baud)
     }
 
-    /// Pulls the reset line: every chip back to power-on state.
+    /// Pulses the reset line: every chip back to power-on state.
     pub fn reset(&mut self) {
-        self.chips.iter_mut().for_each(SimChip::reset);
-        self.decoder = HostDecoder::host_to_chip(self.config.model);
-        self.output.clear();
+        self.set_reset_line(true);
+        self.set_reset_line(false);
+    }
+
+    /// Drives the reset line (NRSTI, active low): held, the chips neither hear nor answer nor hash;
+    /// released, they start from power-on state (spec §1).
+    pub fn set_reset_line(&mut self, held: bool) {
+        if held {
+            self.chips.iter_mut().for_each(SimChip::reset);
+            self.decoder = HostDecoder::host_to_chip(self.config.model);
+            self.output.clear();
+        }
+        self.in_reset = held;
+    }
+
+    pub fn in_reset(&self) -> bool {
+        self.in_reset
     }
 
     /// Total power drawn by the chips now.
@@ -214,6 +231,9 @@ impl ChainSim {
 
     /// How many chips, from the host's end, a frame reaches now.
     fn reachable(&self) -> usize {
+        if self.in_reset {
+            return 0;
+        }
         let present = self.faults.reachable_chips(self.config.chips) as usize;
         // A chip that does not relay hides everything after it.
         let relayed = self
@@ -226,7 +246,7 @@ impl ChainSim {
 
     /// Bytes from the host, sent at `host_baud`.
     pub fn receive(&mut self, bytes: &[u8], host_baud: u32) {
-        if self.faults.reachable_chips(self.config.chips) == 0 {
+        if self.in_reset || self.faults.reachable_chips(self.config.chips) == 0 {
             return;
         }
         if !listens_at(self.baud(), host_baud) {
@@ -353,7 +373,7 @@ impl ChainSim {
             if self.faults.has_thermal_runaway(chip.index) {
                 r_th *= 5.0;
             }
-            let powered = volts > 0.0;
+            let powered = volts > 0.0 && !self.in_reset;
             let hashing = powered && chip.hashrate() > 0.0;
             let power = if powered {
                 chip.silicon

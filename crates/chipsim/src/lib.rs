@@ -21,5 +21,5 @@ pub mod rng;
 pub use chain::{ChainConfig, ChainSim, ChainStats, ConfigError};
 pub use devices::{Emc2101, SimI2cBus, Tps546};
 pub use faults::{FaultScript, Faults, ScriptEntry};
-pub use link::{SimControl, SimLink, SimUart};
+pub use link::{ResetPin, SimControl, SimLink, SimUart};
 pub use oracle::Oracle;

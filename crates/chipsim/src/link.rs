@@ -200,11 +200,18 @@ impl SimControl {
         self.with_sim(|sim| sim.set_faults(faults));
     }
 
-    /// Pulls the chain's reset line.
+    /// Pulses the chain's reset line.
     pub fn reset(&self) {
         let mut shared = lock(&self.shared);
         shared.sim.reset();
         shared.to_host.clear();
+    }
+
+    /// The chain's reset line as an embedded-hal output pin (low = held in reset).
+    pub fn reset_pin(&self) -> ResetPin {
+        ResetPin {
+            shared: Arc::clone(&self.shared),
+        }
     }
 
     /// The TPS546-style core regulator on this board's I2C bus.
@@ -237,5 +244,30 @@ impl SimControl {
             self.advance((now - last).as_secs_f64() * speed);
             last = now;
         }
+    }
+}
+
+/// NRSTI of the chain as a GPIO: driving it low holds every chip in reset; driving it high
+/// releases them at power-on state.
+#[derive(Debug, Clone)]
+pub struct ResetPin {
+    shared: SharedSim,
+}
+
+impl embedded_hal::digital::ErrorType for ResetPin {
+    type Error = core::convert::Infallible;
+}
+
+impl embedded_hal::digital::OutputPin for ResetPin {
+    fn set_low(&mut self) -> Result<(), Self::Error> {
+        let mut shared = lock(&self.shared);
+        shared.sim.set_reset_line(true);
+        shared.to_host.clear();
+        Ok(())
+    }
+
+    fn set_high(&mut self) -> Result<(), Self::Error> {
+        lock(&self.shared).sim.set_reset_line(false);
+        Ok(())
     }
 }

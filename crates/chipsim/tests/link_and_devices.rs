@@ -227,3 +227,25 @@ fn emc2101_reads_the_hottest_chip_and_drives_the_fan() {
         .expect("reads");
     assert_eq!(tach[0], 0xFF);
 }
+
+#[test]
+fn the_reset_pin_silences_the_chain_and_brings_it_back_fresh() {
+    use embedded_hal::digital::OutputPin;
+    let (uart, control) = link(2);
+    let mut reset = control.reset_pin();
+    // Address the chain so there is state to lose.
+    uart.send(Command::ChainInactive.encode().as_bytes());
+    uart.send(Command::SetAddress { address: 0x80 }.encode().as_bytes());
+    assert!(control.with_sim(|s| s.chips()[0].addressed));
+
+    reset.set_low().expect("infallible");
+    uart.send(Command::read(Destination::All, 0x00).encode().as_bytes());
+    let mut buf = [0u8; 64];
+    assert_eq!(uart.try_read(&mut buf), 0, "chips in reset say nothing");
+
+    reset.set_high().expect("infallible");
+    assert!(control.with_sim(|s| s.chips().iter().all(|c| !c.addressed && c.address == 0)));
+    uart.send(Command::read(Destination::All, 0x00).encode().as_bytes());
+    let n = uart.try_read(&mut buf);
+    assert_eq!(chip_ids(&buf[..n]), 2);
+}
