@@ -7,6 +7,19 @@
 //! for real: every nonce is a genuine solution at `ticket × share floor`, returned at the rate the
 //! chip's clock gives. Physics (silicon spread, errors above the stable clock, V²f + leakage power,
 //! first-order thermals, an overheat cut-off) is seeded and deterministic. Faults are scriptable.
+//!
+//! ```
+//! use bm13xx::{ChipModel, Command, Destination};
+//! use chipsim::{ChainConfig, ChainSim};
+//!
+//! let mut chain = ChainSim::new(ChainConfig::new(ChipModel::Bm1397, 3, 42))?;
+//! // Enumeration: a broadcast read of register 0x00 at the power-on rate.
+//! chain.receive(Command::read(Destination::All, 0x00).encode().as_bytes(), 115_200);
+//! let answer = chain.take_output(115_200);
+//! // Three chips, nearest first, each with the §3.5 chip-id frame.
+//! assert_eq!(answer, [0xAA, 0x55, 0x13, 0x97, 0x18, 0x00, 0x00, 0x00, 0x06].repeat(3));
+//! # Ok::<(), chipsim::ConfigError>(())
+//! ```
 
 pub mod chain;
 pub mod chip;
