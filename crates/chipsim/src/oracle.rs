@@ -5,15 +5,39 @@ use serde::Serialize;
 use crate::chain::ChainSim;
 use crate::physics::Nominal;
 
+/// Where the oracle evaluates power: the temperature a well-cooled chip runs at.
+const ORACLE_TEMP_C: f64 = 60.0;
+
+/// The best a chip can do at one core voltage: its highest clean clock, and what that costs.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct OperatingPoint {
+    pub volts: f64,
+    pub max_stable_mhz: f64,
+    pub terahashes: f64,
+    pub watts: f64,
+    pub joules_per_th: f64,
+}
+
 /// One chip's truth.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ChipTruth {
     pub index: u32,
-    /// (core volts, highest clean MHz at 60 °C), around the nominal voltage.
-    pub max_stable_mhz: Vec<(f64, f64)>,
+    /// The chip's power curve: one point per voltage around nominal, at 60 °C.
+    pub points: Vec<OperatingPoint>,
     /// Watts at the model's default clock and nominal voltage, 60 °C.
     pub nominal_power_w: f64,
     pub silicon: crate::physics::Silicon,
+}
+
+impl ChipTruth {
+    /// The point with the lowest J/TH: what a maximum-efficiency tuner should find.
+    pub fn most_efficient(&self) -> Option<OperatingPoint> {
+        self.points
+            .iter()
+            .copied()
+            .filter(|p| p.terahashes > 0.0)
+            .min_by(|a, b| a.joules_per_th.total_cmp(&b.joules_per_th))
+    }
 }
 
 /// The chain's truth.
@@ -30,9 +54,11 @@ impl Oracle {
     pub fn of(chain: &ChainSim) -> Self {
         let model = chain.config().model;
         let nominal = Nominal::of(model);
+        // 25 mV steps, rounded to the millivolt as a regulator would set them.
         let volts: Vec<f64> = (-4..=4)
-            .map(|step| nominal.volts + 0.025 * f64::from(step))
+            .map(|step| ((nominal.volts + 0.025 * f64::from(step)) * 1000.0).round() / 1000.0)
             .collect();
+        let small_cores = f64::from(model.hashing_small_cores());
         Self {
             model: model.name().to_string(),
             seed: chain.config().seed,
@@ -43,14 +69,62 @@ impl Oracle {
                 .iter()
                 .map(|chip| ChipTruth {
                     index: chip.index,
-                    max_stable_mhz: volts
+                    points: volts
                         .iter()
-                        .map(|&v| (v, chip.silicon.max_stable_mhz(v, 60.0)))
+                        .map(|&v| {
+                            let mhz = chip.silicon.max_stable_mhz(v, ORACLE_TEMP_C);
+                            let terahashes = mhz * 1e6 * small_cores / 1e12;
+                            let watts = chip.silicon.power_w(mhz, v, ORACLE_TEMP_C, true);
+                            OperatingPoint {
+                                volts: v,
+                                max_stable_mhz: mhz,
+                                terahashes,
+                                watts,
+                                joules_per_th: if terahashes > 0.0 {
+                                    watts / terahashes
+                                } else {
+                                    f64::INFINITY
+                                },
+                            }
+                        })
                         .collect(),
-                    nominal_power_w: chip.silicon.power_w(nominal.mhz, nominal.volts, 60.0, true),
+                    nominal_power_w: chip.silicon.power_w(
+                        nominal.mhz,
+                        nominal.volts,
+                        ORACLE_TEMP_C,
+                        true,
+                    ),
                     silicon: chip.silicon,
                 })
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::ChainConfig;
+    use bm13xx::ChipModel;
+
+    #[test]
+    fn the_curve_trades_speed_for_efficiency() {
+        let chain = ChainSim::new(ChainConfig::new(ChipModel::Bm1370, 2, 4)).expect("valid");
+        let oracle = Oracle::of(&chain);
+        let points = &oracle.chips[0].points;
+        assert!(
+            points
+                .windows(2)
+                .all(|w| w[1].max_stable_mhz > w[0].max_stable_mhz)
+        );
+        assert!(points.windows(2).all(|w| w[1].watts > w[0].watts));
+        // Lower voltage is more efficient per hash (V² dominates), so the best point is at the low end.
+        let best = oracle.chips[0].most_efficient().expect("a point");
+        assert_eq!(best.volts, points[0].volts);
+        // Chips differ.
+        assert_ne!(
+            oracle.chips[0].points[4].max_stable_mhz,
+            oracle.chips[1].points[4].max_stable_mhz
+        );
     }
 }

@@ -47,7 +47,7 @@ fn set_clock(host: &mut Host, mhz: u32) {
 #[test]
 fn more_clock_means_more_power_and_above_the_limit_more_errors() {
     let mut host = mining_host(1, 11);
-    let f_max = Oracle::of(&host.sim).chips[0].max_stable_mhz[4].1;
+    let f_max = Oracle::of(&host.sim).chips[0].points[4].max_stable_mhz;
     host.sim.advance(1.0);
     let power_at_425 = host.sim.power_w();
     set_clock(&mut host, 450);

@@ -221,10 +221,17 @@ fn main() -> ExitCode {
                         oracle.nominal_mhz
                     );
                     for chip in &oracle.chips {
-                        let (v, f) = chip.max_stable_mhz[chip.max_stable_mhz.len() / 2];
+                        let nominal = chip.points[chip.points.len() / 2];
+                        let best = chip.most_efficient().unwrap_or(nominal);
                         println!(
-                            "chip {:3}: {f:7.1} MHz stable at {v:.3} V, {:5.2} W nominal",
-                            chip.index, chip.nominal_power_w
+                            "chip {:3}: {:7.1} MHz stable at {:.3} V ({:5.2} W); best {:.2} J/TH at {:.3} V, {:.1} MHz",
+                            chip.index,
+                            nominal.max_stable_mhz,
+                            nominal.volts,
+                            nominal.watts,
+                            best.joules_per_th,
+                            best.volts,
+                            best.max_stable_mhz
                         );
                     }
                     Ok(())
