@@ -66,6 +66,10 @@ fn raw_pll_hz(word: u32) -> f64 {
     }
 }
 
+/// The most hashes spent looking for one nonce: about 5 s of one core. At ticket difficulty 256
+/// this allows floors down to 2^-16.
+pub const MAX_SEARCH: u64 = 1 << 24;
+
 /// What a chip found while hashing: a nonce response, good or (hardware error) bad.
 #[derive(Debug, Clone, Copy)]
 pub struct Found {
@@ -103,6 +107,9 @@ pub struct ChipStats {
     pub nonces: u64,
     pub bad_nonces: u64,
     pub hashes_tried: u64,
+    /// Nonces not sent because the search ran past [`MAX_SEARCH`] (floor too close to real
+    /// difficulty for a CPU).
+    pub abandoned: u64,
 }
 
 impl SimChip {
@@ -314,18 +321,23 @@ impl SimChip {
             .error_rate(self.frequency_mhz(), volts, self.thermal.temp_c);
         let zero_bits = (32 + ticket).saturating_sub(floor_log2);
         (0..count)
-            .map(|_| {
+            .filter_map(|_| {
                 let valid = self.rng.next_f64() >= error_rate;
-                let response = self.search(&job, zero_bits, valid, layout, addressing);
+                let Some(response) = self.search(&job, zero_bits, valid, layout, addressing) else {
+                    self.stats.abandoned += 1;
+                    return None;
+                };
                 self.stats.nonces += 1;
                 self.stats.bad_nonces += u64::from(!valid);
-                Found { response, valid }
+                Some(Found { response, valid })
             })
             .collect()
     }
 
     /// Finds a nonce whose hash has `zero_bits` leading zero bits (or, for a hardware error, one
-    /// that does not) and encodes it with this chip's fields (§3.3, §3.4).
+    /// that does not) and encodes it with this chip's fields (§3.3, §3.4). Gives up after
+    /// [`MAX_SEARCH`] hashes, so a floor set too close to real difficulty slows nonces down
+    /// (counted as abandoned) instead of hanging the simulator.
     fn search(
         &mut self,
         job: &Job,
@@ -333,7 +345,8 @@ impl SimChip {
         valid: bool,
         layout: NonceLayout,
         addressing: ChipAddressing,
-    ) -> Response {
+    ) -> Option<Response> {
+        let mut budget = MAX_SEARCH;
         let core_count = u64::from(self.model.cores()).min(1 << layout.core_bits);
         let small_cores = u64::from(self.model.small_cores_per_core());
         let low_bits = u32::from(layout.chip_shift);
@@ -354,6 +367,7 @@ impl SimChip {
             let version_bits = (self.rng.next_u64() as u32 & rolling_mask) as u16;
             // A run of low nonce bits under the chosen core and chip fields.
             for _ in 0..(1u32 << low_bits.min(17)) {
+                budget = budget.checked_sub(1)?;
                 self.cursor = self.cursor.wrapping_add(1);
                 let low = self.cursor & ((1 << low_bits) - 1);
                 let mut v = (core << layout.core_shift) | (field << layout.chip_shift) | low;
@@ -365,7 +379,7 @@ impl SimChip {
                 let hash = hash_of(job, nonce, midstate, version_bits);
                 self.stats.hashes_tried += 1;
                 if (leading_zero_bits(&hash) >= zero_bits) == valid {
-                    return self.encode(job, nonce, midstate, small_core, version_bits);
+                    return Some(self.encode(job, nonce, midstate, small_core, version_bits));
                 }
             }
         }

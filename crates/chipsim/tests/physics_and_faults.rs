@@ -248,3 +248,35 @@ fn a_regulator_fault_stops_everything_and_a_script_heals_it() {
     }
     assert!(host.nonce_count() > 10, "healed at 100 s");
 }
+
+/// With no floor (real difficulty) a CPU cannot find nonces; the simulator must give up on them
+/// rather than hang.
+#[test]
+fn a_floor_at_real_difficulty_abandons_nonces_instead_of_hanging() {
+    let mut config = chipsim::ChainConfig::new(ChipModel::Bm1397, 1, 1);
+    config.share_floor_log2 = 0;
+    let mut host = Host::with_config(config);
+    host.init(InitConfig::esp_miner(ChipModel::Bm1397, 1));
+    let header = bm13xx::BlockHeader {
+        version: 0x2000_0000,
+        prev_hash: [3; 32],
+        merkle_root: [4; 32],
+        ntime: 1,
+        nbits: 0x1705_dd01,
+        nonce: 0,
+    };
+    let job = MidstateJob::from_header(
+        JobId::new(ChipModel::Bm1397, 8).expect("valid"),
+        &header,
+        None,
+    );
+    host.send(Job::Midstate(job).encode().as_bytes());
+    // Ten seconds at 0.26 nonces/s: a few searches, each given up after 2^24 hashes.
+    host.sim.advance(10.0);
+    let stats = host.sim.chips()[0].stats;
+    assert!(stats.abandoned > 0, "{stats:?}");
+    assert_eq!(
+        stats.nonces, stats.bad_nonces,
+        "only hardware errors are cheap at real difficulty"
+    );
+}
