@@ -10,7 +10,12 @@ use chipsim::{FaultScript, Faults, Oracle};
 use common::Host;
 
 fn mining_host(chips: u32, seed: u64) -> Host {
-    let mut host = Host::new(ChipModel::Bm1397, chips, seed);
+    mining(Host::new(ChipModel::Bm1397, chips, seed))
+}
+
+/// Brings the host's BM1397 chain up and gives it work.
+fn mining(mut host: Host) -> Host {
+    let chips = host.sim.config().chips;
     host.init(InitConfig::esp_miner(ChipModel::Bm1397, chips));
     let header = bm13xx::BlockHeader {
         version: 0x2000_0000,
@@ -255,22 +260,7 @@ fn a_regulator_fault_stops_everything_and_a_script_heals_it() {
 fn a_floor_at_real_difficulty_abandons_nonces_instead_of_hanging() {
     let mut config = chipsim::ChainConfig::new(ChipModel::Bm1397, 1, 1);
     config.share_floor_log2 = 0;
-    let mut host = Host::with_config(config);
-    host.init(InitConfig::esp_miner(ChipModel::Bm1397, 1));
-    let header = bm13xx::BlockHeader {
-        version: 0x2000_0000,
-        prev_hash: [3; 32],
-        merkle_root: [4; 32],
-        ntime: 1,
-        nbits: 0x1705_dd01,
-        nonce: 0,
-    };
-    let job = MidstateJob::from_header(
-        JobId::new(ChipModel::Bm1397, 8).expect("valid"),
-        &header,
-        None,
-    );
-    host.send(Job::Midstate(job).encode().as_bytes());
+    let mut host = mining(Host::with_config(config));
     // Ten seconds at 0.26 nonces/s: a few searches, each given up after 2^24 hashes.
     host.sim.advance(10.0);
     let stats = host.sim.chips()[0].stats;
