@@ -9,5 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod board;
+pub mod chain;
 pub mod drivers;
+pub mod uart;
 pub mod units;
