@@ -36,6 +36,9 @@ pub struct InvalidJobId {
 }
 
 impl JobId {
+    /// Id 0, valid for every model.
+    pub const ZERO: JobId = JobId(0);
+
     pub const fn new(model: ChipModel, value: u8) -> Result<Self, InvalidJobId> {
         let step = model.job_id_step();
         if value < 128 && value.is_multiple_of(step) {

@@ -11,5 +11,6 @@
 pub mod board;
 pub mod chain;
 pub mod drivers;
+pub mod mining;
 pub mod uart;
 pub mod units;
