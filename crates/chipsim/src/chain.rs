@@ -171,8 +171,18 @@ impl ChainSim {
         self.core_volts = volts.max(0.0);
     }
 
+    /// The duty the fan was told to run at.
     pub fn fan_duty(&self) -> f64 {
         self.fan_duty
+    }
+
+    /// The airflow the chips actually get: none if the fan has failed.
+    pub fn effective_fan_duty(&self) -> f64 {
+        if self.faults.fan_failure {
+            0.0
+        } else {
+            self.fan_duty
+        }
     }
 
     pub fn set_fan_duty(&mut self, duty: f64) {
@@ -369,7 +379,11 @@ impl ChainSim {
         let reach = self.reachable();
         let mut found = Vec::new();
         for (i, chip) in self.chips.iter_mut().enumerate() {
-            let mut r_th = chip.silicon.r_th(self.fan_duty);
+            let mut r_th = chip.silicon.r_th(if self.faults.fan_failure {
+                0.0
+            } else {
+                self.fan_duty
+            });
             if self.faults.has_thermal_runaway(chip.index) {
                 r_th *= 5.0;
             }

@@ -335,7 +335,7 @@ impl SmbusDevice for Emc2101 {
             .iter()
             .map(|c| c.thermal.temp_c)
             .fold(f64::MIN, f64::max);
-        let rpm = chain.fan_duty() * FAN_MAX_RPM;
+        let rpm = chain.effective_fan_duty() * FAN_MAX_RPM;
         let tach = if rpm < 1.0 {
             0xFFFF
         } else {

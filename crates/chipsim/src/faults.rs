@@ -27,6 +27,8 @@ pub struct Faults {
     pub thermal_runaway: Vec<u32>,
     /// The core regulator has shut down: no voltage, no hashing.
     pub regulator_fault: bool,
+    /// The fan has stopped, whatever it is told: no airflow, and the tachometer reads stalled.
+    pub fan_failure: bool,
 }
 
 impl Faults {

@@ -220,6 +220,15 @@ fn emc2101_reads_the_hottest_chip_and_drives_the_fan() {
         .expect("reads");
     let rpm = 5_400_000.0 / f64::from(u16::from_le_bytes(tach));
     assert!((rpm - 6000.0).abs() < 10.0, "{rpm}");
+    // A failed fan reads stalled even at full duty.
+    control.set_faults(Faults {
+        fan_failure: true,
+        ..Faults::default()
+    });
+    bus.write_read(EMC2101_ADDRESS, &[emc2101::TACH_LSB], &mut tach[..1])
+        .expect("reads");
+    assert_eq!(tach[0], 0xFF);
+    control.set_faults(Faults::default());
     // Fan off: the tach reads stalled.
     bus.write(EMC2101_ADDRESS, &[emc2101::FAN_SETTING, 0])
         .expect("writes");

@@ -12,5 +12,6 @@ pub mod board;
 pub mod chain;
 pub mod drivers;
 pub mod mining;
+pub mod thermal;
 pub mod uart;
 pub mod units;
