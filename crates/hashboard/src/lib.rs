@@ -12,6 +12,7 @@ pub mod board;
 pub mod chain;
 pub mod drivers;
 pub mod mining;
+pub mod power;
 pub mod thermal;
 pub mod uart;
 pub mod units;

@@ -1,0 +1,100 @@
+//! Core-voltage changes: clamped to the board's window and taken in small steps, so the chips
+//! never see a jump that would glitch them or overshoot the regulator's limits.
+
+use crate::board::BoardDescription;
+
+/// Largest single step of the per-chip core voltage.
+pub const VOLTAGE_STEP_MV: u32 = 10;
+/// Settling time after each step.
+pub const VOLTAGE_STEP_WAIT_MS: u32 = 20;
+
+/// Where a voltage change is going, and why it may not be where it was asked to go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VoltagePlan {
+    pub requested_mv: u32,
+    /// The requested voltage clamped to the board's window.
+    pub target_mv: u32,
+    pub clamped: bool,
+}
+
+/// The per-chip voltages to command, in order, from `from_mv` to the clamped target; each is
+/// followed by [`VOLTAGE_STEP_WAIT_MS`]. The regulator is commanded `board.regulator_mv(step)`.
+#[derive(Debug, Clone)]
+pub struct VoltageRamp {
+    current_mv: u32,
+    plan: VoltagePlan,
+}
+
+impl VoltageRamp {
+    pub fn new(board: &BoardDescription, from_mv: u32, requested_mv: u32) -> Self {
+        let target_mv = board.clamp_core_mv(requested_mv);
+        Self {
+            current_mv: from_mv,
+            plan: VoltagePlan {
+                requested_mv,
+                target_mv,
+                clamped: target_mv != requested_mv,
+            },
+        }
+    }
+
+    pub fn plan(&self) -> VoltagePlan {
+        self.plan
+    }
+}
+
+impl Iterator for VoltageRamp {
+    type Item = u32;
+
+    fn next(&mut self) -> Option<u32> {
+        let target = self.plan.target_mv;
+        if self.current_mv == target {
+            return None;
+        }
+        self.current_mv = if self.current_mv < target {
+            (self.current_mv + VOLTAGE_STEP_MV).min(target)
+        } else {
+            self.current_mv.saturating_sub(VOLTAGE_STEP_MV).max(target)
+        };
+        Some(self.current_mv)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::board::{BITAXE_MAX, BM1397_HASHBOARD_12};
+
+    #[test]
+    fn ramps_in_small_steps_to_the_exact_target() {
+        let steps: [u32; 4] = {
+            let mut ramp = VoltageRamp::new(&BITAXE_MAX, 1400, 1435);
+            core::array::from_fn(|_| ramp.next().unwrap_or(0))
+        };
+        assert_eq!(steps, [1410, 1420, 1430, 1435]);
+        let mut down = VoltageRamp::new(&BITAXE_MAX, 1400, 1385);
+        assert_eq!(
+            (down.next(), down.next(), down.next()),
+            (Some(1390), Some(1385), None)
+        );
+        assert_eq!(VoltageRamp::new(&BITAXE_MAX, 1400, 1400).next(), None);
+    }
+
+    #[test]
+    fn requests_outside_the_board_are_clamped_and_say_so() {
+        let ramp = VoltageRamp::new(&BM1397_HASHBOARD_12, 1400, 2000);
+        assert_eq!(
+            ramp.plan(),
+            VoltagePlan {
+                requested_mv: 2000,
+                target_mv: 1500,
+                clamped: true
+            }
+        );
+        assert_eq!(ramp.last(), Some(1500));
+        // Four series domains: the regulator is commanded four times the per-chip voltage.
+        assert_eq!(BM1397_HASHBOARD_12.regulator_mv(1500), 6000);
+        let low = VoltageRamp::new(&BM1397_HASHBOARD_12, 1400, 0);
+        assert_eq!(low.plan().target_mv, 1100);
+    }
+}
