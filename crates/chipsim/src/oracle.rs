@@ -50,7 +50,52 @@ pub struct Oracle {
     pub chips: Vec<ChipTruth>,
 }
 
+/// The best efficiency a whole chain can reach at one voltage for all chips: every chip at its own
+/// highest clean clock.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct ChainPoint {
+    pub volts: f64,
+    pub terahashes: f64,
+    pub watts: f64,
+    pub joules_per_th: f64,
+}
+
 impl Oracle {
+    /// The chain's lowest-J/TH operating point with one core voltage in `[min_v, max_v]` (1 mV
+    /// resolution) and every chip at its limit, at `temp_c`. What a maximum-efficiency tuner is
+    /// scored against.
+    pub fn best_chain_point(
+        chain: &ChainSim,
+        min_v: f64,
+        max_v: f64,
+        temp_c: f64,
+    ) -> Option<ChainPoint> {
+        let small_cores = f64::from(chain.config().model.hashing_small_cores());
+        let steps = ((max_v - min_v) * 1000.0).round().max(0.0) as u32;
+        (0..=steps)
+            .map(|i| min_v + f64::from(i) / 1000.0)
+            .map(|volts| {
+                let (terahashes, watts) = chain.chips().iter().fold((0.0, 0.0), |(th, w), chip| {
+                    let mhz = chip.silicon.max_stable_mhz(volts, temp_c);
+                    (
+                        th + mhz * 1e6 * small_cores / 1e12,
+                        w + chip.silicon.power_w(mhz, volts, temp_c, true),
+                    )
+                });
+                ChainPoint {
+                    volts,
+                    terahashes,
+                    watts,
+                    joules_per_th: if terahashes > 0.0 {
+                        watts / terahashes
+                    } else {
+                        f64::INFINITY
+                    },
+                }
+            })
+            .min_by(|a, b| a.joules_per_th.total_cmp(&b.joules_per_th))
+    }
+
     pub fn of(chain: &ChainSim) -> Self {
         let model = chain.config().model;
         let nominal = Nominal::of(model);

@@ -30,5 +30,6 @@ pub mod drivers;
 pub mod mining;
 pub mod power;
 pub mod thermal;
+pub mod tuner;
 pub mod uart;
 pub mod units;

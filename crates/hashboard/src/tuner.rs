@@ -1,0 +1,520 @@
+//! The autotuner: per-chip clocks and the chain's core voltage, for the lowest J/TH, a power
+//! target, or a hash-rate target.
+//!
+//! The decisions are pure ([`ClockSearch`], [`efficiency`], [`pick`]); [`tune`] only sequences
+//! them over a [`TuneRig`], which the board task (or a test) implements by writing PLLs, setting
+//! the regulator and counting nonces. The method:
+//!
+//! 1. At a core voltage, raise each chip's clock in steps while its hardware-error rate stays under
+//!    a threshold; the first step over it sends that chip back one step for good (each chip finds
+//!    its own silicon limit).
+//! 2. Measure the settled point — hash rate from the clocks less the error share, power from the
+//!    regulator — and add it to the efficiency curve.
+//! 3. Step the voltage down and repeat, starting each chip a little below its last limit, until
+//!    efficiency stops improving or the board's minimum voltage is reached.
+//! 4. Pick the point for the goal; for a power or hash-rate target, trim all clocks by the ratio
+//!    until the measurement is within tolerance.
+
+use bm13xx::{ChipModel, Frequency};
+
+use crate::board::BoardDescription;
+use crate::mining::MAX_CHIPS;
+
+/// What the tuner aims for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Goal {
+    /// The lowest J/TH the board can reach within its limits.
+    MaxEfficiency,
+    /// As much hash rate as fits in this many watts.
+    PowerTarget { watts: f32 },
+    /// This hash rate for as little power as possible.
+    HashrateTarget { terahashes: f32 },
+}
+
+/// Nonces one chip returned during a measurement.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChipSample {
+    pub valid: u32,
+    pub errors: u32,
+}
+
+impl ChipSample {
+    pub fn error_rate(&self) -> f32 {
+        let total = self.valid + self.errors;
+        if total == 0 {
+            0.0
+        } else {
+            self.errors as f32 / total as f32
+        }
+    }
+}
+
+/// What the board must do for the tuner. Implemented by the firmware's board task and by tests.
+// One board task drives one tuner; see `uart::SetBaud` for why the futures are not `Send`-bound.
+#[allow(async_fn_in_trait)]
+pub trait TuneRig {
+    type Error: core::fmt::Debug;
+    /// Per-chip core voltage (the rig multiplies by the board's series domains).
+    async fn set_core_mv(&mut self, millivolts: u32) -> Result<(), Self::Error>;
+    async fn set_clock(&mut self, chip: u32, frequency: Frequency) -> Result<(), Self::Error>;
+    /// Mines for `seconds`, fills one sample per chip, and returns the board's power in watts.
+    async fn measure(
+        &mut self,
+        seconds: u32,
+        samples: &mut [ChipSample],
+    ) -> Result<f32, Self::Error>;
+}
+
+/// Knobs of the method.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TunerConfig {
+    /// A chip whose error share exceeds this is past its limit.
+    pub error_threshold: f32,
+    /// Clock step while searching.
+    pub clock_step: Frequency,
+    /// Voltage step of the sweep, per chip.
+    pub voltage_step_mv: u32,
+    /// Seconds per measurement while searching, and for the settled point.
+    pub search_window_s: u32,
+    pub settle_window_s: u32,
+    /// Power / hash-rate targets are met within this fraction.
+    pub target_tolerance: f32,
+}
+
+impl TunerConfig {
+    pub const DEFAULT: Self = Self {
+        error_threshold: 0.03,
+        clock_step: Frequency::from_khz(12_500),
+        voltage_step_mv: 25,
+        search_window_s: 30,
+        settle_window_s: 60,
+        target_tolerance: 0.02,
+    };
+}
+
+/// One settled operating point: the efficiency curve the host's economics use.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CurvePoint {
+    pub core_mv: u32,
+    pub terahashes: f32,
+    pub watts: f32,
+}
+
+impl CurvePoint {
+    pub fn joules_per_th(&self) -> f32 {
+        if self.terahashes > 0.0 {
+            self.watts / self.terahashes
+        } else {
+            f32::INFINITY
+        }
+    }
+}
+
+/// Expected hash rate of clocks, less the share of nonces that were errors.
+pub fn efficiency(
+    model: ChipModel,
+    clocks_khz: &[u32],
+    samples: &[ChipSample],
+    watts: f32,
+) -> (f32, f32) {
+    let small_cores = model.hashing_small_cores() as f32;
+    let terahashes: f32 = clocks_khz
+        .iter()
+        .zip(samples)
+        .map(|(&khz, sample)| khz as f32 * 1e3 * small_cores * (1.0 - sample.error_rate()) / 1e12)
+        .sum();
+    (
+        terahashes,
+        if terahashes > 0.0 {
+            watts / terahashes
+        } else {
+            f32::INFINITY
+        },
+    )
+}
+
+/// Where one chip's clock search stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChipSearch {
+    Raising,
+    Settled,
+}
+
+/// Per-chip clock search at one voltage: pure, one decision per measurement.
+#[derive(Debug, Clone)]
+pub struct ClockSearch {
+    clocks_khz: [u32; MAX_CHIPS],
+    state: [ChipSearch; MAX_CHIPS],
+    chips: usize,
+    step_khz: u32,
+    max_khz: u32,
+    threshold: f32,
+}
+
+impl ClockSearch {
+    pub fn new(
+        chips: usize,
+        start: &[u32],
+        config: &TunerConfig,
+        board: &BoardDescription,
+    ) -> Self {
+        let chips = chips.min(MAX_CHIPS);
+        let mut clocks_khz = [0u32; MAX_CHIPS];
+        for (slot, &khz) in clocks_khz.iter_mut().zip(start).take(chips) {
+            *slot = board.clamp_frequency(Frequency::from_khz(khz)).khz();
+        }
+        Self {
+            clocks_khz,
+            state: [ChipSearch::Raising; MAX_CHIPS],
+            chips,
+            step_khz: config.clock_step.khz(),
+            max_khz: board.max_frequency.khz(),
+            threshold: config.error_threshold,
+        }
+    }
+
+    pub fn clocks(&self) -> &[u32] {
+        &self.clocks_khz[..self.chips]
+    }
+
+    pub fn done(&self) -> bool {
+        self.state[..self.chips]
+            .iter()
+            .all(|s| *s == ChipSearch::Settled)
+    }
+
+    /// Takes a measurement of the current clocks: chips over the threshold step back once and
+    /// settle; chips under it step up (or settle at the board's maximum).
+    pub fn observe(&mut self, samples: &[ChipSample]) {
+        for i in 0..self.chips {
+            if self.state[i] == ChipSearch::Settled {
+                continue;
+            }
+            let sample = samples.get(i).copied().unwrap_or_default();
+            // Two errors at least: one stray error is the silicon's base rate, not a limit.
+            if sample.errors >= 2 && sample.error_rate() > self.threshold {
+                self.clocks_khz[i] = self.clocks_khz[i].saturating_sub(self.step_khz);
+                self.state[i] = ChipSearch::Settled;
+            } else if self.clocks_khz[i] + self.step_khz > self.max_khz {
+                self.state[i] = ChipSearch::Settled;
+            } else {
+                self.clocks_khz[i] += self.step_khz;
+            }
+        }
+    }
+}
+
+/// The tuner's result: what to run, and the curve it measured on the way.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub core_mv: u32,
+    pub clocks_khz: [u32; MAX_CHIPS],
+    pub chips: usize,
+    pub achieved: CurvePoint,
+    pub curve: [Option<CurvePoint>; 24],
+    /// Simulated or wall seconds the tuning took.
+    pub elapsed_s: u32,
+}
+
+/// Why tuning failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TuneError<E: core::fmt::Debug> {
+    #[error("board I/O failed while tuning: {0:?}")]
+    Rig(E),
+    #[error("no operating point fits the goal")]
+    Unreachable,
+}
+
+/// The curve point to start from for a goal: the lowest J/TH; for a target, the cheapest point
+/// at or above it, whose clocks are then trimmed down to it (clocks are at their limits, so they
+/// may only go down). A target above every point gives the point closest to it.
+pub fn pick(curve: &[Option<CurvePoint>], goal: Goal) -> Option<CurvePoint> {
+    let points = || curve.iter().flatten().copied();
+    let by_watts = |a: &CurvePoint, b: &CurvePoint| a.watts.total_cmp(&b.watts);
+    match goal {
+        Goal::MaxEfficiency => {
+            points().min_by(|a, b| a.joules_per_th().total_cmp(&b.joules_per_th()))
+        }
+        Goal::PowerTarget { watts } => points()
+            .filter(|p| p.watts >= watts)
+            .min_by(by_watts)
+            .or_else(|| points().max_by(by_watts)),
+        Goal::HashrateTarget { terahashes } => points()
+            .filter(|p| p.terahashes >= terahashes)
+            .min_by(by_watts)
+            .or_else(|| points().max_by(|a, b| a.terahashes.total_cmp(&b.terahashes))),
+    }
+}
+
+struct Session<'a, R> {
+    rig: &'a mut R,
+    board: &'a BoardDescription,
+    config: TunerConfig,
+    chips: usize,
+    elapsed_s: u32,
+    samples: [ChipSample; MAX_CHIPS],
+}
+
+impl<R: TuneRig> Session<'_, R> {
+    async fn apply(&mut self, core_mv: u32, clocks: &[u32]) -> Result<(), TuneError<R::Error>> {
+        self.rig
+            .set_core_mv(core_mv)
+            .await
+            .map_err(TuneError::Rig)?;
+        for (chip, &khz) in (0u32..).zip(clocks) {
+            self.rig
+                .set_clock(chip, Frequency::from_khz(khz))
+                .await
+                .map_err(TuneError::Rig)?;
+        }
+        Ok(())
+    }
+
+    async fn measure(&mut self, seconds: u32) -> Result<f32, TuneError<R::Error>> {
+        self.elapsed_s += seconds;
+        let samples = &mut self.samples[..self.chips];
+        samples.fill(ChipSample::default());
+        self.rig
+            .measure(seconds, samples)
+            .await
+            .map_err(TuneError::Rig)
+    }
+
+    /// Finds every chip's clock limit at `core_mv`, then measures the settled point.
+    async fn settle(
+        &mut self,
+        core_mv: u32,
+        start: &[u32],
+    ) -> Result<(CurvePoint, [u32; MAX_CHIPS]), TuneError<R::Error>> {
+        let mut search = ClockSearch::new(self.chips, start, &self.config, self.board);
+        while !search.done() {
+            self.apply(core_mv, search.clocks()).await?;
+            self.measure(self.config.search_window_s).await?;
+            search.observe(&self.samples[..self.chips]);
+        }
+        self.apply(core_mv, search.clocks()).await?;
+        let watts = self.measure(self.config.settle_window_s).await?;
+        let (terahashes, _) = efficiency(
+            self.board.model,
+            search.clocks(),
+            &self.samples[..self.chips],
+            watts,
+        );
+        let mut clocks = [0u32; MAX_CHIPS];
+        clocks[..self.chips].copy_from_slice(search.clocks());
+        Ok((
+            CurvePoint {
+                core_mv,
+                terahashes,
+                watts,
+            },
+            clocks,
+        ))
+    }
+}
+
+/// Tunes a chain of `chips` on `board` for `goal`.
+pub async fn tune<R: TuneRig>(
+    rig: &mut R,
+    board: &BoardDescription,
+    chips: usize,
+    goal: Goal,
+    config: TunerConfig,
+) -> Result<Profile, TuneError<R::Error>> {
+    let chips = chips.min(MAX_CHIPS);
+    let mut session = Session {
+        rig,
+        board,
+        config,
+        chips,
+        elapsed_s: 0,
+        samples: [ChipSample::default(); MAX_CHIPS],
+    };
+    let mut curve: [Option<CurvePoint>; 24] = [None; 24];
+    let mut settings: [(u32, [u32; MAX_CHIPS]); 24] = [(0, [0; MAX_CHIPS]); 24];
+    let mut start = [board.default_frequency.khz(); MAX_CHIPS];
+    let mut best_jth = f32::INFINITY;
+    let mut worse_in_a_row = 0;
+    let mut core_mv = board.max_core_mv;
+    for slot in 0..curve.len() {
+        let (point, clocks) = session.settle(core_mv, &start[..chips]).await?;
+        curve[slot] = Some(point);
+        settings[slot] = (core_mv, clocks);
+        if point.joules_per_th() < best_jth * 0.995 {
+            best_jth = point.joules_per_th();
+            worse_in_a_row = 0;
+        } else {
+            worse_in_a_row += 1;
+        }
+        // Past the efficiency optimum lower voltages only lose hash rate; below a target, every
+        // lower voltage is further below it.
+        let below_target = match goal {
+            Goal::MaxEfficiency => worse_in_a_row >= 2,
+            Goal::PowerTarget { watts } => point.watts < watts,
+            Goal::HashrateTarget { terahashes } => point.terahashes < terahashes,
+        };
+        let next_mv = core_mv.saturating_sub(config.voltage_step_mv);
+        if below_target || next_mv < board.min_core_mv {
+            break;
+        }
+        core_mv = next_mv;
+        // A lower voltage lowers each limit: start two steps under the last one.
+        for (s, &c) in start.iter_mut().zip(&clocks).take(chips) {
+            *s = c.saturating_sub(2 * config.clock_step.khz());
+        }
+    }
+
+    let chosen = pick(&curve, goal).ok_or(TuneError::Unreachable)?;
+    let index = curve
+        .iter()
+        .position(|p| *p == Some(chosen))
+        .ok_or(TuneError::Unreachable)?;
+    let (core_mv, mut clocks) = settings[index];
+    let mut achieved = chosen;
+    // The sweep left the board at its last point; go back to the chosen one.
+    session.apply(core_mv, &clocks[..chips]).await?;
+    // Targets: trim every clock by the ratio still missing until within tolerance.
+    if let Some((target, actual)) = match goal {
+        Goal::MaxEfficiency => None,
+        Goal::PowerTarget { watts } => Some((watts, chosen.watts)),
+        Goal::HashrateTarget { terahashes } => Some((terahashes, chosen.terahashes)),
+    } {
+        let mut actual = actual;
+        for _ in 0..8 {
+            if (actual / target - 1.0).abs() <= config.target_tolerance {
+                break;
+            }
+            let ratio = target / actual;
+            if ratio >= 1.0 {
+                // Below the target already with every clock at its limit: this is the closest.
+                break;
+            }
+            for c in clocks.iter_mut().take(chips) {
+                *c = board
+                    .clamp_frequency(Frequency::from_khz((*c as f32 * ratio) as u32))
+                    .khz();
+            }
+            session.apply(core_mv, &clocks[..chips]).await?;
+            let watts = session.measure(config.settle_window_s).await?;
+            let (terahashes, _) = efficiency(
+                board.model,
+                &clocks[..chips],
+                &session.samples[..chips],
+                watts,
+            );
+            achieved = CurvePoint {
+                core_mv,
+                terahashes,
+                watts,
+            };
+            actual = match goal {
+                Goal::PowerTarget { .. } => watts,
+                _ => terahashes,
+            };
+        }
+    }
+    Ok(Profile {
+        core_mv,
+        clocks_khz: clocks,
+        chips,
+        achieved,
+        curve,
+        elapsed_s: session.elapsed_s,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::board::BM1397_HASHBOARD_12;
+
+    #[test]
+    fn clock_search_raises_until_errors_then_steps_back() {
+        let config = TunerConfig::DEFAULT;
+        let mut search = ClockSearch::new(2, &[425_000, 425_000], &config, &BM1397_HASHBOARD_12);
+        let clean = ChipSample {
+            valid: 100,
+            errors: 0,
+        };
+        let erring = ChipSample {
+            valid: 60,
+            errors: 40,
+        };
+        search.observe(&[clean, clean]);
+        assert_eq!(search.clocks(), [437_500, 437_500]);
+        search.observe(&[erring, clean]);
+        assert_eq!(search.clocks(), [425_000, 450_000]);
+        assert!(!search.done());
+        // One stray error is not a limit.
+        search.observe(&[
+            erring,
+            ChipSample {
+                valid: 99,
+                errors: 1,
+            },
+        ]);
+        assert_eq!(search.clocks(), [425_000, 462_500]);
+        for _ in 0..20 {
+            search.observe(&[clean, clean]);
+        }
+        assert!(search.done(), "the board's maximum ends the search");
+        assert_eq!(search.clocks()[1], 650_000);
+    }
+
+    #[test]
+    fn picking_points_for_each_goal() {
+        let curve = [
+            Some(CurvePoint {
+                core_mv: 1500,
+                terahashes: 4.0,
+                watts: 200.0,
+            }),
+            Some(CurvePoint {
+                core_mv: 1400,
+                terahashes: 3.5,
+                watts: 150.0,
+            }),
+            Some(CurvePoint {
+                core_mv: 1300,
+                terahashes: 3.0,
+                watts: 115.0,
+            }),
+            None,
+        ];
+        assert_eq!(
+            pick(&curve, Goal::MaxEfficiency).map(|p| p.core_mv),
+            Some(1300)
+        );
+        assert_eq!(
+            pick(&curve, Goal::PowerTarget { watts: 140.0 }).map(|p| p.core_mv),
+            Some(1400)
+        );
+        assert_eq!(
+            pick(&curve, Goal::HashrateTarget { terahashes: 3.2 }).map(|p| p.core_mv),
+            Some(1400)
+        );
+        assert_eq!(
+            pick(&curve, Goal::HashrateTarget { terahashes: 9.0 }).map(|p| p.core_mv),
+            Some(1500)
+        );
+        assert_eq!(pick(&[None], Goal::MaxEfficiency), None);
+    }
+
+    #[test]
+    fn efficiency_counts_errors_against_hash_rate() {
+        let samples = [
+            ChipSample {
+                valid: 90,
+                errors: 10,
+            },
+            ChipSample {
+                valid: 100,
+                errors: 0,
+            },
+        ];
+        let (th, jth) = efficiency(ChipModel::Bm1397, &[500_000, 500_000], &samples, 30.0);
+        let per_chip = 500e6 * 672.0 / 1e12;
+        assert!((th - per_chip as f32 * 1.9).abs() < 1e-4);
+        assert!((jth - 30.0 / th).abs() < 1e-4);
+    }
+}
