@@ -98,6 +98,8 @@ pub struct ChainSim {
     script: FaultScript,
     /// The reset line is held low: every chip is in reset.
     in_reset: bool,
+    /// The core supply is off: the chips have lost their state and stay silent until it returns.
+    unpowered: bool,
     line_rng: Rng,
     stats: ChainStats,
 }
@@ -124,6 +126,7 @@ impl ChainSim {
             faults: Faults::default(),
             script: FaultScript::default(),
             in_reset: false,
+            unpowered: false,
             line_rng: Rng::fork(config.seed, 0),
             stats: ChainStats::default(),
             config,
@@ -152,6 +155,7 @@ impl ChainSim {
 
     pub fn set_faults(&mut self, faults: Faults) {
         self.faults = faults;
+        self.track_power();
     }
 
     pub fn set_fault_script(&mut self, script: FaultScript) {
@@ -169,6 +173,19 @@ impl ChainSim {
 
     pub fn set_core_volts(&mut self, volts: f64) {
         self.core_volts = volts.max(0.0);
+        self.track_power();
+    }
+
+    /// Chips without core voltage lose everything: when the supply goes, they are back at
+    /// power-on state, and a host must bring them up again once it returns.
+    fn track_power(&mut self) {
+        let powered = self.core_volts() > 0.0;
+        if !powered && !self.unpowered {
+            self.chips.iter_mut().for_each(SimChip::reset);
+            self.decoder = HostDecoder::host_to_chip(self.config.model);
+            self.output.clear();
+        }
+        self.unpowered = !powered;
     }
 
     /// The duty the fan was told to run at.
@@ -241,7 +258,7 @@ impl ChainSim {
 
     /// How many chips, from the host's end, a frame reaches now.
     fn reachable(&self) -> usize {
-        if self.in_reset {
+        if self.in_reset || self.unpowered {
             return 0;
         }
         let present = self.faults.reachable_chips(self.config.chips) as usize;
@@ -256,7 +273,7 @@ impl ChainSim {
 
     /// Bytes from the host, sent at `host_baud`.
     pub fn receive(&mut self, bytes: &[u8], host_baud: u32) {
-        if self.in_reset || self.faults.reachable_chips(self.config.chips) == 0 {
+        if self.in_reset || self.unpowered || self.faults.reachable_chips(self.config.chips) == 0 {
             return;
         }
         if !listens_at(self.baud(), host_baud) {
@@ -373,7 +390,7 @@ impl ChainSim {
         }
         self.now_s += dt_s;
         if let Some(faults) = self.script.due(self.now_s) {
-            self.faults = faults;
+            self.set_faults(faults);
         }
         let volts = self.core_volts();
         let reach = self.reachable();

@@ -112,34 +112,53 @@ where
     /// Resets the chain and brings it up with the model's init sequence, checking the chip count
     /// against `config.chips` and reading back from every chip at the fast baud.
     pub async fn bring_up<R: OutputPin, D: DelayNs>(
-        mut uart: U,
+        uart: U,
         reset: &mut R,
         delay: &mut D,
         config: InitConfig,
     ) -> Result<Self, BringUpError<E>> {
-        reset.set_low().map_err(|_| BringUpError::ResetPin)?;
-        delay.delay_ms(RESET_MS).await;
-        reset.set_high().map_err(|_| BringUpError::ResetPin)?;
-        delay.delay_ms(RESET_MS).await;
-        uart.set_baud(RESET_BAUD)
-            .await
-            .map_err(BringUpError::Uart)?;
-
         let sequence = InitSequence::new(config)?;
-        let format = sequence.response_format();
         let mut chain = Self {
             uart,
             model: config.model,
             chips: config.chips,
             addressing: sequence.addressing(),
-            decoder: ResponseDecoder::chip_to_host(format),
+            decoder: ResponseDecoder::chip_to_host(sequence.response_format()),
             queue: EventQueue::new(),
             baud: RESET_BAUD,
         };
+        chain.reinit(reset, delay, config).await?;
+        Ok(chain)
+    }
+
+    /// Brings the chain up again from reset on the same port: after its supply was off (sleep,
+    /// an overheat stop) the chips have lost their addresses, clocks and work.
+    pub async fn reinit<R: OutputPin, D: DelayNs>(
+        &mut self,
+        reset: &mut R,
+        delay: &mut D,
+        config: InitConfig,
+    ) -> Result<(), BringUpError<E>> {
+        reset.set_low().map_err(|_| BringUpError::ResetPin)?;
+        delay.delay_ms(RESET_MS).await;
+        reset.set_high().map_err(|_| BringUpError::ResetPin)?;
+        delay.delay_ms(RESET_MS).await;
+        self.uart
+            .set_baud(RESET_BAUD)
+            .await
+            .map_err(BringUpError::Uart)?;
+        self.baud = RESET_BAUD;
+
+        let sequence = InitSequence::new(config)?;
+        self.model = config.model;
+        self.chips = config.chips;
+        self.addressing = sequence.addressing();
+        self.decoder = ResponseDecoder::chip_to_host(sequence.response_format());
+        self.queue = EventQueue::new();
         for step in sequence {
             match step? {
                 Step::Send { frame, wait_ms } => {
-                    chain.send(frame.as_bytes()).await?;
+                    self.send(frame.as_bytes()).await?;
                     delay.delay_ms(wait_ms).await;
                 }
                 Step::Enumerate {
@@ -149,24 +168,19 @@ where
                     wait_ms,
                     ..
                 } => {
-                    chain.send(frame.as_bytes()).await?;
-                    chain.count_chips(delay, expected, timeout_ms).await?;
+                    self.send(frame.as_bytes()).await?;
+                    self.count_chips(delay, expected, timeout_ms).await?;
                     delay.delay_ms(wait_ms).await;
                 }
                 Step::SetHostBaud { baud, wait_ms } => {
-                    chain.uart.flush().await.map_err(BringUpError::Uart)?;
-                    chain
-                        .uart
-                        .set_baud(baud)
-                        .await
-                        .map_err(BringUpError::Uart)?;
-                    chain.baud = baud;
+                    self.uart.flush().await.map_err(BringUpError::Uart)?;
+                    self.uart.set_baud(baud).await.map_err(BringUpError::Uart)?;
+                    self.baud = baud;
                     delay.delay_ms(wait_ms).await;
                 }
             }
         }
-        chain.verify_baud(delay, config).await?;
-        Ok(chain)
+        self.verify_baud(delay, config).await
     }
 
     async fn send(&mut self, bytes: &[u8]) -> Result<(), BringUpError<E>> {

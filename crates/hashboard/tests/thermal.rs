@@ -30,6 +30,8 @@ struct Outcome {
     max_temp_c: f64,
     throttled: bool,
     stopped: bool,
+    /// Resumed, and the chips (which lost their state with the supply) hashed again.
+    resumed_hashing: bool,
 }
 
 async fn fan_failure_run(seed: u64) -> Outcome {
@@ -83,6 +85,7 @@ async fn fan_failure_run(seed: u64) -> Outcome {
         max_temp_c: 0.0,
         throttled: false,
         stopped: false,
+        resumed_hashing: false,
     };
     for second in 0..1800u32 {
         if second == 120 {
@@ -106,8 +109,24 @@ async fn fan_failure_run(seed: u64) -> Outcome {
                 regulator.set_output(false).expect("writes");
             }
             ThermalAction::Resume { clock_scale, .. } => {
+                // The supply was off: the chips must be brought up again before they hash.
                 regulator.set_output(true).expect("writes");
+                chain
+                    .reinit(
+                        &mut reset,
+                        &mut delay,
+                        InitConfig::esp_miner(ChipModel::Bm1397, 4),
+                    )
+                    .await
+                    .expect("comes back up");
                 set_clock(&mut chain, 425.0 * clock_scale).await;
+                chain
+                    .write_frame(Job::Midstate(job).encode().as_bytes())
+                    .await
+                    .expect("writes");
+                delay.delay_ms(1000).await;
+                outcome.resumed_hashing |=
+                    control.with_sim(|s| s.chips().iter().all(|c| c.hashrate() > 0.0));
             }
         }
         delay.delay_ms(1000).await;
