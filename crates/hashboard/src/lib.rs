@@ -29,6 +29,7 @@ pub mod chain;
 pub mod drivers;
 pub mod mining;
 pub mod power;
+pub mod profile;
 pub mod thermal;
 pub mod tuner;
 pub mod uart;
