@@ -151,7 +151,17 @@ impl Dispatcher {
 
     /// Sorts a nonce the chain returned.
     pub fn check(&mut self, response: &NonceResponse) -> NonceOutcome {
+        self.check_detailed(response).0
+    }
+
+    /// Sorts a nonce and also returns its decoded fields (core id, small core, …) for per-core
+    /// statistics.
+    pub fn check_detailed(&mut self, response: &NonceResponse) -> (NonceOutcome, NonceFields) {
         let fields = decode_nonce(self.model, response, self.layout, self.addressing);
+        (self.sort(&fields), fields)
+    }
+
+    fn sort(&mut self, fields: &NonceFields) -> NonceOutcome {
         let chip_index = fields.chip_index;
         let Some(slot) = self
             .slots
@@ -164,7 +174,7 @@ impl Dispatcher {
                 job_id: fields.job_id,
             };
         };
-        let version = self.version_of(&slot, &fields);
+        let version = self.version_of(&slot, fields);
         let key = (fields.job_id, fields.nonce, version);
         if self.recent.contains(&key) {
             self.duplicates += 1;
@@ -241,6 +251,67 @@ impl Dispatcher {
 
     pub fn ticket_difficulty(&self) -> f64 {
         self.ticket_difficulty
+    }
+}
+
+/// Per-core nonce counts for a chain of up to `CHIPS` chips, sized by the caller: a control board
+/// affords all 256 chips, a microcontroller board only its own few. Core ids are 7 bits in every
+/// layout this crate reads by default (8 in BM1397's cgminer layout, which is folded onto 7).
+#[derive(Debug, Clone)]
+pub struct CoreCounts<const CHIPS: usize> {
+    valid: [[u16; 128]; CHIPS],
+    errors: [[u16; 128]; CHIPS],
+}
+
+impl<const CHIPS: usize> CoreCounts<CHIPS> {
+    pub const fn new() -> Self {
+        Self {
+            valid: [[0; 128]; CHIPS],
+            errors: [[0; 128]; CHIPS],
+        }
+    }
+
+    pub fn record(&mut self, outcome: &NonceOutcome, fields: &NonceFields) {
+        let (Some(valid), Some(errors)) = (
+            self.valid.get_mut(fields.chip_index as usize),
+            self.errors.get_mut(fields.chip_index as usize),
+        ) else {
+            return;
+        };
+        let core = usize::from(fields.core & 0x7F);
+        match outcome {
+            NonceOutcome::Share(_) | NonceOutcome::Valid { .. } => {
+                valid[core] = valid[core].saturating_add(1)
+            }
+            NonceOutcome::HardwareError { .. } => errors[core] = errors[core].saturating_add(1),
+            NonceOutcome::Duplicate { .. } | NonceOutcome::Stale { .. } => {}
+        }
+    }
+
+    /// (valid, errors) for one core.
+    pub fn core(&self, chip: u32, core: u8) -> Option<(u16, u16)> {
+        let chip = chip as usize;
+        let core = usize::from(core & 0x7F);
+        Some((
+            *self.valid.get(chip)?.get(core)?,
+            *self.errors.get(chip)?.get(core)?,
+        ))
+    }
+
+    /// The core of `chip` with the most errors, if any erred: where a bad core shows first.
+    pub fn worst_core(&self, chip: u32) -> Option<(u8, u16)> {
+        let errors = self.errors.get(chip as usize)?;
+        (0u8..)
+            .zip(errors.iter())
+            .filter(|(_, e)| **e > 0)
+            .max_by_key(|(_, e)| **e)
+            .map(|(core, e)| (core, *e))
+    }
+}
+
+impl<const CHIPS: usize> Default for CoreCounts<CHIPS> {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

@@ -501,6 +501,24 @@ mod tests {
     }
 
     #[test]
+    fn retune_when_temperature_drifts_or_errors_return() {
+        let policy = RetunePolicy::DEFAULT;
+        assert_eq!(policy.check(55.0, 60.0, 0.001), None);
+        assert_eq!(
+            policy.check(55.0, 70.0, 0.0),
+            Some(RetuneReason::TemperatureDrift {
+                tuned_at_c: 55.0,
+                now_c: 70.0
+            })
+        );
+        assert_eq!(policy.check(55.0, 40.0, 0.0).map(|_| ()), Some(()));
+        assert_eq!(
+            policy.check(55.0, 56.0, 0.05),
+            Some(RetuneReason::Errors { rate: 0.05 })
+        );
+    }
+
+    #[test]
     fn efficiency_counts_errors_against_hash_rate() {
         let samples = [
             ChipSample {
@@ -517,4 +535,101 @@ mod tests {
         assert!((th - per_chip as f32 * 1.9).abs() < 1e-4);
         assert!((jth - 30.0 / th).abs() < 1e-4);
     }
+}
+
+/// Why the tuner should run again.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RetuneReason {
+    /// The chips run this far from the temperature they were tuned at (stable clocks fall as
+    /// silicon heats; a cooler board has headroom left unused).
+    TemperatureDrift { tuned_at_c: f32, now_c: f32 },
+    /// Errors have crept back above the threshold.
+    Errors { rate: f32 },
+}
+
+/// When a tuned board should be tuned again.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetunePolicy {
+    pub max_temp_drift_c: f32,
+    pub max_error_rate: f32,
+}
+
+impl RetunePolicy {
+    pub const DEFAULT: Self = Self {
+        max_temp_drift_c: 10.0,
+        max_error_rate: 0.02,
+    };
+
+    pub fn check(&self, tuned_at_c: f32, now_c: f32, error_rate: f32) -> Option<RetuneReason> {
+        if (now_c - tuned_at_c).abs() > self.max_temp_drift_c {
+            Some(RetuneReason::TemperatureDrift { tuned_at_c, now_c })
+        } else if error_rate > self.max_error_rate {
+            Some(RetuneReason::Errors { rate: error_rate })
+        } else {
+            None
+        }
+    }
+}
+
+/// Starts from a stored profile instead of from scratch: applies it and measures; chips erring past
+/// the threshold step down until clean (the silicon may have aged, or the profile came from a
+/// sibling board), the rest keep their clocks. Minutes instead of the sweep's tens of minutes.
+pub async fn resume<R: TuneRig>(
+    rig: &mut R,
+    board: &BoardDescription,
+    profile: &crate::profile::StoredProfile,
+    config: TunerConfig,
+) -> Result<Profile, TuneError<R::Error>> {
+    let chips = profile.chips.min(MAX_CHIPS);
+    let mut session = Session {
+        rig,
+        board,
+        config,
+        chips,
+        elapsed_s: 0,
+        samples: [ChipSample::default(); MAX_CHIPS],
+    };
+    let core_mv = board.clamp_core_mv(profile.core_mv);
+    let mut clocks = [0u32; MAX_CHIPS];
+    for (slot, &khz) in clocks.iter_mut().zip(profile.clocks()) {
+        *slot = board.clamp_frequency(Frequency::from_khz(khz)).khz();
+    }
+    let step = config.clock_step.khz();
+    let min = board.min_frequency.khz();
+    let mut watts;
+    loop {
+        session.apply(core_mv, &clocks[..chips]).await?;
+        watts = session.measure(config.settle_window_s).await?;
+        let mut stepped = false;
+        for (clock, sample) in clocks.iter_mut().zip(&session.samples[..chips]) {
+            if sample.errors >= 2 && sample.error_rate() > config.error_threshold && *clock > min {
+                *clock = clock.saturating_sub(step).max(min);
+                stepped = true;
+            }
+        }
+        if !stepped {
+            break;
+        }
+    }
+    let (terahashes, _) = efficiency(
+        board.model,
+        &clocks[..chips],
+        &session.samples[..chips],
+        watts,
+    );
+    let achieved = CurvePoint {
+        core_mv,
+        terahashes,
+        watts,
+    };
+    let mut curve = [None; 24];
+    curve[0] = Some(achieved);
+    Ok(Profile {
+        core_mv,
+        clocks_khz: clocks,
+        chips,
+        achieved,
+        curve,
+        elapsed_s: session.elapsed_s,
+    })
 }

@@ -8,7 +8,7 @@ use chipsim::Faults;
 use chipsim::SimControl;
 use common::{Bench, SimDelay, SimPort, bench};
 use hashboard::chain::Chain;
-use hashboard::mining::{Dispatcher, NonceOutcome, Share, Work};
+use hashboard::mining::{CoreCounts, Dispatcher, NonceOutcome, Share, Work};
 
 /// The simulator's share floor in these tests: 2^-32, so difficulties are scaled by it.
 const SCALE: f64 = 1.0 / 4_294_967_296.0;
@@ -32,6 +32,7 @@ fn work(work_id: u64, version: u32) -> Work {
 
 #[derive(Debug, Default)]
 struct Tally {
+    cores: Box<CoreCounts<4>>,
     shares: Vec<(Share, Work)>,
     valid: u32,
     hardware_errors: u32,
@@ -86,7 +87,9 @@ async fn mine(
             let Response::Nonce(nonce) = response else {
                 continue;
             };
-            match dispatcher.check(&nonce) {
+            let (outcome, fields) = dispatcher.check_detailed(&nonce);
+            tally.cores.record(&outcome, &fields);
+            match outcome {
                 NonceOutcome::Share(share) => {
                     let origin = *jobs
                         .iter()
@@ -152,6 +155,20 @@ async fn bm1397_asicboost_shares_are_genuine() {
     let counted: u32 = (0..4).map(|i| d.counters(i).expect("chip").valid).sum();
     assert_eq!(counted, total);
     assert!((0..4).all(|i| d.counters(i).expect("chip").valid > 0));
+    // Per core: the counts add up to the chip's, and nonces come from many cores.
+    for chip in 0..4 {
+        let per_core: u32 = (0..128)
+            .map(|core| u32::from(tally.cores.core(chip, core).expect("in range").0))
+            .sum();
+        assert_eq!(per_core, d.counters(chip).expect("chip").valid);
+        let cores_seen = (0..128)
+            .filter(|&core| tally.cores.core(chip, core).expect("in range").0 > 0)
+            .count();
+        assert!(
+            cores_seen > 10,
+            "chip {chip}: nonces from {cores_seen} cores"
+        );
+    }
 }
 
 #[tokio::test]
@@ -200,6 +217,10 @@ async fn injected_hardware_errors_are_counted_and_never_shares() {
     assert_eq!(u64::from(tally.hardware_errors), bad);
     assert_shares_genuine(&tally);
     assert!(d.counters(0).expect("chip").error_rate() > 0.3);
+    assert!(
+        tally.cores.worst_core(0).is_some(),
+        "errors are attributed to cores"
+    );
 }
 
 #[tokio::test]

@@ -13,7 +13,8 @@ use hashboard::board::{BM1397_HASHBOARD_12, BoardDescription};
 use hashboard::chain::Chain;
 use hashboard::drivers::tps546::{self, Tps546, VoutLimits};
 use hashboard::mining::{Dispatcher, NonceOutcome, Work};
-use hashboard::tuner::{ChipSample, Goal, TuneRig, TunerConfig, tune};
+use hashboard::profile::StoredProfile;
+use hashboard::tuner::{ChipSample, Goal, TuneRig, TunerConfig, resume, tune};
 
 /// Tuning runs the chips at a low ticket difficulty so error rates are measurable in seconds.
 const TUNING_TICKET: f64 = 16.0;
@@ -283,4 +284,71 @@ async fn hashrate_target_is_met_within_2_percent() {
         profile.elapsed_s / 60
     );
     assert!(error <= 0.02, "{th:.4} TH/s for a {target:.4} TH/s target");
+}
+
+/// A restart resumes from the stored profile in minutes, not the sweep's tens of minutes, and runs
+/// as efficiently; on a sibling board with weaker chips the stored clocks step down until clean.
+#[tokio::test]
+async fn resuming_from_a_stored_profile() {
+    let mut first = rig(15).await;
+    let tuned = tune(
+        &mut first,
+        &BOARD,
+        CHIPS as usize,
+        Goal::MaxEfficiency,
+        TunerConfig::DEFAULT,
+    )
+    .await
+    .expect("tunes");
+    first.delay.delay_ms(120_000).await;
+    let (_, _, tuned_jth) = true_efficiency(&first.control);
+    let mut flash = [0u8; hashboard::profile::MAX_ENCODED_LEN];
+    let len = StoredProfile::from_tuned(ChipModel::Bm1397, &tuned)
+        .encode(&mut flash)
+        .expect("fits");
+    let stored = StoredProfile::decode(&flash[..len]).expect("reads back");
+
+    // The same board after a restart.
+    let mut same = rig(15).await;
+    let resumed = resume(&mut same, &BOARD, &stored, TunerConfig::DEFAULT)
+        .await
+        .expect("resumes");
+    same.delay.delay_ms(120_000).await;
+    let (_, _, resumed_jth) = true_efficiency(&same.control);
+    eprintln!(
+        "resumed in {} s vs tuned in {} s; {resumed_jth:.2} vs {tuned_jth:.2} J/TH",
+        resumed.elapsed_s, tuned.elapsed_s
+    );
+    assert!(
+        resumed.elapsed_s * 10 <= tuned.elapsed_s,
+        "{} s vs {} s",
+        resumed.elapsed_s,
+        tuned.elapsed_s
+    );
+    assert!((resumed_jth / tuned_jth - 1.0).abs() < 0.01);
+
+    // A sibling board: different silicon, the same stored clocks.
+    let mut sibling = rig(16).await;
+    let adapted = resume(&mut sibling, &BOARD, &stored, TunerConfig::DEFAULT)
+        .await
+        .expect("resumes");
+    sibling.delay.delay_ms(60_000).await;
+    let errors = sibling.control.with_sim(|s| {
+        let volts = s.core_volts();
+        s.chips()
+            .iter()
+            .map(|c| {
+                c.silicon
+                    .error_rate(c.frequency_mhz(), volts, c.thermal.temp_c)
+            })
+            .fold(0.0, f64::max)
+    });
+    eprintln!(
+        "sibling: clocks {:?}, worst error rate {errors:.4}",
+        &adapted.clocks_khz[..4]
+    );
+    assert!(
+        errors < 0.05,
+        "every chip of the sibling ends clean enough: {errors}"
+    );
 }
