@@ -2,8 +2,9 @@
 //! when it is done. (A power target is the tuner with [`crate::tuner::Goal::PowerTarget`].)
 //!
 //! Sleep steps the clock down before cutting the supply, so the regulator sees a staircase rather
-//! than a cliff, then leaves the fan at the board's minimum safe duty. Wake restores the supply,
-//! brings the chain up again (the chips lost their state) and ramps each chip to its tuned clock.
+//! than a cliff, then leaves the fan at the board's minimum safe duty. Wake restores the supply at
+//! the board's lowest voltage and ramps it to the profile's, brings the chain up again (the chips
+//! lost their state) and ramps each chip to its tuned clock.
 
 use bm13xx::{Command, Destination, Frequency, FrequencyRamp, InitConfig, PllConstraints, Step};
 use embedded_hal::digital::OutputPin;
@@ -111,14 +112,22 @@ where
     D: DelayNs,
 {
     profile.check_for(board).map_err(CurtailError::Profile)?;
+    // Power up at the board's lowest voltage and ramp to the profile's from there.
     regulator
-        .set_vout_mv(board.regulator_mv(profile.core_mv))
+        .set_vout_mv(board.regulator_mv(board.min_core_mv))
         .map_err(CurtailError::Peripheral)?;
     regulator
         .set_output(true)
         .map_err(CurtailError::Peripheral)?;
     delay.delay_ms(SUPPLY_SETTLE_MS).await;
-    let mut took_ms = SUPPLY_SETTLE_MS;
+    crate::power::ramp_core_voltage(regulator, board, delay, board.min_core_mv, profile.core_mv)
+        .await
+        .map_err(CurtailError::Peripheral)?;
+    let steps = profile
+        .core_mv
+        .saturating_sub(board.min_core_mv)
+        .div_ceil(crate::power::VOLTAGE_STEP_MV);
+    let mut took_ms = SUPPLY_SETTLE_MS + steps * crate::power::VOLTAGE_STEP_WAIT_MS;
     // Bring up at the lowest clock the profile uses, then ramp each chip from there.
     let floor = profile
         .clocks()

@@ -98,3 +98,81 @@ mod tests {
         assert_eq!(low.plan().target_mv, 1100);
     }
 }
+
+/// Walks the regulator from `from_mv` to the board-clamped `requested_mv` (per-chip values) along
+/// a [`VoltageRamp`], waiting after each step. Returns the plan, which says if it was clamped.
+pub async fn ramp_core_voltage<I2C, D>(
+    regulator: &mut crate::drivers::tps546::Tps546<I2C>,
+    board: &BoardDescription,
+    delay: &mut D,
+    from_mv: u32,
+    requested_mv: u32,
+) -> Result<VoltagePlan, crate::drivers::DriverError<I2C::Error>>
+where
+    I2C: embedded_hal::i2c::I2c,
+    D: embedded_hal_async::delay::DelayNs,
+{
+    let ramp = VoltageRamp::new(board, from_mv, requested_mv);
+    let plan = ramp.plan();
+    for step in ramp {
+        regulator.set_vout_mv(board.regulator_mv(step))?;
+        delay.delay_ms(VOLTAGE_STEP_WAIT_MS).await;
+    }
+    Ok(plan)
+}
+
+#[cfg(test)]
+mod ramp_tests {
+    extern crate std;
+
+    use std::vec;
+
+    use embedded_hal_mock::eh1::i2c::{Mock, Transaction};
+
+    use super::*;
+    use crate::board::BITAXE_MAX;
+    use crate::drivers::tps546::{self, Tps546, VoutLimits};
+
+    struct NoopDelay;
+
+    impl embedded_hal_async::delay::DelayNs for NoopDelay {
+        async fn delay_ns(&mut self, _: u32) {}
+    }
+
+    /// 1.40 → 1.43 V: three VOUT_COMMAND writes at 2^-9 V per count (721.92 → 722, 727.04 → 727,
+    /// 732.16 → 732).
+    #[test]
+    fn ramp_writes_each_step_to_the_regulator() {
+        let a = tps546::DEFAULT_ADDRESS;
+        let expected = [
+            Transaction::write_read(a, vec![0xAD], vec![6, 0x54, 0x49, 0x54, 0x6B, 0x24, 0x41]),
+            Transaction::write_read(a, vec![0x20], vec![0x17]),
+            // VOUT_MAX 1.5 V = 768, VOUT_MIN 1.1 V = 563.2 → 563.
+            Transaction::write(a, vec![0x24, 0x00, 0x03]),
+            Transaction::write(a, vec![0x2B, 0x33, 0x02]),
+            Transaction::write(a, vec![0x21, 0xD2, 0x02]),
+            Transaction::write(a, vec![0x21, 0xD7, 0x02]),
+            Transaction::write(a, vec![0x21, 0xDC, 0x02]),
+        ];
+        let mut mock = Mock::new(&expected);
+        let mut tps = Tps546::init(
+            mock.clone(),
+            a,
+            VoutLimits {
+                min_mv: 1100,
+                max_mv: 1500,
+            },
+        )
+        .expect("inits");
+        let plan = embassy_futures::block_on(ramp_core_voltage(
+            &mut tps,
+            &BITAXE_MAX,
+            &mut NoopDelay,
+            1400,
+            1430,
+        ))
+        .expect("ramps");
+        assert!(!plan.clamped);
+        mock.done();
+    }
+}

@@ -29,6 +29,8 @@ const BOARD: BoardDescription = BoardDescription {
 };
 
 struct SimRig {
+    /// The per-chip voltage the regulator is at.
+    core_mv: u32,
     chain: Chain<SimPort>,
     dispatcher: Dispatcher,
     regulator: Tps546<chipsim::Tps546>,
@@ -41,9 +43,18 @@ impl TuneRig for SimRig {
     type Error = String;
 
     async fn set_core_mv(&mut self, millivolts: u32) -> Result<(), String> {
-        self.regulator
-            .set_vout_mv(BOARD.regulator_mv(millivolts))
-            .map_err(|e| e.to_string())
+        // Voltage changes go through the library's ramp, as the board task's would.
+        hashboard::power::ramp_core_voltage(
+            &mut self.regulator,
+            &BOARD,
+            &mut self.delay,
+            self.core_mv,
+            millivolts,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        self.core_mv = BOARD.clamp_core_mv(millivolts);
+        Ok(())
     }
 
     async fn set_clock(&mut self, chip: u32, frequency: Frequency) -> Result<(), String> {
@@ -153,6 +164,8 @@ async fn rig(seed: u64) -> SimRig {
         .await
         .expect("writes");
     SimRig {
+        // chipsim's supply starts at the chip's nominal 1.4 V.
+        core_mv: 1400,
         chain,
         dispatcher,
         regulator,
