@@ -255,7 +255,18 @@ struct Session<'a, R> {
     samples: [ChipSample; MAX_CHIPS],
 }
 
-impl<R: TuneRig> Session<'_, R> {
+impl<'a, R: TuneRig> Session<'a, R> {
+    fn new(rig: &'a mut R, board: &'a BoardDescription, config: TunerConfig, chips: usize) -> Self {
+        Self {
+            rig,
+            board,
+            config,
+            chips,
+            elapsed_s: 0,
+            samples: [ChipSample::default(); MAX_CHIPS],
+        }
+    }
+
     async fn apply(&mut self, core_mv: u32, clocks: &[u32]) -> Result<(), TuneError<R::Error>> {
         self.rig
             .set_core_mv(core_mv)
@@ -322,14 +333,7 @@ pub async fn tune<R: TuneRig>(
     config: TunerConfig,
 ) -> Result<Profile, TuneError<R::Error>> {
     let chips = chips.min(MAX_CHIPS);
-    let mut session = Session {
-        rig,
-        board,
-        config,
-        chips,
-        elapsed_s: 0,
-        samples: [ChipSample::default(); MAX_CHIPS],
-    };
+    let mut session = Session::new(rig, board, config, chips);
     let mut curve: [Option<CurvePoint>; 24] = [None; 24];
     let mut settings: [(u32, [u32; MAX_CHIPS]); 24] = [(0, [0; MAX_CHIPS]); 24];
     let mut start = [board.default_frequency.khz(); MAX_CHIPS];
@@ -581,14 +585,7 @@ pub async fn resume<R: TuneRig>(
     config: TunerConfig,
 ) -> Result<Profile, TuneError<R::Error>> {
     let chips = profile.chips.min(MAX_CHIPS);
-    let mut session = Session {
-        rig,
-        board,
-        config,
-        chips,
-        elapsed_s: 0,
-        samples: [ChipSample::default(); MAX_CHIPS],
-    };
+    let mut session = Session::new(rig, board, config, chips);
     let core_mv = board.clamp_core_mv(profile.core_mv);
     let mut clocks = [0u32; MAX_CHIPS];
     for (slot, &khz) in clocks.iter_mut().zip(profile.clocks()) {

@@ -3,15 +3,12 @@
 
 mod common;
 
-use bm13xx::{BlockHeader, ChipModel, Frequency, InitConfig, NonceLayout, Response, VersionMask};
-use chipsim::Faults;
-use common::{Bench, bench};
+use bm13xx::{BlockHeader, ChipModel, Frequency, NonceLayout, Response, VersionMask};
+use common::{Up, board_up};
 use embedded_hal_async::delay::DelayNs;
 use hashboard::board::{BM1397_HASHBOARD_12, BoardDescription};
-use hashboard::chain::Chain;
 use hashboard::curtail::{PowerState, sleep, wake};
 use hashboard::drivers::emc2101::{self, Emc2101};
-use hashboard::drivers::tps546::{self, Tps546, VoutLimits};
 use hashboard::mining::{Dispatcher, NonceOutcome, Work};
 use hashboard::profile::StoredProfile;
 
@@ -40,25 +37,14 @@ fn work() -> Work {
 
 #[tokio::test]
 async fn sleep_cuts_the_power_and_wake_restores_the_tuned_clocks() {
-    let Bench {
-        port,
+    let Up {
+        mut chain,
+        mut regulator,
         control,
         mut delay,
         mut reset,
-    } = bench(ChipModel::Bm1397, CHIPS, 31, Faults::default());
-    let config = InitConfig::esp_miner(ChipModel::Bm1397, CHIPS);
-    let mut chain = Chain::bring_up(port, &mut reset, &mut delay, config)
-        .await
-        .expect("comes up");
-    let mut regulator = Tps546::init(
-        control.regulator(),
-        tps546::DEFAULT_ADDRESS,
-        VoutLimits {
-            min_mv: 1100,
-            max_mv: 1500,
-        },
-    )
-    .expect("regulator");
+        config,
+    } = board_up(CHIPS, 31).await;
     let mut fan = Emc2101::init(control.fan_controller(), emc2101::DEFAULT_ADDRESS).expect("fan");
     let mut dispatcher = Dispatcher::new(
         ChipModel::Bm1397,
@@ -159,25 +145,14 @@ async fn sleep_cuts_the_power_and_wake_restores_the_tuned_clocks() {
 
 #[tokio::test]
 async fn a_profile_for_another_board_does_not_wake_it() {
-    let Bench {
-        port,
+    let Up {
+        mut chain,
+        mut regulator,
         control,
         mut delay,
         mut reset,
-    } = bench(ChipModel::Bm1397, CHIPS, 32, Faults::default());
-    let config = InitConfig::esp_miner(ChipModel::Bm1397, CHIPS);
-    let mut chain = Chain::bring_up(port, &mut reset, &mut delay, config)
-        .await
-        .expect("comes up");
-    let mut regulator = Tps546::init(
-        control.regulator(),
-        tps546::DEFAULT_ADDRESS,
-        VoutLimits {
-            min_mv: 1100,
-            max_mv: 1500,
-        },
-    )
-    .expect("regulator");
+        config,
+    } = board_up(CHIPS, 32).await;
     let mut clocks_khz = [0u32; hashboard::mining::MAX_CHIPS];
     clocks_khz[..4].copy_from_slice(&[900_000; 4]);
     let profile = StoredProfile {

@@ -5,16 +5,15 @@
 mod common;
 
 use bm13xx::{
-    BlockHeader, ChipModel, Command, Destination, InitConfig, Job, JobId, MidstateJob,
-    PllConstraints, VersionMask,
+    BlockHeader, ChipModel, Command, Destination, Job, JobId, MidstateJob, PllConstraints,
+    VersionMask,
 };
 use chipsim::Faults;
-use common::{Bench, bench};
+use common::{Up, board_up};
 use embedded_hal_async::delay::DelayNs;
 use hashboard::board::ThermalLimits;
 use hashboard::chain::Chain;
 use hashboard::drivers::emc2101::{self, Emc2101};
-use hashboard::drivers::tps546::{self, Tps546, VoutLimits};
 use hashboard::thermal::{FanController, ThermalAction, ThermalGuard};
 
 const LIMITS: ThermalLimits = ThermalLimits {
@@ -35,29 +34,14 @@ struct Outcome {
 }
 
 async fn fan_failure_run(seed: u64) -> Outcome {
-    let Bench {
-        port,
+    let Up {
+        mut chain,
+        mut regulator,
         control,
         mut delay,
         mut reset,
-    } = bench(ChipModel::Bm1397, 4, seed, Faults::default());
-    let mut chain = Chain::bring_up(
-        port,
-        &mut reset,
-        &mut delay,
-        InitConfig::esp_miner(ChipModel::Bm1397, 4),
-    )
-    .await
-    .expect("comes up");
-    let mut regulator = Tps546::init(
-        control.regulator(),
-        tps546::DEFAULT_ADDRESS,
-        VoutLimits {
-            min_mv: 1100,
-            max_mv: 1500,
-        },
-    )
-    .expect("regulator");
+        config,
+    } = board_up(4, seed).await;
     regulator.set_vout_mv(1400).expect("in range");
     let mut fan =
         Emc2101::init(control.fan_controller(), emc2101::DEFAULT_ADDRESS).expect("fan controller");
@@ -112,11 +96,7 @@ async fn fan_failure_run(seed: u64) -> Outcome {
                 // The supply was off: the chips must be brought up again before they hash.
                 regulator.set_output(true).expect("writes");
                 chain
-                    .reinit(
-                        &mut reset,
-                        &mut delay,
-                        InitConfig::esp_miner(ChipModel::Bm1397, 4),
-                    )
+                    .reinit(&mut reset, &mut delay, config)
                     .await
                     .expect("comes back up");
                 set_clock(&mut chain, 425.0 * clock_scale).await;

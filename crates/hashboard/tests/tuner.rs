@@ -3,15 +3,15 @@
 mod common;
 
 use bm13xx::{
-    BlockHeader, ChipAddressing, ChipModel, Command, Destination, Frequency, InitConfig,
-    NonceLayout, PllConstraints, Response, TicketDifficulty, VersionMask,
+    BlockHeader, ChipAddressing, ChipModel, Command, Destination, Frequency, NonceLayout,
+    PllConstraints, Response, TicketDifficulty, VersionMask,
 };
-use chipsim::{Faults, Oracle, SimControl};
-use common::{Bench, SimDelay, SimPort, bench};
+use chipsim::{Oracle, SimControl};
+use common::{SimDelay, SimPort, Up, board_up};
 use embedded_hal_async::delay::DelayNs;
 use hashboard::board::{BM1397_HASHBOARD_12, BoardDescription};
 use hashboard::chain::Chain;
-use hashboard::drivers::tps546::{self, Tps546, VoutLimits};
+use hashboard::drivers::tps546::Tps546;
 use hashboard::mining::{Dispatcher, NonceOutcome, Work};
 use hashboard::profile::StoredProfile;
 use hashboard::tuner::{ChipSample, Goal, TuneRig, TunerConfig, resume, tune};
@@ -104,29 +104,13 @@ impl TuneRig for SimRig {
 }
 
 async fn rig(seed: u64) -> SimRig {
-    let Bench {
-        port,
+    let Up {
+        mut chain,
+        regulator,
         control,
-        mut delay,
-        mut reset,
-    } = bench(ChipModel::Bm1397, CHIPS, seed, Faults::default());
-    let mut chain = Chain::bring_up(
-        port,
-        &mut reset,
-        &mut delay,
-        InitConfig::esp_miner(ChipModel::Bm1397, CHIPS),
-    )
-    .await
-    .expect("comes up");
-    let regulator = Tps546::init(
-        control.regulator(),
-        tps546::DEFAULT_ADDRESS,
-        VoutLimits {
-            min_mv: 1100,
-            max_mv: 1500,
-        },
-    )
-    .expect("regulator");
+        delay,
+        ..
+    } = board_up(CHIPS, seed).await;
     // Full airflow keeps the chips cool and steady while they are measured.
     control.with_sim(|s| s.set_fan_duty(1.0));
     let ticket = TicketDifficulty::at_most(TUNING_TICKET).expect("valid");
