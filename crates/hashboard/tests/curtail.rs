@@ -35,6 +35,18 @@ fn work() -> Work {
     }
 }
 
+/// A stored profile for the four simulated chips.
+fn profile(core_mv: u32, clocks: [u32; 4]) -> StoredProfile {
+    let mut clocks_khz = [0u32; hashboard::mining::MAX_CHIPS];
+    clocks_khz[..4].copy_from_slice(&clocks);
+    StoredProfile {
+        model: ChipModel::Bm1397,
+        core_mv,
+        chips: CHIPS as usize,
+        clocks_khz,
+    }
+}
+
 #[tokio::test]
 async fn sleep_cuts_the_power_and_wake_restores_the_tuned_clocks() {
     let Up {
@@ -99,14 +111,7 @@ async fn sleep_cuts_the_power_and_wake_restores_the_tuned_clocks() {
     );
 
     // Wake at a tuned profile: each chip at its own clock.
-    let mut clocks_khz = [0u32; hashboard::mining::MAX_CHIPS];
-    clocks_khz[..4].copy_from_slice(&[437_500, 450_000, 425_000, 462_500]);
-    let profile = StoredProfile {
-        model: ChipModel::Bm1397,
-        core_mv: 1425,
-        chips: CHIPS as usize,
-        clocks_khz,
-    };
+    let profile = profile(1425, [437_500, 450_000, 425_000, 462_500]);
     let awake = wake(
         &mut chain,
         &mut regulator,
@@ -153,14 +158,7 @@ async fn a_profile_for_another_board_does_not_wake_it() {
         mut reset,
         config,
     } = board_up(CHIPS, 32).await;
-    let mut clocks_khz = [0u32; hashboard::mining::MAX_CHIPS];
-    clocks_khz[..4].copy_from_slice(&[900_000; 4]);
-    let profile = StoredProfile {
-        model: ChipModel::Bm1397,
-        core_mv: 1425,
-        chips: CHIPS as usize,
-        clocks_khz,
-    };
+    let profile = profile(1425, [900_000; 4]);
     let result = wake(
         &mut chain,
         &mut regulator,

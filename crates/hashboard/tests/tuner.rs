@@ -180,6 +180,16 @@ fn true_efficiency(control: &SimControl) -> (f64, f64, f64) {
     })
 }
 
+/// Tunes `rig` for `goal`, lets the temperatures settle for two minutes, and returns the profile
+/// with the simulator's truth at the chosen point: (TH/s, W, J/TH).
+async fn tuned(rig: &mut SimRig, goal: Goal) -> (hashboard::tuner::Profile, (f64, f64, f64)) {
+    let profile = tune(rig, &BOARD, CHIPS as usize, goal, TunerConfig::DEFAULT)
+        .await
+        .expect("tunes");
+    rig.delay.delay_ms(120_000).await;
+    (profile, true_efficiency(&rig.control))
+}
+
 fn mean_temp(control: &SimControl) -> f64 {
     control.with_sim(|s| s.chips().iter().map(|c| c.thermal.temp_c).sum::<f64>() / f64::from(CHIPS))
 }
@@ -238,17 +248,7 @@ async fn power_target_is_met_within_2_percent() {
     rig.delay.delay_ms(60_000).await;
     let nominal_w = rig.control.with_sim(|s| s.power_w());
     let target = (nominal_w * 0.75) as f32;
-    let profile = tune(
-        &mut rig,
-        &BOARD,
-        CHIPS as usize,
-        Goal::PowerTarget { watts: target },
-        TunerConfig::DEFAULT,
-    )
-    .await
-    .expect("tunes");
-    rig.delay.delay_ms(120_000).await;
-    let (_, watts, _) = true_efficiency(&rig.control);
+    let (profile, (_, watts, _)) = tuned(&mut rig, Goal::PowerTarget { watts: target }).await;
     let error = (watts / f64::from(target) - 1.0).abs();
     eprintln!(
         "power target {target:.1} W: {watts:.1} W true ({:.2} %), {} simulated min",
@@ -263,17 +263,8 @@ async fn hashrate_target_is_met_within_2_percent() {
     let mut rig = rig(14).await;
     // Two thirds of what the chips do at the board's default point.
     let target = (4.0 * 425e6 * 672.0 / 1e12 * 2.0 / 3.0) as f32;
-    let profile = tune(
-        &mut rig,
-        &BOARD,
-        CHIPS as usize,
-        Goal::HashrateTarget { terahashes: target },
-        TunerConfig::DEFAULT,
-    )
-    .await
-    .expect("tunes");
-    rig.delay.delay_ms(120_000).await;
-    let (th, watts, jth) = true_efficiency(&rig.control);
+    let (profile, (th, watts, jth)) =
+        tuned(&mut rig, Goal::HashrateTarget { terahashes: target }).await;
     let error = (th / f64::from(target) - 1.0).abs();
     eprintln!(
         "hash-rate target {target:.3} TH/s: {th:.3} TH/s true ({:.2} %) at {watts:.1} W ({jth:.1} J/TH), {} simulated min",
@@ -288,17 +279,7 @@ async fn hashrate_target_is_met_within_2_percent() {
 #[tokio::test]
 async fn resuming_from_a_stored_profile() {
     let mut first = rig(15).await;
-    let tuned = tune(
-        &mut first,
-        &BOARD,
-        CHIPS as usize,
-        Goal::MaxEfficiency,
-        TunerConfig::DEFAULT,
-    )
-    .await
-    .expect("tunes");
-    first.delay.delay_ms(120_000).await;
-    let (_, _, tuned_jth) = true_efficiency(&first.control);
+    let (tuned, (_, _, tuned_jth)) = tuned(&mut first, Goal::MaxEfficiency).await;
     let mut flash = [0u8; hashboard::profile::MAX_ENCODED_LEN];
     let len = StoredProfile::from_tuned(ChipModel::Bm1397, &tuned)
         .encode(&mut flash)
