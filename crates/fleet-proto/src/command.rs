@@ -1,0 +1,357 @@
+//! Commands to miners, signed end to end with Ed25519 so that a compromised broker cannot command a
+//! miner, and the checks a miner makes before it obeys one.
+//!
+//! The signature covers the payload's exact bytes: the envelope carries the payload as a JSON
+//! string, so no canonical form of JSON is needed — the miner verifies the bytes it received, then
+//! parses them.
+
+use std::collections::{HashMap, VecDeque};
+
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+
+use crate::topic::Name;
+
+/// The payload format version this crate writes and accepts.
+pub const VERSION: u32 = 1;
+/// How far in the future a command's issue time may be: clocks on a site drift.
+pub const MAX_CLOCK_SKEW_S: u64 = 30;
+/// Command ids remembered for telling a replay from an out-of-order command.
+const RECENT_IDS: usize = 256;
+
+/// What the host asks a miner to do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Action {
+    /// Stop hashing: chains down, supply to standby, fans to minimum. Survives a reboot.
+    Sleep,
+    /// Back to the tuned point.
+    Wake,
+    SetPowerTarget {
+        watts: f64,
+    },
+    SetMode {
+        mode: TuneMode,
+    },
+    /// Expert: clamped to the board's limits by the miner.
+    SetFrequency {
+        mhz: f64,
+    },
+    /// Expert: per-chip core voltage, clamped to the board's limits by the miner.
+    SetVoltage {
+        millivolts: u32,
+    },
+    Reboot,
+    /// Blink, beep: find this machine on the rack.
+    Identify,
+}
+
+/// What the tuner optimises for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TuneMode {
+    Efficiency,
+    Power,
+    Hashrate,
+}
+
+/// A command as the host means it; what the signature covers. (Unknown fields are refused by
+/// [`Action`]; serde cannot also refuse them here next to `flatten`.)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Command {
+    pub v: u32,
+    /// Unique per command; acks refer to it.
+    pub id: String,
+    pub site: Name,
+    pub miner: Name,
+    /// Unix seconds.
+    pub issued_at: u64,
+    pub expires_at: u64,
+    /// Strictly increasing per signing key: what makes replays and reordering detectable.
+    pub seq: u64,
+    #[serde(flatten)]
+    pub action: Action,
+}
+
+/// What travels on `…/cmd`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedCommand {
+    pub v: u32,
+    /// Which trusted key signed it (several may be trusted during a key rotation).
+    pub key_id: String,
+    /// The command's JSON, exactly as signed.
+    pub payload: String,
+    /// Ed25519 signature of `payload`'s bytes, hex.
+    pub sig: String,
+}
+
+/// Signs commands. Holds the private key; lives on the host only.
+pub struct CommandSigner {
+    key_id: String,
+    key: SigningKey,
+}
+
+impl std::fmt::Debug for CommandSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the key.
+        f.debug_struct("CommandSigner")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CommandSigner {
+    /// From a 32-byte Ed25519 seed.
+    pub fn from_seed(key_id: &str, seed: &[u8; 32]) -> Self {
+        Self {
+            key_id: key_id.to_string(),
+            key: SigningKey::from_bytes(seed),
+        }
+    }
+
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    pub fn public_key(&self) -> [u8; 32] {
+        self.key.verifying_key().to_bytes()
+    }
+
+    pub fn sign(&self, command: &Command) -> Result<SignedCommand, serde_json::Error> {
+        let payload = serde_json::to_string(command)?;
+        let sig = self.key.sign(payload.as_bytes());
+        Ok(SignedCommand {
+            v: VERSION,
+            key_id: self.key_id.clone(),
+            payload,
+            sig: hex(&sig.to_bytes()),
+        })
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    if text.len() != 2 * N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (slot, pair) in out.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
+        let digits = std::str::from_utf8(pair).ok()?;
+        *slot = u8::from_str_radix(digits, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Why a miner refused a command; the text goes into the ack.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("malformed command: {0}")]
+    Malformed(String),
+    #[error("unsigned command")]
+    Unsigned,
+    #[error("unsupported format version {0}")]
+    Version(u32),
+    #[error("signed by unknown key {0:?}")]
+    UnknownKey(String),
+    #[error("signed by revoked key {0:?}")]
+    RevokedKey(String),
+    #[error("bad signature")]
+    BadSignature,
+    #[error("for miner {site}/{miner}, not this one")]
+    OtherMiner { site: String, miner: String },
+    #[error("expired at {expires_at} (now {now})")]
+    Expired { expires_at: u64, now: u64 },
+    #[error("issued at {issued_at}, in the future (now {now})")]
+    FromTheFuture { issued_at: u64, now: u64 },
+    #[error("replayed: sequence {seq} was already used")]
+    Replayed { seq: u64 },
+    #[error("out of order: sequence {seq} after {last}")]
+    OutOfOrder { seq: u64, last: u64 },
+}
+
+/// The outcome of checking a command.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Obey it.
+    Accept(Command),
+    /// The same command again (an MQTT redelivery): acknowledge, change nothing.
+    Duplicate { id: String },
+    Reject {
+        id: Option<String>,
+        reason: Rejection,
+    },
+}
+
+/// Keys a miner trusts, by key id; a revoked id is refused even if its key is still listed.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedKeys {
+    keys: HashMap<String, VerifyingKey>,
+    revoked: Vec<String>,
+}
+
+/// A public key that is not a valid Ed25519 point.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("key {0:?} is not a valid Ed25519 public key")]
+pub struct InvalidKey(pub String);
+
+impl TrustedKeys {
+    pub fn trust(&mut self, key_id: &str, public_key: &[u8; 32]) -> Result<(), InvalidKey> {
+        let key =
+            VerifyingKey::from_bytes(public_key).map_err(|_| InvalidKey(key_id.to_string()))?;
+        self.keys.insert(key_id.to_string(), key);
+        Ok(())
+    }
+
+    /// Trusts a key given as 64 hex digits (as in a config file).
+    pub fn trust_hex(&mut self, key_id: &str, public_key_hex: &str) -> Result<(), InvalidKey> {
+        let bytes = unhex::<32>(public_key_hex).ok_or_else(|| InvalidKey(key_id.to_string()))?;
+        self.trust(key_id, &bytes)
+    }
+
+    pub fn revoke(&mut self, key_id: &str) {
+        self.revoked.push(key_id.to_string());
+    }
+}
+
+/// What a miner remembers to check commands: who it is, whom it trusts, and the last sequence
+/// number each key used. Persist it (`last_seq`) so a reboot does not reopen old commands.
+#[derive(Debug, Clone)]
+pub struct CommandVerifier {
+    site: Name,
+    miner: Name,
+    keys: TrustedKeys,
+    last: HashMap<String, (u64, String)>,
+    recent_ids: VecDeque<String>,
+}
+
+impl CommandVerifier {
+    pub fn new(site: Name, miner: Name, keys: TrustedKeys) -> Self {
+        Self {
+            site,
+            miner,
+            keys,
+            last: HashMap::new(),
+            recent_ids: VecDeque::new(),
+        }
+    }
+
+    /// The last sequence number accepted from `key_id`, for persisting.
+    pub fn last_seq(&self, key_id: &str) -> Option<u64> {
+        self.last.get(key_id).map(|(seq, _)| *seq)
+    }
+
+    /// Restores a persisted sequence number.
+    pub fn restore_seq(&mut self, key_id: &str, seq: u64) {
+        self.last.insert(key_id.to_string(), (seq, String::new()));
+    }
+
+    /// Checks raw bytes from `…/cmd` at time `now` (unix seconds). Every check happens before
+    /// anything is remembered, so a rejected command changes nothing.
+    pub fn check(&mut self, bytes: &[u8], now: u64) -> Verdict {
+        match self.check_inner(bytes, now) {
+            Ok(verdict) => verdict,
+            Err((id, reason)) => Verdict::Reject { id, reason },
+        }
+    }
+
+    fn check_inner(
+        &mut self,
+        bytes: &[u8],
+        now: u64,
+    ) -> Result<Verdict, (Option<String>, Rejection)> {
+        let value: serde_json::Value = serde_json::from_slice(bytes)
+            .map_err(|e| (None, Rejection::Malformed(e.to_string())))?;
+        // A bare command, without an envelope, is unsigned whatever else it is.
+        if value.get("payload").is_none() || value.get("sig").is_none() {
+            let id = value.get("id").and_then(|v| v.as_str()).map(str::to_string);
+            return Err((id, Rejection::Unsigned));
+        }
+        let envelope: SignedCommand = serde_json::from_value(value)
+            .map_err(|e| (None, Rejection::Malformed(e.to_string())))?;
+        if envelope.v != VERSION {
+            return Err((None, Rejection::Version(envelope.v)));
+        }
+        // The id is only for the ack; nothing in an unverified payload is trusted.
+        let claimed_id = serde_json::from_str::<serde_json::Value>(&envelope.payload)
+            .ok()
+            .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(str::to_string));
+        let reject = |reason| (claimed_id.clone(), reason);
+        if self.keys.revoked.contains(&envelope.key_id) {
+            return Err(reject(Rejection::RevokedKey(envelope.key_id)));
+        }
+        let key = self
+            .keys
+            .keys
+            .get(&envelope.key_id)
+            .ok_or_else(|| reject(Rejection::UnknownKey(envelope.key_id.clone())))?;
+        let sig = unhex::<64>(&envelope.sig).ok_or_else(|| reject(Rejection::BadSignature))?;
+        key.verify_strict(envelope.payload.as_bytes(), &Signature::from_bytes(&sig))
+            .map_err(|_| reject(Rejection::BadSignature))?;
+
+        let command: Command = serde_json::from_str(&envelope.payload)
+            .map_err(|e| reject(Rejection::Malformed(e.to_string())))?;
+        let id = Some(command.id.clone());
+        if command.v != VERSION {
+            return Err((id, Rejection::Version(command.v)));
+        }
+        if command.site != self.site || command.miner != self.miner {
+            return Err((
+                id,
+                Rejection::OtherMiner {
+                    site: command.site.to_string(),
+                    miner: command.miner.to_string(),
+                },
+            ));
+        }
+        if now >= command.expires_at {
+            return Err((
+                id,
+                Rejection::Expired {
+                    expires_at: command.expires_at,
+                    now,
+                },
+            ));
+        }
+        if command.issued_at > now + MAX_CLOCK_SKEW_S {
+            return Err((
+                id,
+                Rejection::FromTheFuture {
+                    issued_at: command.issued_at,
+                    now,
+                },
+            ));
+        }
+        if let Some((last_seq, last_id)) = self.last.get(&envelope.key_id) {
+            if command.seq == *last_seq && command.id == *last_id {
+                return Ok(Verdict::Duplicate { id: command.id });
+            }
+            if command.seq <= *last_seq {
+                let reason = if self.recent_ids.contains(&command.id) {
+                    Rejection::Replayed { seq: command.seq }
+                } else {
+                    Rejection::OutOfOrder {
+                        seq: command.seq,
+                        last: *last_seq,
+                    }
+                };
+                return Err((id, reason));
+            }
+        }
+        self.last
+            .insert(envelope.key_id, (command.seq, command.id.clone()));
+        if self.recent_ids.len() == RECENT_IDS {
+            self.recent_ids.pop_front();
+        }
+        self.recent_ids.push_back(command.id.clone());
+        Ok(Verdict::Accept(command))
+    }
+}
+
+/// Ed25519 over raw bytes, for checking the library against RFC 8032's vectors.
+pub fn sign_bytes(seed: &[u8; 32], message: &[u8]) -> [u8; 64] {
+    SigningKey::from_bytes(seed).sign(message).to_bytes()
+}
