@@ -31,6 +31,8 @@ pub mod drivers;
 pub mod mining;
 pub mod power;
 pub mod profile;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod thermal;
 pub mod tuner;
 pub mod uart;

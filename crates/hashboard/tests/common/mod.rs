@@ -3,46 +3,11 @@
 #![allow(dead_code)]
 
 use bm13xx::ChipModel;
-use chipsim::{ChainConfig, ChainSim, Faults, SimControl, SimLink, SimUart};
-use hashboard::uart::SetBaud;
+use chipsim::{ChainConfig, ChainSim, Faults, SimControl, SimLink};
 
-pub struct SimPort(pub SimUart);
-
-impl embedded_io::ErrorType for SimPort {
-    type Error = core::convert::Infallible;
-}
-
-impl embedded_io_async::Read for SimPort {
-    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
-        embedded_io_async::Read::read(&mut self.0, buf).await
-    }
-}
-
-impl embedded_io_async::Write for SimPort {
-    async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
-        embedded_io_async::Write::write(&mut self.0, buf).await
-    }
-
-    async fn flush(&mut self) -> Result<(), Self::Error> {
-        embedded_io_async::Write::flush(&mut self.0).await
-    }
-}
-
-impl SetBaud for SimPort {
-    async fn set_baud(&mut self, baud: u32) -> Result<(), Self::Error> {
-        self.0.set_baud(baud);
-        Ok(())
-    }
-}
-
-/// Waiting is simulated time passing: deterministic, and as fast as the CPU allows.
-pub struct SimDelay(pub SimControl);
-
-impl embedded_hal_async::delay::DelayNs for SimDelay {
-    async fn delay_ns(&mut self, ns: u32) {
-        self.0.advance(f64::from(ns) / 1e9);
-    }
-}
+// The shared adapters from `hashboard::sim`, under the names the suites use.
+pub use chipsim::SimUart as SimPort;
+pub use hashboard::sim::SimTimeDelay as SimDelay;
 
 pub struct Bench {
     pub port: SimPort,
@@ -58,7 +23,7 @@ pub fn bench(model: ChipModel, chips: u32, seed: u64, faults: Faults) -> Bench {
     sim.set_faults(faults);
     let (uart, control) = SimLink::open(sim);
     Bench {
-        port: SimPort(uart),
+        port: uart,
         delay: SimDelay(control.clone()),
         reset: control.reset_pin(),
         control,

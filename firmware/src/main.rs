@@ -1,0 +1,140 @@
+//! `hashwarden-fw`: the control-board daemon.
+//!
+//! Today it runs `--sim`: the real board code on an in-process simulated board, mining locally
+//! generated work. Serial chains, Stratum, MQTT and the APIs are being added (issue #5).
+
+mod config;
+mod sim;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use config::MiningSettings;
+use hashboard::board::{self, BoardDescription};
+use tracing::{info, warn};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hashwarden-fw",
+    version,
+    about = "hashwarden control-board daemon"
+)]
+struct Cli {
+    /// TOML configuration: board, chains, pools, mining.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Run on an in-process simulated board (the configured board, or the 12-chip BM1397 one).
+    #[arg(long)]
+    sim: bool,
+    /// Simulated seconds per wall second in --sim.
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    /// Seed of the simulated silicon.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Stop after this many seconds (wall time) and print a summary.
+    #[arg(long)]
+    duration: Option<f64>,
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = terminate => info!("SIGTERM"),
+        _ = tokio::signal::ctrl_c() => info!("SIGINT"),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli: Cli = match cli_common::parse_args() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    cli_common::init_logging();
+
+    let (config, board): (Option<config::Config>, &'static BoardDescription) = match &cli.config {
+        Some(path) => match config::Config::load(path) {
+            Ok((config, board)) => (Some(config), board),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => (None, &board::BM1397_HASHBOARD_12),
+    };
+    let settings = config.as_ref().map_or_else(
+        || MiningSettings::defaults_for(board),
+        |c| c.mining_settings(board),
+    );
+    if !cli.sim {
+        let serials: Vec<String> = config
+            .iter()
+            .flat_map(|c| &c.chains)
+            .map(|chain| chain.serial.display().to_string())
+            .collect();
+        eprintln!(
+            "error: mining on serial chains [{}] is not supported yet (issue #5); run with --sim",
+            serials.join(", ")
+        );
+        return ExitCode::from(2);
+    }
+    for pool in config.iter().flat_map(|c| &c.pools) {
+        // Honest about what --sim does with the pools: nothing yet.
+        warn!(
+            url = pool.url,
+            user = pool.user,
+            "--sim mines local work; the pool is not contacted"
+        );
+    }
+    if !(cli.speed.is_finite() && cli.speed > 0.0) {
+        eprintln!("error: --speed must be a positive number");
+        return ExitCode::from(2);
+    }
+    let duration = match cli.duration {
+        Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
+        Some(_) => {
+            eprintln!("error: --duration must be a positive number of seconds");
+            return ExitCode::from(2);
+        }
+        None => None,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(sim::run(
+        board,
+        settings,
+        cli.seed,
+        cli.speed,
+        duration,
+        shutdown_signal(),
+    )) {
+        Ok(summary) => {
+            match serde_json::to_string(&summary) {
+                Ok(line) => println!("{line}"),
+                Err(e) => eprintln!("error: {e}"),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

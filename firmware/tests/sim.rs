@@ -1,0 +1,140 @@
+//! The daemon binary end to end on its simulated board: bring-up, dispatch and nonce checking
+//! through the real code paths, observed only through its exit code and printed summary.
+
+use std::process::{Command, Output};
+
+fn daemon(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hashwarden-fw"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("the daemon binary runs")
+}
+
+fn summary(output: &Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = stdout.lines().last().unwrap_or_else(|| {
+        panic!(
+            "no summary; stderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    serde_json::from_str(last).expect("the summary is one JSON line")
+}
+
+fn number(summary: &serde_json::Value, key: &str) -> f64 {
+    summary[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key} missing from {summary}"))
+}
+
+fn write_config(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("hashwarden-fw-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+#[test]
+fn the_simulated_board_mines_at_its_expected_hashrate() {
+    let output = daemon(&["--sim", "--duration", "3", "--speed", "50", "--seed", "7"]);
+    assert!(
+        output.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary = summary(&output);
+    assert_eq!(summary["board"], "bm1397-hashboard-12");
+    assert_eq!(summary["chips"], 12);
+    assert_eq!(number(&summary, "hardware_errors"), 0.0);
+    assert_eq!(number(&summary, "duplicates"), 0.0);
+    let nonces = number(&summary, "nonces");
+    let shares = number(&summary, "shares");
+    assert!(
+        nonces >= 100.0,
+        "too few nonces for a rate estimate: {summary}"
+    );
+    // Local work asks for pool difficulty 4x the ticket: about a quarter of nonces are shares.
+    assert!(shares > 0.0 && shares < nonces, "{summary}");
+    let ratio = number(&summary, "hashrate_ths") / number(&summary, "expected_ths");
+    assert!(
+        (0.75..1.25).contains(&ratio),
+        "hashrate {ratio:.2}x expected: {summary}"
+    );
+}
+
+#[test]
+fn the_configured_frequency_reaches_the_chips() {
+    let config = write_config(
+        "slow.toml",
+        "[board]\nname = \"bm1397-hashboard-12\"\n[mining]\nfrequency_mhz = 200\n",
+    );
+    let config = config.to_str().expect("utf-8 temp path");
+    let output = daemon(&[
+        "--sim",
+        "--config",
+        config,
+        "--duration",
+        "3",
+        "--speed",
+        "50",
+    ]);
+    assert!(
+        output.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary = summary(&output);
+    // 200 MHz is under half of the 425 MHz default; the measured rate must follow the chips'
+    // clock, not the configuration's claim, so it is checked against the default's figure too.
+    let expected = number(&summary, "expected_ths");
+    let measured = number(&summary, "hashrate_ths");
+    let default_ths = expected * 425.0 / 200.0;
+    assert!((0.7..1.3).contains(&(measured / expected)), "{summary}");
+    assert!(measured < default_ths * 0.7, "{summary}");
+}
+
+#[test]
+fn a_broken_config_is_one_clear_line_and_exit_code_2() {
+    let config = write_config("broken.toml", "[board]\nname = \"antminer-s9\"\n");
+    let output = daemon(&[
+        "--sim",
+        "--config",
+        config.to_str().expect("utf-8"),
+        "--duration",
+        "1",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("board.name") && stderr.contains("antminer-s9"),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn without_sim_the_daemon_says_what_is_missing_instead_of_pretending() {
+    let output = daemon(&[]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("not supported yet") && stderr.contains("--sim"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_numbers_on_the_command_line_are_rejected() {
+    for args in [
+        ["--sim", "--speed", "0"],
+        ["--sim", "--duration", "-1"],
+        ["--sim", "--speed", "fast"],
+    ] {
+        let output = daemon(&args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(!output.stderr.is_empty());
+    }
+}
