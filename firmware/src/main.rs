@@ -1,9 +1,10 @@
 //! `hashwarden-fw`: the control-board daemon.
 //!
 //! Today it runs `--sim`: the real board code on an in-process simulated board, mining locally
-//! generated work. Serial chains, Stratum, MQTT and the APIs are being added (issue #5).
+//! generated work or a Stratum pool's. Serial chains, MQTT and the APIs are being added (issue #5).
 
 mod config;
+mod pool;
 mod sim;
 
 use std::path::PathBuf;
@@ -87,14 +88,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    for pool in config.iter().flat_map(|c| &c.pools) {
-        // Honest about what --sim does with the pools: nothing yet.
-        warn!(
-            url = pool.url,
-            user = pool.user,
-            "--sim mines local work; the pool is not contacted"
-        );
-    }
+    let pools: Vec<config::PoolSection> = config.iter().flat_map(|c| c.pools.clone()).collect();
     if !(cli.speed.is_finite() && cli.speed > 0.0) {
         eprintln!("error: --speed must be a positive number");
         return ExitCode::from(2);
@@ -117,14 +111,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(sim::run(
-        board,
-        settings,
-        cli.seed,
-        cli.speed,
-        duration,
-        shutdown_signal(),
-    )) {
+    let mined = runtime.block_on(async {
+        let source = if pools.is_empty() {
+            sim::WorkSource::Local
+        } else {
+            // Simulated nonces meet the share difficulty only after the simulator's scaling, so
+            // a real pool rejects them: this exercises the pool path, it does not earn.
+            warn!("--sim with pools: shares meet the pool's difficulty x 2^-26 only; real pools reject them");
+            sim::WorkSource::Pool(pool::spawn(pools, sim::JOB_INTERVAL))
+        };
+        sim::run(board, settings, source, cli.seed, cli.speed, duration, shutdown_signal()).await
+    });
+    match mined {
         Ok(summary) => {
             match serde_json::to_string(&summary) {
                 Ok(line) => println!("{line}"),

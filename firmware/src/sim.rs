@@ -8,11 +8,16 @@ use bm13xx::{BlockHeader, InitConfig, NonceLayout, Response, TicketDifficulty, V
 use chipsim::{ChainConfig, ChainSim, SimLink};
 use hashboard::board::BoardDescription;
 use hashboard::chain::Chain;
-use hashboard::mining::{Dispatcher, NonceOutcome, Work, estimate_hashrate};
+use hashboard::mining::{Dispatcher, NonceOutcome, Share, Work, estimate_hashrate};
 use hashboard::sim::SimTimeDelay;
 use serde::Serialize;
 
+use std::collections::VecDeque;
+
+use stratum::Accounting;
+
 use crate::config::MiningSettings;
+use crate::pool::{PoolLink, Submission};
 use tracing::{info, warn};
 
 /// The simulator's share floor: nonces are genuine at ticket × 2^-26.
@@ -20,7 +25,7 @@ const FLOOR_LOG2: u32 = 26;
 /// Locally generated work's share difficulty (before the floor's scaling).
 const LOCAL_POOL_DIFFICULTY: f64 = 1024.0;
 /// How often fresh local work goes to the chips.
-const JOB_INTERVAL: Duration = Duration::from_secs(5);
+pub const JOB_INTERVAL: Duration = Duration::from_secs(5);
 /// How often the daemon logs its state.
 const REPORT_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -33,6 +38,57 @@ impl embedded_hal_async::delay::DelayNs for TokioDelay {
     }
 }
 
+/// Where the chips' work comes from.
+pub enum WorkSource {
+    /// Generated here: exercises the board without a network.
+    Local,
+    /// From a Stratum pool; shares go back to it.
+    Pool(PoolLink),
+}
+
+/// The chain is drained when it has been quiet this long.
+const DRAIN_QUIET_MS: u32 = 50;
+
+/// How long a stopping daemon waits for its last shares to reach the pool.
+const POOL_FLUSH_GRACE: Duration = Duration::from_secs(2);
+
+/// What the nonces turned out to be.
+#[derive(Debug, Default)]
+struct Tally {
+    nonces: u64,
+    shares: u64,
+    hardware_errors: u64,
+    duplicates: u64,
+    stale: u64,
+}
+
+impl Tally {
+    /// Counts one nonce; returns it when it is a share for the pool.
+    fn record(&mut self, outcome: NonceOutcome) -> Option<Share> {
+        match outcome {
+            NonceOutcome::Share(share) => {
+                self.nonces += 1;
+                self.shares += 1;
+                return Some(share);
+            }
+            NonceOutcome::Valid { .. } => self.nonces += 1,
+            NonceOutcome::HardwareError { chip_index } => {
+                self.hardware_errors += 1;
+                warn!(chip_index, "hardware error");
+            }
+            NonceOutcome::Duplicate { .. } => self.duplicates += 1,
+            NonceOutcome::Stale { job_id } => {
+                self.stale += 1;
+                warn!(job_id, "nonce for a job no longer known");
+            }
+        }
+        None
+    }
+}
+
+/// Jobs remembered for submitting their shares; the chips forget older ones sooner.
+const REMEMBERED_JOBS: usize = 256;
+
 /// How a run went, printed as one JSON line at the end.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
@@ -43,8 +99,18 @@ pub struct Summary {
     pub shares: u64,
     pub hardware_errors: u64,
     pub duplicates: u64,
+    pub stale: u64,
     pub hashrate_ths: f64,
     pub expected_ths: f64,
+    /// The simulator's side: nonces it sent, hottest chip, chips in thermal shutdown now.
+    pub sim_nonces_sent: u64,
+    pub hottest_chip_c: f64,
+    pub chips_overheated: usize,
+    /// Bytes and frames the daemon's UART decoder could not use (garbage, CRC, truncation).
+    pub uart_errors: u64,
+    /// The pool's verdicts, when mining pool work.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool: Option<Accounting>,
 }
 
 /// Local work: a fresh header per job, so every job is different work.
@@ -71,6 +137,7 @@ fn local_work(n: u64) -> Work {
 pub async fn run(
     board: &'static BoardDescription,
     settings: MiningSettings,
+    mut source: WorkSource,
     seed: u64,
     speed: f64,
     duration: Option<Duration>,
@@ -117,31 +184,51 @@ pub async fn run(
     let mut next_job = tokio::time::Instant::now();
     let mut next_report = tokio::time::Instant::now() + REPORT_INTERVAL;
     let deadline = duration.map(|d| tokio::time::Instant::now() + d);
-    let (mut nonces, mut shares, mut errors, mut duplicates, mut job) =
-        (0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut tally = Tally::default();
+    let mut job = 0u64;
     tokio::pin!(stop);
     let mut wait = TokioDelay;
+    let mut sent_jobs: VecDeque<(u64, String, Vec<u8>)> = VecDeque::with_capacity(REMEMBERED_JOBS);
     loop {
         let now = tokio::time::Instant::now();
         if deadline.is_some_and(|d| now >= d) {
             break;
         }
-        if now >= next_job {
+        let fresh = match &mut source {
+            WorkSource::Local if now >= next_job => {
+                next_job = now + JOB_INTERVAL;
+                Some(local_work(job + 1))
+            }
+            WorkSource::Local => None,
+            WorkSource::Pool(link) => link.work.try_recv().ok().map(|pool_work| {
+                let work = Work {
+                    work_id: job + 1,
+                    header: pool_work.header,
+                    version_mask: VersionMask::new(pool_work.version_mask),
+                    pool_difficulty: pool_work.difficulty,
+                };
+                if sent_jobs.len() == REMEMBERED_JOBS {
+                    sent_jobs.pop_front();
+                }
+                sent_jobs.push_back((work.work_id, pool_work.job_id, pool_work.extranonce2));
+                work
+            }),
+        };
+        if let Some(work) = fresh {
             job += 1;
-            let frame = dispatcher.dispatch(local_work(job));
+            let frame = dispatcher.dispatch(work);
             chain
                 .write_frame(frame.as_bytes())
                 .await
                 .map_err(|e| format!("{e:?}"))?;
-            next_job = now + JOB_INTERVAL;
         }
         if now >= next_report {
             let seconds = control.with_sim(|s| s.now_s()) - start_s;
-            let rate = estimate_hashrate(nonces as u32, ticket, seconds);
+            let rate = estimate_hashrate(tally.nonces as u32, ticket, seconds);
             info!(
-                nonces,
-                shares,
-                hardware_errors = errors,
+                nonces = tally.nonces,
+                shares = tally.shares,
+                hardware_errors = tally.hardware_errors,
                 hashrate_ths = rate.map_or(0.0, |r| r.hashes_per_second / 1e12),
                 "mining"
             );
@@ -151,36 +238,85 @@ pub async fn run(
             r = chain.next_response(&mut wait, 100) => r.map_err(|e| format!("{e:?}"))?,
             () = &mut stop => break,
         };
-        let Some(Response::Nonce(nonce)) = response else {
-            continue;
-        };
-        match dispatcher.check(&nonce) {
-            NonceOutcome::Share(_) => {
-                nonces += 1;
-                shares += 1;
-            }
-            NonceOutcome::Valid { .. } => nonces += 1,
-            NonceOutcome::HardwareError { chip_index } => {
-                errors += 1;
-                warn!(chip_index, "hardware error");
-            }
-            NonceOutcome::Duplicate { .. } => duplicates += 1,
-            NonceOutcome::Stale { job_id } => warn!(job_id, "nonce for a job no longer known"),
+        if let Some(Response::Nonce(nonce)) = response
+            && let Some(share) = tally.record(dispatcher.check(&nonce))
+            && let WorkSource::Pool(link) = &source
+        {
+            submit(link, &sent_jobs, &share);
         }
     }
+    // Stop the chips' clock, then take what they already sent: a stop loses no found work, and
+    // the counts reconcile with what the chain sent.
     clock.abort();
+    let _ = clock.await;
+    while let Some(response) = chain
+        .next_response(&mut wait, DRAIN_QUIET_MS)
+        .await
+        .map_err(|e| format!("{e:?}"))?
+    {
+        if let Response::Nonce(nonce) = response
+            && let Some(share) = tally.record(dispatcher.check(&nonce))
+            && let WorkSource::Pool(link) = &source
+        {
+            submit(link, &sent_jobs, &share);
+        }
+    }
     let simulated_s = control.with_sim(|s| s.now_s()) - start_s;
+    let (sim_nonces_sent, hottest_chip_c, chips_overheated) = control.with_sim(|s| {
+        let chips = s.chips();
+        (
+            s.stats().nonces_sent,
+            chips
+                .iter()
+                .map(|c| c.thermal.temp_c)
+                .fold(f64::MIN, f64::max),
+            chips.iter().filter(|c| c.thermal.overheated).count(),
+        )
+    });
     let expected = bm13xx::expected_hashrate(board.model, settings.frequency, chips).terahashes();
     Ok(Summary {
         board: board.name,
         chips,
         simulated_s,
-        nonces,
-        shares,
-        hardware_errors: errors,
-        duplicates,
-        hashrate_ths: estimate_hashrate(nonces as u32, ticket, simulated_s)
+        nonces: tally.nonces,
+        shares: tally.shares,
+        hardware_errors: tally.hardware_errors,
+        duplicates: tally.duplicates,
+        stale: tally.stale,
+        hashrate_ths: estimate_hashrate(tally.nonces as u32, ticket, simulated_s)
             .map_or(0.0, |r| r.hashes_per_second / 1e12),
         expected_ths: expected,
+        sim_nonces_sent,
+        hottest_chip_c,
+        chips_overheated,
+        uart_errors: {
+            let stats = chain.decoder_stats();
+            stats.preamble_errors + stats.crc_errors + stats.truncated + stats.length_errors
+        },
+        pool: match source {
+            WorkSource::Pool(link) => Some(link.finish(POOL_FLUSH_GRACE).await),
+            WorkSource::Local => None,
+        },
     })
+}
+
+fn submit(link: &PoolLink, sent_jobs: &VecDeque<(u64, String, Vec<u8>)>, share: &Share) {
+    let Some((_, job_id, extranonce2)) = sent_jobs.iter().find(|(id, _, _)| *id == share.work_id)
+    else {
+        warn!(
+            work_id = share.work_id,
+            "share for work no longer remembered"
+        );
+        return;
+    };
+    let submission = Submission {
+        job_id: job_id.clone(),
+        extranonce2: extranonce2.clone(),
+        ntime: share.ntime,
+        nonce: share.nonce,
+        version: share.version,
+    };
+    if link.shares.send(submission).is_err() {
+        warn!("the pool task has stopped; share dropped");
+    }
 }

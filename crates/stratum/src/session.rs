@@ -49,7 +49,7 @@ pub enum Event {
 }
 
 /// Accepted / rejected / stale shares.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Accounting {
     pub accepted: u64,
     pub rejected: u64,

@@ -1,0 +1,301 @@
+//! The pool connection: a tokio task around the sans-IO `stratum::Session`. It hands the mining
+//! loop fresh work (on every new job and every `job_interval`) and submits the shares it gets
+//! back; pools are tried in order with backoff (`stratum::Failover`). The mining loop never
+//! blocks on the network: work and shares cross over channels.
+
+use std::time::Duration;
+
+use stratum::{Accounting, Event, Failover, PoolWork, Session};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use crate::config::PoolSection;
+
+/// A connection attempt that takes longer than this counts as failed.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Failed attempts on one pool before the next is tried.
+const FAILURES_BEFORE_FAILOVER: u32 = 3;
+
+/// A share found on pool work, to be sent as `mining.submit`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Submission {
+    pub job_id: String,
+    pub extranonce2: Vec<u8>,
+    pub ntime: u32,
+    pub nonce: u32,
+    pub version: u32,
+}
+
+/// The mining loop's end of the pool task.
+#[derive(Debug)]
+pub struct PoolLink {
+    pub work: mpsc::Receiver<PoolWork>,
+    pub shares: mpsc::UnboundedSender<Submission>,
+    pub accounting: watch::Receiver<Accounting>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PoolLink {
+    /// Sends the shares still queued, waiting at most `grace`, and returns the pool's verdicts so
+    /// far. The work channel stays open until then so the task does not stop early.
+    pub async fn finish(self, grace: Duration) -> Accounting {
+        let PoolLink {
+            work,
+            shares,
+            accounting,
+            task,
+        } = self;
+        drop(shares);
+        if tokio::time::timeout(grace, task).await.is_err() {
+            warn!("the pool did not take the last shares in time");
+        }
+        drop(work);
+        *accounting.borrow()
+    }
+}
+
+/// Starts the pool task; it runs until the link is dropped.
+pub fn spawn(pools: Vec<PoolSection>, job_interval: Duration) -> PoolLink {
+    let (work_tx, work) = mpsc::channel(4);
+    let (shares, shares_rx) = mpsc::unbounded_channel();
+    let (accounting_tx, accounting) = watch::channel(Accounting::default());
+    let task = tokio::spawn(run(pools, job_interval, work_tx, shares_rx, accounting_tx));
+    PoolLink {
+        work,
+        shares,
+        accounting,
+        task,
+    }
+}
+
+/// Why one connection ended.
+#[derive(Debug, thiserror::Error)]
+enum Disconnect {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Protocol(#[from] stratum::PoolError),
+    #[error("connect timed out")]
+    Timeout,
+    #[error("the pool closed the connection")]
+    Closed,
+    #[error("{0:?} is not host:port after stratum+tcp://")]
+    BadUrl(String),
+    /// The mining loop went away: not a pool failure, the daemon is stopping.
+    #[error("stopping")]
+    Stopping,
+}
+
+async fn run(
+    pools: Vec<PoolSection>,
+    job_interval: Duration,
+    work: mpsc::Sender<PoolWork>,
+    mut shares: mpsc::UnboundedReceiver<Submission>,
+    accounting: watch::Sender<Accounting>,
+) {
+    let mut failover = Failover::new(pools.len(), FAILURES_BEFORE_FAILOVER);
+    // Totals survive reconnects: the operator wants the day's shares, not the connection's.
+    let mut carried = Accounting::default();
+    loop {
+        let Some(pool) = pools.get(failover.current()) else {
+            return;
+        };
+        let mut session = Session::new(&pool.user, &pool.password);
+        let result = connection(
+            pool,
+            &mut session,
+            &mut failover,
+            job_interval,
+            &work,
+            &mut shares,
+            |now| {
+                accounting.send_replace(sum(carried, now));
+            },
+        )
+        .await;
+        carried = sum(carried, session.accounting());
+        match result {
+            Err(Disconnect::Stopping) => return,
+            Err(e) => {
+                let retry = failover.failed();
+                warn!(url = pool.url, error = %e, retry_in_ms = retry.after_ms, "pool connection lost");
+                let backoff = tokio::time::sleep(Duration::from_millis(retry.after_ms));
+                tokio::pin!(backoff);
+                loop {
+                    tokio::select! {
+                        () = &mut backoff => break,
+                        share = shares.recv() => {
+                            if share.is_none() {
+                                return;
+                            }
+                            // Its job belonged to the lost connection; no pool will take it.
+                            carried.stale += 1;
+                            accounting.send_replace(carried);
+                        }
+                    }
+                }
+            }
+            Ok(()) => return,
+        }
+        if work.is_closed() {
+            return;
+        }
+    }
+}
+
+fn sum(a: Accounting, b: Accounting) -> Accounting {
+    Accounting {
+        accepted: a.accepted + b.accepted,
+        rejected: a.rejected + b.rejected,
+        stale: a.stale + b.stale,
+    }
+}
+
+fn host_port(url: &str) -> Result<&str, Disconnect> {
+    url.strip_prefix("stratum+tcp://")
+        .map(|rest| rest.trim_end_matches('/'))
+        .filter(|hp| {
+            hp.rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+        })
+        .ok_or_else(|| Disconnect::BadUrl(url.to_string()))
+}
+
+/// Reads lines on its own task so that a partly read line is never lost to a `select!`.
+fn spawn_line_reader(
+    read: tokio::net::tcp::OwnedReadHalf,
+) -> mpsc::Receiver<Result<String, Disconnect>> {
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        let mut reader = BufReader::new(read);
+        loop {
+            let mut line = Vec::new();
+            // One byte over the limit tells an oversized line from one that just fits.
+            let limit = stratum::session::MAX_LINE as u64 + 1;
+            let result = match (&mut reader).take(limit).read_until(b'\n', &mut line).await {
+                Ok(0) => Err(Disconnect::Closed),
+                Ok(n) if n as u64 >= limit => Err(Disconnect::Protocol(
+                    stratum::PoolError::Malformed("line longer than the limit".into()),
+                )),
+                Ok(_) => Ok(String::from_utf8_lossy(&line).trim_end().to_string()),
+                Err(e) => Err(Disconnect::Io(e)),
+            };
+            let end = result.is_err();
+            if tx.send(result).await.is_err() || end {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+async fn connection(
+    pool: &PoolSection,
+    session: &mut Session,
+    failover: &mut Failover,
+    job_interval: Duration,
+    work: &mpsc::Sender<PoolWork>,
+    shares: &mut mpsc::UnboundedReceiver<Submission>,
+    publish: impl Fn(Accounting),
+) -> Result<(), Disconnect> {
+    let address = host_port(&pool.url)?;
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address))
+        .await
+        .map_err(|_| Disconnect::Timeout)??;
+    stream.set_nodelay(true)?;
+    let (read, mut write) = stream.into_split();
+    let mut lines = spawn_line_reader(read);
+    for line in session.start() {
+        write.write_all(format!("{line}\n").as_bytes()).await?;
+    }
+    let mut refresh = tokio::time::interval(job_interval);
+    refresh.tick().await;
+    let mut announced = false;
+    loop {
+        tokio::select! {
+            line = lines.recv() => {
+                let line = line.ok_or(Disconnect::Closed)??;
+                if line.is_empty() {
+                    continue;
+                }
+                for event in session.handle_line(&line)? {
+                    match event {
+                        Event::Authorized => {
+                            failover.connected();
+                            if !announced {
+                                info!(url = pool.url, user = pool.user, "pool authorized");
+                                announced = true;
+                            }
+                        }
+                        Event::Work { job_id, clean } => {
+                            tracing::debug!(job_id, clean, "new job");
+                            send_work(session, work)?;
+                            refresh.reset();
+                        }
+                        Event::ShareResult { job_id, accepted, reason } => {
+                            if !accepted {
+                                warn!(job_id, reason = reason.as_deref().unwrap_or(""), "share rejected");
+                            }
+                            publish(session.accounting());
+                        }
+                        Event::Difficulty(_) | Event::VersionMask(_) => {}
+                    }
+                }
+            }
+            share = shares.recv() => {
+                let share = share.ok_or(Disconnect::Stopping)?;
+                match session.submit(&share.job_id, &share.extranonce2, share.ntime, share.nonce, share.version) {
+                    Some(line) => write.write_all(format!("{line}\n").as_bytes()).await?,
+                    None => publish(session.accounting()),
+                }
+            }
+            _ = refresh.tick() => send_work(session, work)?,
+        }
+    }
+}
+
+/// Never waits on the mining loop: pool I/O (share verdicts, new jobs) must not stall behind it.
+/// If the loop is that far behind, the newest work waits for the next refresh.
+fn send_work(session: &mut Session, work: &mpsc::Sender<PoolWork>) -> Result<(), Disconnect> {
+    let Some(next) = session.next_work() else {
+        return Ok(());
+    };
+    match work.try_send(next) {
+        Ok(()) => Ok(()),
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            warn!("the mining loop is behind; work skipped until the next refresh");
+            Ok(())
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => Err(Disconnect::Stopping),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_urls_need_a_host_and_a_port() {
+        assert_eq!(
+            host_port("stratum+tcp://pool.example:3333").ok(),
+            Some("pool.example:3333")
+        );
+        assert_eq!(
+            host_port("stratum+tcp://10.0.0.1:3333/").ok(),
+            Some("10.0.0.1:3333")
+        );
+        for bad in [
+            "stratum+tcp://pool.example",
+            "stratum+tcp://:3333",
+            "stratum+tcp://h:99999",
+            "tcp://h:1",
+        ] {
+            assert!(
+                matches!(host_port(bad), Err(Disconnect::BadUrl(_))),
+                "{bad}"
+            );
+        }
+    }
+}
