@@ -3,6 +3,7 @@
 //! Today it runs `--sim`: the real board code on an in-process simulated board, mining locally
 //! generated work or a Stratum pool's. Serial chains, MQTT and the APIs are being added (issue #5).
 
+mod cgminer;
 mod config;
 mod pool;
 mod sim;
@@ -38,6 +39,9 @@ struct Cli {
     /// Stop after this many seconds (wall time) and print a summary.
     #[arg(long)]
     duration: Option<f64>,
+    /// Where the cgminer-compatible API listens (read-only); `off` to not serve it.
+    #[arg(long, default_value = "0.0.0.0:4028")]
+    api_listen: String,
 }
 
 async fn shutdown_signal() {
@@ -101,6 +105,16 @@ fn main() -> ExitCode {
         }
         None => None,
     };
+    let api_listen = match cli.api_listen.as_str() {
+        "off" => None,
+        text => match text.parse::<std::net::SocketAddr>() {
+            Ok(address) => Some(address),
+            Err(_) => {
+                eprintln!("error: --api-listen: {text:?} is not ADDRESS:PORT or off");
+                return ExitCode::from(2);
+            }
+        },
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -120,7 +134,13 @@ fn main() -> ExitCode {
             warn!("--sim with pools: shares meet the pool's difficulty x 2^-26 only; real pools reject them");
             sim::WorkSource::Pool(pool::spawn(pools, sim::JOB_INTERVAL))
         };
-        sim::run(board, settings, source, cli.seed, cli.speed, duration, shutdown_signal()).await
+        let options = sim::RunOptions {
+            seed: cli.seed,
+            speed: cli.speed,
+            duration,
+            api_listen,
+        };
+        sim::run(board, settings, source, options, shutdown_signal()).await
     });
     match mined {
         Ok(summary) => {

@@ -34,6 +34,10 @@ pub struct PoolLink {
     pub work: mpsc::Receiver<PoolWork>,
     pub shares: mpsc::UnboundedSender<Submission>,
     pub accounting: watch::Receiver<Accounting>,
+    /// Which pool (index into the configured list) is authorized and mining, if any.
+    pub active: watch::Receiver<Option<usize>>,
+    /// (url, user) of each configured pool, for the APIs.
+    pub pools: Vec<(String, String)>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -46,6 +50,7 @@ impl PoolLink {
             shares,
             accounting,
             task,
+            ..
         } = self;
         drop(shares);
         if tokio::time::timeout(grace, task).await.is_err() {
@@ -61,13 +66,33 @@ pub fn spawn(pools: Vec<PoolSection>, job_interval: Duration) -> PoolLink {
     let (work_tx, work) = mpsc::channel(4);
     let (shares, shares_rx) = mpsc::unbounded_channel();
     let (accounting_tx, accounting) = watch::channel(Accounting::default());
-    let task = tokio::spawn(run(pools, job_interval, work_tx, shares_rx, accounting_tx));
+    let (active_tx, active) = watch::channel(None);
+    let rows = pools
+        .iter()
+        .map(|p| (p.url.clone(), p.user.clone()))
+        .collect();
+    let task = tokio::spawn(run(
+        pools,
+        job_interval,
+        work_tx,
+        shares_rx,
+        accounting_tx,
+        active_tx,
+    ));
     PoolLink {
         work,
         shares,
         accounting,
+        active,
+        pools: rows,
         task,
     }
+}
+
+/// What a connection reports as it goes.
+enum Progress {
+    Authorized,
+    Verdicts(Accounting),
 }
 
 /// Why one connection ended.
@@ -94,6 +119,7 @@ async fn run(
     work: mpsc::Sender<PoolWork>,
     mut shares: mpsc::UnboundedReceiver<Submission>,
     accounting: watch::Sender<Accounting>,
+    active: watch::Sender<Option<usize>>,
 ) {
     let mut failover = Failover::new(pools.len(), FAILURES_BEFORE_FAILOVER);
     // Totals survive reconnects: the operator wants the day's shares, not the connection's.
@@ -103,6 +129,15 @@ async fn run(
             return;
         };
         let mut session = Session::new(&pool.user, &pool.password);
+        let index = failover.current();
+        let publish = |progress: Progress| match progress {
+            Progress::Authorized => {
+                active.send_replace(Some(index));
+            }
+            Progress::Verdicts(now) => {
+                accounting.send_replace(sum(carried, now));
+            }
+        };
         let result = connection(
             pool,
             &mut session,
@@ -110,11 +145,10 @@ async fn run(
             job_interval,
             &work,
             &mut shares,
-            |now| {
-                accounting.send_replace(sum(carried, now));
-            },
+            publish,
         )
         .await;
+        active.send_replace(None);
         carried = sum(carried, session.accounting());
         match result {
             Err(Disconnect::Stopping) => return,
@@ -198,7 +232,7 @@ async fn connection(
     job_interval: Duration,
     work: &mpsc::Sender<PoolWork>,
     shares: &mut mpsc::UnboundedReceiver<Submission>,
-    publish: impl Fn(Accounting),
+    publish: impl Fn(Progress),
 ) -> Result<(), Disconnect> {
     let address = host_port(&pool.url)?;
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address))
@@ -224,6 +258,7 @@ async fn connection(
                     match event {
                         Event::Authorized => {
                             failover.connected();
+                            publish(Progress::Authorized);
                             if !announced {
                                 info!(url = pool.url, user = pool.user, "pool authorized");
                                 announced = true;
@@ -238,7 +273,7 @@ async fn connection(
                             if !accepted {
                                 warn!(job_id, reason = reason.as_deref().unwrap_or(""), "share rejected");
                             }
-                            publish(session.accounting());
+                            publish(Progress::Verdicts(session.accounting()));
                         }
                         Event::Difficulty(_) | Event::VersionMask(_) => {}
                     }
@@ -248,7 +283,7 @@ async fn connection(
                 let share = share.ok_or(Disconnect::Stopping)?;
                 match session.submit(&share.job_id, &share.extranonce2, share.ntime, share.nonce, share.version) {
                     Some(line) => write.write_all(format!("{line}\n").as_bytes()).await?,
-                    None => publish(session.accounting()),
+                    None => publish(Progress::Verdicts(session.accounting())),
                 }
             }
             _ = refresh.tick() => send_work(session, work)?,

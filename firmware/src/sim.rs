@@ -1,7 +1,10 @@
 //! `--sim`: the real board code (hashboard bring-up, job dispatch, nonce validation) on an
-//! in-process simulated board, mining locally generated work — the whole pipeline, no hardware
-//! and no network.
+//! in-process simulated board, mining locally generated work or a pool's — the whole pipeline
+//! with no hardware. The loop owns the chain; the pool and the API are tasks it talks to over
+//! channels.
 
+use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use bm13xx::{BlockHeader, InitConfig, NonceLayout, Response, TicketDifficulty, VersionMask};
@@ -11,14 +14,13 @@ use hashboard::chain::Chain;
 use hashboard::mining::{Dispatcher, NonceOutcome, Share, Work, estimate_hashrate};
 use hashboard::sim::SimTimeDelay;
 use serde::Serialize;
-
-use std::collections::VecDeque;
-
 use stratum::Accounting;
+use tokio::sync::watch;
+use tracing::{info, warn};
 
+use crate::cgminer::{self, ChainRow, PoolRow, Snapshot};
 use crate::config::MiningSettings;
 use crate::pool::{PoolLink, Submission};
-use tracing::{info, warn};
 
 /// The simulator's share floor: nonces are genuine at ticket × 2^-26.
 const FLOOR_LOG2: u32 = 26;
@@ -44,6 +46,32 @@ pub enum WorkSource {
     Local,
     /// From a Stratum pool; shares go back to it.
     Pool(PoolLink),
+}
+
+impl WorkSource {
+    /// The pool's verdicts so far; none for local work.
+    fn accounting(&self) -> Accounting {
+        match self {
+            WorkSource::Pool(link) => *link.accounting.borrow(),
+            WorkSource::Local => Accounting::default(),
+        }
+    }
+
+    fn pool_rows(&self) -> Vec<PoolRow> {
+        let WorkSource::Pool(link) = self else {
+            return Vec::new();
+        };
+        let active = *link.active.borrow();
+        link.pools
+            .iter()
+            .enumerate()
+            .map(|(i, (url, user))| PoolRow {
+                url: url.clone(),
+                user: user.clone(),
+                alive: active == Some(i),
+            })
+            .collect()
+    }
 }
 
 /// The chain is drained when it has been quiet this long.
@@ -88,6 +116,54 @@ impl Tally {
 
 /// Jobs remembered for submitting their shares; the chips forget older ones sooner.
 const REMEMBERED_JOBS: usize = 256;
+
+/// How the simulated run goes.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    pub seed: u64,
+    /// Simulated seconds per wall second.
+    pub speed: f64,
+    /// Wall time to run; until stopped when absent.
+    pub duration: Option<Duration>,
+    /// Where to serve the cgminer API; not served when absent.
+    pub api_listen: Option<SocketAddr>,
+}
+
+/// How often the APIs' snapshot is refreshed.
+const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(1);
+/// The window of cgminer's "MHS 5s".
+const SHORT_RATE_WINDOW: Duration = Duration::from_secs(5);
+
+/// Hash rate over a recent window of wall time, from (wall time, simulated seconds, nonces)
+/// samples, so a stall shows within seconds instead of diluting a run-long average.
+#[derive(Debug, Default)]
+struct RateWindow {
+    samples: VecDeque<(tokio::time::Instant, f64, u64)>,
+}
+
+impl RateWindow {
+    fn add(&mut self, now: tokio::time::Instant, simulated_s: f64, nonces: u64) {
+        self.samples.push_back((now, simulated_s, nonces));
+        while self.samples.len() > 2
+            && self
+                .samples
+                .get(1)
+                .is_some_and(|(t, _, _)| now - *t >= SHORT_RATE_WINDOW)
+        {
+            self.samples.pop_front();
+        }
+    }
+
+    fn hashes_per_second(&self, ticket: f64) -> f64 {
+        match (self.samples.front(), self.samples.back()) {
+            (Some(&(_, s0, n0)), Some(&(_, s1, n1))) if s1 > s0 => {
+                estimate_hashrate((n1 - n0) as u32, ticket, s1 - s0)
+                    .map_or(0.0, |r| r.hashes_per_second)
+            }
+            _ => 0.0,
+        }
+    }
+}
 
 /// How a run went, printed as one JSON line at the end.
 #[derive(Debug, Clone, Serialize)]
@@ -138,11 +214,20 @@ pub async fn run(
     board: &'static BoardDescription,
     settings: MiningSettings,
     mut source: WorkSource,
-    seed: u64,
-    speed: f64,
-    duration: Option<Duration>,
+    options: RunOptions,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<Summary, String> {
+    let RunOptions {
+        seed,
+        speed,
+        duration,
+        api_listen,
+    } = options;
+    let (snapshot_tx, snapshots) = watch::channel(Snapshot {
+        board: board.name,
+        ..Snapshot::default()
+    });
+    let api = api_listen.map(|address| tokio::spawn(cgminer::serve(address, snapshots)));
     let chips = board.chips_per_chain;
     let mut chain_config = ChainConfig::new(board.model, chips, seed);
     chain_config.share_floor_log2 = FLOOR_LOG2;
@@ -183,6 +268,9 @@ pub async fn run(
     let start_s = control.with_sim(|s| s.now_s());
     let mut next_job = tokio::time::Instant::now();
     let mut next_report = tokio::time::Instant::now() + REPORT_INTERVAL;
+    let started = tokio::time::Instant::now();
+    let mut next_snapshot = started;
+    let mut rates = RateWindow::default();
     let deadline = duration.map(|d| tokio::time::Instant::now() + d);
     let mut tally = Tally::default();
     let mut job = 0u64;
@@ -222,6 +310,40 @@ pub async fn run(
                 .await
                 .map_err(|e| format!("{e:?}"))?;
         }
+        if now >= next_snapshot {
+            let simulated_s = control.with_sim(|s| s.now_s()) - start_s;
+            rates.add(now, simulated_s, tally.nonces);
+            let hottest_c = control.with_sim(|s| {
+                s.chips()
+                    .iter()
+                    .map(|c| c.thermal.temp_c)
+                    .fold(f64::MIN, f64::max)
+            });
+            let mhs_av = estimate_hashrate(tally.nonces as u32, ticket, simulated_s)
+                .map_or(0.0, |r| r.hashes_per_second / 1e6);
+            let pool_accounting = source.accounting();
+            snapshot_tx.send_replace(Snapshot {
+                elapsed_s: (now - started).as_secs(),
+                mhs_av,
+                mhs_5s: rates.hashes_per_second(ticket) / 1e6,
+                accepted: pool_accounting.accepted,
+                rejected: pool_accounting.rejected,
+                stale: pool_accounting.stale + tally.stale,
+                hardware_errors: tally.hardware_errors,
+                nonces: tally.nonces,
+                pools: source.pool_rows(),
+                chains: vec![ChainRow {
+                    chips,
+                    model: board.model.name(),
+                    frequency_mhz: settings.frequency.mhz(),
+                    temperature_c: hottest_c,
+                    mhs_av,
+                    hardware_errors: tally.hardware_errors,
+                }],
+                board: board.name,
+            });
+            next_snapshot = now + SNAPSHOT_INTERVAL;
+        }
         if now >= next_report {
             let seconds = control.with_sim(|s| s.now_s()) - start_s;
             let rate = estimate_hashrate(tally.nonces as u32, ticket, seconds);
@@ -249,6 +371,9 @@ pub async fn run(
     // the counts reconcile with what the chain sent.
     clock.abort();
     let _ = clock.await;
+    if let Some(api) = api {
+        api.abort();
+    }
     while let Some(response) = chain
         .next_response(&mut wait, DRAIN_QUIET_MS)
         .await
