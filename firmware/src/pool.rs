@@ -15,6 +15,10 @@ use crate::config::PoolSection;
 
 /// A connection attempt that takes longer than this counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connected but not authorized within this long: the pool is not serving us.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Pools send a job at least every minute or so; nothing at all for this long means a dead link.
+const SILENCE_TIMEOUT: Duration = Duration::from_secs(180);
 /// Failed attempts on one pool before the next is tried.
 const FAILURES_BEFORE_FAILOVER: u32 = 3;
 
@@ -102,8 +106,10 @@ enum Disconnect {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Protocol(#[from] stratum::PoolError),
-    #[error("connect timed out")]
+    #[error("connect or handshake timed out")]
     Timeout,
+    #[error("the pool went silent")]
+    Silent,
     #[error("the pool closed the connection")]
     Closed,
     #[error("{0:?} is not host:port after stratum+tcp://")]
@@ -150,6 +156,7 @@ async fn run(
         .await;
         active.send_replace(None);
         carried = sum(carried, session.accounting());
+        accounting.send_replace(carried);
         match result {
             Err(Disconnect::Stopping) => return,
             Err(e) => {
@@ -247,10 +254,18 @@ async fn connection(
     let mut refresh = tokio::time::interval(job_interval);
     refresh.tick().await;
     let mut announced = false;
+    // A pool that never finishes the handshake, or goes quiet, is as good as gone: fail over.
+    let mut deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
     loop {
         tokio::select! {
+            () = tokio::time::sleep_until(deadline) => {
+                return Err(if announced { Disconnect::Silent } else { Disconnect::Timeout });
+            }
             line = lines.recv() => {
                 let line = line.ok_or(Disconnect::Closed)??;
+                if announced {
+                    deadline = tokio::time::Instant::now() + SILENCE_TIMEOUT;
+                }
                 if line.is_empty() {
                     continue;
                 }
@@ -259,6 +274,7 @@ async fn connection(
                         Event::Authorized => {
                             failover.connected();
                             publish(Progress::Authorized);
+                            deadline = tokio::time::Instant::now() + SILENCE_TIMEOUT;
                             if !announced {
                                 info!(url = pool.url, user = pool.user, "pool authorized");
                                 announced = true;
@@ -310,6 +326,31 @@ fn send_work(session: &mut Session, work: &mpsc::Sender<PoolWork>) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pool_that_never_answers_is_dropped_after_the_handshake_timeout() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let pool = PoolSection {
+            url: format!("stratum+tcp://127.0.0.1:{port}"),
+            user: "u".into(),
+            password: "x".into(),
+        };
+        let link = spawn(vec![pool], Duration::from_secs(5));
+        // Held open and never answered, so only the timeout can end the connection.
+        let (_silent, _) = listener.accept().await.expect("first connection");
+        let first = tokio::time::Instant::now();
+        let retried = tokio::time::timeout(Duration::from_secs(120), listener.accept()).await;
+        assert!(retried.is_ok(), "the daemon never gave up on a silent pool");
+        let waited = first.elapsed();
+        assert!(
+            waited >= HANDSHAKE_TIMEOUT && waited < HANDSHAKE_TIMEOUT + Duration::from_secs(5),
+            "{waited:?}"
+        );
+        assert_eq!(*link.active.borrow(), None);
+    }
 
     #[test]
     fn pool_urls_need_a_host_and_a_port() {
