@@ -1,7 +1,8 @@
 //! `hashwarden-fw`: the control-board daemon.
 //!
 //! Today it runs `--sim`: the real board code on an in-process simulated board, mining locally
-//! generated work or a Stratum pool's. Serial chains, MQTT and the APIs are being added (issue #5).
+//! generated work or a Stratum pool's, serving the cgminer API. Serial chains, MQTT and the HTTP
+//! API are being added (issue #5).
 
 mod cgminer;
 mod config;
