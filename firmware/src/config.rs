@@ -46,6 +46,19 @@ pub struct PoolSection {
     pub password: String,
 }
 
+impl PoolSection {
+    /// `HOST:PORT` from `stratum+tcp://HOST:PORT[/]`; `None` for anything else.
+    pub fn address(&self) -> Option<&str> {
+        self.url
+            .strip_prefix("stratum+tcp://")
+            .map(|rest| rest.trim_end_matches('/'))
+            .filter(|hp| {
+                hp.rsplit_once(':')
+                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+            })
+    }
+}
+
 fn default_password() -> String {
     "x".into()
 }
@@ -154,10 +167,10 @@ impl Config {
             ));
         }
         for (i, pool) in config.pools.iter().enumerate() {
-            if !pool.url.starts_with("stratum+tcp://") {
+            if pool.address().is_none() {
                 return Err(invalid(
                     &format!("pools[{i}].url"),
-                    format!("{:?} is not a stratum+tcp:// URL", pool.url),
+                    format!("{:?} is not stratum+tcp://HOST:PORT", pool.url),
                 ));
             }
         }
@@ -222,6 +235,36 @@ mod tests {
         assert_eq!(settings.frequency.khz(), 400_000);
         assert_eq!(settings.ticket_difficulty, 64.0);
         assert_ne!(settings, MiningSettings::defaults_for(board));
+    }
+
+    #[test]
+    fn pool_urls_need_a_host_and_a_port() {
+        let pool = |url: &str| PoolSection {
+            url: url.into(),
+            user: "u".into(),
+            password: "x".into(),
+        };
+        assert_eq!(
+            pool("stratum+tcp://pool.example:3333").address(),
+            Some("pool.example:3333")
+        );
+        assert_eq!(
+            pool("stratum+tcp://10.0.0.1:3333/").address(),
+            Some("10.0.0.1:3333")
+        );
+        for bad in [
+            "stratum+tcp://pool.example",
+            "stratum+tcp://:3333",
+            "stratum+tcp://h:99999",
+            "tcp://h:1",
+        ] {
+            assert_eq!(pool(bad).address(), None, "{bad}");
+            let text = format!(
+                "[board]\nname = \"bitaxe-max\"\n[[pools]]\nurl = \"{bad}\"\nuser = \"u\"\n"
+            );
+            let message = parse(&text).expect_err("rejected at load").to_string();
+            assert!(message.contains("pools[0].url"), "{message}");
+        }
     }
 
     #[test]

@@ -112,7 +112,7 @@ enum Disconnect {
     Silent,
     #[error("the pool closed the connection")]
     Closed,
-    #[error("{0:?} is not host:port after stratum+tcp://")]
+    #[error("{0:?} is not stratum+tcp://HOST:PORT")]
     BadUrl(String),
     /// The mining loop went away: not a pool failure, the daemon is stopping.
     #[error("stopping")]
@@ -194,16 +194,6 @@ fn sum(a: Accounting, b: Accounting) -> Accounting {
     }
 }
 
-fn host_port(url: &str) -> Result<&str, Disconnect> {
-    url.strip_prefix("stratum+tcp://")
-        .map(|rest| rest.trim_end_matches('/'))
-        .filter(|hp| {
-            hp.rsplit_once(':')
-                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
-        })
-        .ok_or_else(|| Disconnect::BadUrl(url.to_string()))
-}
-
 /// Reads lines on its own task so that a partly read line is never lost to a `select!`.
 fn spawn_line_reader(
     read: tokio::net::tcp::OwnedReadHalf,
@@ -241,7 +231,9 @@ async fn connection(
     shares: &mut mpsc::UnboundedReceiver<Submission>,
     publish: impl Fn(Progress),
 ) -> Result<(), Disconnect> {
-    let address = host_port(&pool.url)?;
+    let address = pool
+        .address()
+        .ok_or_else(|| Disconnect::BadUrl(pool.url.clone()))?;
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address))
         .await
         .map_err(|_| Disconnect::Timeout)??;
@@ -350,28 +342,5 @@ mod tests {
             "{waited:?}"
         );
         assert_eq!(*link.active.borrow(), None);
-    }
-
-    #[test]
-    fn pool_urls_need_a_host_and_a_port() {
-        assert_eq!(
-            host_port("stratum+tcp://pool.example:3333").ok(),
-            Some("pool.example:3333")
-        );
-        assert_eq!(
-            host_port("stratum+tcp://10.0.0.1:3333/").ok(),
-            Some("10.0.0.1:3333")
-        );
-        for bad in [
-            "stratum+tcp://pool.example",
-            "stratum+tcp://:3333",
-            "stratum+tcp://h:99999",
-            "tcp://h:1",
-        ] {
-            assert!(
-                matches!(host_port(bad), Err(Disconnect::BadUrl(_))),
-                "{bad}"
-            );
-        }
     }
 }

@@ -311,14 +311,9 @@ pub async fn run(
                 .map_err(|e| format!("{e:?}"))?;
         }
         if now >= next_snapshot {
-            let simulated_s = control.with_sim(|s| s.now_s()) - start_s;
+            let (now_s, hottest_c) = control.with_sim(|s| (s.now_s(), hottest_chip(s)));
+            let simulated_s = now_s - start_s;
             rates.add(now, simulated_s, tally.nonces);
-            let hottest_c = control.with_sim(|s| {
-                s.chips()
-                    .iter()
-                    .map(|c| c.thermal.temp_c)
-                    .fold(f64::MIN, f64::max)
-            });
             let mhs_av = estimate_hashrate(tally.nonces as u32, ticket, simulated_s)
                 .map_or(0.0, |r| r.hashes_per_second / 1e6);
             let pool_accounting = source.accounting();
@@ -360,11 +355,8 @@ pub async fn run(
             r = chain.next_response(&mut wait, 100) => r.map_err(|e| format!("{e:?}"))?,
             () = &mut stop => break,
         };
-        if let Some(Response::Nonce(nonce)) = response
-            && let Some(share) = tally.record(dispatcher.check(&nonce))
-            && let WorkSource::Pool(link) = &source
-        {
-            submit(link, &sent_jobs, &share);
+        if let Some(response) = response {
+            take_response(response, &mut dispatcher, &mut tally, &source, &sent_jobs);
         }
     }
     // Stop the chips' clock, then take what they already sent: a stop loses no found work, and
@@ -379,25 +371,17 @@ pub async fn run(
         .await
         .map_err(|e| format!("{e:?}"))?
     {
-        if let Response::Nonce(nonce) = response
-            && let Some(share) = tally.record(dispatcher.check(&nonce))
-            && let WorkSource::Pool(link) = &source
-        {
-            submit(link, &sent_jobs, &share);
-        }
+        take_response(response, &mut dispatcher, &mut tally, &source, &sent_jobs);
     }
-    let simulated_s = control.with_sim(|s| s.now_s()) - start_s;
-    let (sim_nonces_sent, hottest_chip_c, chips_overheated) = control.with_sim(|s| {
-        let chips = s.chips();
+    let (now_s, sim_nonces_sent, hottest_chip_c, chips_overheated) = control.with_sim(|s| {
         (
+            s.now_s(),
             s.stats().nonces_sent,
-            chips
-                .iter()
-                .map(|c| c.thermal.temp_c)
-                .fold(f64::MIN, f64::max),
-            chips.iter().filter(|c| c.thermal.overheated).count(),
+            hottest_chip(s),
+            s.chips().iter().filter(|c| c.thermal.overheated).count(),
         )
     });
+    let simulated_s = now_s - start_s;
     let expected = bm13xx::expected_hashrate(board.model, settings.frequency, chips).terahashes();
     Ok(Summary {
         board: board.name,
@@ -423,6 +407,30 @@ pub async fn run(
             WorkSource::Local => None,
         },
     })
+}
+
+/// In `--sim` the simulator's die temperatures stand in for the board's sensor.
+fn hottest_chip(sim: &ChainSim) -> f64 {
+    sim.chips()
+        .iter()
+        .map(|c| c.thermal.temp_c)
+        .fold(f64::MIN, f64::max)
+}
+
+/// Classifies a response from the chain; a share for pool work goes to the pool.
+fn take_response(
+    response: Response,
+    dispatcher: &mut Dispatcher,
+    tally: &mut Tally,
+    source: &WorkSource,
+    sent_jobs: &VecDeque<(u64, String, Vec<u8>)>,
+) {
+    if let Response::Nonce(nonce) = response
+        && let Some(share) = tally.record(dispatcher.check(&nonce))
+        && let WorkSource::Pool(link) = source
+    {
+        submit(link, sent_jobs, &share);
+    }
 }
 
 fn submit(link: &PoolLink, sent_jobs: &VecDeque<(u64, String, Vec<u8>)>, share: &Share) {
