@@ -1,4 +1,5 @@
-//! The daemon's TOML configuration: board, chains, pools, mining. Every error names the key.
+//! The daemon's TOML configuration: board, chains, pools, mining, daemon, mqtt. Every error
+//! names the key.
 
 use std::path::{Path, PathBuf};
 
@@ -16,6 +17,114 @@ pub struct Config {
     pub pools: Vec<PoolSection>,
     #[serde(default)]
     pub mining: MiningSection,
+    #[serde(default)]
+    pub daemon: DaemonSection,
+    pub mqtt: Option<MqttSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonSection {
+    /// Where the durable state (sleep, command sequence numbers) lives.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("/var/lib/hashwarden-fw")
+}
+
+impl Default for DaemonSection {
+    fn default() -> Self {
+        Self {
+            data_dir: default_data_dir(),
+        }
+    }
+}
+
+/// The fleet link: telemetry out, signed commands in.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttSection {
+    /// `mqtt://HOST:PORT`.
+    pub url: String,
+    pub site: fleet_proto::Name,
+    pub miner: fleet_proto::Name,
+    pub username: Option<String>,
+    /// Sent only to the broker, never logged.
+    pub password: Option<String>,
+    #[serde(default = "default_telemetry_interval")]
+    pub telemetry_interval_s: f64,
+    /// Host keys whose signed commands this miner obeys.
+    #[serde(default)]
+    pub trusted_keys: Vec<TrustedKeySection>,
+    /// Key ids refused even while still listed (a key being rotated out after a leak).
+    #[serde(default)]
+    pub revoked_keys: Vec<String>,
+    #[serde(default)]
+    pub failsafe: FailsafeSection,
+}
+
+fn default_telemetry_interval() -> f64 {
+    5.0
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedKeySection {
+    pub id: String,
+    /// Ed25519 public key, 64 hex digits (what `hashwarden keys init` prints).
+    pub public_key: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailsafeSection {
+    /// How long the host may be silent (agent offline, or no broker) before `action`.
+    #[serde(default = "default_failsafe_after")]
+    pub after_s: f64,
+    #[serde(default = "default_failsafe_action")]
+    pub action: crate::control::FailsafeAction,
+}
+
+fn default_failsafe_after() -> f64 {
+    300.0
+}
+
+fn default_failsafe_action() -> crate::control::FailsafeAction {
+    crate::control::FailsafeAction::Keep
+}
+
+impl Default for FailsafeSection {
+    fn default() -> Self {
+        Self {
+            after_s: default_failsafe_after(),
+            action: default_failsafe_action(),
+        }
+    }
+}
+
+impl MqttSection {
+    /// (host, port) from `mqtt://HOST:PORT[/]`; `None` for anything else.
+    pub fn broker(&self) -> Option<(&str, u16)> {
+        let rest = self.url.strip_prefix("mqtt://")?.trim_end_matches('/');
+        let (host, port) = rest.rsplit_once(':')?;
+        let port = port.parse().ok()?;
+        (!host.is_empty()).then_some((host, port))
+    }
+
+    /// The configured keys, checked.
+    pub fn trusted_keys(&self) -> Result<fleet_proto::TrustedKeys, (usize, String)> {
+        let mut keys = fleet_proto::TrustedKeys::default();
+        for (i, key) in self.trusted_keys.iter().enumerate() {
+            keys.trust_hex(&key.id, &key.public_key)
+                .map_err(|e| (i, e.to_string()))?;
+        }
+        for revoked in &self.revoked_keys {
+            keys.revoke(revoked);
+        }
+        Ok(keys)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -183,6 +292,9 @@ impl Config {
                 ));
             }
         }
+        if let Some(mqtt) = &config.mqtt {
+            check_mqtt(mqtt, &invalid)?;
+        }
         let ticket = config.mining.ticket_difficulty;
         if !(ticket.is_finite() && ticket >= 1.0) {
             return Err(invalid(
@@ -205,6 +317,45 @@ impl Config {
             ticket_difficulty: self.mining.ticket_difficulty,
         }
     }
+}
+
+fn check_mqtt(
+    mqtt: &MqttSection,
+    invalid: &impl Fn(&str, String) -> ConfigError,
+) -> Result<(), ConfigError> {
+    if mqtt.broker().is_none() {
+        return Err(invalid(
+            "mqtt.url",
+            format!("{:?} is not mqtt://HOST:PORT", mqtt.url),
+        ));
+    }
+    if let Err((i, reason)) = mqtt.trusted_keys() {
+        return Err(invalid(
+            &format!("mqtt.trusted_keys[{i}].public_key"),
+            reason,
+        ));
+    }
+    if mqtt.trusted_keys.is_empty() {
+        return Err(invalid(
+            "mqtt.trusted_keys",
+            "no host key is trusted, so no command could ever be obeyed".into(),
+        ));
+    }
+    let interval = mqtt.telemetry_interval_s;
+    if !(interval.is_finite() && (0.1..=3600.0).contains(&interval)) {
+        return Err(invalid(
+            "mqtt.telemetry_interval_s",
+            format!("{interval} must be between 0.1 and 3600 seconds"),
+        ));
+    }
+    let after = mqtt.failsafe.after_s;
+    if !(after.is_finite() && after >= 1.0) {
+        return Err(invalid(
+            "mqtt.failsafe.after_s",
+            format!("{after} must be at least 1 second"),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -290,5 +441,35 @@ mod tests {
         assert!(unknown.contains("colour"), "{unknown}");
         assert!(!unknown.contains('\n'));
         assert!(message("this is not toml").contains("hw.toml"));
+    }
+
+    const KEY: &str = "ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c";
+
+    fn with_mqtt(mqtt: &str) -> String {
+        format!("[board]\nname = \"bitaxe-max\"\n[mqtt]\n{mqtt}")
+    }
+
+    #[test]
+    fn the_mqtt_section_is_checked_key_by_key() {
+        let good = format!(
+            "url = \"mqtt://127.0.0.1:1883\"\nsite = \"tx-west\"\nminer = \"m1\"\n[[mqtt.trusted_keys]]\nid = \"host\"\npublic_key = \"{KEY}\"\n"
+        );
+        let (config, _) = parse(&with_mqtt(&good)).expect("valid");
+        let mqtt = config.mqtt.expect("present");
+        assert_eq!(mqtt.broker(), Some(("127.0.0.1", 1883)));
+        assert_eq!(mqtt.failsafe.action, crate::control::FailsafeAction::Keep);
+        assert_eq!(mqtt.telemetry_interval_s, 5.0);
+
+        let message = |text: String| parse(&with_mqtt(&text)).expect_err("invalid").to_string();
+        assert!(message(good.replace("mqtt://127.0.0.1:1883", "tcp://x:1")).contains("mqtt.url"));
+        assert!(message(good.replace(KEY, "abcd")).contains("mqtt.trusted_keys[0].public_key"));
+        assert!(message(good.replace("\"tx-west\"", "\"tx/west\"")).contains("tx/west"));
+        let no_keys = "url = \"mqtt://h:1\"\nsite = \"s\"\nminer = \"m\"\n".to_string();
+        assert!(message(no_keys).contains("mqtt.trusted_keys: no host key"));
+        assert!(message(format!("{good}[mqtt.failsafe]\naction = \"panic\"\n")).contains("panic"));
+        assert!(
+            message(format!("{good}[mqtt.failsafe]\nafter_s = 0\n"))
+                .contains("mqtt.failsafe.after_s")
+        );
     }
 }

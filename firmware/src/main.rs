@@ -1,13 +1,19 @@
 //! `hashwarden-fw`: the control-board daemon.
 //!
 //! Today it runs `--sim`: the real board code on an in-process simulated board, mining locally
-//! generated work or a Stratum pool's, serving the cgminer API. Serial chains, MQTT and the HTTP
-//! API are being added (issue #5).
+//! generated work or a Stratum pool's, serving the cgminer API, reporting to the fleet and obeying
+//! its signed commands over MQTT. Serial chains and the HTTP API are being added (issue #5).
 
 mod cgminer;
 mod config;
+mod control;
+mod fleet;
+mod mqtt;
+mod persist;
 mod pool;
 mod sim;
+mod simboard;
+mod telemetry;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -58,6 +64,22 @@ async fn shutdown_signal() {
         _ = terminate => info!("SIGTERM"),
         _ = tokio::signal::ctrl_c() => info!("SIGINT"),
     }
+}
+
+/// The command desk over the durable state in `data_dir`; a damaged state file stops the daemon
+/// rather than silently waking a machine that was put to sleep.
+fn open_desk(
+    data_dir: &std::path::Path,
+    mqtt: &config::MqttSection,
+) -> Result<fleet::CommandDesk, String> {
+    let keys = mqtt
+        .trusted_keys()
+        .map_err(|(i, e)| format!("mqtt.trusted_keys[{i}]: {e}"))?;
+    let verifier = fleet_proto::CommandVerifier::new(mqtt.site.clone(), mqtt.miner.clone(), keys);
+    let store = persist::Store::open(data_dir).map_err(|e| format!("daemon.data_dir: {e}"))?;
+    fleet::CommandDesk::open(mqtt.miner.clone(), verifier, store).map_err(|e| {
+        format!("{e}; move it aside to start from defaults (awake, no command history)")
+    })
 }
 
 fn main() -> ExitCode {
@@ -116,6 +138,19 @@ fn main() -> ExitCode {
             }
         },
     };
+    let desk = match config
+        .as_ref()
+        .and_then(|c| c.mqtt.as_ref().map(|m| (c, m)))
+    {
+        Some((config, mqtt)) => match open_desk(&config.daemon.data_dir, mqtt) {
+            Ok(desk) => Some(desk),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -141,7 +176,19 @@ fn main() -> ExitCode {
             duration,
             api_listen,
         };
-        sim::run(board, settings, source, options, shutdown_signal()).await
+        let fleet = match (desk, config.as_ref().and_then(|c| c.mqtt.as_ref())) {
+            (Some(desk), Some(mqtt)) => Some(sim::Fleet {
+                link: mqtt::spawn(mqtt)?,
+                desk,
+                telemetry_interval: Duration::from_secs_f64(mqtt.telemetry_interval_s),
+                failsafe: (
+                    Duration::from_secs_f64(mqtt.failsafe.after_s),
+                    mqtt.failsafe.action,
+                ),
+            }),
+            _ => None,
+        };
+        sim::run(board, settings, source, options, fleet, shutdown_signal()).await
     });
     match mined {
         Ok(summary) => {

@@ -1,7 +1,7 @@
-//! `--sim`: the real board code (hashboard bring-up, job dispatch, nonce validation) on an
-//! in-process simulated board, mining locally generated work or a pool's — the whole pipeline
-//! with no hardware. The loop owns the chain; the pool and the API are tasks it talks to over
-//! channels.
+//! `--sim`: the real board code (hashboard bring-up, job dispatch, nonce validation, curtailment)
+//! on an in-process simulated board, mining locally generated work or a pool's, obeying signed
+//! commands from the fleet — the whole pipeline with no hardware. The loop owns the board; the
+//! pool, the MQTT link and the API are tasks it talks to over channels.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -10,9 +10,7 @@ use std::time::Duration;
 use bm13xx::{BlockHeader, InitConfig, NonceLayout, Response, TicketDifficulty, VersionMask};
 use chipsim::{ChainConfig, ChainSim, SimLink};
 use hashboard::board::BoardDescription;
-use hashboard::chain::Chain;
 use hashboard::mining::{Dispatcher, NonceOutcome, Share, Work, estimate_hashrate};
-use hashboard::sim::SimTimeDelay;
 use serde::Serialize;
 use stratum::Accounting;
 use tokio::sync::watch;
@@ -20,7 +18,12 @@ use tracing::{info, warn};
 
 use crate::cgminer::{self, ChainRow, PoolRow, Snapshot};
 use crate::config::MiningSettings;
+use crate::control::{Change, Current, Decision, FailsafeAction, Intent, SleepCause};
+use crate::fleet::{CommandDesk, Received};
+use crate::mqtt::MqttLink;
 use crate::pool::{PoolLink, Submission};
+use crate::simboard::{SimBoard, hottest_chip};
+use crate::telemetry::{self, Rates, Window};
 
 /// The simulator's share floor: nonces are genuine at ticket × 2^-26.
 const FLOOR_LOG2: u32 = 26;
@@ -30,15 +33,6 @@ const LOCAL_POOL_DIFFICULTY: f64 = 1024.0;
 pub const JOB_INTERVAL: Duration = Duration::from_secs(5);
 /// How often the daemon logs its state.
 const REPORT_INTERVAL: Duration = Duration::from_secs(5);
-
-/// While mining, the simulator follows the wall clock and timeouts are real.
-struct TokioDelay;
-
-impl embedded_hal_async::delay::DelayNs for TokioDelay {
-    async fn delay_ns(&mut self, ns: u32) {
-        tokio::time::sleep(Duration::from_nanos(u64::from(ns))).await;
-    }
-}
 
 /// Where the chips' work comes from.
 pub enum WorkSource {
@@ -50,7 +44,7 @@ pub enum WorkSource {
 
 impl WorkSource {
     /// The pool's verdicts so far; none for local work.
-    fn accounting(&self) -> Accounting {
+    pub fn accounting(&self) -> Accounting {
         match self {
             WorkSource::Pool(link) => *link.accounting.borrow(),
             WorkSource::Local => Accounting::default(),
@@ -82,12 +76,13 @@ const POOL_FLUSH_GRACE: Duration = Duration::from_secs(2);
 
 /// What the nonces turned out to be.
 #[derive(Debug, Default)]
-struct Tally {
-    nonces: u64,
-    shares: u64,
-    hardware_errors: u64,
-    duplicates: u64,
-    stale: u64,
+pub struct Tally {
+    pub nonces: u64,
+    pub shares: u64,
+    pub share_difficulty: f64,
+    pub hardware_errors: u64,
+    pub duplicates: u64,
+    pub stale: u64,
 }
 
 impl Tally {
@@ -97,6 +92,7 @@ impl Tally {
             NonceOutcome::Share(share) => {
                 self.nonces += 1;
                 self.shares += 1;
+                self.share_difficulty += share.difficulty;
                 return Some(share);
             }
             NonceOutcome::Valid { .. } => self.nonces += 1,
@@ -129,41 +125,19 @@ pub struct RunOptions {
     pub api_listen: Option<SocketAddr>,
 }
 
+/// The fleet side of a run: the MQTT link, the command desk and the failsafe.
+#[derive(Debug)]
+pub struct Fleet {
+    pub link: MqttLink,
+    pub desk: CommandDesk,
+    pub telemetry_interval: Duration,
+    pub failsafe: (Duration, FailsafeAction),
+}
+
 /// How often the APIs' snapshot is refreshed.
 const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(1);
-/// The window of cgminer's "MHS 5s".
-const SHORT_RATE_WINDOW: Duration = Duration::from_secs(5);
-
-/// Hash rate over a recent window of wall time, from (wall time, simulated seconds, nonces)
-/// samples, so a stall shows within seconds instead of diluting a run-long average.
-#[derive(Debug, Default)]
-struct RateWindow {
-    samples: VecDeque<(tokio::time::Instant, f64, u64)>,
-}
-
-impl RateWindow {
-    fn add(&mut self, now: tokio::time::Instant, simulated_s: f64, nonces: u64) {
-        self.samples.push_back((now, simulated_s, nonces));
-        while self.samples.len() > 2
-            && self
-                .samples
-                .get(1)
-                .is_some_and(|(t, _, _)| now - *t >= SHORT_RATE_WINDOW)
-        {
-            self.samples.pop_front();
-        }
-    }
-
-    fn hashes_per_second(&self, ticket: f64) -> f64 {
-        match (self.samples.front(), self.samples.back()) {
-            (Some(&(_, s0, n0)), Some(&(_, s1, n1))) if s1 > s0 => {
-                estimate_hashrate((n1 - n0) as u32, ticket, s1 - s0)
-                    .map_or(0.0, |r| r.hashes_per_second)
-            }
-            _ => 0.0,
-        }
-    }
-}
+/// How long a stopping daemon waits for the broker to take its goodbye.
+const MQTT_GOODBYE_GRACE: Duration = Duration::from_secs(2);
 
 /// How a run went, printed as one JSON line at the end.
 #[derive(Debug, Clone, Serialize)]
@@ -184,6 +158,8 @@ pub struct Summary {
     pub chips_overheated: usize,
     /// Bytes and frames the daemon's UART decoder could not use (garbage, CRC, truncation).
     pub uart_errors: u64,
+    /// The chain's power when the daemon exited: 0 after a clean ramp-down.
+    pub final_power_w: f64,
     /// The pool's verdicts, when mining pool work.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pool: Option<Accounting>,
@@ -208,6 +184,96 @@ fn local_work(n: u64) -> Work {
     }
 }
 
+/// What the loop keeps about mining between iterations.
+struct Mining {
+    dispatcher: Option<Dispatcher>,
+    ticket: f64,
+    tally: Tally,
+    job: u64,
+    sent_jobs: VecDeque<(u64, String, Vec<u8>)>,
+    /// Pool work that arrived while asleep: the freshest is sent at wake.
+    held_work: Option<stratum::PoolWork>,
+    next_local_job: tokio::time::Instant,
+}
+
+impl Mining {
+    /// A (re)initialised chain has forgotten every job: start over with fresh work at once.
+    fn restart(&mut self, board: &SimBoard) {
+        self.dispatcher = board.chain().map(|chain| {
+            Dispatcher::new(
+                board.board.model,
+                NonceLayout::ESP_MINER,
+                chain.addressing(),
+                self.ticket,
+                1.0 / f64::from(1u32 << FLOOR_LOG2),
+            )
+        });
+        self.next_local_job = tokio::time::Instant::now();
+    }
+
+    /// The next work for the chips, if any is due.
+    fn fresh_work(&mut self, source: &mut WorkSource, asleep: bool) -> Option<Work> {
+        let now = tokio::time::Instant::now();
+        let pool_work = match source {
+            WorkSource::Local if asleep || now < self.next_local_job => return None,
+            WorkSource::Local => {
+                self.next_local_job = now + JOB_INTERVAL;
+                return Some(local_work(self.job + 1));
+            }
+            WorkSource::Pool(link) => {
+                while let Ok(work) = link.work.try_recv() {
+                    self.held_work = Some(work);
+                }
+                if asleep {
+                    return None;
+                }
+                self.held_work.take()?
+            }
+        };
+        let work = Work {
+            work_id: self.job + 1,
+            header: pool_work.header,
+            version_mask: VersionMask::new(pool_work.version_mask),
+            pool_difficulty: pool_work.difficulty,
+        };
+        if self.sent_jobs.len() == REMEMBERED_JOBS {
+            self.sent_jobs.pop_front();
+        }
+        self.sent_jobs
+            .push_back((work.work_id, pool_work.job_id, pool_work.extranonce2));
+        Some(work)
+    }
+
+    fn take(&mut self, response: Response, source: &WorkSource) {
+        if let Response::Nonce(nonce) = response
+            && let Some(dispatcher) = &mut self.dispatcher
+            && let Some(share) = self.tally.record(dispatcher.check(&nonce))
+            && let WorkSource::Pool(link) = source
+        {
+            submit(link, &self.sent_jobs, &share);
+        }
+    }
+}
+
+/// Makes a decided change on the board.
+async fn apply_change(board: &mut SimBoard, change: Change) -> Result<(), String> {
+    match change {
+        Change::Nothing => Ok(()),
+        Change::Sleep => board.sleep().await,
+        Change::Wake => board.power_up().await,
+        Change::Frequency(target) => board.set_frequency(target).await,
+        Change::CoreVoltage(mv) => board.set_core_voltage(mv).await,
+        Change::Reboot => {
+            board.sleep().await?;
+            board.power_up().await
+        }
+        Change::Identify => {
+            info!("identify: this is the machine");
+            Ok(())
+        }
+    }
+}
+
 /// Brings a simulated board up with the real bring-up code and mines for `duration` of wall time
 /// (or until `stop` resolves), with simulated time `speed` times faster.
 pub async fn run(
@@ -215,6 +281,7 @@ pub async fn run(
     settings: MiningSettings,
     mut source: WorkSource,
     options: RunOptions,
+    mut fleet: Option<Fleet>,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<Summary, String> {
     let RunOptions {
@@ -231,132 +298,156 @@ pub async fn run(
     let chips = board.chips_per_chain;
     let mut chain_config = ChainConfig::new(board.model, chips, seed);
     chain_config.share_floor_log2 = FLOOR_LOG2;
+    chain_config.voltage_domains = board.voltage_domains;
     let sim = ChainSim::new(chain_config).map_err(|e| e.to_string())?;
     let (uart, control) = SimLink::open(sim);
-    let mut reset = control.reset_pin();
-    let mut config = InitConfig::esp_miner(board.model, chips);
-    config.frequency = settings.frequency;
-    config.ticket =
-        TicketDifficulty::at_most(settings.ticket_difficulty).ok_or("bad ticket difficulty")?;
+    let mut init = InitConfig::esp_miner(board.model, chips);
+    config_clock(&mut init, &settings)?;
     // The chips round the ticket down to a power of two; validation must use what they filter at.
-    let ticket = config.ticket.value();
-    let mut chain = Chain::bring_up(uart, &mut reset, &mut SimTimeDelay(control.clone()), config)
-        .await
-        .map_err(|e| format!("bring-up failed: {e}"))?;
-    info!(
-        board = board.name,
-        chips,
-        baud = chain.baud(),
-        mhz = settings.frequency.mhz(),
+    let ticket = init.ticket.value();
+    let intent = fleet.as_ref().map(|f| f.desk.intent()).unwrap_or_default();
+    if let Some(mhz) = intent.frequency_mhz {
+        init.frequency = board.clamp_frequency(bm13xx::Frequency::from_khz((mhz * 1000.0) as u32));
+    }
+    let core_mv = intent.core_mv.unwrap_or(board.default_core_mv);
+    let mut hw = SimBoard::new(board, uart, control.clone(), init, core_mv)?;
+    if intent.sleeping.is_some() {
+        hw.power_off_at_start()?;
+        info!(cause = ?intent.sleeping, "asleep since before the restart: the chain stays down until woken");
+    } else {
+        hw.power_up().await?;
+        info!(
+            board = board.name,
+            chips,
+            baud = hw.chain().map_or(0, |c| c.baud()),
+            mhz = hw.frequency.mhz(),
+            ticket,
+            "chain up"
+        );
+    }
+    let mut mining = Mining {
+        dispatcher: None,
         ticket,
-        "chain up"
-    );
+        tally: Tally::default(),
+        job: 0,
+        sent_jobs: VecDeque::with_capacity(REMEMBERED_JOBS),
+        held_work: None,
+        next_local_job: tokio::time::Instant::now(),
+    };
+    mining.restart(&hw);
 
-    let scale = 1.0 / f64::from(1u32 << FLOOR_LOG2);
-    let mut dispatcher = Dispatcher::new(
-        board.model,
-        NonceLayout::ESP_MINER,
-        chain.addressing(),
-        ticket,
-        scale,
-    );
     let clock = tokio::spawn(
         control
             .clone()
             .run_realtime(speed, Duration::from_millis(10)),
     );
     let start_s = control.with_sim(|s| s.now_s());
-    let mut next_job = tokio::time::Instant::now();
-    let mut next_report = tokio::time::Instant::now() + REPORT_INTERVAL;
     let started = tokio::time::Instant::now();
+    let mut next_report = started + REPORT_INTERVAL;
     let mut next_snapshot = started;
-    let mut rates = RateWindow::default();
-    let deadline = duration.map(|d| tokio::time::Instant::now() + d);
-    let mut tally = Tally::default();
-    let mut job = 0u64;
+    let mut next_telemetry = started;
+    let mut rates = Rates::default();
+    let mut host_watch = fleet
+        .as_ref()
+        .map(|f| crate::control::HostWatch::new(f.failsafe.0));
+    let mut nameplate_power_w = None;
+    if let Some(fleet) = &fleet {
+        fleet.link.state(&telemetry::state(
+            &hw,
+            fleet.desk.intent(),
+            nameplate_power_w,
+        ));
+    }
+    let deadline = duration.map(|d| started + d);
     tokio::pin!(stop);
-    let mut wait = TokioDelay;
-    let mut sent_jobs: VecDeque<(u64, String, Vec<u8>)> = VecDeque::with_capacity(REMEMBERED_JOBS);
     loop {
         let now = tokio::time::Instant::now();
         if deadline.is_some_and(|d| now >= d) {
             break;
         }
-        let fresh = match &mut source {
-            WorkSource::Local if now >= next_job => {
-                next_job = now + JOB_INTERVAL;
-                Some(local_work(job + 1))
-            }
-            WorkSource::Local => None,
-            WorkSource::Pool(link) => link.work.try_recv().ok().map(|pool_work| {
-                let work = Work {
-                    work_id: job + 1,
-                    header: pool_work.header,
-                    version_mask: VersionMask::new(pool_work.version_mask),
-                    pool_difficulty: pool_work.difficulty,
-                };
-                if sent_jobs.len() == REMEMBERED_JOBS {
-                    sent_jobs.pop_front();
-                }
-                sent_jobs.push_back((work.work_id, pool_work.job_id, pool_work.extranonce2));
-                work
-            }),
-        };
-        if let Some(work) = fresh {
-            job += 1;
+        if let Some(work) = mining.fresh_work(&mut source, hw.asleep())
+            && let Some(dispatcher) = &mut mining.dispatcher
+        {
+            mining.job += 1;
             let frame = dispatcher.dispatch(work);
-            chain
-                .write_frame(frame.as_bytes())
-                .await
-                .map_err(|e| format!("{e:?}"))?;
+            hw.write_frame(frame.as_bytes()).await?;
         }
         if now >= next_snapshot {
             let (now_s, hottest_c) = control.with_sim(|s| (s.now_s(), hottest_chip(s)));
-            let simulated_s = now_s - start_s;
-            rates.add(now, simulated_s, tally.nonces);
-            let mhs_av = estimate_hashrate(tally.nonces as u32, ticket, simulated_s)
-                .map_or(0.0, |r| r.hashes_per_second / 1e6);
-            let pool_accounting = source.accounting();
-            snapshot_tx.send_replace(Snapshot {
-                elapsed_s: (now - started).as_secs(),
-                mhs_av,
-                mhs_5s: rates.hashes_per_second(ticket) / 1e6,
-                accepted: pool_accounting.accepted,
-                rejected: pool_accounting.rejected,
-                stale: pool_accounting.stale + tally.stale,
-                hardware_errors: tally.hardware_errors,
-                nonces: tally.nonces,
-                pools: source.pool_rows(),
-                chains: vec![ChainRow {
-                    chips,
-                    model: board.model.name(),
-                    frequency_mhz: settings.frequency.mhz(),
-                    temperature_c: hottest_c,
-                    mhs_av,
-                    hardware_errors: tally.hardware_errors,
-                }],
-                board: board.name,
-            });
+            rates.add(now, now_s - start_s, mining.tally.nonces);
+            snapshot_tx.send_replace(snapshot(
+                &hw,
+                &mining,
+                &rates,
+                &source,
+                now - started,
+                hottest_c,
+                now_s - start_s,
+            ));
+            if let (Some(fleet), Some(watch)) = (&mut fleet, &mut host_watch) {
+                let heard = fleet.link.presence.borrow().host_heard();
+                if watch.observe(now - started, heard) {
+                    failsafe(fleet, &mut hw).await;
+                }
+            }
             next_snapshot = now + SNAPSHOT_INTERVAL;
         }
+        if let Some(fleet) = &fleet
+            && now >= next_telemetry
+        {
+            let reading = telemetry::read(
+                &mut hw,
+                &mining.tally,
+                mining.ticket,
+                &rates,
+                &source,
+                now - started,
+            );
+            if nameplate_power_w.is_none()
+                && !hw.asleep()
+                && reading.power_w > 0.0
+                && now - started >= Duration::from_secs(3)
+            {
+                // The first settled reading at the configured clock stands for the nameplate.
+                nameplate_power_w = Some(reading.power_w);
+                fleet.link.state(&telemetry::state(
+                    &hw,
+                    fleet.desk.intent(),
+                    nameplate_power_w,
+                ));
+            }
+            fleet.link.telemetry(&reading);
+            next_telemetry = now + fleet.telemetry_interval;
+        }
         if now >= next_report {
-            let seconds = control.with_sim(|s| s.now_s()) - start_s;
-            let rate = estimate_hashrate(tally.nonces as u32, ticket, seconds);
             info!(
-                nonces = tally.nonces,
-                shares = tally.shares,
-                hardware_errors = tally.hardware_errors,
-                hashrate_ths = rate.map_or(0.0, |r| r.hashes_per_second / 1e12),
-                "mining"
+                nonces = mining.tally.nonces,
+                shares = mining.tally.shares,
+                hardware_errors = mining.tally.hardware_errors,
+                hashrate_ths = rates.ths(Window::S5, ticket),
+                asleep = hw.asleep(),
+                "status"
             );
             next_report = now + REPORT_INTERVAL;
         }
-        let response = tokio::select! {
-            r = chain.next_response(&mut wait, 100) => r.map_err(|e| format!("{e:?}"))?,
-            () = &mut stop => break,
+        let command = async {
+            match &mut fleet {
+                Some(fleet) => fleet.link.commands.recv().await,
+                None => std::future::pending().await,
+            }
         };
-        if let Some(response) = response {
-            take_response(response, &mut dispatcher, &mut tally, &source, &sent_jobs);
+        tokio::select! {
+            response = hw.next_response(100) => {
+                if let Some(response) = response? {
+                    mining.take(response, &source);
+                }
+            }
+            Some(bytes) = command => {
+                if let Some(fleet) = &mut fleet {
+                    obey(fleet, &mut hw, &mut mining, &bytes, nameplate_power_w).await;
+                }
+            }
+            () = &mut stop => break,
         }
     }
     // Stop the chips' clock, then take what they already sent: a stop loses no found work, and
@@ -366,23 +457,32 @@ pub async fn run(
     if let Some(api) = api {
         api.abort();
     }
-    while let Some(response) = chain
-        .next_response(&mut wait, DRAIN_QUIET_MS)
-        .await
-        .map_err(|e| format!("{e:?}"))?
-    {
-        take_response(response, &mut dispatcher, &mut tally, &source, &sent_jobs);
+    if !hw.asleep() {
+        while let Some(response) = hw.next_response(DRAIN_QUIET_MS).await? {
+            mining.take(response, &source);
+        }
+        // Ramp down rather than drop the load; the intent is untouched, so a restart mines.
+        match hw.sleep().await {
+            Ok(()) => info!("chains ramped down"),
+            Err(e) => warn!(error = %e, "ramp-down failed"),
+        }
     }
-    let (now_s, sim_nonces_sent, hottest_chip_c, chips_overheated) = control.with_sim(|s| {
-        (
-            s.now_s(),
-            s.stats().nonces_sent,
-            hottest_chip(s),
-            s.chips().iter().filter(|c| c.thermal.overheated).count(),
-        )
-    });
+    if let Some(fleet) = fleet {
+        fleet.link.finish(MQTT_GOODBYE_GRACE).await;
+    }
+    let (now_s, sim_nonces_sent, hottest_chip_c, chips_overheated, final_power_w) = control
+        .with_sim(|s| {
+            (
+                s.now_s(),
+                s.stats().nonces_sent,
+                hottest_chip(s),
+                s.chips().iter().filter(|c| c.thermal.overheated).count(),
+                s.power_w(),
+            )
+        });
     let simulated_s = now_s - start_s;
     let expected = bm13xx::expected_hashrate(board.model, settings.frequency, chips).terahashes();
+    let tally = &mining.tally;
     Ok(Summary {
         board: board.name,
         chips,
@@ -398,10 +498,11 @@ pub async fn run(
         sim_nonces_sent,
         hottest_chip_c,
         chips_overheated,
-        uart_errors: {
+        uart_errors: hw.chain().map_or(0, |chain| {
             let stats = chain.decoder_stats();
             stats.preamble_errors + stats.crc_errors + stats.truncated + stats.length_errors
-        },
+        }),
+        final_power_w,
         pool: match source {
             WorkSource::Pool(link) => Some(link.finish(POOL_FLUSH_GRACE).await),
             WorkSource::Local => None,
@@ -409,27 +510,120 @@ pub async fn run(
     })
 }
 
-/// In `--sim` the simulator's die temperatures stand in for the board's sensor.
-fn hottest_chip(sim: &ChainSim) -> f64 {
-    sim.chips()
-        .iter()
-        .map(|c| c.thermal.temp_c)
-        .fold(f64::MIN, f64::max)
+fn config_clock(init: &mut InitConfig, settings: &MiningSettings) -> Result<(), String> {
+    init.frequency = settings.frequency;
+    init.ticket =
+        TicketDifficulty::at_most(settings.ticket_difficulty).ok_or("bad ticket difficulty")?;
+    Ok(())
 }
 
-/// Classifies a response from the chain; a share for pool work goes to the pool.
-fn take_response(
-    response: Response,
-    dispatcher: &mut Dispatcher,
-    tally: &mut Tally,
-    source: &WorkSource,
-    sent_jobs: &VecDeque<(u64, String, Vec<u8>)>,
+/// One command from `…/cmd`, start to finish: verify, ack, change the board, ack again.
+async fn obey(
+    fleet: &mut Fleet,
+    hw: &mut SimBoard,
+    mining: &mut Mining,
+    bytes: &[u8],
+    nameplate_power_w: Option<f64>,
 ) {
-    if let Response::Nonce(nonce) = response
-        && let Some(share) = tally.record(dispatcher.check(&nonce))
-        && let WorkSource::Pool(link) = source
+    let current = Current {
+        frequency: hw.frequency,
+        core_mv: hw.core_mv,
+    };
+    match fleet
+        .desk
+        .receive(bytes, telemetry::unix_now(), current, hw.board)
     {
-        submit(link, sent_jobs, &share);
+        Received::Answered(ack) => fleet.link.ack(&ack),
+        Received::Apply {
+            accepted,
+            id,
+            decision,
+            ..
+        } => {
+            fleet.link.ack(&accepted);
+            let outcome = match decision {
+                Decision::Fail(reason) => Err(reason),
+                Decision::Apply {
+                    intent,
+                    change,
+                    note,
+                } => {
+                    let result = apply_change(hw, change).await.map(|()| (intent, note));
+                    if matches!(change, Change::Wake | Change::Reboot) {
+                        mining.restart(hw);
+                    }
+                    result
+                }
+            };
+            let ack = fleet.desk.finish(id, outcome, telemetry::unix_now());
+            fleet.link.ack(&ack);
+            fleet.link.state(&telemetry::state(
+                hw,
+                fleet.desk.intent(),
+                nameplate_power_w,
+            ));
+        }
+    }
+}
+
+/// The host has been silent for the configured time.
+async fn failsafe(fleet: &mut Fleet, hw: &mut SimBoard) {
+    let intent = fleet.desk.intent();
+    match fleet.failsafe.1 {
+        FailsafeAction::Keep => warn!("host silent: failsafe keeps the current mode"),
+        FailsafeAction::Sleep if intent.sleeping.is_some() => {}
+        FailsafeAction::Sleep => {
+            warn!("host silent: failsafe puts the machine to sleep until woken");
+            let asleep = Intent {
+                sleeping: Some(SleepCause::Failsafe),
+                ..intent
+            };
+            if let Err(e) = fleet.desk.set_intent(asleep) {
+                warn!(error = %e, "cannot persist the failsafe sleep");
+            }
+            if let Err(e) = hw.sleep().await {
+                warn!(error = %e, "failsafe sleep failed");
+            }
+            fleet
+                .link
+                .state(&telemetry::state(hw, fleet.desk.intent(), None));
+        }
+    }
+}
+
+/// What the cgminer API shows.
+fn snapshot(
+    hw: &SimBoard,
+    mining: &Mining,
+    rates: &Rates,
+    source: &WorkSource,
+    elapsed: Duration,
+    hottest_c: f64,
+    simulated_s: f64,
+) -> Snapshot {
+    let tally = &mining.tally;
+    let mhs_av = estimate_hashrate(tally.nonces as u32, mining.ticket, simulated_s)
+        .map_or(0.0, |r| r.hashes_per_second / 1e6);
+    let pool_accounting = source.accounting();
+    Snapshot {
+        elapsed_s: elapsed.as_secs(),
+        mhs_av,
+        mhs_5s: rates.ths(Window::S5, mining.ticket) * 1e6,
+        accepted: pool_accounting.accepted,
+        rejected: pool_accounting.rejected,
+        stale: pool_accounting.stale + tally.stale,
+        hardware_errors: tally.hardware_errors,
+        nonces: tally.nonces,
+        pools: source.pool_rows(),
+        chains: vec![ChainRow {
+            chips: hw.board.chips_per_chain,
+            model: hw.board.model.name(),
+            frequency_mhz: hw.frequency.mhz(),
+            temperature_c: hottest_c,
+            mhs_av,
+            hardware_errors: tally.hardware_errors,
+        }],
+        board: hw.board.name,
     }
 }
 

@@ -36,6 +36,9 @@ pub struct ChainConfig {
     /// Where the core and chip bits go in a nonce.
     pub nonce_layout: NonceLayout,
     pub ambient_c: f64,
+    /// Chips in series on the regulator's output: each gets `vout / voltage_domains`, as on
+    /// hashboards whose domains stack (the TPS546 is then commanded at the stack's voltage).
+    pub voltage_domains: u32,
 }
 
 impl ChainConfig {
@@ -54,6 +57,7 @@ impl ChainConfig {
                 },
             ),
             ambient_c: 25.0,
+            voltage_domains: 1,
         }
     }
 }
@@ -162,7 +166,12 @@ impl ChainSim {
         self.script = script;
     }
 
-    /// The voltage the regulator puts on the chips (one domain).
+    /// How many stacked domains share the regulator's output (at least 1).
+    pub fn voltage_domains(&self) -> f64 {
+        f64::from(self.config.voltage_domains.max(1))
+    }
+
+    /// The voltage each chip gets.
     pub fn core_volts(&self) -> f64 {
         if self.faults.regulator_fault {
             0.0

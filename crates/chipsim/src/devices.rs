@@ -165,7 +165,10 @@ const STATUS_VOUT: u16 = 1 << 15;
 
 impl Tps546 {
     pub(crate) fn new(sim: SharedSim) -> Self {
-        let volts = lock(&sim).sim.core_volts();
+        let volts = {
+            let chain = &lock(&sim).sim;
+            chain.core_volts() * chain.voltage_domains()
+        };
         Self {
             sim,
             on: true,
@@ -182,7 +185,9 @@ impl Tps546 {
         } else {
             0.0
         };
-        lock(&self.sim).sim.set_core_volts(volts);
+        let chain = &mut lock(&self.sim).sim;
+        let per_chip = volts / chain.voltage_domains();
+        chain.set_core_volts(per_chip);
     }
 
     fn word(data: &[u8]) -> u16 {
@@ -223,7 +228,7 @@ impl SmbusDevice for Tps546 {
     fn read(&mut self, sim: &SharedSim, command: u8, buf: &mut [u8]) -> Result<(), BusError> {
         let shared = lock(sim);
         let chain = &shared.sim;
-        let vout = chain.core_volts();
+        let vout = chain.core_volts() * chain.voltage_domains();
         let pout = chain.power_w();
         let word = |value: u16| value.to_le_bytes();
         match command {

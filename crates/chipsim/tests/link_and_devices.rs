@@ -258,3 +258,24 @@ fn the_reset_pin_silences_the_chain_and_brings_it_back_fresh() {
     let n = uart.try_read(&mut buf);
     assert_eq!(chip_ids(&buf[..n]), 2);
 }
+
+/// Stacked domains: a 12-chip board in 4 domains of 3 commands its TPS546 at 4 × the per-chip
+/// voltage; each chip gets a quarter, and READ_VOUT reports the stack.
+#[test]
+fn tps546_feeds_stacked_voltage_domains() {
+    let mut config = ChainConfig::new(ChipModel::Bm1397, 12, 1);
+    config.voltage_domains = 4;
+    let (_uart, control) = SimLink::open(ChainSim::new(config).expect("valid"));
+    let mut bus = control.i2c_bus();
+    // VOUT_MAX up to 6.5 V first (3328 at 2^-9), then 5.6 V (2867.2 → 2867).
+    bus.write(TPS546_ADDRESS, &[pmbus::VOUT_MAX, 0x00, 0x0D])
+        .expect("writes");
+    bus.write(TPS546_ADDRESS, &[pmbus::VOUT_COMMAND, 0x33, 0x0B])
+        .expect("writes");
+    let per_chip = control.with_sim(|s| s.core_volts());
+    assert!(
+        (per_chip - 2867.0 / 512.0 / 4.0).abs() < 1e-9,
+        "{per_chip} V"
+    );
+    assert_eq!(read_word(&mut bus, TPS546_ADDRESS, pmbus::READ_VOUT), 2867);
+}

@@ -244,9 +244,23 @@ impl CommandVerifier {
         self.last.get(key_id).map(|(seq, _)| *seq)
     }
 
-    /// Restores a persisted sequence number.
-    pub fn restore_seq(&mut self, key_id: &str, seq: u64) {
-        self.last.insert(key_id.to_string(), (seq, String::new()));
+    /// Every key's last accepted (sequence number, command id), for persisting.
+    pub fn accepted(&self) -> impl Iterator<Item = (&str, u64, &str)> {
+        self.last
+            .iter()
+            .map(|(key, (seq, id))| (key.as_str(), *seq, id.as_str()))
+    }
+
+    /// Restores a persisted (sequence number, command id): after a reboot the last command is
+    /// still recognised as a duplicate and everything older is still refused.
+    pub fn restore(&mut self, key_id: &str, seq: u64, id: &str) {
+        self.last.insert(key_id.to_string(), (seq, id.to_string()));
+        if !id.is_empty() && !self.recent_ids.iter().any(|known| known == id) {
+            if self.recent_ids.len() == RECENT_IDS {
+                self.recent_ids.pop_front();
+            }
+            self.recent_ids.push_back(id.to_string());
+        }
     }
 
     /// Checks raw bytes from `…/cmd` at time `now` (unix seconds). Every check happens before

@@ -241,6 +241,12 @@ pub fn all() -> Vec<Example> {
             )),
         },
         Example {
+            title: "agent presence (miners' failsafe watches it)",
+            topic: topic::agent_status(&site),
+            retained: true,
+            json: crate::messages::ONLINE.into(),
+        },
+        Example {
             title: "grid (site power cap)",
             topic: topic::grid(&site),
             retained: false,

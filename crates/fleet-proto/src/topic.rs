@@ -175,6 +175,13 @@ pub fn grid(site: &Name) -> String {
     format!("{ROOT}/{site}/grid")
 }
 
+/// The agent's presence on a site, retained `online` with the last will `offline`: what miners
+/// watch to notice a silent host. One level shorter than a miner topic, so no miner name can
+/// collide with it.
+pub fn agent_status(site: &Name) -> String {
+    format!("{ROOT}/{site}/agent")
+}
+
 /// A filter for one kind of message from every miner of a site, optionally as an MQTT v5 shared
 /// subscription so several agents split the load.
 pub fn every_miner(site: &Name, kind: Kind, share_group: Option<&Name>) -> String {
@@ -205,6 +212,7 @@ mod tests {
             assert_eq!(MinerTopic::parse(&text), Ok(topic));
         }
         assert_eq!(market(&name("tx1")), "hashwarden/v1/tx1/market");
+        assert!(MinerTopic::parse(&agent_status(&name("tx1"))).is_err());
         assert_eq!(
             every_miner(&name("tx1"), Kind::Telemetry, Some(&name("agents"))),
             "$share/agents/hashwarden/v1/tx1/+/telemetry"

@@ -285,3 +285,44 @@ proptest::proptest! {
         }
     }
 }
+
+/// What a miner persists and restores after a reboot keeps every guarantee: the last command is
+/// still a duplicate (not re-applied), older ones are still refused, newer ones pass.
+#[test]
+fn restored_sequence_numbers_survive_a_reboot() {
+    let mut before = miner();
+    let last = signed(Action::Sleep, 42);
+    assert!(matches!(before.check(&last, NOW), Verdict::Accept(_)));
+    let persisted: Vec<(String, u64, String)> = before
+        .accepted()
+        .map(|(key, seq, id)| (key.to_string(), seq, id.to_string()))
+        .collect();
+    assert_eq!(
+        persisted,
+        [("host-2026a".to_string(), 42, "cmd-000042".to_string())]
+    );
+
+    let mut after = miner();
+    for (key, seq, id) in &persisted {
+        after.restore(key, *seq, id);
+    }
+    assert_eq!(
+        after.check(&last, NOW),
+        Verdict::Duplicate {
+            id: "cmd-000042".into()
+        }
+    );
+    assert_eq!(
+        rejected(after.check(&signed(Action::Wake, 41), NOW)),
+        Rejection::OutOfOrder { seq: 41, last: 42 }
+    );
+    assert!(matches!(
+        after.check(&signed(Action::Wake, 43), NOW),
+        Verdict::Accept(_)
+    ));
+    // The restored command is a replay once a newer one was accepted.
+    assert_eq!(
+        rejected(after.check(&last, NOW)),
+        Rejection::Replayed { seq: 42 }
+    );
+}

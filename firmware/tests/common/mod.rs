@@ -1,6 +1,8 @@
 //! Running the daemon binary and reading what it printed.
 #![allow(dead_code)]
 
+pub mod fleet;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 

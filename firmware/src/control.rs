@@ -1,0 +1,347 @@
+//! What a verified command does to the machine, decided without touching it: the operator's
+//! intent (durable), the board change that brings the machine to it, and the host-silence
+//! failsafe. The daemon applies the change; everything here is pure and tested on its own.
+
+use std::time::Duration;
+
+use bm13xx::Frequency;
+use fleet_proto::Action;
+use hashboard::board::BoardDescription;
+use serde::{Deserialize, Serialize};
+
+/// Why a machine sleeps. Both survive a reboot; only a `wake` command ends either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SleepCause {
+    Command,
+    /// The host went silent and the site's failsafe says sleep.
+    Failsafe,
+}
+
+/// What the operator asked for, kept across reboots. `None` fields mean the configuration's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Intent {
+    pub sleeping: Option<SleepCause>,
+    pub frequency_mhz: Option<f64>,
+    pub core_mv: Option<u32>,
+}
+
+/// What has to happen on the board.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Change {
+    /// Already so: acknowledged as applied, nothing touched.
+    Nothing,
+    Sleep,
+    /// Wake at the intent's clock and voltage.
+    Wake,
+    Frequency(Frequency),
+    CoreVoltage(u32),
+    /// Power-cycle and bring the chains up again.
+    Reboot,
+    Identify,
+}
+
+/// The outcome of deciding a command.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Make `change`, then the machine is at `intent`; `note` goes into the `applied` ack.
+    Apply {
+        intent: Intent,
+        change: Change,
+        note: Option<String>,
+    },
+    /// The command cannot be obeyed here; the reason goes into the `failed` ack.
+    Fail(String),
+}
+
+/// The machine's settings as they stand, for telling a no-op from a change.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Current {
+    pub frequency: Frequency,
+    pub core_mv: u32,
+}
+
+/// Decides what `action` means for a machine at `intent`, currently running at `current`.
+pub fn decide(
+    intent: Intent,
+    current: Current,
+    action: &Action,
+    board: &BoardDescription,
+) -> Decision {
+    let asleep = intent.sleeping.is_some();
+    let apply = |intent, change, note: Option<&str>| Decision::Apply {
+        intent,
+        change,
+        note: note.map(str::to_string),
+    };
+    match *action {
+        Action::Sleep if asleep => apply(intent, Change::Nothing, Some("already asleep")),
+        Action::Sleep => apply(
+            Intent {
+                sleeping: Some(SleepCause::Command),
+                ..intent
+            },
+            Change::Sleep,
+            None,
+        ),
+        Action::Wake if !asleep => apply(intent, Change::Nothing, Some("already mining")),
+        Action::Wake => apply(
+            Intent {
+                sleeping: None,
+                ..intent
+            },
+            Change::Wake,
+            None,
+        ),
+        Action::SetFrequency { mhz } => {
+            if !(mhz.is_finite() && mhz > 0.0) {
+                return Decision::Fail(format!("{mhz} MHz is not a clock frequency"));
+            }
+            let wanted = Frequency::from_khz((mhz * 1000.0).round() as u32);
+            let clamped = board.clamp_frequency(wanted);
+            let note = clamp_note(wanted.mhz(), clamped.mhz(), "MHz");
+            let intent = Intent {
+                frequency_mhz: Some(clamped.mhz()),
+                ..intent
+            };
+            let change = if asleep || clamped == current.frequency {
+                Change::Nothing
+            } else {
+                Change::Frequency(clamped)
+            };
+            settle(intent, change, note, asleep)
+        }
+        Action::SetVoltage { millivolts } => {
+            let clamped = board.clamp_core_mv(millivolts);
+            let note = clamp_note(f64::from(millivolts), f64::from(clamped), "mV");
+            let intent = Intent {
+                core_mv: Some(clamped),
+                ..intent
+            };
+            let change = if asleep || clamped == current.core_mv {
+                Change::Nothing
+            } else {
+                Change::CoreVoltage(clamped)
+            };
+            settle(intent, change, note, asleep)
+        }
+        Action::SetPowerTarget { .. } | Action::SetMode { .. } => Decision::Fail(
+            "power targets and tuning modes need the autotuner, which the daemon does not run yet"
+                .into(),
+        ),
+        Action::Reboot if asleep => apply(
+            intent,
+            Change::Nothing,
+            Some("asleep: the chains come up at wake"),
+        ),
+        Action::Reboot => apply(intent, Change::Reboot, None),
+        Action::Identify => apply(intent, Change::Identify, None),
+    }
+}
+
+fn clamp_note(wanted: f64, got: f64, unit: &str) -> Option<String> {
+    (wanted != got).then(|| format!("clamped {wanted} {unit} to the board's limit {got} {unit}"))
+}
+
+/// A setting changed while asleep is remembered and takes effect at wake.
+fn settle(intent: Intent, change: Change, note: Option<String>, asleep: bool) -> Decision {
+    let note = match (note, asleep) {
+        (Some(n), true) => Some(format!("{n}; applies at wake")),
+        (None, true) => Some("applies at wake".into()),
+        (note, false) => note,
+    };
+    Decision::Apply {
+        intent,
+        change,
+        note,
+    }
+}
+
+/// What a site wants its miners to do when the host goes silent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailsafeAction {
+    /// Keep doing what the host last asked.
+    Keep,
+    /// Sleep until woken: what demand-response contracts require.
+    Sleep,
+}
+
+/// Notices a host that has been silent for too long: its presence topic says it is not online,
+/// or the broker itself is unreachable. Fires once per silence; hearing the host again re-arms it.
+#[derive(Debug, Clone)]
+pub struct HostWatch {
+    after: Duration,
+    silent_since: Option<Duration>,
+    fired: bool,
+}
+
+impl HostWatch {
+    /// `now` is time since the daemon started: a host never heard from is silent from the start.
+    pub fn new(after: Duration) -> Self {
+        Self {
+            after,
+            silent_since: Some(Duration::ZERO),
+            fired: false,
+        }
+    }
+
+    /// Whether the failsafe is due at `now`, given whether the host can be heard right now.
+    pub fn observe(&mut self, now: Duration, host_heard: bool) -> bool {
+        if host_heard {
+            self.silent_since = None;
+            self.fired = false;
+            return false;
+        }
+        let since = *self.silent_since.get_or_insert(now);
+        if !self.fired && now.saturating_sub(since) >= self.after {
+            self.fired = true;
+            return true;
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleet_proto::command::TuneMode;
+    use hashboard::board::BM1397_HASHBOARD_12 as BOARD;
+
+    const AT_DEFAULT: Current = Current {
+        frequency: BOARD.default_frequency,
+        core_mv: BOARD.default_core_mv,
+    };
+
+    fn applied(decision: Decision) -> (Intent, Change, Option<String>) {
+        match decision {
+            Decision::Apply {
+                intent,
+                change,
+                note,
+            } => (intent, change, note),
+            Decision::Fail(reason) => panic!("failed: {reason}"),
+        }
+    }
+
+    #[test]
+    fn sleep_and_wake_are_idempotent() {
+        let mining = Intent::default();
+        let (asleep, change, _) = applied(decide(mining, AT_DEFAULT, &Action::Sleep, &BOARD));
+        assert_eq!(change, Change::Sleep);
+        assert_eq!(asleep.sleeping, Some(SleepCause::Command));
+        let (again, change, note) = applied(decide(asleep, AT_DEFAULT, &Action::Sleep, &BOARD));
+        assert_eq!((again, change), (asleep, Change::Nothing));
+        assert_eq!(note.as_deref(), Some("already asleep"));
+
+        let (awake, change, _) = applied(decide(asleep, AT_DEFAULT, &Action::Wake, &BOARD));
+        assert_eq!((awake, change), (mining, Change::Wake));
+        let (_, change, _) = applied(decide(awake, AT_DEFAULT, &Action::Wake, &BOARD));
+        assert_eq!(change, Change::Nothing);
+        // A failsafe sleep is also ended by wake.
+        let failsafe = Intent {
+            sleeping: Some(SleepCause::Failsafe),
+            ..mining
+        };
+        let (_, change, _) = applied(decide(failsafe, AT_DEFAULT, &Action::Wake, &BOARD));
+        assert_eq!(change, Change::Wake);
+    }
+
+    #[test]
+    fn expert_settings_are_clamped_and_noted() {
+        let (intent, change, note) = applied(decide(
+            Intent::default(),
+            AT_DEFAULT,
+            &Action::SetFrequency { mhz: 900.0 },
+            &BOARD,
+        ));
+        assert_eq!(change, Change::Frequency(BOARD.max_frequency));
+        assert_eq!(intent.frequency_mhz, Some(650.0));
+        assert_eq!(
+            note.as_deref(),
+            Some("clamped 900 MHz to the board's limit 650 MHz")
+        );
+        let (intent, change, _) = applied(decide(
+            Intent::default(),
+            AT_DEFAULT,
+            &Action::SetVoltage { millivolts: 900 },
+            &BOARD,
+        ));
+        assert_eq!(change, Change::CoreVoltage(BOARD.min_core_mv));
+        assert_eq!(intent.core_mv, Some(1100));
+        // The current setting again changes nothing.
+        let (_, change, note) = applied(decide(
+            Intent::default(),
+            AT_DEFAULT,
+            &Action::SetFrequency { mhz: 425.0 },
+            &BOARD,
+        ));
+        assert_eq!((change, note), (Change::Nothing, None));
+        for mhz in [f64::NAN, -1.0, 0.0, f64::INFINITY] {
+            assert!(matches!(
+                decide(
+                    Intent::default(),
+                    AT_DEFAULT,
+                    &Action::SetFrequency { mhz },
+                    &BOARD
+                ),
+                Decision::Fail(_)
+            ));
+        }
+    }
+
+    #[test]
+    fn settings_sent_while_asleep_wait_for_wake() {
+        let asleep = Intent {
+            sleeping: Some(SleepCause::Command),
+            ..Intent::default()
+        };
+        let (intent, change, note) = applied(decide(
+            asleep,
+            AT_DEFAULT,
+            &Action::SetFrequency { mhz: 500.0 },
+            &BOARD,
+        ));
+        assert_eq!(change, Change::Nothing);
+        assert_eq!(intent.frequency_mhz, Some(500.0));
+        assert_eq!(intent.sleeping, Some(SleepCause::Command));
+        assert_eq!(note.as_deref(), Some("applies at wake"));
+        let (_, change, _) = applied(decide(asleep, AT_DEFAULT, &Action::Reboot, &BOARD));
+        assert_eq!(change, Change::Nothing);
+    }
+
+    #[test]
+    fn tuner_commands_fail_with_a_reason() {
+        for action in [
+            Action::SetPowerTarget { watts: 3000.0 },
+            Action::SetMode {
+                mode: TuneMode::Efficiency,
+            },
+        ] {
+            assert!(
+                matches!(decide(Intent::default(), AT_DEFAULT, &action, &BOARD), Decision::Fail(r) if r.contains("autotuner"))
+            );
+        }
+    }
+
+    #[test]
+    fn the_failsafe_fires_once_per_silence() {
+        let after = Duration::from_secs(60);
+        let mut watch = HostWatch::new(after);
+        let s = Duration::from_secs;
+        // Never heard: silent from the start.
+        assert!(!watch.observe(s(59), false));
+        assert!(watch.observe(s(60), false));
+        assert!(!watch.observe(s(61), false), "once");
+        // Heard again, then silent: the clock starts over.
+        assert!(!watch.observe(s(100), true));
+        assert!(!watch.observe(s(120), false));
+        assert!(!watch.observe(s(179), false));
+        assert!(watch.observe(s(180), false));
+        // A host heard every 50 s never trips it.
+        let mut watch = HostWatch::new(after);
+        for t in 0..300 {
+            assert!(!watch.observe(s(t), t % 50 == 0));
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! The fleet link over MQTT v5: `status` retained `online` with the last will `offline`, `state`
+//! retained, telemetry and acks out; signed commands and the agent's presence in.
+//!
+//! The mining loop never waits on the broker: it hands messages over with `try_publish` and takes
+//! commands from a bounded queue. A broker that goes away is reconnected to in the background,
+//! and on every (re)connection the miner re-announces itself and its state.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fleet_proto::{Kind, MinerTopic, messages};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::{ConnectProperties, LastWill, Packet};
+use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+use crate::config::MqttSection;
+
+/// Commands waiting for the mining loop; beyond this a flood is dropped (and logged), so a
+/// hostile publisher cannot grow the daemon's memory.
+const COMMAND_QUEUE: usize = 64;
+/// The largest command accepted; a signed command is a few hundred bytes.
+pub const MAX_COMMAND_BYTES: usize = 4096;
+/// Outgoing messages rumqttc may hold while the broker is away.
+const REQUEST_QUEUE: usize = 256;
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+const RECONNECT_DELAY: Duration = Duration::from_secs(1);
+/// How long the broker keeps this miner's session (and queued commands) while it is away.
+const SESSION_EXPIRY_S: u32 = 3600;
+
+/// What the link knows about the other side.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Presence {
+    pub broker_connected: bool,
+    /// The agent's presence topic says `online`.
+    pub agent_online: bool,
+}
+
+impl Presence {
+    /// The host can be heard: through a broker, with the agent there.
+    pub fn host_heard(self) -> bool {
+        self.broker_connected && self.agent_online
+    }
+}
+
+/// The mining loop's end of the link.
+#[derive(Debug)]
+pub struct MqttLink {
+    client: AsyncClient,
+    topics: Topics,
+    /// The last `state` published, re-published on every reconnection.
+    last_state: Arc<Mutex<Option<Vec<u8>>>>,
+    pub commands: mpsc::Receiver<Vec<u8>>,
+    pub presence: watch::Receiver<Presence>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Debug, Clone)]
+struct Topics {
+    status: String,
+    state: String,
+    telemetry: String,
+    cmd: String,
+    ack: String,
+    agent: String,
+}
+
+impl Topics {
+    fn new(section: &MqttSection) -> Self {
+        let topic = |kind| MinerTopic::new(&section.site, &section.miner, kind).to_string();
+        Self {
+            status: topic(Kind::Status),
+            state: topic(Kind::State),
+            telemetry: topic(Kind::Telemetry),
+            cmd: topic(Kind::Cmd),
+            ack: topic(Kind::Ack),
+            agent: fleet_proto::topic::agent_status(&section.site),
+        }
+    }
+}
+
+/// Connects in the background and returns at once; `section` was checked at config load.
+pub fn spawn(section: &MqttSection) -> Result<MqttLink, String> {
+    let (host, port) = section
+        .broker()
+        .ok_or_else(|| format!("mqtt.url {:?} is not mqtt://HOST:PORT", section.url))?;
+    let topics = Topics::new(section);
+    let client_id = format!("hashwarden-fw-{}-{}", section.site, section.miner);
+    let mut options = MqttOptions::new(client_id, host, port);
+    options.set_keep_alive(KEEP_ALIVE);
+    options.set_clean_start(false);
+    let mut properties = ConnectProperties::new();
+    properties.session_expiry_interval = Some(SESSION_EXPIRY_S);
+    options.set_connect_properties(properties);
+    options.set_last_will(LastWill::new(
+        topics.status.clone(),
+        messages::OFFLINE,
+        QoS::AtLeastOnce,
+        true,
+        None,
+    ));
+    if let (Some(user), Some(password)) = (&section.username, &section.password) {
+        options.set_credentials(user.clone(), password.clone());
+    }
+    let (client, eventloop) = AsyncClient::new(options, REQUEST_QUEUE);
+    let (command_tx, commands) = mpsc::channel(COMMAND_QUEUE);
+    let (presence_tx, presence) = watch::channel(Presence::default());
+    let last_state = Arc::new(Mutex::new(None));
+    let task = tokio::spawn(run_eventloop(
+        eventloop,
+        client.clone(),
+        topics.clone(),
+        Arc::clone(&last_state),
+        command_tx,
+        presence_tx,
+    ));
+    info!(broker = %format!("{host}:{port}"), topic = %topics.cmd, "MQTT link starting");
+    Ok(MqttLink {
+        client,
+        topics,
+        last_state,
+        commands,
+        presence,
+        task,
+    })
+}
+
+async fn run_eventloop(
+    mut eventloop: rumqttc::v5::EventLoop,
+    client: AsyncClient,
+    topics: Topics,
+    last_state: Arc<Mutex<Option<Vec<u8>>>>,
+    commands: mpsc::Sender<Vec<u8>>,
+    presence: watch::Sender<Presence>,
+) {
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                info!("MQTT connected");
+                presence.send_modify(|p| p.broker_connected = true);
+                announce(&client, &topics, &last_state);
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                let topic = String::from_utf8_lossy(&publish.topic);
+                if topic == topics.agent {
+                    let online = publish.payload.as_ref() == messages::ONLINE.as_bytes();
+                    debug!(online, "agent presence");
+                    presence.send_modify(|p| p.agent_online = online);
+                } else if topic == topics.cmd {
+                    take_command(&commands, publish.payload.to_vec());
+                } else {
+                    warn!(%topic, "message on a topic this miner did not subscribe to");
+                }
+            }
+            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
+                presence.send_modify(|p| p.broker_connected = false);
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if presence.borrow().broker_connected {
+                    warn!(error = %e, "MQTT connection lost; reconnecting");
+                } else {
+                    debug!(error = %e, "MQTT broker unreachable; retrying");
+                }
+                // With the broker gone the agent cannot be heard either.
+                presence.send_replace(Presence::default());
+                tokio::time::sleep(RECONNECT_DELAY).await;
+            }
+        }
+    }
+}
+
+fn take_command(commands: &mpsc::Sender<Vec<u8>>, payload: Vec<u8>) {
+    if payload.len() > MAX_COMMAND_BYTES {
+        warn!(bytes = payload.len(), "oversized command dropped");
+        return;
+    }
+    if commands.try_send(payload).is_err() {
+        warn!("command queue full (a flood?); command dropped");
+    }
+}
+
+/// On every connection: online, the current state, and the subscriptions (a broker that lost
+/// the session has lost them too).
+fn announce(client: &AsyncClient, topics: &Topics, last_state: &Mutex<Option<Vec<u8>>>) {
+    let state = last_state.lock().map(|s| s.clone()).unwrap_or(None);
+    let mut results = vec![
+        client.try_publish(
+            &topics.status,
+            QoS::AtLeastOnce,
+            true,
+            messages::ONLINE.as_bytes(),
+        ),
+        client.try_subscribe(&topics.cmd, QoS::AtLeastOnce),
+        client.try_subscribe(&topics.agent, QoS::AtLeastOnce),
+    ];
+    if let Some(state) = state {
+        results.push(client.try_publish(&topics.state, QoS::AtLeastOnce, true, state));
+    }
+    if results.iter().any(Result::is_err) {
+        warn!("MQTT request queue full while announcing");
+    }
+}
+
+impl MqttLink {
+    fn publish(&self, topic: &str, qos: QoS, retain: bool, payload: Vec<u8>) {
+        if let Err(e) = self.client.try_publish(topic, qos, retain, payload) {
+            warn!(%topic, error = %e, "MQTT message dropped");
+        }
+    }
+
+    fn publish_json<T: serde::Serialize>(&self, topic: &str, qos: QoS, retain: bool, value: &T) {
+        match serde_json::to_vec(value) {
+            Ok(bytes) => self.publish(topic, qos, retain, bytes),
+            Err(e) => warn!(%topic, error = %e, "cannot encode message"),
+        }
+    }
+
+    pub fn telemetry(&self, telemetry: &fleet_proto::Telemetry) {
+        // Telemetry is superseded every few seconds: at most once is enough.
+        self.publish_json(&self.topics.telemetry, QoS::AtMostOnce, false, telemetry);
+    }
+
+    pub fn ack(&self, ack: &fleet_proto::Ack) {
+        self.publish_json(&self.topics.ack, QoS::AtLeastOnce, false, ack);
+    }
+
+    pub fn state(&self, state: &fleet_proto::State) {
+        let Ok(bytes) = serde_json::to_vec(state) else {
+            return;
+        };
+        if let Ok(mut last) = self.last_state.lock() {
+            *last = Some(bytes.clone());
+        }
+        self.publish(&self.topics.state, QoS::AtLeastOnce, true, bytes);
+    }
+
+    /// Says `offline` (a clean stop leaves no will to fire) and disconnects, waiting at most
+    /// `grace` for the broker to take it.
+    pub async fn finish(self, grace: Duration) {
+        self.publish(
+            &self.topics.status,
+            QoS::AtLeastOnce,
+            true,
+            messages::OFFLINE.as_bytes().to_vec(),
+        );
+        let _ = self.client.try_disconnect();
+        let mut task = self.task;
+        if tokio::time::timeout(grace, &mut task).await.is_err() {
+            warn!("MQTT broker did not take the goodbye in time");
+            task.abort();
+        }
+    }
+}

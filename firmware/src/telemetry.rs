@@ -1,0 +1,187 @@
+//! What the miner tells the fleet: periodic telemetry and its retained state, built from the
+//! board's own readings (regulator power over PMBus, fan tachometer and board sensor over I2C)
+//! and the mining counts.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use fleet_proto::messages::{ChainHealth, Fan, Hashrate, Nameplate};
+use fleet_proto::{Mode, State, Telemetry};
+use hashboard::mining::estimate_hashrate;
+use tokio::time::Instant;
+
+use crate::control::Intent;
+use crate::sim::{Tally, WorkSource};
+use crate::simboard::{SimBoard, hottest_chip};
+
+pub const FIRMWARE: &str = env!("CARGO_PKG_VERSION");
+
+/// The hash-rate windows fleet tools expect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    S5,
+    M1,
+    M15,
+}
+
+impl Window {
+    const fn length(self) -> Duration {
+        match self {
+            Window::S5 => Duration::from_secs(5),
+            Window::M1 => Duration::from_secs(60),
+            Window::M15 => Duration::from_secs(900),
+        }
+    }
+}
+
+/// Hash rate over recent windows of wall time, from (wall time, simulated seconds, nonces)
+/// samples, so a stall shows within seconds instead of diluting a run-long average.
+#[derive(Debug, Default)]
+pub struct Rates {
+    samples: VecDeque<(Instant, f64, u64)>,
+}
+
+impl Rates {
+    pub fn add(&mut self, now: Instant, simulated_s: f64, nonces: u64) {
+        self.samples.push_back((now, simulated_s, nonces));
+        // Keep one sample older than the longest window, so that window is always covered.
+        while self
+            .samples
+            .get(1)
+            .is_some_and(|(t, _, _)| now - *t >= Window::M15.length())
+        {
+            self.samples.pop_front();
+        }
+    }
+
+    /// TH/s over `window` (or as much of it as has passed).
+    pub fn ths(&self, window: Window, ticket: f64) -> f64 {
+        let Some(&(t1, s1, n1)) = self.samples.back() else {
+            return 0.0;
+        };
+        let first = self
+            .samples
+            .iter()
+            .find(|(t, _, _)| t1 - *t <= window.length())
+            .copied();
+        match first {
+            Some((_, s0, n0)) if s1 > s0 => estimate_hashrate((n1 - n0) as u32, ticket, s1 - s0)
+                .map_or(0.0, |r| r.hashes_per_second / 1e12),
+            _ => 0.0,
+        }
+    }
+}
+
+fn mode(hw: &SimBoard, overheated: bool) -> Mode {
+    if hw.asleep() {
+        Mode::Sleeping
+    } else if overheated {
+        Mode::Overheated
+    } else {
+        Mode::Mining
+    }
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// One telemetry message from the board as it is now.
+pub fn read(
+    hw: &mut SimBoard,
+    tally: &Tally,
+    ticket: f64,
+    rates: &Rates,
+    source: &WorkSource,
+    uptime: Duration,
+) -> Telemetry {
+    let (hottest_c, overheated) = hw.control.with_sim(|s| {
+        (
+            hottest_chip(s),
+            s.chips().iter().any(|c| c.thermal.overheated),
+        )
+    });
+    let hashrate = Hashrate {
+        s5: rates.ths(Window::S5, ticket),
+        m1: rates.ths(Window::M1, ticket),
+        m15: rates.ths(Window::M15, ticket),
+    };
+    let power_w = hw.power_w().unwrap_or(0.0);
+    let (rpm, board_temp_c) = hw.fan_and_temperature();
+    let fan_percent = hw.control.with_sim(|s| s.fan_duty() * 100.0);
+    let checked = tally.nonces + tally.hardware_errors;
+    let hw_error_rate = if checked == 0 {
+        0.0
+    } else {
+        tally.hardware_errors as f64 / checked as f64
+    };
+    let accounting = source.accounting();
+    let up = !hw.asleep() && hw.chain().is_some();
+    Telemetry {
+        v: fleet_proto::command::VERSION,
+        at: unix_now(),
+        uptime_s: uptime.as_secs(),
+        firmware: FIRMWARE.into(),
+        mode: mode(hw, overheated),
+        hashrate_ths: hashrate,
+        share_difficulty: tally.share_difficulty,
+        shares_accepted: accounting.accepted,
+        shares_rejected: accounting.rejected,
+        power_w,
+        // Meaningless while the hash rate is (nearly) zero: absent rather than infinite.
+        efficiency_j_per_th: (hashrate.s5 > 1e-6 && power_w > 0.0).then(|| power_w / hashrate.s5),
+        board_temp_c,
+        fans: rpm
+            .map(|rpm| Fan {
+                rpm,
+                percent: fan_percent,
+            })
+            .into_iter()
+            .collect(),
+        chains: vec![ChainHealth {
+            index: 0,
+            chips_expected: hw.board.chips_per_chain,
+            chips_alive: if up {
+                hw.chain().map_or(0, |c| c.chips())
+            } else {
+                0
+            },
+            hashrate_ths: hashrate.s5,
+            hw_error_rate,
+            max_chip_temp_c: up.then_some(hottest_c),
+        }],
+        hw_error_rate,
+    }
+}
+
+/// The retained state: what the machine is set to and what it is.
+pub fn state(hw: &SimBoard, intent: Intent, nameplate_power_w: Option<f64>) -> State {
+    let board = hw.board;
+    State {
+        v: fleet_proto::command::VERSION,
+        at: unix_now(),
+        mode: if intent.sleeping.is_some() {
+            Mode::Sleeping
+        } else {
+            Mode::Mining
+        },
+        power_target_w: None,
+        firmware: FIRMWARE.into(),
+        nameplate: Nameplate {
+            model: board.name.into(),
+            chip: board.model.name().into(),
+            chips: board.total_chips(),
+            hashrate_ths: bm13xx::expected_hashrate(
+                board.model,
+                board.default_frequency,
+                board.total_chips(),
+            )
+            .terahashes(),
+            power_w: nameplate_power_w.unwrap_or(0.0),
+        },
+        curve: Vec::new(),
+        durable_sleep: intent.sleeping.is_some(),
+    }
+}

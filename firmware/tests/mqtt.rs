@@ -1,0 +1,210 @@
+//! The daemon on a real broker (mosquitto): telemetry, retained state and status with its last
+//! will, signed commands with their acks, every refusal, durable sleep across a restart, the
+//! host-silence failsafe and the SIGTERM ramp-down.
+
+mod common;
+
+use std::time::Duration;
+
+use common::fleet::{Broker, Daemon, Host, agent_topic, config, scratch};
+use fleet_proto::Action;
+
+const SOON: Duration = Duration::from_secs(20);
+
+fn mode(seen: &common::fleet::Seen) -> String {
+    seen.json()["mode"].as_str().unwrap_or("").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sleep_survives_a_restart_and_every_bad_command_is_refused() {
+    let dir = scratch("sleep");
+    let broker = Broker::start(&dir);
+    let mut host = Host::connect(broker.port, "test-host").await;
+    let config_text = config(broker.port, &dir.join("data"), "");
+    let daemon = Daemon::start(&dir, &config_text, "first");
+
+    // Online, retained; mining with a hash rate.
+    let status = host
+        .wait_for("status", SOON, |s| s.text() == "online")
+        .await;
+    assert!(status.retain || status.text() == "online");
+    host.wait_for("telemetry", SOON, |s| {
+        mode(s) == "mining" && s.json()["hashrate_ths"]["s5"].as_f64().unwrap_or(0.0) > 0.0
+    })
+    .await;
+
+    // Refusals, each with its reason, none changing anything.
+    let unsigned = serde_json::to_vec(&host.command(Action::Sleep, 5)).expect("encodes");
+    let mut forged: serde_json::Value =
+        serde_json::from_slice(&host.sign(&host.command(Action::Sleep, 6))).expect("json");
+    let sig = forged["sig"].as_str().expect("sig").to_string();
+    let flipped = if sig.starts_with('0') { "1" } else { "0" };
+    forged["sig"] = format!("{flipped}{}", &sig[1..]).into();
+    let mut expired = host.command(Action::Sleep, 7);
+    expired.issued_at -= 120;
+    expired.expires_at = expired.issued_at + 60;
+    let mut foreign = host.command(Action::Sleep, 8);
+    foreign.miner = fleet_proto::Name::new("another-miner").expect("valid");
+    let cases: [(&str, Vec<u8>, &str); 4] = [
+        ("cmd-000005", unsigned, "unsigned command"),
+        (
+            "cmd-000006",
+            serde_json::to_vec(&forged).expect("encodes"),
+            "bad signature",
+        ),
+        ("cmd-000007", host.sign(&expired), "expired at"),
+        ("cmd-000008", host.sign(&foreign), "not this one"),
+    ];
+    for (id, payload, reason) in cases {
+        host.send(payload).await;
+        let ack = host.final_ack(id).await;
+        assert_eq!(ack["status"], "rejected", "{id}: {ack}");
+        assert!(
+            ack["reason"].as_str().unwrap_or("").contains(reason),
+            "{id}: {ack}"
+        );
+    }
+    host.send(b"\x00garbage{".to_vec()).await;
+    let garbage = host
+        .wait_for("ack", SOON, |s| s.json()["id"].is_null())
+        .await
+        .json();
+    assert_eq!(garbage["status"], "rejected");
+    assert!(
+        garbage["reason"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("malformed")
+    );
+    host.wait_for("telemetry", SOON, |s| mode(s) == "mining")
+        .await;
+
+    // A signed sleep: accepted, then applied; the chains go idle and the state says durable.
+    let sleep = host.sign(&host.command(Action::Sleep, 10));
+    host.send(sleep.clone()).await;
+    host.wait_for("ack", SOON, |s| {
+        s.json()["id"] == "cmd-000010" && s.json()["status"] == "accepted"
+    })
+    .await;
+    let applied = host.final_ack("cmd-000010").await;
+    assert_eq!(applied["status"], "applied", "{applied}");
+    // The state follows the applied ack, before the next telemetry.
+    let state = host.wait_for("state", SOON, |_| true).await;
+    assert!(state.retain || state.json()["durable_sleep"] == true);
+    assert_eq!(state.json()["durable_sleep"], true, "{:?}", state.text());
+    let asleep = host
+        .wait_for("telemetry", SOON, |s| mode(s) == "sleeping")
+        .await
+        .json();
+    assert_eq!(asleep["power_w"], 0.0);
+    assert_eq!(asleep["chains"][0]["chips_alive"], 0);
+    // The same command again (a redelivery): nothing new.
+    host.send(sleep.clone()).await;
+    assert_eq!(host.final_ack("cmd-000010").await["status"], "duplicate");
+
+    // A clean stop: ramped down, `offline` said, exit 0.
+    let (status, summary) = daemon.terminate();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(summary["final_power_w"], 0.0, "{summary}");
+    host.wait_for("status", SOON, |s| s.text() == "offline")
+        .await;
+
+    // Restarted: still asleep, with the chain never powered.
+    let daemon = Daemon::start(&dir, &config_text, "second");
+    host.wait_for("status", SOON, |s| s.text() == "online")
+        .await;
+    let after = host
+        .wait_for("telemetry", SOON, |s| s.json()["uptime_s"].is_u64())
+        .await
+        .json();
+    assert_eq!(after["mode"], "sleeping", "{after}");
+    assert_eq!(after["power_w"], 0.0);
+    // The old command is still recognised after the restart.
+    host.send(sleep.clone()).await;
+    assert_eq!(host.final_ack("cmd-000010").await["status"], "duplicate");
+
+    // Woken: mining again.
+    host.send(host.sign(&host.command(Action::Wake, 11))).await;
+    assert_eq!(host.final_ack("cmd-000011").await["status"], "applied");
+    host.wait_for("telemetry", SOON, |s| {
+        mode(s) == "mining" && s.json()["hashrate_ths"]["s5"].as_f64().unwrap_or(0.0) > 0.0
+    })
+    .await;
+    // The old sleep replayed now is refused as a replay, and the miner keeps mining.
+    host.send(sleep).await;
+    let replay = host.final_ack("cmd-000010").await;
+    assert_eq!(replay["status"], "rejected");
+    assert!(
+        replay["reason"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("replayed")
+    );
+    host.wait_for("telemetry", SOON, |s| mode(s) == "mining")
+        .await;
+    let (status, _) = daemon.terminate();
+    assert!(status.success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expert_settings_are_clamped_and_tuner_commands_fail_with_a_reason() {
+    let dir = scratch("expert");
+    let broker = Broker::start(&dir);
+    let mut host = Host::connect(broker.port, "test-host").await;
+    let daemon = Daemon::start(&dir, &config(broker.port, &dir.join("data"), ""), "only");
+    host.wait_for("telemetry", SOON, |s| mode(s) == "mining")
+        .await;
+    host.send(host.sign(&host.command(Action::SetFrequency { mhz: 900.0 }, 1)))
+        .await;
+    let ack = host.final_ack("cmd-000001").await;
+    assert_eq!(ack["status"], "applied", "{ack}");
+    assert!(
+        ack["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("clamped 900 MHz to the board's limit 650 MHz"),
+        "{ack}"
+    );
+    host.send(host.sign(&host.command(Action::SetPowerTarget { watts: 100.0 }, 2)))
+        .await;
+    let ack = host.final_ack("cmd-000002").await;
+    assert_eq!(ack["status"], "failed", "{ack}");
+    let (status, _) = daemon.terminate();
+    assert!(status.success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_host_trips_the_failsafe_and_a_killed_miner_leaves_its_will() {
+    let dir = scratch("failsafe");
+    let broker = Broker::start(&dir);
+    let mut host = Host::connect(broker.port, "test-host").await;
+    // The agent is there at first, then its presence says offline (its own last will).
+    host.publish(agent_topic(), "online", true).await;
+    let extra = "[mqtt.failsafe]\nafter_s = 2\naction = \"sleep\"\n";
+    let daemon = Daemon::start(&dir, &config(broker.port, &dir.join("data"), extra), "only");
+    host.wait_for("telemetry", SOON, |s| mode(s) == "mining")
+        .await;
+    // Heard: past the failsafe time and still mining.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    host.wait_for("telemetry", SOON, |s| mode(s) == "mining")
+        .await;
+    host.publish(agent_topic(), "offline", true).await;
+    let state = host
+        .wait_for("state", SOON, |s| s.json()["durable_sleep"] == true)
+        .await;
+    assert_eq!(state.json()["mode"], "sleeping");
+    host.wait_for("telemetry", SOON, |s| mode(s) == "sleeping")
+        .await;
+    assert!(
+        daemon
+            .log_text()
+            .contains("failsafe puts the machine to sleep")
+    );
+    // kill -9: the broker publishes the last will.
+    daemon.kill();
+    host.wait_for("status", SOON, |s| s.text() == "offline")
+        .await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
