@@ -139,6 +139,9 @@ pub struct BoardSection {
 pub struct ChainSection {
     /// Serial device of the chain, e.g. `/dev/ttyS1` or a PTY from `chipsim serve`.
     pub serial: PathBuf,
+    /// Only for a simulated chain behind a PTY: its chips find nonces genuine at
+    /// ticket × 2^-k (`chipsim serve --share-floor 2^-k`), and validation must know it.
+    pub simulated_share_floor_log2: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -274,6 +277,14 @@ impl Config {
                     config.chains.len()
                 ),
             ));
+        }
+        for (i, chain) in config.chains.iter().enumerate() {
+            if chain.simulated_share_floor_log2.is_some_and(|k| k > 32) {
+                return Err(invalid(
+                    &format!("chains[{i}].simulated_share_floor_log2"),
+                    "must be between 0 and 32".into(),
+                ));
+            }
         }
         for (i, pool) in config.pools.iter().enumerate() {
             if pool.address().is_none() {

@@ -1,18 +1,21 @@
 //! `hashwarden-fw`: the control-board daemon.
 //!
-//! Today it runs `--sim`: the real board code on an in-process simulated board, mining locally
-//! generated work or a Stratum pool's, serving the cgminer API, reporting to the fleet and obeying
-//! its signed commands over MQTT. Serial chains and the HTTP API are being added (issue #5).
+//! It mines on a chain behind a serial device (`[[chains]] serial`, a real hashboard or a
+//! `chipsim serve` PTY) or on an in-process simulated board (`--sim`), on locally generated work
+//! or a Stratum pool's; serves the cgminer API; reports to the fleet and obeys its signed
+//! commands over MQTT.
 
+mod board;
 mod cgminer;
 mod config;
 mod control;
+mod daemon;
 mod fleet;
 mod mqtt;
 mod persist;
 mod pool;
+mod serial;
 mod sim;
-mod simboard;
 mod telemetry;
 
 use std::path::PathBuf;
@@ -21,7 +24,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use config::MiningSettings;
-use hashboard::board::{self, BoardDescription};
+use hashboard::board::{self as boards, BoardDescription};
 use tracing::{info, warn};
 
 #[derive(Debug, Parser)]
@@ -97,21 +100,23 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         },
-        None => (None, &board::BM1397_HASHBOARD_12),
+        None => (None, &boards::BM1397_HASHBOARD_12),
     };
     let settings = config.as_ref().map_or_else(
         || MiningSettings::defaults_for(board),
         |c| c.mining_settings(board),
     );
-    if !cli.sim {
-        let serials: Vec<String> = config
-            .iter()
-            .flat_map(|c| &c.chains)
-            .map(|chain| chain.serial.display().to_string())
-            .collect();
+    let serial = config.iter().flat_map(|c| &c.chains).next().cloned();
+    if !cli.sim && serial.is_none() {
         eprintln!(
-            "error: mining on serial chains [{}] is not supported yet (issue #5); run with --sim",
-            serials.join(", ")
+            "error: no chain to mine on: configure [[chains]] serial = PATH, or run with --sim"
+        );
+        return ExitCode::from(2);
+    }
+    if !cli.sim && board.chains != 1 {
+        eprintln!(
+            "error: {} has {} chains; the daemon drives one-chain boards so far",
+            board.name, board.chains
         );
         return ExitCode::from(2);
     }
@@ -163,21 +168,23 @@ fn main() -> ExitCode {
     };
     let mined = runtime.block_on(async {
         let source = if pools.is_empty() {
-            sim::WorkSource::Local
+            daemon::WorkSource::Local
         } else {
-            // Simulated nonces meet the share difficulty only after the simulator's scaling, so
-            // a real pool rejects them: this exercises the pool path, it does not earn.
-            warn!("--sim with pools: shares meet the pool's difficulty x 2^-26 only; real pools reject them");
-            sim::WorkSource::Pool(pool::spawn(pools, sim::JOB_INTERVAL))
+            if cli.sim {
+                // Simulated nonces meet the share difficulty only after the simulator's scaling,
+                // so a real pool rejects them: this exercises the pool path, it does not earn.
+                warn!("--sim with pools: shares meet the pool's difficulty x 2^-26 only; real pools reject them");
+            }
+            daemon::WorkSource::Pool(pool::spawn(pools, daemon::JOB_INTERVAL))
         };
-        let options = sim::RunOptions {
-            seed: cli.seed,
-            speed: cli.speed,
+        let options = daemon::RunOptions {
+            speed: if cli.sim { cli.speed } else { 1.0 },
             duration,
             api_listen,
         };
+        let intent = desk.as_ref().map(|d| d.intent()).unwrap_or_default();
         let fleet = match (desk, config.as_ref().and_then(|c| c.mqtt.as_ref())) {
-            (Some(desk), Some(mqtt)) => Some(sim::Fleet {
+            (Some(desk), Some(mqtt)) => Some(daemon::Fleet {
                 link: mqtt::spawn(mqtt)?,
                 desk,
                 telemetry_interval: Duration::from_secs_f64(mqtt.telemetry_interval_s),
@@ -188,7 +195,16 @@ fn main() -> ExitCode {
             }),
             _ => None,
         };
-        sim::run(board, settings, source, options, fleet, shutdown_signal()).await
+        match serial {
+            Some(chain) if !cli.sim => {
+                let rig = serial::rig(board, &chain, &settings, intent)?;
+                daemon::run(rig, settings, source, options, fleet, shutdown_signal()).await
+            }
+            _ => {
+                let rig = sim::rig(board, &settings, intent, cli.seed)?;
+                daemon::run(rig, settings, source, options, fleet, shutdown_signal()).await
+            }
+        }
     });
     match mined {
         Ok(summary) => {

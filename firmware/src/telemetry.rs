@@ -10,9 +10,9 @@ use fleet_proto::{Mode, State, Telemetry};
 use hashboard::mining::estimate_hashrate;
 use tokio::time::Instant;
 
+use crate::board::{Hardware, hottest_chip};
 use crate::control::Intent;
-use crate::sim::{Tally, WorkSource};
-use crate::simboard::{SimBoard, hottest_chip};
+use crate::daemon::{Tally, WorkSource};
 
 pub const FIRMWARE: &str = env!("CARGO_PKG_VERSION");
 
@@ -72,7 +72,7 @@ impl Rates {
     }
 }
 
-fn mode(hw: &SimBoard, overheated: bool) -> Mode {
+fn mode(hw: &impl Hardware, overheated: bool) -> Mode {
     if hw.asleep() {
         Mode::Sleeping
     } else if overheated {
@@ -88,29 +88,34 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// One telemetry message from the board as it is now.
+/// One telemetry message from the board as it is now; in `--sim` the simulator's die
+/// temperatures stand in for per-chip sensors.
 pub fn read(
-    hw: &mut SimBoard,
+    hw: &mut impl Hardware,
+    sim: Option<&chipsim::SimControl>,
     tally: &Tally,
     ticket: f64,
     rates: &Rates,
     source: &WorkSource,
     uptime: Duration,
 ) -> Telemetry {
-    let (hottest_c, overheated) = hw.control.with_sim(|s| {
-        (
-            hottest_chip(s),
-            s.chips().iter().any(|c| c.thermal.overheated),
-        )
-    });
+    let fan = hw.fan();
+    let board_temp_c = hw.board_temp_c();
+    let (hottest_c, overheated) = match sim {
+        Some(sim) => sim.with_sim(|s| {
+            (
+                Some(hottest_chip(s)),
+                s.chips().iter().any(|c| c.thermal.overheated),
+            )
+        }),
+        None => (board_temp_c, false),
+    };
     let hashrate = Hashrate {
         s5: rates.ths(Window::S5, ticket),
         m1: rates.ths(Window::M1, ticket),
         m15: rates.ths(Window::M15, ticket),
     };
     let power_w = hw.power_w().unwrap_or(0.0);
-    let (rpm, board_temp_c) = hw.fan_and_temperature();
-    let fan_percent = hw.control.with_sim(|s| s.fan_duty() * 100.0);
     let checked = tally.nonces + tally.hardware_errors;
     let hw_error_rate = if checked == 0 {
         0.0
@@ -118,7 +123,8 @@ pub fn read(
         tally.hardware_errors as f64 / checked as f64
     };
     let accounting = source.accounting();
-    let up = !hw.asleep() && hw.chain().is_some();
+    let chips_up = hw.chips_up();
+    let board = hw.description();
     Telemetry {
         v: fleet_proto::command::VERSION,
         at: unix_now(),
@@ -133,32 +139,28 @@ pub fn read(
         // Meaningless while the hash rate is (nearly) zero: absent rather than infinite.
         efficiency_j_per_th: (hashrate.s5 > 1e-6 && power_w > 0.0).then(|| power_w / hashrate.s5),
         board_temp_c,
-        fans: rpm
-            .map(|rpm| Fan {
+        fans: fan
+            .map(|(rpm, percent)| Fan {
                 rpm,
-                percent: fan_percent,
+                percent: f64::from(percent),
             })
             .into_iter()
             .collect(),
         chains: vec![ChainHealth {
             index: 0,
-            chips_expected: hw.board.chips_per_chain,
-            chips_alive: if up {
-                hw.chain().map_or(0, |c| c.chips())
-            } else {
-                0
-            },
+            chips_expected: board.chips_per_chain,
+            chips_alive: chips_up,
             hashrate_ths: hashrate.s5,
             hw_error_rate,
-            max_chip_temp_c: up.then_some(hottest_c),
+            max_chip_temp_c: if chips_up > 0 { hottest_c } else { None },
         }],
         hw_error_rate,
     }
 }
 
 /// The retained state: what the machine is set to and what it is.
-pub fn state(hw: &SimBoard, intent: Intent, nameplate_power_w: Option<f64>) -> State {
-    let board = hw.board;
+pub fn state(hw: &impl Hardware, intent: Intent, nameplate_power_w: Option<f64>) -> State {
+    let board = hw.description();
     State {
         v: fleet_proto::command::VERSION,
         at: unix_now(),

@@ -105,7 +105,7 @@ async fn sleep_survives_a_restart_and_every_bad_command_is_refused() {
     // A clean stop: ramped down, `offline` said, exit 0.
     let (status, summary) = daemon.terminate();
     assert!(status.success(), "{status:?}");
-    assert_eq!(summary["final_power_w"], 0.0, "{summary}");
+    assert_eq!(summary["sim"]["final_power_w"], 0.0, "{summary}");
     host.wait_for("status", SOON, |s| s.text() == "offline")
         .await;
 

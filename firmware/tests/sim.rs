@@ -14,14 +14,18 @@ fn the_simulated_board_mines_at_its_expected_hashrate() {
     assert_eq!(summary["chips"], 12);
     assert_eq!(number(&summary, "hardware_errors"), 0.0);
     assert_eq!(number(&summary, "uart_errors"), 0.0);
-    assert_eq!(number(&summary, "chips_overheated"), 0.0);
+    assert_eq!(number(&summary["sim"], "chips_overheated"), 0.0);
     // Every nonce the simulated chips sent was received and classified: the daemon drains the
     // chain when it stops, so nothing found is lost.
     let classified = ["nonces", "duplicates", "hardware_errors", "stale"]
         .iter()
         .map(|key| number(&summary, key))
         .sum::<f64>();
-    assert_eq!(classified, number(&summary, "sim_nonces_sent"), "{summary}");
+    assert_eq!(
+        classified,
+        number(&summary["sim"], "nonces_sent"),
+        "{summary}"
+    );
     let nonces = number(&summary, "nonces");
     let shares = number(&summary, "shares");
     assert!(
@@ -75,14 +79,29 @@ fn a_broken_config_is_one_clear_line_and_exit_code_2() {
 }
 
 #[test]
-fn without_sim_the_daemon_says_what_is_missing_instead_of_pretending() {
+fn without_a_chain_or_sim_the_daemon_says_what_is_missing() {
     let output = daemon(&[]);
     assert_eq!(output.status.code(), Some(2));
-    let stderr = stderr(&output);
+    let message = stderr(&output);
     assert!(
-        stderr.contains("not supported yet") && stderr.contains("--sim"),
-        "{stderr}"
+        message.contains("no chain to mine on") && message.contains("--sim"),
+        "{message}"
     );
+    // A serial path that is not there: one clear line, not a panic.
+    let config = common::write_config(
+        "missing-serial.toml",
+        "[board]\nname = \"bitaxe-max\"\n[[chains]]\nserial = \"/dev/does-not-exist-hw\"\n",
+    );
+    let output = daemon(&[
+        "--config",
+        config.to_str().expect("utf-8"),
+        "--api-listen",
+        "off",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert!(message.contains("/dev/does-not-exist-hw"), "{message}");
+    assert!(!message.contains("panicked"), "{message}");
 }
 
 #[test]

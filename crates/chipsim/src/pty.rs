@@ -11,9 +11,7 @@ use std::time::Duration;
 
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::pty::{PtyMaster, grantpt, posix_openpt, ptsname_r, unlockpt};
-use nix::sys::termios::{
-    BaudRate, SetArg, cfgetospeed, cfmakeraw, cfsetspeed, tcgetattr, tcsetattr,
-};
+use nix::sys::termios::{BaudRate, SetArg, cfmakeraw, cfsetspeed, tcgetattr, tcsetattr};
 use tokio::io::unix::AsyncFd;
 use tracing::{debug, warn};
 
@@ -65,10 +63,12 @@ impl Pty {
         })
     }
 
-    /// The rate the host has set on its end of the line.
+    /// The rate the host has set on its end of the line. Read with TCGETS2 (rustix), so a host
+    /// that sets a rate no `Bxxx` constant names — 3.125 Mbaud through `BOTHER`, as serialport
+    /// and every BM13xx host do — is seen at its real rate.
     pub fn host_baud(&self) -> io::Result<u32> {
-        let termios = tcgetattr(self.slave.as_fd())?;
-        Ok(baud_of(cfgetospeed(&termios)))
+        let termios = rustix::termios::tcgetattr(self.slave.as_fd())?;
+        Ok(termios.output_speed())
     }
 
     /// Serves the chain on this PTY until the task is dropped: host bytes go to the chain at the

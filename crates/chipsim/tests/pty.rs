@@ -70,6 +70,20 @@ fn set_baud(port: &std::fs::File, baud: BaudRate) {
     tcsetattr(port.as_fd(), SetArg::TCSADRAIN, &termios).expect("sets");
 }
 
+/// An arbitrary rate through TCSETS2, as serialport (and so tokio-serial) sets one.
+fn set_exact_baud(port: &std::fs::File, baud: u32) {
+    let mut termios = rustix::termios::tcgetattr(port).expect("termios2");
+    termios.set_speed(baud).expect("speed");
+    rustix::termios::tcsetattr(port, rustix::termios::OptionalActions::Drain, &termios)
+        .expect("sets");
+    assert_eq!(
+        rustix::termios::tcgetattr(port)
+            .expect("termios2")
+            .output_speed(),
+        baud
+    );
+}
+
 /// Reads until `want` bytes arrived or the deadline passed.
 fn read_bytes(port: &mut std::fs::File, want: usize, within: Duration) -> Vec<u8> {
     let deadline = Instant::now() + within;
@@ -105,10 +119,11 @@ fn bm1397_bring_up_and_mining_over_a_pty() {
                 port.write_all(frame.as_bytes()).expect("writes");
                 enumeration = read_bytes(&mut port, 36, Duration::from_secs(5));
             }
-            // Linux has no 3.125 Mbaud constant; 3 Mbaud is within the 5 % a UART tolerates.
+            // Linux has no 3.125 Mbaud constant: the exact rate goes through termios2 (BOTHER),
+            // as serialport sets it, and the simulator reads it back exactly.
             Step::SetHostBaud { baud, wait_ms } => {
                 assert_eq!(baud, 3_125_000);
-                set_baud(&port, BaudRate::B3000000);
+                set_exact_baud(&port, baud);
                 // §7: let the new rate settle before the next frame.
                 std::thread::sleep(Duration::from_millis(u64::from(wait_ms)));
             }

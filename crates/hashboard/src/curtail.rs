@@ -71,14 +71,7 @@ where
     F: I2c<Error = I2C::Error>,
     D: DelayNs,
 {
-    let mut took_ms = 0;
-    for fraction in SLEEP_STEPS {
-        let khz = (from.khz() as f32 * fraction) as u32;
-        let step = board.clamp_frequency(Frequency::from_khz(khz));
-        write_clock(chain, board, Destination::All, step).await?;
-        delay.delay_ms(SLEEP_STEP_MS).await;
-        took_ms += SLEEP_STEP_MS;
-    }
+    let took_ms = clock_down(chain, delay, board, from).await?;
     regulator
         .set_output(false)
         .map_err(CurtailError::Peripheral)?;
@@ -90,6 +83,32 @@ where
         state: PowerState::Sleeping,
         took_ms,
     })
+}
+
+/// Steps every chip's clock down from `from` to a quarter of it (or the board's minimum), each
+/// step held for a moment: the first half of [`sleep`], and all of it on a board whose supply
+/// cannot be cut. Returns the time it took, ms.
+pub async fn clock_down<U, E, B, D>(
+    chain: &mut Chain<U>,
+    delay: &mut D,
+    board: &BoardDescription,
+    from: Frequency,
+) -> Result<u32, CurtailError<E, B>>
+where
+    U: Read<Error = E> + Write<Error = E> + SetBaud<Error = E>,
+    E: core::fmt::Debug + embedded_io::Error,
+    B: core::fmt::Debug,
+    D: DelayNs,
+{
+    let mut took_ms = 0;
+    for fraction in SLEEP_STEPS {
+        let khz = (from.khz() as f32 * fraction) as u32;
+        let step = board.clamp_frequency(Frequency::from_khz(khz));
+        write_clock(chain, board, Destination::All, step).await?;
+        delay.delay_ms(SLEEP_STEP_MS).await;
+        took_ms += SLEEP_STEP_MS;
+    }
+    Ok(took_ms)
 }
 
 /// Resumes at a stored profile: supply on at its voltage, the chain brought up again, then every

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod fleet;
+pub mod pool;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

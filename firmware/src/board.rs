@@ -1,0 +1,466 @@
+//! A board as the daemon drives it: one chain on a UART, a TPS546 and an EMC2101 on I2C when the
+//! board has them, a reset line. The same code drives the in-process simulator (`--sim`) and a
+//! serial device (a real chain or a `chipsim serve` PTY); every change goes through the hashboard
+//! crate (bring-up, curtail, PLL ramps, voltage ramps).
+
+use std::time::Duration;
+
+use bm13xx::{
+    ChipAddressing, Frequency, FrequencyRamp, InitConfig, PllConstraints, Response, Step,
+};
+use embedded_hal::digital::OutputPin;
+use embedded_hal::i2c::I2c;
+use embedded_io_async::{Read, Write};
+use hashboard::board::BoardDescription;
+use hashboard::chain::Chain;
+use hashboard::drivers::emc2101::Emc2101;
+use hashboard::drivers::tps546::Tps546;
+use hashboard::profile::StoredProfile;
+use hashboard::uart::SetBaud;
+
+/// While mining, the simulator follows the wall clock and waits are real.
+pub struct TokioDelay;
+
+impl embedded_hal_async::delay::DelayNs for TokioDelay {
+    async fn delay_ns(&mut self, ns: u32) {
+        tokio::time::sleep(Duration::from_nanos(u64::from(ns))).await;
+    }
+}
+
+/// How often an idle (asleep) board looks for something to do.
+const ASLEEP_POLL: Duration = Duration::from_millis(100);
+
+pub struct Board<U, RI, FI, P, D> {
+    pub board: &'static BoardDescription,
+    /// `None` while the chain has never been brought up (started asleep); the port waits here.
+    chain: Option<Chain<U>>,
+    port: Option<U>,
+    /// Boards without a PMBus regulator (or a chain on a bare serial port) cannot cut power:
+    /// sleep then clocks the chips down and stops sending work.
+    regulator: Option<Tps546<RI>>,
+    fan: Option<Emc2101<FI>>,
+    /// The duty last commanded, for telemetry (the EMC2101 has no read-back worth trusting).
+    fan_percent: Option<f32>,
+    reset: P,
+    settle: D,
+    init: InitConfig,
+    pub frequency: Frequency,
+    pub core_mv: u32,
+    asleep: bool,
+}
+
+/// The peripherals a board has.
+pub struct Peripherals<RI, FI, P, D> {
+    pub regulator: Option<Tps546<RI>>,
+    pub fan: Option<Emc2101<FI>>,
+    pub reset: P,
+    /// How bring-up waits its settle times: real time on a real board, simulated time
+    /// in-process (bring-up then takes microseconds of wall time).
+    pub settle: D,
+}
+
+/// The failure text for a peripheral error.
+fn peripheral<E: core::fmt::Display>(what: &'static str) -> impl Fn(E) -> String {
+    move |e| format!("{what}: {e}")
+}
+
+impl<U, RI, FI, P, D> Board<U, RI, FI, P, D> {
+    /// Wires the board; the chain stays down until [`Hardware::power_up`].
+    pub fn new(
+        board: &'static BoardDescription,
+        port: U,
+        peripherals: Peripherals<RI, FI, P, D>,
+        init: InitConfig,
+        core_mv: u32,
+    ) -> Self {
+        Self {
+            board,
+            chain: None,
+            port: Some(port),
+            regulator: peripherals.regulator,
+            fan: peripherals.fan,
+            fan_percent: None,
+            reset: peripherals.reset,
+            settle: peripherals.settle,
+            frequency: init.frequency,
+            init,
+            core_mv,
+            asleep: true,
+        }
+    }
+
+    fn uniform_profile(&self) -> StoredProfile {
+        let chips = self.board.chips_per_chain as usize;
+        let mut clocks_khz = [0u32; hashboard::mining::MAX_CHIPS];
+        for clock in clocks_khz.iter_mut().take(chips) {
+            *clock = self.frequency.khz();
+        }
+        StoredProfile {
+            model: self.board.model,
+            core_mv: self.core_mv,
+            chips,
+            clocks_khz,
+        }
+    }
+}
+
+/// What the mining loop needs from a board, whatever drives its chain.
+#[allow(
+    async_fn_in_trait,
+    reason = "the daemon runs its board on one task; no Send bound needed"
+)]
+pub trait Hardware {
+    fn description(&self) -> &'static BoardDescription;
+    fn asleep(&self) -> bool;
+    /// The clock and per-chip core voltage the board runs at (or wakes to).
+    fn frequency(&self) -> Frequency;
+    fn core_mv(&self) -> u32;
+    /// How the chips are addressed, once the chain is up.
+    fn addressing(&self) -> Option<ChipAddressing>;
+    /// Chips answering on the chain (0 while it is down or asleep).
+    fn chips_up(&self) -> u32;
+    fn baud(&self) -> u32;
+    /// Bytes and frames the UART decoder could not use (garbage, CRC, truncation).
+    fn uart_errors(&self) -> u64;
+    async fn power_up(&mut self) -> Result<(), String>;
+    fn power_off_at_start(&mut self) -> Result<(), String>;
+    async fn sleep(&mut self) -> Result<(), String>;
+    async fn set_frequency(&mut self, target: Frequency) -> Result<(), String>;
+    async fn set_core_voltage(&mut self, target_mv: u32) -> Result<(), String>;
+    async fn next_response(&mut self, timeout_ms: u32) -> Result<Option<Response>, String>;
+    /// Like `next_response`, asleep or not: what the chips still send while they stop.
+    async fn drain_response(&mut self, timeout_ms: u32) -> Result<Option<Response>, String>;
+    async fn write_frame(&mut self, bytes: &[u8]) -> Result<(), String>;
+    fn power_w(&mut self) -> Option<f64>;
+    /// The fan's (tachometer rpm, commanded duty %), when the board has a fan controller.
+    fn fan(&mut self) -> Option<(u32, f32)>;
+    /// The board sensor's temperature (the EMC2101's external diode, on the hottest chip).
+    fn board_temp_c(&mut self) -> Option<f64>;
+    /// Sets the fan duty (clamped to the board's minimum safe duty).
+    fn set_fan_percent(&mut self, percent: f32) -> Result<(), String>;
+}
+
+impl<U, E, RI, FI, P, D> Hardware for Board<U, RI, FI, P, D>
+where
+    U: Read<Error = E> + Write<Error = E> + SetBaud<Error = E>,
+    E: core::fmt::Debug + embedded_io::Error,
+    RI: I2c,
+    FI: I2c,
+    P: OutputPin,
+    D: embedded_hal_async::delay::DelayNs,
+{
+    fn description(&self) -> &'static BoardDescription {
+        self.board
+    }
+
+    fn frequency(&self) -> Frequency {
+        self.frequency
+    }
+
+    fn core_mv(&self) -> u32 {
+        self.core_mv
+    }
+
+    fn addressing(&self) -> Option<ChipAddressing> {
+        self.chain.as_ref().map(Chain::addressing)
+    }
+
+    fn chips_up(&self) -> u32 {
+        match &self.chain {
+            Some(chain) if !self.asleep => chain.chips(),
+            _ => 0,
+        }
+    }
+
+    fn baud(&self) -> u32 {
+        self.chain.as_ref().map_or(0, Chain::baud)
+    }
+
+    fn uart_errors(&self) -> u64 {
+        self.chain.as_ref().map_or(0, |chain| {
+            let stats = chain.decoder_stats();
+            stats.preamble_errors + stats.crc_errors + stats.truncated + stats.length_errors
+        })
+    }
+
+    fn asleep(&self) -> bool {
+        self.asleep
+    }
+
+    /// Supply on at the board's lowest voltage, ramped to `core_mv`, then the chain brought up
+    /// (the first time) or re-initialised at the current clock and voltage.
+    async fn power_up(&mut self) -> Result<(), String> {
+        let profile = self.uniform_profile();
+        let board = self.board;
+        match (&mut self.chain, &mut self.regulator) {
+            (Some(chain), Some(regulator)) => {
+                hashboard::curtail::wake(
+                    chain,
+                    regulator,
+                    &mut self.reset,
+                    &mut TokioDelay,
+                    board,
+                    self.init,
+                    &profile,
+                )
+                .await
+                .map_err(|e| format!("wake failed: {e}"))?;
+            }
+            // No supply was cut: the chips kept their addresses and baud at a quarter clock.
+            (Some(chain), None) => {
+                let quarter = board.clamp_frequency(Frequency::from_khz(self.frequency.khz() / 4));
+                ramp_clock(chain, board, quarter, self.frequency).await?;
+            }
+            (None, _) => {
+                if let Some(regulator) = &mut self.regulator {
+                    regulator
+                        .set_vout_mv(board.regulator_mv(board.min_core_mv))
+                        .and_then(|()| regulator.set_output(true))
+                        .map_err(peripheral("regulator"))?;
+                    hashboard::power::ramp_core_voltage(
+                        regulator,
+                        board,
+                        &mut TokioDelay,
+                        board.min_core_mv,
+                        self.core_mv,
+                    )
+                    .await
+                    .map_err(peripheral("regulator"))?;
+                }
+                let port = self.port.take().ok_or("the chain's port is gone")?;
+                let init = InitConfig {
+                    frequency: self.frequency,
+                    ..self.init
+                };
+                let chain = Chain::bring_up(port, &mut self.reset, &mut self.settle, init)
+                    .await
+                    .map_err(|e| format!("bring-up failed: {e}"))?;
+                self.chain = Some(chain);
+            }
+        }
+        self.asleep = false;
+        Ok(())
+    }
+
+    /// A board that starts asleep keeps its supply off and its chain down.
+    fn power_off_at_start(&mut self) -> Result<(), String> {
+        if let Some(regulator) = &mut self.regulator {
+            regulator
+                .set_output(false)
+                .map_err(peripheral("regulator"))?;
+        }
+        if self.fan.is_some() {
+            self.set_fan_percent(self.board.min_fan_percent)?;
+        }
+        self.asleep = true;
+        Ok(())
+    }
+
+    /// Clock down in steps, supply off, fan to its minimum. Without a regulator the chips are
+    /// left at a quarter clock and get no more work.
+    async fn sleep(&mut self) -> Result<(), String> {
+        let Some(chain) = &mut self.chain else {
+            return self.power_off_at_start();
+        };
+        match &mut self.regulator {
+            Some(regulator) => {
+                hashboard::curtail::sleep(
+                    chain,
+                    regulator,
+                    None::<&mut Emc2101<RI>>,
+                    &mut TokioDelay,
+                    self.board,
+                    self.frequency,
+                )
+                .await
+                .map_err(|e| format!("sleep failed: {e}"))?;
+            }
+            None => {
+                hashboard::curtail::clock_down::<_, _, RI::Error, _>(
+                    chain,
+                    &mut TokioDelay,
+                    self.board,
+                    self.frequency,
+                )
+                .await
+                .map_err(|e| format!("clock-down failed: {e}"))?;
+            }
+        }
+        if self.fan.is_some() {
+            self.set_fan_percent(self.board.min_fan_percent)?;
+        }
+        self.asleep = true;
+        Ok(())
+    }
+
+    /// Every chip to `target` through the PLL ramp.
+    async fn set_frequency(&mut self, target: Frequency) -> Result<(), String> {
+        if let Some(chain) = &mut self.chain
+            && !self.asleep
+        {
+            ramp_clock(chain, self.board, self.frequency, target).await?;
+        }
+        self.frequency = target;
+        Ok(())
+    }
+
+    async fn set_core_voltage(&mut self, target_mv: u32) -> Result<(), String> {
+        let Some(regulator) = &mut self.regulator else {
+            return Err("this board has no adjustable regulator".into());
+        };
+        if !self.asleep {
+            hashboard::power::ramp_core_voltage(
+                regulator,
+                self.board,
+                &mut TokioDelay,
+                self.core_mv,
+                target_mv,
+            )
+            .await
+            .map_err(peripheral("regulator"))?;
+        }
+        self.core_mv = target_mv;
+        Ok(())
+    }
+
+    /// The next frame from the chain, waiting at most `timeout_ms`; an asleep board only waits.
+    async fn next_response(&mut self, timeout_ms: u32) -> Result<Option<Response>, String> {
+        match &mut self.chain {
+            Some(chain) if !self.asleep => chain
+                .next_response(&mut TokioDelay, timeout_ms)
+                .await
+                .map_err(|e| format!("UART: {e:?}")),
+            _ => {
+                tokio::time::sleep(ASLEEP_POLL).await;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn drain_response(&mut self, timeout_ms: u32) -> Result<Option<Response>, String> {
+        match &mut self.chain {
+            Some(chain) => chain
+                .next_response(&mut TokioDelay, timeout_ms)
+                .await
+                .map_err(|e| format!("UART: {e:?}")),
+            None => Ok(None),
+        }
+    }
+
+    async fn write_frame(&mut self, bytes: &[u8]) -> Result<(), String> {
+        match &mut self.chain {
+            Some(chain) if !self.asleep => chain
+                .write_frame(bytes)
+                .await
+                .map_err(|e| format!("UART: {e:?}")),
+            _ => Ok(()),
+        }
+    }
+
+    /// Regulator output power, W (read over PMBus); `None` without a regulator.
+    fn power_w(&mut self) -> Option<f64> {
+        if self.asleep && self.regulator.is_some() {
+            return Some(0.0);
+        }
+        self.regulator
+            .as_mut()?
+            .telemetry()
+            .ok()
+            .map(|t| f64::from(t.pout_w))
+    }
+
+    fn fan(&mut self) -> Option<(u32, f32)> {
+        let rpm = self.fan.as_mut()?.fan_rpm().ok()?;
+        Some((rpm, self.fan_percent.unwrap_or(0.0)))
+    }
+
+    fn board_temp_c(&mut self) -> Option<f64> {
+        self.fan.as_mut()?.external_temp_c().ok().map(f64::from)
+    }
+
+    fn set_fan_percent(&mut self, percent: f32) -> Result<(), String> {
+        let percent = percent.clamp(self.board.min_fan_percent, 100.0);
+        let fan = self
+            .fan
+            .as_mut()
+            .ok_or("this board has no fan controller")?;
+        fan.set_fan_percent(percent).map_err(peripheral("fan"))?;
+        self.fan_percent = Some(percent);
+        Ok(())
+    }
+}
+
+/// Ramps every chip's PLL from `from` to `to`, waiting each step's settle time.
+async fn ramp_clock<U, E>(
+    chain: &mut Chain<U>,
+    board: &BoardDescription,
+    from: Frequency,
+    to: Frequency,
+) -> Result<(), String>
+where
+    U: Read<Error = E> + Write<Error = E> + SetBaud<Error = E>,
+    E: core::fmt::Debug + embedded_io::Error,
+{
+    let ramp = FrequencyRamp::new(
+        board.model,
+        from,
+        to,
+        PllConstraints::esp_miner(board.model),
+    );
+    for step in ramp {
+        let step = step.map_err(|e| format!("no PLL setting for {}", e.target))?;
+        if let Step::Send { frame, wait_ms } = step {
+            chain
+                .write_frame(frame.as_bytes())
+                .await
+                .map_err(|e| format!("UART: {e:?}"))?;
+            tokio::time::sleep(Duration::from_millis(u64::from(wait_ms))).await;
+        }
+    }
+    Ok(())
+}
+
+/// In `--sim` the simulator's die temperatures stand in for per-chip sensors.
+pub fn hottest_chip(sim: &chipsim::ChainSim) -> f64 {
+    sim.chips()
+        .iter()
+        .map(|c| c.thermal.temp_c)
+        .fold(f64::MIN, f64::max)
+}
+
+/// An I2C bus that is not there: the type of a board's absent peripherals.
+#[derive(Debug)]
+pub struct NoI2c;
+
+impl embedded_hal::i2c::ErrorType for NoI2c {
+    type Error = embedded_hal::i2c::ErrorKind;
+}
+
+impl I2c for NoI2c {
+    fn transaction(
+        &mut self,
+        _address: u8,
+        _operations: &mut [embedded_hal::i2c::Operation<'_>],
+    ) -> Result<(), Self::Error> {
+        Err(embedded_hal::i2c::ErrorKind::Other)
+    }
+}
+
+/// A reset line that is not wired (a chain on a bare serial port): bring-up starts from the
+/// chips' power-on state instead.
+#[derive(Debug)]
+pub struct NoResetLine;
+
+impl embedded_hal::digital::ErrorType for NoResetLine {
+    type Error = core::convert::Infallible;
+}
+
+impl OutputPin for NoResetLine {
+    fn set_low(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    fn set_high(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
