@@ -18,12 +18,25 @@ use hashboard::drivers::tps546::Tps546;
 use hashboard::profile::StoredProfile;
 use hashboard::uart::SetBaud;
 
-/// While mining, the simulator follows the wall clock and waits are real.
+/// Waiting in real time: how the board code's settle times pass on a real board.
 pub struct TokioDelay;
 
 impl embedded_hal_async::delay::DelayNs for TokioDelay {
     async fn delay_ns(&mut self, ns: u32) {
         tokio::time::sleep(Duration::from_nanos(u64::from(ns))).await;
+    }
+}
+
+/// Waiting in the chips' time: real time on real chips, `1 / speed` of it on a simulator that
+/// runs `speed` times faster, so ramps and settle times keep their meaning at any speed.
+#[derive(Debug, Clone, Copy)]
+pub struct ChipDelay {
+    pub speed: f64,
+}
+
+impl embedded_hal_async::delay::DelayNs for ChipDelay {
+    async fn delay_ns(&mut self, ns: u32) {
+        tokio::time::sleep(Duration::from_secs_f64(f64::from(ns) / 1e9 / self.speed)).await;
     }
 }
 
@@ -43,6 +56,8 @@ pub struct Board<U, RI, FI, P, D> {
     fan_percent: Option<f32>,
     reset: P,
     settle: D,
+    /// How ramps and settle times wait while the chain runs.
+    wait: ChipDelay,
     init: InitConfig,
     pub frequency: Frequency,
     pub core_mv: u32,
@@ -57,6 +72,8 @@ pub struct Peripherals<RI, FI, P, D> {
     /// How bring-up waits its settle times: real time on a real board, simulated time
     /// in-process (bring-up then takes microseconds of wall time).
     pub settle: D,
+    /// How ramps wait once the chain is running.
+    pub wait: ChipDelay,
 }
 
 /// The failure text for a peripheral error.
@@ -82,6 +99,7 @@ impl<U, RI, FI, P, D> Board<U, RI, FI, P, D> {
             fan_percent: None,
             reset: peripherals.reset,
             settle: peripherals.settle,
+            wait: peripherals.wait,
             frequency: init.frequency,
             init,
             core_mv,
@@ -136,6 +154,8 @@ pub trait Hardware {
     fn fan(&mut self) -> Option<(u32, f32)>;
     /// The board sensor's temperature (the EMC2101's external diode, on the hottest chip).
     fn board_temp_c(&mut self) -> Option<f64>;
+    /// Whether a temperature sensor is wired at all (thermal protection needs one).
+    fn has_thermal_sensor(&self) -> bool;
     /// Sets the fan duty (clamped to the board's minimum safe duty).
     fn set_fan_percent(&mut self, percent: f32) -> Result<(), String>;
 }
@@ -198,7 +218,7 @@ where
                     chain,
                     regulator,
                     &mut self.reset,
-                    &mut TokioDelay,
+                    &mut self.wait,
                     board,
                     self.init,
                     &profile,
@@ -209,7 +229,7 @@ where
             // No supply was cut: the chips kept their addresses and baud at a quarter clock.
             (Some(chain), None) => {
                 let quarter = board.clamp_frequency(Frequency::from_khz(self.frequency.khz() / 4));
-                ramp_clock(chain, board, quarter, self.frequency).await?;
+                ramp_clock(chain, &mut self.wait, board, quarter, self.frequency).await?;
             }
             (None, _) => {
                 if let Some(regulator) = &mut self.regulator {
@@ -220,7 +240,7 @@ where
                     hashboard::power::ramp_core_voltage(
                         regulator,
                         board,
-                        &mut TokioDelay,
+                        &mut self.wait,
                         board.min_core_mv,
                         self.core_mv,
                     )
@@ -268,7 +288,7 @@ where
                     chain,
                     regulator,
                     None::<&mut Emc2101<RI>>,
-                    &mut TokioDelay,
+                    &mut self.wait,
                     self.board,
                     self.frequency,
                 )
@@ -278,7 +298,7 @@ where
             None => {
                 hashboard::curtail::clock_down::<_, _, RI::Error, _>(
                     chain,
-                    &mut TokioDelay,
+                    &mut self.wait,
                     self.board,
                     self.frequency,
                 )
@@ -298,7 +318,7 @@ where
         if let Some(chain) = &mut self.chain
             && !self.asleep
         {
-            ramp_clock(chain, self.board, self.frequency, target).await?;
+            ramp_clock(chain, &mut self.wait, self.board, self.frequency, target).await?;
         }
         self.frequency = target;
         Ok(())
@@ -312,7 +332,7 @@ where
             hashboard::power::ramp_core_voltage(
                 regulator,
                 self.board,
-                &mut TokioDelay,
+                &mut self.wait,
                 self.core_mv,
                 target_mv,
             )
@@ -374,6 +394,10 @@ where
         Some((rpm, self.fan_percent.unwrap_or(0.0)))
     }
 
+    fn has_thermal_sensor(&self) -> bool {
+        self.fan.is_some()
+    }
+
     fn board_temp_c(&mut self) -> Option<f64> {
         self.fan.as_mut()?.external_temp_c().ok().map(f64::from)
     }
@@ -393,6 +417,7 @@ where
 /// Ramps every chip's PLL from `from` to `to`, waiting each step's settle time.
 async fn ramp_clock<U, E>(
     chain: &mut Chain<U>,
+    wait: &mut ChipDelay,
     board: &BoardDescription,
     from: Frequency,
     to: Frequency,
@@ -414,7 +439,7 @@ where
                 .write_frame(frame.as_bytes())
                 .await
                 .map_err(|e| format!("UART: {e:?}"))?;
-            tokio::time::sleep(Duration::from_millis(u64::from(wait_ms))).await;
+            embedded_hal_async::delay::DelayNs::delay_ms(wait, wait_ms).await;
         }
     }
     Ok(())

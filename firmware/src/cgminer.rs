@@ -16,6 +16,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+pub use crate::snapshot::{ChainRow, PoolRow, Snapshot};
+
 /// A request longer than this is not one cgminer would take either.
 const MAX_REQUEST: usize = 8 * 1024;
 /// A client that sends nothing for this long gets an answer to what it sent, or is dropped.
@@ -63,40 +65,6 @@ const PRIVILEGED: &[&str] = &[
     "lockstats",
     "failover-only",
 ];
-
-/// What the API reports; the mining loop publishes a fresh one every second.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Snapshot {
-    pub elapsed_s: u64,
-    pub mhs_av: f64,
-    pub mhs_5s: f64,
-    pub accepted: u64,
-    pub rejected: u64,
-    pub stale: u64,
-    pub hardware_errors: u64,
-    /// Nonces that met the chips' ticket: cgminer's "Diff1 Work" in ticket units.
-    pub nonces: u64,
-    pub pools: Vec<PoolRow>,
-    pub chains: Vec<ChainRow>,
-    pub board: &'static str,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct PoolRow {
-    pub url: String,
-    pub user: String,
-    pub alive: bool,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct ChainRow {
-    pub chips: u32,
-    pub model: &'static str,
-    pub frequency_mhz: f64,
-    pub temperature_c: f64,
-    pub mhs_av: f64,
-    pub hardware_errors: u64,
-}
 
 /// One reply: a status and the sections of data, in cgminer's order.
 struct Reply {
@@ -468,6 +436,7 @@ mod tests {
                 hardware_errors: 3,
             }],
             board: "bm1397-hashboard-12",
+            ..Snapshot::default()
         }
     }
 

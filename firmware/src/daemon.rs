@@ -20,10 +20,13 @@ use crate::board::{Hardware, hottest_chip};
 use crate::cgminer::{self, ChainRow, PoolRow, Snapshot};
 use crate::config::MiningSettings;
 use crate::control::{Change, Current, Decision, FailsafeAction, Intent, SleepCause};
+use crate::cooling::Cooling;
 use crate::fleet::{CommandDesk, Received};
 use crate::mqtt::MqttLink;
 use crate::pool::{PoolLink, Submission};
 use crate::telemetry::{self, Rates, Window};
+use fleet_proto::Mode;
+use fleet_proto::messages::Hashrate;
 
 /// Locally generated work's share difficulty (before the floor's scaling).
 const LOCAL_POOL_DIFFICULTY: f64 = 1024.0;
@@ -78,6 +81,7 @@ pub struct Tally {
     pub nonces: u64,
     pub shares: u64,
     pub share_difficulty: f64,
+    pub best_difficulty: f64,
     pub hardware_errors: u64,
     pub duplicates: u64,
     pub stale: u64,
@@ -91,6 +95,7 @@ impl Tally {
                 self.nonces += 1;
                 self.shares += 1;
                 self.share_difficulty += share.difficulty;
+                self.best_difficulty = self.best_difficulty.max(share.difficulty);
                 return Some(share);
             }
             NonceOutcome::Valid { .. } => self.nonces += 1,
@@ -192,6 +197,8 @@ pub struct Summary {
 pub struct SimTruth {
     pub nonces_sent: u64,
     pub hottest_chip_c: f64,
+    /// The hottest any chip got during the run (sampled every second of chip time).
+    pub peak_chip_c: f64,
     pub chips_overheated: usize,
     pub final_power_w: f64,
 }
@@ -287,21 +294,31 @@ impl Mining {
     }
 }
 
-/// Makes a decided change on the board.
-async fn apply_change(board: &mut impl Hardware, change: Change) -> Result<(), String> {
+/// Makes a decided change on the board. A board the thermal guard stopped stays down until it
+/// has cooled, whatever the command: the intent is kept and applied at resume.
+async fn apply_change(
+    board: &mut impl Hardware,
+    cooling: &mut Cooling,
+    change: Change,
+) -> Result<Option<&'static str>, String> {
+    let held = Some("overheated: the chains resume once they have cooled");
     match change {
-        Change::Nothing => Ok(()),
-        Change::Sleep => board.sleep().await,
-        Change::Wake => board.power_up().await,
-        Change::Frequency(target) => board.set_frequency(target).await,
-        Change::CoreVoltage(mv) => board.set_core_voltage(mv).await,
+        Change::Nothing => Ok(None),
+        Change::Sleep => board.sleep().await.map(|()| None),
+        Change::Wake | Change::Reboot if cooling.overheated() => Ok(held),
+        Change::Wake => board.power_up().await.map(|()| None),
+        Change::Frequency(target) => {
+            cooling.tuned = target;
+            board.set_frequency(target).await.map(|()| None)
+        }
+        Change::CoreVoltage(mv) => board.set_core_voltage(mv).await.map(|()| None),
         Change::Reboot => {
             board.sleep().await?;
-            board.power_up().await
+            board.power_up().await.map(|()| None)
         }
         Change::Identify => {
             info!("identify: this is the machine");
-            Ok(())
+            Ok(None)
         }
     }
 }
@@ -348,6 +365,11 @@ pub async fn run<H: Hardware>(
             ticket,
             "chain up"
         );
+    }
+    let mut cooling = Cooling::new(&hw);
+    let mut peak_chip_c = f64::MIN;
+    if !hw.has_thermal_sensor() {
+        warn!("no temperature sensor wired: fan control and thermal protection are off");
     }
     let mut mining = Mining {
         dispatcher: None,
@@ -400,22 +422,33 @@ pub async fn run<H: Hardware>(
             let frame = dispatcher.dispatch(work);
             hw.write_frame(frame.as_bytes()).await?;
         }
+        let chip_s = chip_seconds() - start_s;
+        if cooling.due(chip_s) {
+            if let Some(control) = &control {
+                peak_chip_c = peak_chip_c.max(control.with_sim(|s| hottest_chip(s)));
+            }
+            let was_asleep = hw.asleep();
+            let asleep_by_intent = fleet
+                .as_ref()
+                .is_some_and(|f| f.desk.intent().sleeping.is_some());
+            cooling.tick(&mut hw, chip_s, asleep_by_intent).await;
+            if was_asleep && !hw.asleep() {
+                // Resumed after a thermal stop: the chips lost their work with their supply.
+                mining.restart(&hw);
+            }
+        }
         if now >= next_snapshot {
-            let chip_s = chip_seconds() - start_s;
             rates.add(now, chip_s, mining.tally.nonces);
-            let hottest_c = match &control {
-                Some(control) => Some(control.with_sim(|s| hottest_chip(s))),
-                None => hw.board_temp_c(),
-            };
-            snapshot_tx.send_replace(snapshot(
-                &hw,
-                &mining,
-                &rates,
-                &source,
-                now - started,
-                hottest_c,
+            let reading = Reading {
+                mining: &mining,
+                rates: &rates,
+                source: &source,
+                sim: control.as_ref(),
+                thermal_stop: cooling.overheated(),
+                elapsed: now - started,
                 chip_s,
-            ));
+            };
+            snapshot_tx.send_replace(reading.take(&mut hw));
             if let (Some(fleet), Some(watch)) = (&mut fleet, &mut host_watch) {
                 let heard = fleet.link.presence.borrow().host_heard();
                 if watch.observe(now - started, heard) {
@@ -427,15 +460,7 @@ pub async fn run<H: Hardware>(
         if let Some(fleet) = &fleet
             && now >= next_telemetry
         {
-            let reading = telemetry::read(
-                &mut hw,
-                control.as_ref(),
-                &mining.tally,
-                mining.ticket,
-                &rates,
-                &source,
-                now - started,
-            );
+            let reading = telemetry::from_snapshot(&snapshot_tx.borrow());
             if nameplate_power_w.is_none()
                 && !hw.asleep()
                 && reading.power_w > 0.0
@@ -477,7 +502,7 @@ pub async fn run<H: Hardware>(
             }
             Some(bytes) = command => {
                 if let Some(fleet) = &mut fleet {
-                    obey(fleet, &mut hw, &mut mining, &bytes, nameplate_power_w).await;
+                    obey(fleet, &mut hw, &mut cooling, &mut mining, &bytes, nameplate_power_w).await;
                 }
             }
             () = &mut stop => break,
@@ -515,6 +540,7 @@ pub async fn run<H: Hardware>(
         control.with_sim(|s| SimTruth {
             nonces_sent: s.stats().nonces_sent,
             hottest_chip_c: hottest_chip(s),
+            peak_chip_c: peak_chip_c.max(hottest_chip(s)),
             chips_overheated: s.chips().iter().filter(|c| c.thermal.overheated).count(),
             final_power_w: s.power_w(),
         })
@@ -547,6 +573,7 @@ pub async fn run<H: Hardware>(
 async fn obey(
     fleet: &mut Fleet,
     hw: &mut impl Hardware,
+    cooling: &mut Cooling,
     mining: &mut Mining,
     bytes: &[u8],
     nameplate_power_w: Option<f64>,
@@ -575,7 +602,13 @@ async fn obey(
                     change,
                     note,
                 } => {
-                    let result = apply_change(hw, change).await.map(|()| (intent, note));
+                    let result = apply_change(hw, cooling, change).await.map(|held| {
+                        let note = match (note, held) {
+                            (Some(note), Some(held)) => Some(format!("{note}; {held}")),
+                            (note, held) => note.or(held.map(str::to_string)),
+                        };
+                        (intent, note)
+                    });
                     if matches!(change, Change::Wake | Change::Reboot) {
                         mining.restart(hw);
                     }
@@ -618,39 +651,82 @@ async fn failsafe(fleet: &mut Fleet, hw: &mut impl Hardware) {
     }
 }
 
-/// What the cgminer API shows.
-fn snapshot(
-    hw: &impl Hardware,
-    mining: &Mining,
-    rates: &Rates,
-    source: &WorkSource,
+/// What goes into the one-second snapshot besides the board's own readings.
+struct Reading<'a> {
+    mining: &'a Mining,
+    rates: &'a Rates,
+    source: &'a WorkSource,
+    sim: Option<&'a SimControl>,
+    thermal_stop: bool,
     elapsed: Duration,
-    hottest_c: Option<f64>,
     chip_s: f64,
-) -> Snapshot {
-    let tally = &mining.tally;
-    let mhs_av = estimate_hashrate(tally.nonces as u32, mining.ticket, chip_s)
-        .map_or(0.0, |r| r.hashes_per_second / 1e6);
-    let pool_accounting = source.accounting();
-    Snapshot {
-        elapsed_s: elapsed.as_secs(),
-        mhs_av,
-        mhs_5s: rates.ths(Window::S5, mining.ticket) * 1e6,
-        accepted: pool_accounting.accepted,
-        rejected: pool_accounting.rejected,
-        stale: pool_accounting.stale + tally.stale,
-        hardware_errors: tally.hardware_errors,
-        nonces: tally.nonces,
-        pools: source.pool_rows(),
-        chains: vec![ChainRow {
-            chips: hw.description().chips_per_chain,
-            model: hw.description().model.name(),
-            frequency_mhz: hw.frequency().mhz(),
-            temperature_c: hottest_c.unwrap_or(0.0),
+}
+
+impl Reading<'_> {
+    /// Reads the board (regulator, fan, sensor) and puts everything in one snapshot.
+    fn take(self, hw: &mut impl Hardware) -> Snapshot {
+        let tally = &self.mining.tally;
+        let ticket = self.mining.ticket;
+        let mhs_av = estimate_hashrate(tally.nonces as u32, ticket, self.chip_s)
+            .map_or(0.0, |r| r.hashes_per_second / 1e6);
+        let pool_accounting = self.source.accounting();
+        let board = hw.description();
+        let board_temp_c = hw.board_temp_c();
+        // In `--sim` the simulator's die temperatures stand in for per-chip sensors.
+        let (hottest_chip_c, sim_overheated) = match self.sim {
+            Some(sim) => sim.with_sim(|s| {
+                (
+                    Some(hottest_chip(s)),
+                    s.chips().iter().any(|c| c.thermal.overheated),
+                )
+            }),
+            None => (board_temp_c, false),
+        };
+        let mode = if self.thermal_stop || sim_overheated {
+            Mode::Overheated
+        } else if hw.asleep() {
+            Mode::Sleeping
+        } else {
+            Mode::Mining
+        };
+        let hashrate = Hashrate {
+            s5: self.rates.ths(Window::S5, ticket),
+            m1: self.rates.ths(Window::M1, ticket),
+            m15: self.rates.ths(Window::M15, ticket),
+        };
+        Snapshot {
+            elapsed_s: self.elapsed.as_secs(),
             mhs_av,
+            mhs_5s: hashrate.s5 * 1e6,
+            accepted: pool_accounting.accepted,
+            rejected: pool_accounting.rejected,
+            stale: pool_accounting.stale + tally.stale,
             hardware_errors: tally.hardware_errors,
-        }],
-        board: hw.description().name,
+            nonces: tally.nonces,
+            pools: self.source.pool_rows(),
+            chains: vec![ChainRow {
+                chips: board.chips_per_chain,
+                model: board.model.name(),
+                frequency_mhz: hw.frequency().mhz(),
+                temperature_c: hottest_chip_c.unwrap_or(0.0),
+                mhs_av,
+                hardware_errors: tally.hardware_errors,
+            }],
+            board: board.name,
+            mode,
+            hashrate,
+            share_difficulty: tally.share_difficulty,
+            best_difficulty: tally.best_difficulty,
+            power_w: hw.power_w(),
+            fan: hw.fan(),
+            board_temp_c,
+            hottest_chip_c,
+            core_mv: hw.core_mv(),
+            frequency_mhz: hw.frequency().mhz(),
+            chips_up: hw.chips_up(),
+            chips_expected: board.chips_per_chain,
+            asic_model: board.model.name(),
+        }
     }
 }
 

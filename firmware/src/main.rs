@@ -9,6 +9,7 @@ mod board;
 mod cgminer;
 mod config;
 mod control;
+mod cooling;
 mod daemon;
 mod fleet;
 mod mqtt;
@@ -16,6 +17,7 @@ mod persist;
 mod pool;
 mod serial;
 mod sim;
+mod snapshot;
 mod telemetry;
 
 use std::path::PathBuf;
@@ -46,6 +48,10 @@ struct Cli {
     /// Seed of the simulated silicon.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// In --sim: a chipsim fault script, `[{"at_s": T, "faults": {...}}, ...]` (dead fan, chain
+    /// break, UART noise, ...), to see what the daemon does about it.
+    #[arg(long)]
+    sim_faults: Option<PathBuf>,
     /// Stop after this many seconds (wall time) and print a summary.
     #[arg(long)]
     duration: Option<f64>,
@@ -143,6 +149,19 @@ fn main() -> ExitCode {
             }
         },
     };
+    let fault_script = match &cli.sim_faults {
+        Some(path) => match std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| chipsim::FaultScript::from_json(&text).map_err(|e| e.to_string()))
+        {
+            Ok(script) => Some(script),
+            Err(e) => {
+                eprintln!("error: --sim-faults {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
     let desk = match config
         .as_ref()
         .and_then(|c| c.mqtt.as_ref().map(|m| (c, m)))
@@ -201,7 +220,10 @@ fn main() -> ExitCode {
                 daemon::run(rig, settings, source, options, fleet, shutdown_signal()).await
             }
             _ => {
-                let rig = sim::rig(board, &settings, intent, cli.seed)?;
+                let rig = sim::rig(board, &settings, intent, cli.seed, cli.speed)?;
+                if let (Some(script), Some(control)) = (fault_script, &rig.sim) {
+                    control.with_sim(|s| s.set_fault_script(script));
+                }
                 daemon::run(rig, settings, source, options, fleet, shutdown_signal()).await
             }
         }

@@ -10,7 +10,7 @@ use hashboard::uart::SetBaud;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_serial::{SerialPort, SerialPortBuilderExt, SerialStream};
 
-use crate::board::{Board, NoI2c, NoResetLine, Peripherals, TokioDelay};
+use crate::board::{Board, ChipDelay, NoI2c, NoResetLine, Peripherals, TokioDelay};
 use crate::config::{ChainSection, MiningSettings};
 use crate::control::Intent;
 use crate::daemon::{Rig, init_config};
@@ -82,6 +82,7 @@ pub fn rig(
         fan: None,
         reset: NoResetLine,
         settle: TokioDelay,
+        wait: ChipDelay { speed: 1.0 },
     };
     Ok(Rig {
         ticket: init.ticket.value(),

@@ -7,7 +7,7 @@ use hashboard::drivers::emc2101::{self, Emc2101};
 use hashboard::drivers::tps546::{self, Tps546, VoutLimits};
 use hashboard::sim::SimTimeDelay;
 
-use crate::board::{Board, Peripherals};
+use crate::board::{Board, ChipDelay, Peripherals};
 use crate::config::MiningSettings;
 use crate::control::Intent;
 use crate::daemon::{Rig, init_config};
@@ -24,6 +24,7 @@ pub fn rig(
     settings: &MiningSettings,
     intent: Intent,
     seed: u64,
+    speed: f64,
 ) -> Result<Rig<SimBoard>, String> {
     let mut chain_config = ChainConfig::new(board.model, board.chips_per_chain, seed);
     chain_config.share_floor_log2 = SIM_FLOOR_LOG2;
@@ -31,7 +32,7 @@ pub fn rig(
     let sim = ChainSim::new(chain_config).map_err(|e| e.to_string())?;
     let (uart, control) = SimLink::open(sim);
     let (init, core_mv) = init_config(board, settings, intent)?;
-    let peripherals = peripherals(board, &control)?;
+    let peripherals = peripherals(board, &control, speed)?;
     Ok(Rig {
         // The chips round the ticket down to a power of two; validation uses what they filter at.
         ticket: init.ticket.value(),
@@ -44,6 +45,7 @@ pub fn rig(
 fn peripherals(
     board: &BoardDescription,
     control: &SimControl,
+    speed: f64,
 ) -> Result<Peripherals<chipsim::Tps546, chipsim::Emc2101, chipsim::ResetPin, SimTimeDelay>, String>
 {
     let limits = VoutLimits {
@@ -59,5 +61,6 @@ fn peripherals(
         fan: Some(fan),
         reset: control.reset_pin(),
         settle: SimTimeDelay(control.clone()),
+        wait: ChipDelay { speed },
     })
 }

@@ -5,14 +5,14 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use fleet_proto::messages::{ChainHealth, Fan, Hashrate, Nameplate};
+use fleet_proto::messages::{ChainHealth, Fan, Nameplate};
 use fleet_proto::{Mode, State, Telemetry};
 use hashboard::mining::estimate_hashrate;
 use tokio::time::Instant;
 
-use crate::board::{Hardware, hottest_chip};
+use crate::board::Hardware;
 use crate::control::Intent;
-use crate::daemon::{Tally, WorkSource};
+use crate::snapshot::Snapshot;
 
 pub const FIRMWARE: &str = env!("CARGO_PKG_VERSION");
 
@@ -72,74 +72,38 @@ impl Rates {
     }
 }
 
-fn mode(hw: &impl Hardware, overheated: bool) -> Mode {
-    if hw.asleep() {
-        Mode::Sleeping
-    } else if overheated {
-        Mode::Overheated
-    } else {
-        Mode::Mining
-    }
-}
-
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
-/// One telemetry message from the board as it is now; in `--sim` the simulator's die
-/// temperatures stand in for per-chip sensors.
-pub fn read(
-    hw: &mut impl Hardware,
-    sim: Option<&chipsim::SimControl>,
-    tally: &Tally,
-    ticket: f64,
-    rates: &Rates,
-    source: &WorkSource,
-    uptime: Duration,
-) -> Telemetry {
-    let fan = hw.fan();
-    let board_temp_c = hw.board_temp_c();
-    let (hottest_c, overheated) = match sim {
-        Some(sim) => sim.with_sim(|s| {
-            (
-                Some(hottest_chip(s)),
-                s.chips().iter().any(|c| c.thermal.overheated),
-            )
-        }),
-        None => (board_temp_c, false),
-    };
-    let hashrate = Hashrate {
-        s5: rates.ths(Window::S5, ticket),
-        m1: rates.ths(Window::M1, ticket),
-        m15: rates.ths(Window::M15, ticket),
-    };
-    let power_w = hw.power_w().unwrap_or(0.0);
-    let checked = tally.nonces + tally.hardware_errors;
+/// The telemetry message for a snapshot.
+pub fn from_snapshot(snapshot: &Snapshot) -> Telemetry {
+    let checked = snapshot.nonces + snapshot.hardware_errors;
     let hw_error_rate = if checked == 0 {
         0.0
     } else {
-        tally.hardware_errors as f64 / checked as f64
+        snapshot.hardware_errors as f64 / checked as f64
     };
-    let accounting = source.accounting();
-    let chips_up = hw.chips_up();
-    let board = hw.description();
+    let hashrate = snapshot.hashrate;
+    let power_w = snapshot.power_w.unwrap_or(0.0);
     Telemetry {
         v: fleet_proto::command::VERSION,
         at: unix_now(),
-        uptime_s: uptime.as_secs(),
+        uptime_s: snapshot.elapsed_s,
         firmware: FIRMWARE.into(),
-        mode: mode(hw, overheated),
+        mode: snapshot.mode,
         hashrate_ths: hashrate,
-        share_difficulty: tally.share_difficulty,
-        shares_accepted: accounting.accepted,
-        shares_rejected: accounting.rejected,
+        share_difficulty: snapshot.share_difficulty,
+        shares_accepted: snapshot.accepted,
+        shares_rejected: snapshot.rejected,
         power_w,
         // Meaningless while the hash rate is (nearly) zero: absent rather than infinite.
         efficiency_j_per_th: (hashrate.s5 > 1e-6 && power_w > 0.0).then(|| power_w / hashrate.s5),
-        board_temp_c,
-        fans: fan
+        board_temp_c: snapshot.board_temp_c,
+        fans: snapshot
+            .fan
             .map(|(rpm, percent)| Fan {
                 rpm,
                 percent: f64::from(percent),
@@ -148,11 +112,15 @@ pub fn read(
             .collect(),
         chains: vec![ChainHealth {
             index: 0,
-            chips_expected: board.chips_per_chain,
-            chips_alive: chips_up,
+            chips_expected: snapshot.chips_expected,
+            chips_alive: snapshot.chips_up,
             hashrate_ths: hashrate.s5,
             hw_error_rate,
-            max_chip_temp_c: if chips_up > 0 { hottest_c } else { None },
+            max_chip_temp_c: if snapshot.chips_up > 0 {
+                snapshot.hottest_chip_c
+            } else {
+                None
+            },
         }],
         hw_error_rate,
     }

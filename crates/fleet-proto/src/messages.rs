@@ -10,9 +10,10 @@ pub const ONLINE: &str = "online";
 pub const OFFLINE: &str = "offline";
 
 /// What a miner is doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
+    #[default]
     Mining,
     Sleeping,
     PowerTarget,
@@ -21,7 +22,7 @@ pub enum Mode {
 }
 
 /// Hash rate over three windows, TH/s.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Hashrate {
     pub s5: f64,
     pub m1: f64,
