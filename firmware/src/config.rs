@@ -20,6 +20,21 @@ pub struct Config {
     #[serde(default)]
     pub daemon: DaemonSection,
     pub mqtt: Option<MqttSection>,
+    #[serde(default)]
+    pub api: ApiSection,
+}
+
+/// The local APIs. `--api-listen` and `--http-listen` override the addresses.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    /// cgminer-compatible API (`off` to not serve it); default `0.0.0.0:4028`.
+    pub listen: Option<String>,
+    /// AxeOS-compatible HTTP API and `/metrics` (`off` to not serve it); default `0.0.0.0:80`.
+    pub http_listen: Option<String>,
+    /// Enables the HTTP API's writes (`Authorization: Bearer <token>`). A secret: never logged,
+    /// never in a response.
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -306,6 +321,22 @@ impl Config {
         if let Some(mqtt) = &config.mqtt {
             check_mqtt(mqtt, &invalid)?;
         }
+        for (key, value) in [
+            ("api.listen", &config.api.listen),
+            ("api.http_listen", &config.api.http_listen),
+        ] {
+            if let Some(text) = value
+                && let Err(reason) = listen_address(text)
+            {
+                return Err(invalid(key, reason));
+            }
+        }
+        if config.api.token.as_ref().is_some_and(|t| t.len() < 16) {
+            return Err(invalid(
+                "api.token",
+                "too short to be a secret: use at least 16 characters".into(),
+            ));
+        }
         let ticket = config.mining.ticket_difficulty;
         if !(ticket.is_finite() && ticket >= 1.0) {
             return Err(invalid(
@@ -327,6 +358,17 @@ impl Config {
             frequency,
             ticket_difficulty: self.mining.ticket_difficulty,
         }
+    }
+}
+
+/// `ADDRESS:PORT`, or `off` (`None`).
+pub fn listen_address(text: &str) -> Result<Option<std::net::SocketAddr>, String> {
+    match text {
+        "off" => Ok(None),
+        text => text
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("{text:?} is not ADDRESS:PORT or off")),
     }
 }
 

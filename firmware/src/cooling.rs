@@ -17,6 +17,8 @@ pub struct Cooling {
     pub tuned: Frequency,
     /// When the last round ran, in the chips' seconds.
     last_s: Option<f64>,
+    /// A duty the operator fixed (local API); the guard still throttles and stops.
+    manual_fan: Option<f32>,
 }
 
 /// How often the fan and the guard decide, in the chips' seconds (simulated ones in `--sim`, so
@@ -31,6 +33,7 @@ impl Cooling {
             guard: ThermalGuard::new(board.thermal),
             tuned: hw.frequency(),
             last_s: None,
+            manual_fan: None,
         }
     }
 
@@ -43,6 +46,25 @@ impl Cooling {
     fn scaled(&self, hw: &impl Hardware, scale: f32) -> Frequency {
         let khz = (f64::from(self.tuned.khz()) * f64::from(scale)) as u32;
         hw.description().clamp_frequency(Frequency::from_khz(khz))
+    }
+
+    /// Fixes the fan at `percent` (at least the board's minimum), or back to automatic.
+    pub fn set_manual_fan(
+        &mut self,
+        hw: &mut impl Hardware,
+        percent: Option<f32>,
+    ) -> Result<(), String> {
+        if !hw.has_thermal_sensor() {
+            return Err("this board has no fan controller".into());
+        }
+        if let Some(percent) = percent {
+            if !(0.0..=100.0).contains(&percent) {
+                return Err(format!("fan duty {percent} is not 0..=100 %"));
+            }
+            hw.set_fan_percent(percent)?;
+        }
+        self.manual_fan = percent;
+        Ok(())
     }
 
     /// Whether a round is due at `now_s` (the chips' seconds since start).
@@ -65,7 +87,13 @@ impl Cooling {
         if hw.asleep() && !self.overheated() {
             return;
         }
-        let decision = self.fan.decide(temp, dt);
+        let mut decision = self.fan.decide(temp, dt);
+        // A fixed duty holds unless the controller wants flat out (too hot, or no reading).
+        if let Some(manual) = self.manual_fan
+            && decision.percent < 100.0
+        {
+            decision.percent = manual;
+        }
         if let Err(e) = hw.set_fan_percent(decision.percent) {
             warn!(error = %e, "cannot set the fan");
         }

@@ -13,7 +13,7 @@ use hashboard::board::BoardDescription;
 use hashboard::mining::{Dispatcher, NonceOutcome, Share, Work, estimate_hashrate};
 use serde::Serialize;
 use stratum::Accounting;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::board::{Hardware, hottest_chip};
@@ -36,6 +36,7 @@ pub const JOB_INTERVAL: Duration = Duration::from_secs(5);
 const REPORT_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Where the chips' work comes from.
+#[derive(Debug)]
 pub enum WorkSource {
     /// Generated here: exercises the board without a network.
     Local,
@@ -117,7 +118,7 @@ impl Tally {
 const REMEMBERED_JOBS: usize = 256;
 
 /// How the run goes.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RunOptions {
     /// Simulated seconds per wall second (1 for real hardware).
     pub speed: f64,
@@ -125,19 +126,101 @@ pub struct RunOptions {
     pub duration: Option<Duration>,
     /// Where to serve the cgminer API; not served when absent.
     pub api_listen: Option<SocketAddr>,
+    /// Where to serve the HTTP API (AxeOS, `/metrics`); not served when absent.
+    pub http_listen: Option<SocketAddr>,
+    /// Enables the HTTP API's writes.
+    pub http_token: Option<String>,
 }
 
-/// The fleet side of a run: the MQTT link, the command desk and the failsafe.
+/// What the loop talks to besides the board.
+#[derive(Debug)]
+pub struct Links {
+    pub source: WorkSource,
+    pub fleet: Option<Fleet>,
+}
+
+/// A change asked for through the local API.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LocalAction {
+    /// What a fleet command could ask (sleep, wake, clock, voltage, reboot).
+    Command(fleet_proto::Action),
+    /// A fixed fan duty, or `None` for automatic control. The thermal guard still watches.
+    Fan(Option<f32>),
+}
+
+#[derive(Debug)]
+pub struct LocalRequest {
+    pub action: LocalAction,
+    /// Applied, with a note; or why not.
+    pub reply: tokio::sync::oneshot::Sender<Result<Option<String>, String>>,
+}
+
+/// One local change, decided and made like a fleet command, and as durable.
+async fn apply_local(
+    desk: &mut CommandDesk,
+    hw: &mut impl Hardware,
+    cooling: &mut Cooling,
+    mining: &mut Mining,
+    action: LocalAction,
+) -> Result<Option<String>, String> {
+    let action = match action {
+        LocalAction::Fan(percent) => {
+            info!(?percent, "local API: fan");
+            return cooling.set_manual_fan(hw, percent).map(|()| None);
+        }
+        LocalAction::Command(action) => action,
+    };
+    info!(?action, "local API");
+    let current = Current {
+        frequency: hw.frequency(),
+        core_mv: hw.core_mv(),
+    };
+    let decision = desk.decide_local(&action, current, hw.description());
+    let (intent, note) = carry_out(decision, hw, cooling, mining).await?;
+    desk.commit(intent)
+        .map_err(|e| format!("applied, but cannot persist it: {e}"))?;
+    Ok(note)
+}
+
+/// Makes a decision's change and says how it went: the intent now in effect and the note for
+/// the ack (the decision's, and why the board was held back, if it was).
+async fn carry_out(
+    decision: Decision,
+    hw: &mut impl Hardware,
+    cooling: &mut Cooling,
+    mining: &mut Mining,
+) -> Result<(Intent, Option<String>), String> {
+    let (intent, change, note) = match decision {
+        Decision::Fail(reason) => return Err(reason),
+        Decision::Apply {
+            intent,
+            change,
+            note,
+        } => (intent, change, note),
+    };
+    let held = apply_change(hw, cooling, change).await;
+    if matches!(change, Change::Wake | Change::Reboot) {
+        mining.restart(hw);
+    }
+    let note = match (note, held?) {
+        (Some(note), Some(held)) => Some(format!("{note}; {held}")),
+        (note, held) => note.or(held.map(str::to_string)),
+    };
+    Ok((intent, note))
+}
+
+/// The fleet side of a run: the MQTT link and the failsafe.
 #[derive(Debug)]
 pub struct Fleet {
     pub link: MqttLink,
-    pub desk: CommandDesk,
     pub telemetry_interval: Duration,
     pub failsafe: (Duration, FailsafeAction),
 }
 
 /// How often the APIs' snapshot is refreshed.
 const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(1);
+/// Local API changes waiting for the loop; the API answers "busy" beyond this.
+const LOCAL_QUEUE: usize = 8;
 /// How long a stopping daemon waits for the broker to take its goodbye.
 const MQTT_GOODBYE_GRACE: Duration = Duration::from_secs(2);
 
@@ -328,15 +411,21 @@ async fn apply_change(
 pub async fn run<H: Hardware>(
     rig: Rig<H>,
     settings: MiningSettings,
-    mut source: WorkSource,
+    mut desk: CommandDesk,
+    links: Links,
     options: RunOptions,
-    mut fleet: Option<Fleet>,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<Summary, String> {
+    let Links {
+        mut source,
+        mut fleet,
+    } = links;
     let RunOptions {
         speed,
         duration,
         api_listen,
+        http_listen,
+        http_token,
     } = options;
     let Rig {
         mut hw,
@@ -350,8 +439,19 @@ pub async fn run<H: Hardware>(
         board: board.name,
         ..Snapshot::default()
     });
+    let (local_tx, local_rx) = mpsc::channel(LOCAL_QUEUE);
+    let mut local = http_token.is_some().then_some(local_rx);
+    let http = http_listen.map(|address| {
+        let writes = http_token.map(|token| (token, local_tx));
+        tokio::spawn(crate::http::serve(
+            address,
+            snapshots.clone(),
+            board,
+            writes,
+        ))
+    });
     let api = api_listen.map(|address| tokio::spawn(cgminer::serve(address, snapshots)));
-    let intent = fleet.as_ref().map(|f| f.desk.intent()).unwrap_or_default();
+    let intent = desk.intent();
     if intent.sleeping.is_some() {
         hw.power_off_at_start()?;
         info!(cause = ?intent.sleeping, "asleep since before the restart: the chain stays down until woken");
@@ -402,11 +502,9 @@ pub async fn run<H: Hardware>(
         .map(|f| crate::control::HostWatch::new(f.failsafe.0));
     let mut nameplate_power_w = None;
     if let Some(fleet) = &fleet {
-        fleet.link.state(&telemetry::state(
-            &hw,
-            fleet.desk.intent(),
-            nameplate_power_w,
-        ));
+        fleet
+            .link
+            .state(&telemetry::state(&hw, desk.intent(), nameplate_power_w));
     }
     let deadline = duration.map(|d| started + d);
     tokio::pin!(stop);
@@ -428,9 +526,7 @@ pub async fn run<H: Hardware>(
                 peak_chip_c = peak_chip_c.max(control.with_sim(|s| hottest_chip(s)));
             }
             let was_asleep = hw.asleep();
-            let asleep_by_intent = fleet
-                .as_ref()
-                .is_some_and(|f| f.desk.intent().sleeping.is_some());
+            let asleep_by_intent = desk.intent().sleeping.is_some();
             cooling.tick(&mut hw, chip_s, asleep_by_intent).await;
             if was_asleep && !hw.asleep() {
                 // Resumed after a thermal stop: the chips lost their work with their supply.
@@ -452,7 +548,7 @@ pub async fn run<H: Hardware>(
             if let (Some(fleet), Some(watch)) = (&mut fleet, &mut host_watch) {
                 let heard = fleet.link.presence.borrow().host_heard();
                 if watch.observe(now - started, heard) {
-                    failsafe(fleet, &mut hw).await;
+                    failsafe(fleet, &mut desk, &mut hw).await;
                 }
             }
             next_snapshot = now + SNAPSHOT_INTERVAL;
@@ -468,11 +564,9 @@ pub async fn run<H: Hardware>(
             {
                 // The first settled reading at the configured clock stands for the nameplate.
                 nameplate_power_w = Some(reading.power_w);
-                fleet.link.state(&telemetry::state(
-                    &hw,
-                    fleet.desk.intent(),
-                    nameplate_power_w,
-                ));
+                fleet
+                    .link
+                    .state(&telemetry::state(&hw, desk.intent(), nameplate_power_w));
             }
             fleet.link.telemetry(&reading);
             next_telemetry = now + fleet.telemetry_interval;
@@ -494,6 +588,12 @@ pub async fn run<H: Hardware>(
                 None => std::future::pending().await,
             }
         };
+        let local_request = async {
+            match &mut local {
+                Some(local) => local.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             response = hw.next_response(100) => {
                 if let Some(response) = response? {
@@ -502,8 +602,16 @@ pub async fn run<H: Hardware>(
             }
             Some(bytes) = command => {
                 if let Some(fleet) = &mut fleet {
-                    obey(fleet, &mut hw, &mut cooling, &mut mining, &bytes, nameplate_power_w).await;
+                    obey(fleet, &mut desk, &mut hw, &mut cooling, &mut mining, &bytes, nameplate_power_w).await;
                 }
+            }
+            Some(request) = local_request => {
+                let outcome = apply_local(&mut desk, &mut hw, &mut cooling, &mut mining, request.action).await;
+                if let Some(fleet) = &fleet {
+                    fleet.link.state(&telemetry::state(&hw, desk.intent(), nameplate_power_w));
+                }
+                // The requester may have given up waiting; the change stands either way.
+                let _ = request.reply.send(outcome);
             }
             () = &mut stop => break,
         }
@@ -514,8 +622,8 @@ pub async fn run<H: Hardware>(
         clock.abort();
         let _ = clock.await;
     }
-    if let Some(api) = api {
-        api.abort();
+    for server in [api, http].into_iter().flatten() {
+        server.abort();
     }
     let ran_s = chip_seconds() - start_s;
     if !hw.asleep() {
@@ -572,6 +680,7 @@ pub async fn run<H: Hardware>(
 /// One command from `…/cmd`, start to finish: verify, ack, change the board, ack again.
 async fn obey(
     fleet: &mut Fleet,
+    desk: &mut CommandDesk,
     hw: &mut impl Hardware,
     cooling: &mut Cooling,
     mining: &mut Mining,
@@ -583,10 +692,7 @@ async fn obey(
         core_mv: hw.core_mv(),
     };
     let board = hw.description();
-    match fleet
-        .desk
-        .receive(bytes, telemetry::unix_now(), current, board)
-    {
+    match desk.receive(bytes, telemetry::unix_now(), current, board) {
         Received::Answered(ack) => fleet.link.ack(&ack),
         Received::Apply {
             accepted,
@@ -595,40 +701,19 @@ async fn obey(
             ..
         } => {
             fleet.link.ack(&accepted);
-            let outcome = match decision {
-                Decision::Fail(reason) => Err(reason),
-                Decision::Apply {
-                    intent,
-                    change,
-                    note,
-                } => {
-                    let result = apply_change(hw, cooling, change).await.map(|held| {
-                        let note = match (note, held) {
-                            (Some(note), Some(held)) => Some(format!("{note}; {held}")),
-                            (note, held) => note.or(held.map(str::to_string)),
-                        };
-                        (intent, note)
-                    });
-                    if matches!(change, Change::Wake | Change::Reboot) {
-                        mining.restart(hw);
-                    }
-                    result
-                }
-            };
-            let ack = fleet.desk.finish(id, outcome, telemetry::unix_now());
+            let outcome = carry_out(decision, hw, cooling, mining).await;
+            let ack = desk.finish(id, outcome, telemetry::unix_now());
             fleet.link.ack(&ack);
-            fleet.link.state(&telemetry::state(
-                hw,
-                fleet.desk.intent(),
-                nameplate_power_w,
-            ));
+            fleet
+                .link
+                .state(&telemetry::state(hw, desk.intent(), nameplate_power_w));
         }
     }
 }
 
 /// The host has been silent for the configured time.
-async fn failsafe(fleet: &mut Fleet, hw: &mut impl Hardware) {
-    let intent = fleet.desk.intent();
+async fn failsafe(fleet: &mut Fleet, desk: &mut CommandDesk, hw: &mut impl Hardware) {
+    let intent = desk.intent();
     match fleet.failsafe.1 {
         FailsafeAction::Keep => warn!("host silent: failsafe keeps the current mode"),
         FailsafeAction::Sleep if intent.sleeping.is_some() => {}
@@ -638,15 +723,13 @@ async fn failsafe(fleet: &mut Fleet, hw: &mut impl Hardware) {
                 sleeping: Some(SleepCause::Failsafe),
                 ..intent
             };
-            if let Err(e) = fleet.desk.set_intent(asleep) {
+            if let Err(e) = desk.set_intent(asleep) {
                 warn!(error = %e, "cannot persist the failsafe sleep");
             }
             if let Err(e) = hw.sleep().await {
                 warn!(error = %e, "failsafe sleep failed");
             }
-            fleet
-                .link
-                .state(&telemetry::state(hw, fleet.desk.intent(), None));
+            fleet.link.state(&telemetry::state(hw, desk.intent(), None));
         }
     }
 }
@@ -725,7 +808,7 @@ impl Reading<'_> {
             frequency_mhz: hw.frequency().mhz(),
             chips_up: hw.chips_up(),
             chips_expected: board.chips_per_chain,
-            asic_model: board.model.name(),
+            asic_model: board.model.part_number(),
         }
     }
 }

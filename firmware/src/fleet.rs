@@ -26,11 +26,13 @@ pub enum Received {
     },
 }
 
+/// Also the keeper of the operator's intent for local (HTTP API) changes; without a fleet link
+/// it has no verifier, and without a data directory nothing is persisted.
 #[derive(Debug)]
 pub struct CommandDesk {
     miner: Name,
-    verifier: CommandVerifier,
-    store: Store,
+    verifier: Option<CommandVerifier>,
+    store: Option<Store>,
     intent: Intent,
 }
 
@@ -47,9 +49,24 @@ impl CommandDesk {
         }
         Ok(Self {
             miner,
-            verifier,
-            store,
+            verifier: Some(verifier),
+            store: Some(store),
             intent: state.intent,
+        })
+    }
+
+    /// A desk for a daemon with no fleet link: local changes, kept in `store` when there is one.
+    pub fn local(store: Option<Store>) -> Result<Self, PersistError> {
+        let intent = match &store {
+            Some(store) => store.load()?.intent,
+            None => Intent::default(),
+        };
+        Ok(Self {
+            // Only ever named in acks, and a desk without a verifier sends none.
+            miner: Name::new("local").unwrap_or_else(|_| unreachable!("a valid name")),
+            verifier: None,
+            store,
+            intent,
         })
     }
 
@@ -69,16 +86,20 @@ impl CommandDesk {
     }
 
     fn save(&self, intent: Intent) -> Result<(), PersistError> {
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
         let commands = self
             .verifier
-            .accepted()
+            .iter()
+            .flat_map(CommandVerifier::accepted)
             .map(|(key_id, seq, id)| LastCommand {
                 key_id: key_id.to_string(),
                 seq,
                 id: id.to_string(),
             })
             .collect();
-        self.store.save(&DurableState {
+        store.save(&DurableState {
             v: 0,
             intent,
             commands,
@@ -93,7 +114,15 @@ impl CommandDesk {
         current: Current,
         board: &hashboard::board::BoardDescription,
     ) -> Received {
-        let command = match self.verifier.check(bytes, now) {
+        let Some(verifier) = &mut self.verifier else {
+            return Received::Answered(self.ack(
+                None,
+                AckStatus::Rejected,
+                Some("this miner takes no fleet commands".into()),
+                now,
+            ));
+        };
+        let command = match verifier.check(bytes, now) {
             Verdict::Reject { id, reason } => {
                 warn!(id = id.as_deref().unwrap_or("?"), %reason, "command rejected");
                 return Received::Answered(self.ack(
@@ -161,6 +190,21 @@ impl CommandDesk {
                 self.ack(Some(id), AckStatus::Failed, Some(reason), now)
             }
         }
+    }
+
+    /// A local (HTTP API) change, already authenticated: decided like a fleet command.
+    pub fn decide_local(
+        &self,
+        action: &Action,
+        current: Current,
+        board: &hashboard::board::BoardDescription,
+    ) -> Decision {
+        control::decide(self.intent, current, action, board)
+    }
+
+    /// After a local change was made: the new intent, durable like a command's.
+    pub fn commit(&mut self, intent: Intent) -> Result<(), PersistError> {
+        self.set_intent(intent)
     }
 
     /// The failsafe's own change of intent (not a command): durable like one.

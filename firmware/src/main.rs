@@ -12,6 +12,8 @@ mod control;
 mod cooling;
 mod daemon;
 mod fleet;
+mod http;
+mod metrics;
 mod mqtt;
 mod persist;
 mod pool;
@@ -55,40 +57,63 @@ struct Cli {
     /// Stop after this many seconds (wall time) and print a summary.
     #[arg(long)]
     duration: Option<f64>,
-    /// Where the cgminer-compatible API listens (read-only); `off` to not serve it.
-    #[arg(long, default_value = "0.0.0.0:4028")]
-    api_listen: String,
+    /// Where the cgminer-compatible API listens (read-only); `off` to not serve it. Overrides
+    /// `[api] listen`; default 0.0.0.0:4028.
+    #[arg(long)]
+    api_listen: Option<String>,
+    /// Where the AxeOS-compatible HTTP API and /metrics listen; `off` to not serve them.
+    /// Overrides `[api] http_listen`; default 0.0.0.0:80.
+    #[arg(long)]
+    http_listen: Option<String>,
 }
 
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, not when the
+/// future is first polled, so a signal during bring-up is not the default (fatal) action.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let terminate = signal(SignalKind::terminate());
+    let interrupt = signal(SignalKind::interrupt());
+    async move {
+        let wait = |signal: std::io::Result<tokio::signal::unix::Signal>| async move {
+            match signal {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            () = wait(terminate) => info!("SIGTERM"),
+            () = wait(interrupt) => info!("SIGINT"),
         }
-    };
-    tokio::select! {
-        _ = terminate => info!("SIGTERM"),
-        _ = tokio::signal::ctrl_c() => info!("SIGINT"),
     }
 }
 
-/// The command desk over the durable state in `data_dir`; a damaged state file stops the daemon
-/// rather than silently waking a machine that was put to sleep.
-fn open_desk(
-    data_dir: &std::path::Path,
-    mqtt: &config::MqttSection,
-) -> Result<fleet::CommandDesk, String> {
-    let keys = mqtt
-        .trusted_keys()
-        .map_err(|(i, e)| format!("mqtt.trusted_keys[{i}]: {e}"))?;
-    let verifier = fleet_proto::CommandVerifier::new(mqtt.site.clone(), mqtt.miner.clone(), keys);
-    let store = persist::Store::open(data_dir).map_err(|e| format!("daemon.data_dir: {e}"))?;
-    fleet::CommandDesk::open(mqtt.miner.clone(), verifier, store).map_err(|e| {
+/// The command desk: with a fleet link, over the durable state in the data directory (commands
+/// and intent); with only a write token for the HTTP API, the intent there; otherwise in memory.
+/// A damaged state file stops the daemon rather than silently waking a machine that was put to
+/// sleep.
+fn open_desk(config: Option<&config::Config>) -> Result<fleet::CommandDesk, String> {
+    let Some(config) = config else {
+        return fleet::CommandDesk::local(None).map_err(|e| e.to_string());
+    };
+    let data_dir = &config.daemon.data_dir;
+    let store = || persist::Store::open(data_dir).map_err(|e| format!("daemon.data_dir: {e}"));
+    let damaged = |e: persist::PersistError| {
         format!("{e}; move it aside to start from defaults (awake, no command history)")
-    })
+    };
+    match (&config.mqtt, &config.api.token) {
+        (Some(mqtt), _) => {
+            let keys = mqtt
+                .trusted_keys()
+                .map_err(|(i, e)| format!("mqtt.trusted_keys[{i}]: {e}"))?;
+            let verifier =
+                fleet_proto::CommandVerifier::new(mqtt.site.clone(), mqtt.miner.clone(), keys);
+            fleet::CommandDesk::open(mqtt.miner.clone(), verifier, store()?).map_err(damaged)
+        }
+        (None, Some(_)) => fleet::CommandDesk::local(Some(store()?)).map_err(damaged),
+        (None, None) => fleet::CommandDesk::local(None).map_err(|e| e.to_string()),
+    }
 }
 
 fn main() -> ExitCode {
@@ -139,15 +164,36 @@ fn main() -> ExitCode {
         }
         None => None,
     };
-    let api_listen = match cli.api_listen.as_str() {
-        "off" => None,
-        text => match text.parse::<std::net::SocketAddr>() {
-            Ok(address) => Some(address),
-            Err(_) => {
-                eprintln!("error: --api-listen: {text:?} is not ADDRESS:PORT or off");
-                return ExitCode::from(2);
-            }
-        },
+    let api_section = config.as_ref().map(|c| c.api.clone()).unwrap_or_default();
+    let listen =
+        |flag: &str, given: &Option<String>, configured: &Option<String>, default: &str| {
+            let text = given
+                .as_deref()
+                .or(configured.as_deref())
+                .unwrap_or(default);
+            config::listen_address(text).map_err(|e| format!("{flag}: {e}"))
+        };
+    let addresses = listen(
+        "--api-listen",
+        &cli.api_listen,
+        &api_section.listen,
+        "0.0.0.0:4028",
+    )
+    .and_then(|api| {
+        listen(
+            "--http-listen",
+            &cli.http_listen,
+            &api_section.http_listen,
+            "0.0.0.0:80",
+        )
+        .map(|http| (api, http))
+    });
+    let (api_listen, http_listen) = match addresses {
+        Ok(addresses) => addresses,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
     };
     let fault_script = match &cli.sim_faults {
         Some(path) => match std::fs::read_to_string(path)
@@ -162,18 +208,12 @@ fn main() -> ExitCode {
         },
         None => None,
     };
-    let desk = match config
-        .as_ref()
-        .and_then(|c| c.mqtt.as_ref().map(|m| (c, m)))
-    {
-        Some((config, mqtt)) => match open_desk(&config.daemon.data_dir, mqtt) {
-            Ok(desk) => Some(desk),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(2);
-            }
-        },
-        None => None,
+    let desk = match open_desk(config.as_ref()) {
+        Ok(desk) => desk,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -186,6 +226,7 @@ fn main() -> ExitCode {
         }
     };
     let mined = runtime.block_on(async {
+        let stop = shutdown_signal();
         let source = if pools.is_empty() {
             daemon::WorkSource::Local
         } else {
@@ -200,31 +241,33 @@ fn main() -> ExitCode {
             speed: if cli.sim { cli.speed } else { 1.0 },
             duration,
             api_listen,
+            http_listen,
+            http_token: api_section.token.clone(),
         };
-        let intent = desk.as_ref().map(|d| d.intent()).unwrap_or_default();
-        let fleet = match (desk, config.as_ref().and_then(|c| c.mqtt.as_ref())) {
-            (Some(desk), Some(mqtt)) => Some(daemon::Fleet {
+        let intent = desk.intent();
+        let fleet = match config.as_ref().and_then(|c| c.mqtt.as_ref()) {
+            Some(mqtt) => Some(daemon::Fleet {
                 link: mqtt::spawn(mqtt)?,
-                desk,
                 telemetry_interval: Duration::from_secs_f64(mqtt.telemetry_interval_s),
                 failsafe: (
                     Duration::from_secs_f64(mqtt.failsafe.after_s),
                     mqtt.failsafe.action,
                 ),
             }),
-            _ => None,
+            None => None,
         };
+        let links = daemon::Links { source, fleet };
         match serial {
             Some(chain) if !cli.sim => {
                 let rig = serial::rig(board, &chain, &settings, intent)?;
-                daemon::run(rig, settings, source, options, fleet, shutdown_signal()).await
+                daemon::run(rig, settings, desk, links, options, stop).await
             }
             _ => {
                 let rig = sim::rig(board, &settings, intent, cli.seed, cli.speed)?;
                 if let (Some(script), Some(control)) = (fault_script, &rig.sim) {
                     control.with_sim(|s| s.set_fault_script(script));
                 }
-                daemon::run(rig, settings, source, options, fleet, shutdown_signal()).await
+                daemon::run(rig, settings, desk, links, options, stop).await
             }
         }
     });

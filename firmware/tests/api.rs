@@ -1,12 +1,13 @@
 //! The cgminer-compatible API of a running daemon, read the way fleet tools read it: connect,
 //! send one request, read to the NUL, the daemon closes.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
+
+mod common;
 
 fn ask(address: &str, request: &[u8]) -> Vec<u8> {
     let mut stream = TcpStream::connect(address).expect("connect to the API");
@@ -29,8 +30,12 @@ fn ask_json(address: &str, request: &str) -> Value {
 
 #[test]
 fn a_running_daemon_reports_live_figures_on_the_cgminer_api() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hashwarden-fw"))
-        .args([
+    let common::Listening {
+        mut child,
+        address,
+        log: drain,
+    } = common::start_listening(
+        &[
             "--sim",
             "--speed",
             "50",
@@ -38,26 +43,11 @@ fn a_running_daemon_reports_live_figures_on_the_cgminer_api() {
             "6",
             "--api-listen",
             "127.0.0.1:0",
-        ])
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the daemon");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let address = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|line| {
-            line.contains("cgminer API listening")
-                .then(|| line.split("address=").nth(1).map(|a| a.trim().to_string()))
-                .flatten()
-        })
-        .expect("the daemon logs where the API listens");
-    // Drain the rest of the log so the daemon never blocks on a full pipe.
-    let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+            "--http-listen",
+            "off",
+        ],
+        "cgminer API",
+    );
     std::thread::sleep(Duration::from_secs(3));
 
     let reply = ask_json(&address, r#"{"command":"summary+devs+pools"}"#);

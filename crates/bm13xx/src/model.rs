@@ -164,6 +164,16 @@ impl ChipModel {
             Self::Bm1370 => "bm1370",
         }
     }
+
+    /// The part number as datasheets, chip markings and AxeOS write it.
+    pub const fn part_number(self) -> &'static str {
+        match self {
+            Self::Bm1397 => "BM1397",
+            Self::Bm1366 => "BM1366",
+            Self::Bm1368 => "BM1368",
+            Self::Bm1370 => "BM1370",
+        }
+    }
 }
 
 impl fmt::Display for ChipModel {

@@ -59,3 +59,46 @@ pub fn write_config(name: &str, text: &str) -> PathBuf {
     std::fs::write(&path, text).expect("write config");
     path
 }
+
+/// A daemon started with `args`, its log read until it says where `what` listens.
+pub struct Listening {
+    pub child: std::process::Child,
+    pub address: String,
+    /// The rest of the log, drained so the daemon never blocks on a full pipe.
+    pub log: std::thread::JoinHandle<Vec<String>>,
+}
+
+pub fn start_listening(args: &[&str], what: &str) -> Listening {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hashwarden-fw"))
+        .args(args)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the daemon");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let marker = format!("{what} listening");
+    let address = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            line.contains(&marker)
+                .then(|| {
+                    line.split("address=")
+                        .nth(1)
+                        .and_then(|a| a.split_whitespace().next())
+                        .map(str::to_string)
+                })
+                .flatten()
+        })
+        .unwrap_or_else(|| panic!("the daemon logs where the {what} listens"));
+    let log = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    Listening {
+        child,
+        address,
+        log,
+    }
+}
