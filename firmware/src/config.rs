@@ -147,6 +147,8 @@ impl MqttSection {
 pub struct BoardSection {
     /// One of `hashboard::board::BOARDS`.
     pub name: String,
+    /// Chips on the chain when this unit differs from the description (a variant, a test rig).
+    pub chips_per_chain: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -271,7 +273,7 @@ impl Config {
             key: key.to_string(),
             reason,
         };
-        let board = board::by_name(&config.board.name).ok_or_else(|| {
+        let described = board::by_name(&config.board.name).ok_or_else(|| {
             let known: Vec<&str> = board::BOARDS.iter().map(|b| b.name).collect();
             invalid(
                 "board.name",
@@ -282,6 +284,22 @@ impl Config {
                 ),
             )
         })?;
+        let board = match config.board.chips_per_chain {
+            None => described,
+            Some(chips) if (1..=hashboard::mining::MAX_CHIPS as u32).contains(&chips) => {
+                // Once per process, at start: the board description lives as long as the daemon.
+                Box::leak(Box::new(BoardDescription {
+                    chips_per_chain: chips,
+                    ..*described
+                }))
+            }
+            Some(chips) => {
+                return Err(invalid(
+                    "board.chips_per_chain",
+                    format!("{chips} is not 1..={} chips", hashboard::mining::MAX_CHIPS),
+                ));
+            }
+        };
         if !config.chains.is_empty() && config.chains.len() != board.chains as usize {
             return Err(invalid(
                 "chains",
