@@ -149,6 +149,19 @@ pub struct BoardSection {
     pub name: String,
     /// Chips on the chain when this unit differs from the description (a variant, a test rig).
     pub chips_per_chain: Option<u32>,
+    /// The I2C bus with the board's regulator and fan controller, e.g. `/dev/i2c-1`. Without it
+    /// the daemon cannot read power or temperature, cut the supply or drive the fan.
+    pub i2c_bus: Option<PathBuf>,
+    /// The chain's reset line. Without it bring-up starts from the chips' power-on state.
+    pub reset_gpio: Option<GpioSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpioSection {
+    /// GPIO character device, e.g. `/dev/gpiochip0`.
+    pub chip: PathBuf,
+    pub line: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

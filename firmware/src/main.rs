@@ -259,7 +259,8 @@ fn main() -> ExitCode {
         let links = daemon::Links { source, fleet };
         match serial {
             Some(chain) if !cli.sim => {
-                let rig = serial::rig(board, &chain, &settings, intent)?;
+                let board_section = config.as_ref().map(|c| c.board.clone()).ok_or("no config")?;
+                let rig = serial::rig(board, &board_section, &chain, &settings, intent)?;
                 daemon::run(rig, settings, desk, links, options, stop).await
             }
             _ => {

@@ -1,17 +1,22 @@
-//! A chain's UART on a Linux serial device (tokio-serial), as the board code wants it:
-//! embedded-io-async `Read`/`Write` plus [`SetBaud`]. Any serial path works, including the PTYs
-//! that `chipsim serve` prints. Rates no `Bxxx` constant names (3.125 Mbaud) go through termios2,
-//! which serialport uses on Linux.
+//! A board on a Linux control board: the chain's UART on a serial device (tokio-serial), as the
+//! board code wants it — embedded-io-async `Read`/`Write` plus [`SetBaud`] — and the regulator,
+//! fan controller and reset line through linux-embedded-hal (I2C, GPIO character device). Any
+//! serial path works, including the PTYs that `chipsim serve` prints. Rates no `Bxxx` constant
+//! names (3.125 Mbaud) go through termios2, which serialport uses on Linux.
 
 use std::path::Path;
 
-use hashboard::board::BoardDescription;
+use hashboard::board::{BoardDescription, Regulator};
+use hashboard::drivers::emc2101::Emc2101;
+use hashboard::drivers::tps546::{Tps546, VoutLimits};
 use hashboard::uart::SetBaud;
+use linux_embedded_hal::I2cdev;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_serial::{SerialPort, SerialPortBuilderExt, SerialStream};
+use tracing::warn;
 
-use crate::board::{Board, ChipDelay, NoI2c, NoResetLine, Peripherals, TokioDelay};
-use crate::config::{ChainSection, MiningSettings};
+use crate::board::{Board, ChipDelay, Peripherals, TokioDelay};
+use crate::config::{BoardSection, ChainSection, GpioSection, MiningSettings};
 use crate::control::Intent;
 use crate::daemon::{Rig, init_config};
 
@@ -64,23 +69,62 @@ impl SetBaud for SerialUart {
     }
 }
 
-/// A chain on a serial device with no I2C or reset line wired to the daemon (a bare UART, or a
-/// `chipsim serve` PTY): power and fan are not readable, sleep clocks the chips down.
-pub type SerialBoard = Board<SerialUart, NoI2c, NoI2c, NoResetLine, TokioDelay>;
+/// The chain's reset line on a GPIO character device, or not wired.
+pub enum ResetLine {
+    Gpio(linux_embedded_hal::CdevPin),
+    Absent,
+}
+
+impl embedded_hal::digital::ErrorType for ResetLine {
+    type Error = embedded_hal::digital::ErrorKind;
+}
+
+impl embedded_hal::digital::OutputPin for ResetLine {
+    fn set_low(&mut self) -> Result<(), Self::Error> {
+        use embedded_hal::digital::Error as _;
+        match self {
+            ResetLine::Gpio(pin) => pin.set_low().map_err(|e| e.kind()),
+            ResetLine::Absent => Ok(()),
+        }
+    }
+
+    fn set_high(&mut self) -> Result<(), Self::Error> {
+        use embedded_hal::digital::Error as _;
+        match self {
+            ResetLine::Gpio(pin) => pin.set_high().map_err(|e| e.kind()),
+            ResetLine::Absent => Ok(()),
+        }
+    }
+}
+
+/// A chain on a serial device, with the board's I2C and reset line where configured.
+pub type SerialBoard = Board<SerialUart, I2cdev, I2cdev, ResetLine, TokioDelay>;
 
 pub fn rig(
     board: &'static BoardDescription,
+    board_section: &BoardSection,
     chain: &ChainSection,
     settings: &MiningSettings,
     intent: Intent,
 ) -> Result<Rig<SerialBoard>, String> {
+    let (init, core_mv) = init_config(board, settings, intent)?;
+    let I2cPeripherals { regulator, fan } = match &board_section.i2c_bus {
+        Some(bus) => i2c_peripherals(board, bus)?,
+        None => I2cPeripherals {
+            regulator: None,
+            fan: None,
+        },
+    };
+    let reset = match &board_section.reset_gpio {
+        Some(gpio) => ResetLine::Gpio(reset_pin(gpio)?),
+        None => ResetLine::Absent,
+    };
     let path = &chain.serial;
     let port = SerialUart::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let (init, core_mv) = init_config(board, settings, intent)?;
     let peripherals = Peripherals {
-        regulator: None,
-        fan: None,
-        reset: NoResetLine,
+        regulator,
+        fan,
+        reset,
         settle: TokioDelay,
         wait: ChipDelay { speed: 1.0 },
     };
@@ -90,4 +134,56 @@ pub fn rig(
         sim: None,
         scale: (-f64::from(chain.simulated_share_floor_log2.unwrap_or(0))).exp2(),
     })
+}
+
+struct I2cPeripherals {
+    regulator: Option<Tps546<I2cdev>>,
+    fan: Option<Emc2101<I2cdev>>,
+}
+
+/// The regulator and fan controller the board description names, on `bus`.
+fn i2c_peripherals(board: &BoardDescription, bus: &Path) -> Result<I2cPeripherals, String> {
+    let open = || I2cdev::new(bus).map_err(|e| format!("board.i2c_bus {}: {e}", bus.display()));
+    let regulator = match board.regulator {
+        Regulator::Tps546 { address } => {
+            let limits = VoutLimits {
+                min_mv: board.regulator_mv(board.min_core_mv),
+                max_mv: board.regulator_mv(board.max_core_mv),
+            };
+            Some(
+                Tps546::init(open()?, address, limits)
+                    .map_err(|e| format!("TPS546 at {address:#04x}: {e}"))?,
+            )
+        }
+        Regulator::Ds4432u { .. } => {
+            warn!("DS4432U boards: the daemon does not drive their core voltage yet");
+            None
+        }
+    };
+    let fan = match board.fan_controller {
+        Some(address) => Some(
+            Emc2101::init(open()?, address)
+                .map_err(|e| format!("EMC2101 at {address:#04x}: {e}"))?,
+        ),
+        None => None,
+    };
+    Ok(I2cPeripherals { regulator, fan })
+}
+
+fn reset_pin(gpio: &GpioSection) -> Result<linux_embedded_hal::CdevPin, String> {
+    use linux_embedded_hal::gpio_cdev::{Chip, LineRequestFlags};
+    let fail = |e: linux_embedded_hal::gpio_cdev::Error| {
+        format!(
+            "board.reset_gpio {} line {}: {e}",
+            gpio.chip.display(),
+            gpio.line
+        )
+    };
+    let mut chip = Chip::new(&gpio.chip).map_err(fail)?;
+    // Released (high) at start: bring-up pulses it low itself.
+    let handle = chip
+        .get_line(gpio.line)
+        .and_then(|line| line.request(LineRequestFlags::OUTPUT, 1, "hashwarden-reset"))
+        .map_err(fail)?;
+    linux_embedded_hal::CdevPin::new(handle).map_err(fail)
 }

@@ -102,6 +102,31 @@ fn without_a_chain_or_sim_the_daemon_says_what_is_missing() {
     let message = stderr(&output);
     assert!(message.contains("/dev/does-not-exist-hw"), "{message}");
     assert!(!message.contains("panicked"), "{message}");
+    // Peripherals that are not there: the key and the path in one line.
+    for (extra, key) in [
+        ("i2c_bus = \"/dev/i2c-404\"\n", "board.i2c_bus /dev/i2c-404"),
+        (
+            "[board.reset_gpio]\nchip = \"/dev/gpiochip404\"\nline = 3\n",
+            "board.reset_gpio /dev/gpiochip404 line 3",
+        ),
+    ] {
+        let config = common::write_config(
+            "missing-peripheral.toml",
+            &format!(
+                "[board]\nname = \"bm1397-hashboard-12\"\n{extra}[[chains]]\nserial = \"/dev/does-not-exist-hw\"\n"
+            ),
+        );
+        let output = daemon(&[
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--api-listen",
+            "off",
+        ]);
+        assert_eq!(output.status.code(), Some(1));
+        let message = stderr(&output);
+        assert!(message.contains(key), "{message}");
+        assert_eq!(message.trim_end().lines().count(), 1, "{message}");
+    }
 }
 
 #[test]
