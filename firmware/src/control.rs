@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bm13xx::Frequency;
 use fleet_proto::Action;
+use fleet_proto::command::TuneMode;
 use hashboard::board::BoardDescription;
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +25,9 @@ pub struct Intent {
     pub sleeping: Option<SleepCause>,
     pub frequency_mhz: Option<f64>,
     pub core_mv: Option<u32>,
+    /// Hold the board's power here by its clock (the power limiter), W.
+    #[serde(default)]
+    pub power_target_w: Option<f64>,
 }
 
 /// What has to happen on the board.
@@ -36,6 +40,8 @@ pub enum Change {
     Wake,
     Frequency(Frequency),
     CoreVoltage(u32),
+    /// Hand the clock to the power limiter (`None`: back to the fixed clock).
+    PowerTarget(Option<f64>),
     /// Power-cycle and bring the chains up again.
     Reboot,
     Identify,
@@ -100,11 +106,14 @@ pub fn decide(
             let wanted = Frequency::from_khz((mhz * 1000.0).round() as u32);
             let clamped = board.clamp_frequency(wanted);
             let note = clamp_note(wanted.mhz(), clamped.mhz(), "MHz");
+            // An explicit clock is the operator taking over from the power limiter.
+            let had_target = intent.power_target_w.is_some();
             let intent = Intent {
                 frequency_mhz: Some(clamped.mhz()),
+                power_target_w: None,
                 ..intent
             };
-            let change = if asleep || clamped == current.frequency {
+            let change = if asleep || (clamped == current.frequency && !had_target) {
                 Change::Nothing
             } else {
                 Change::Frequency(clamped)
@@ -125,10 +134,40 @@ pub fn decide(
             };
             settle(intent, change, note, asleep)
         }
-        Action::SetPowerTarget { .. } | Action::SetMode { .. } => Decision::Fail(
-            "power targets and tuning modes need the autotuner, which the daemon does not run yet"
-                .into(),
-        ),
+        Action::SetPowerTarget { watts } => {
+            if !(watts.is_finite() && watts > 0.0) {
+                return Decision::Fail(format!(
+                    "{watts} W is not a power target (to stop, send sleep)"
+                ));
+            }
+            let intent = Intent {
+                power_target_w: Some(watts),
+                ..intent
+            };
+            let note = Some(
+                "the clock follows the target within seconds; telemetry shows the power"
+                    .to_string(),
+            );
+            let change = if asleep {
+                Change::Nothing
+            } else {
+                Change::PowerTarget(Some(watts))
+            };
+            settle(intent, change, note, asleep)
+        }
+        Action::SetMode {
+            mode: TuneMode::Power,
+        } => match intent.power_target_w {
+            Some(_) => apply(
+                intent,
+                Change::Nothing,
+                Some("already holding a power target"),
+            ),
+            None => Decision::Fail("power mode needs a target: send set_power_target".into()),
+        },
+        Action::SetMode { mode } => Decision::Fail(format!(
+            "{mode:?} mode needs the autotuner, which the daemon does not run yet"
+        )),
         Action::Reboot if asleep => apply(
             intent,
             Change::Nothing,
@@ -205,7 +244,6 @@ impl HostWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fleet_proto::command::TuneMode;
     use hashboard::board::BM1397_HASHBOARD_12 as BOARD;
 
     const AT_DEFAULT: Current = Current {
@@ -311,17 +349,55 @@ mod tests {
     }
 
     #[test]
-    fn tuner_commands_fail_with_a_reason() {
-        for action in [
-            Action::SetPowerTarget { watts: 3000.0 },
-            Action::SetMode {
-                mode: TuneMode::Efficiency,
-            },
-        ] {
+    fn tuner_modes_fail_with_a_reason() {
+        for mode in [TuneMode::Efficiency, TuneMode::Hashrate] {
             assert!(
-                matches!(decide(Intent::default(), AT_DEFAULT, &action, &BOARD), Decision::Fail(r) if r.contains("autotuner"))
+                matches!(decide(Intent::default(), AT_DEFAULT, &Action::SetMode { mode }, &BOARD), Decision::Fail(r) if r.contains("autotuner"))
             );
         }
+        assert!(matches!(
+            decide(
+                Intent::default(),
+                AT_DEFAULT,
+                &Action::SetMode {
+                    mode: TuneMode::Power
+                },
+                &BOARD
+            ),
+            Decision::Fail(r) if r.contains("set_power_target")
+        ));
+    }
+
+    #[test]
+    fn a_power_target_is_kept_until_an_explicit_clock_replaces_it() {
+        let (intent, change, _) = applied(decide(
+            Intent::default(),
+            AT_DEFAULT,
+            &Action::SetPowerTarget { watts: 30.0 },
+            &BOARD,
+        ));
+        assert_eq!(change, Change::PowerTarget(Some(30.0)));
+        assert_eq!(intent.power_target_w, Some(30.0));
+        for watts in [0.0, -5.0, f64::NAN] {
+            assert!(matches!(
+                decide(
+                    intent,
+                    AT_DEFAULT,
+                    &Action::SetPowerTarget { watts },
+                    &BOARD
+                ),
+                Decision::Fail(_)
+            ));
+        }
+        // The same clock as now, but it ends the power target: that is a change.
+        let (after, change, _) = applied(decide(
+            intent,
+            AT_DEFAULT,
+            &Action::SetFrequency { mhz: 425.0 },
+            &BOARD,
+        ));
+        assert_eq!(change, Change::Frequency(BOARD.default_frequency));
+        assert_eq!(after.power_target_w, None);
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! Fan control and thermal protection for the running board, once a second: hashboard's PI fan
-//! controller and thermal guard (pure decisions) applied to the board. The guard's clock changes
-//! are transient — the operator's tuned clock stays the intent, and the guard steps down from it
-//! and resumes below it after an overheat.
+//! The board's clock and fan governors, once a second of chip time: hashboard's PI fan
+//! controller and thermal guard (pure decisions) applied to the board, and the power limiter
+//! that holds a power target by the clock. The guard's clock changes are transient — the
+//! operator's clock stays the intent, and the guard steps down from it and resumes below it
+//! after an overheat; while the guard throttles, the power limiter waits.
 
 use bm13xx::Frequency;
 use hashboard::thermal::{FanController, ThermalAction, ThermalGuard};
@@ -19,6 +20,40 @@ pub struct Cooling {
     last_s: Option<f64>,
     /// A duty the operator fixed (local API); the guard still throttles and stops.
     manual_fan: Option<f32>,
+    /// Watts to hold by the clock, and when the limiter last acted (chip seconds).
+    power_target: Option<f64>,
+    last_power_step_s: f64,
+}
+
+/// The limiter acts at most this often: a clock change must settle before power is read again.
+const POWER_STEP_INTERVAL_S: f64 = 3.0;
+/// Within this fraction of the target the clock is left alone.
+const POWER_DEADBAND: f64 = 0.02;
+/// One step changes the clock by at most these factors, so an error in a reading cannot swing it.
+const POWER_STEP_DOWN: f64 = 0.8;
+const POWER_STEP_UP: f64 = 1.15;
+
+/// The clock that moves the board's power from `measured_w` towards `target_w`, or `None` when
+/// it is close enough. Power is close to linear in the clock at a fixed voltage; the static part
+/// makes one step fall short, and the next one closes the gap.
+pub fn power_step(
+    target_w: f64,
+    measured_w: f64,
+    current: Frequency,
+    board: &hashboard::board::BoardDescription,
+) -> Option<Frequency> {
+    if !(measured_w.is_finite() && measured_w > 0.0) {
+        return None;
+    }
+    let ratio = target_w / measured_w;
+    if (ratio - 1.0).abs() <= POWER_DEADBAND {
+        return None;
+    }
+    let factor = ratio.clamp(POWER_STEP_DOWN, POWER_STEP_UP);
+    let khz = (f64::from(current.khz()) * factor).round() as u32;
+    let next = board.clamp_frequency(Frequency::from_khz(khz));
+    // At a limit (or a step under a kHz): nothing more the clock can do.
+    (next.khz().abs_diff(current.khz()) >= 1_000).then_some(next)
 }
 
 /// How often the fan and the guard decide, in the chips' seconds (simulated ones in `--sim`, so
@@ -34,6 +69,35 @@ impl Cooling {
             tuned: hw.frequency(),
             last_s: None,
             manual_fan: None,
+            power_target: None,
+            last_power_step_s: f64::NEG_INFINITY,
+        }
+    }
+
+    /// One power-limiter step, if a target is set and the last step has settled.
+    async fn limit_power(&mut self, hw: &mut impl Hardware, now_s: f64) {
+        let Some(target) = self.power_target else {
+            return;
+        };
+        if hw.asleep() || now_s - self.last_power_step_s < POWER_STEP_INTERVAL_S {
+            return;
+        }
+        let Some(measured) = hw.power_w() else {
+            return;
+        };
+        if let Some(next) = power_step(target, measured, hw.frequency(), hw.description()) {
+            self.last_power_step_s = now_s;
+            info!(
+                target_w = target,
+                measured_w = measured,
+                mhz = next.mhz(),
+                "power target: clock step"
+            );
+            match hw.set_frequency(next).await {
+                // The clock the guard scales from is now the limiter's.
+                Ok(()) => self.tuned = next,
+                Err(e) => warn!(error = %e, "power target: clock step failed"),
+            }
         }
     }
 
@@ -67,6 +131,16 @@ impl Cooling {
         Ok(())
     }
 
+    /// Holds `watts` by the clock from now on, or (`None`) returns to the operator's clock.
+    pub fn set_power_target(&mut self, watts: Option<f64>) {
+        self.power_target = watts;
+        self.last_power_step_s = f64::NEG_INFINITY;
+    }
+
+    pub fn power_target(&self) -> Option<f64> {
+        self.power_target
+    }
+
     /// Whether a round is due at `now_s` (the chips' seconds since start).
     pub fn due(&self, now_s: f64) -> bool {
         self.last_s.is_none_or(|last| now_s - last >= INTERVAL_S)
@@ -78,6 +152,8 @@ impl Cooling {
         let dt = self.last_s.map_or(INTERVAL_S, |last| now_s - last) as f32;
         self.last_s = Some(now_s);
         if !hw.has_thermal_sensor() {
+            // No fan or guard to run, but a power target still needs holding.
+            self.limit_power(hw, now_s).await;
             return;
         }
         // A wired sensor that does not answer reads as no reading: fan flat out, chains stopped.
@@ -102,7 +178,11 @@ impl Cooling {
             .guard
             .decide(now_s, temp, fan.map(|(rpm, _)| rpm), decision.percent);
         match action {
-            ThermalAction::Hold => {}
+            ThermalAction::Hold => {
+                if self.guard.state() == hashboard::thermal::ThermalState::Normal {
+                    self.limit_power(hw, now_s).await;
+                }
+            }
             ThermalAction::Throttle {
                 clock_scale,
                 reason,
@@ -136,5 +216,39 @@ impl Cooling {
             // Cooled, but the operator put the machine to sleep meanwhile: it stays asleep.
             ThermalAction::Resume { .. } => info!("thermal: cooled; staying asleep as asked"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hashboard::board::BM1397_HASHBOARD_12 as BOARD;
+
+    #[test]
+    fn the_power_limiter_converges_on_a_linear_board_with_static_power() {
+        // 4 W static plus 0.06 W per MHz: a step by the ratio falls short, the next closes in.
+        let power = |f: Frequency| 4.0 + 0.06 * f.mhz();
+        let mut clock = BOARD.default_frequency;
+        let target = 20.0;
+        let mut steps = 0;
+        while let Some(next) = power_step(target, power(clock), clock, &BOARD) {
+            clock = next;
+            steps += 1;
+            assert!(steps < 10, "does not converge: {} MHz", clock.mhz());
+        }
+        assert!(
+            (power(clock) / target - 1.0).abs() <= POWER_DEADBAND + 0.01,
+            "{}",
+            power(clock)
+        );
+        assert!(steps >= 2, "one step cannot absorb the static power");
+        // Out of reach: the clock stops at the board's limit instead of hunting.
+        let mut clock = BOARD.default_frequency;
+        while let Some(next) = power_step(1.0, power(clock), clock, &BOARD) {
+            clock = next;
+        }
+        assert_eq!(clock, BOARD.min_frequency);
+        assert_eq!(power_step(20.0, f64::NAN, clock, &BOARD), None);
+        assert_eq!(power_step(20.0, 0.0, clock, &BOARD), None);
     }
 }

@@ -392,7 +392,12 @@ async fn apply_change(
         Change::Wake => board.power_up().await.map(|()| None),
         Change::Frequency(target) => {
             cooling.tuned = target;
+            cooling.set_power_target(None);
             board.set_frequency(target).await.map(|()| None)
+        }
+        Change::PowerTarget(watts) => {
+            cooling.set_power_target(watts);
+            Ok(None)
         }
         Change::CoreVoltage(mv) => board.set_core_voltage(mv).await.map(|()| None),
         Change::Reboot => {
@@ -467,6 +472,7 @@ pub async fn run<H: Hardware>(
         );
     }
     let mut cooling = Cooling::new(&hw);
+    cooling.set_power_target(intent.power_target_w);
     let mut peak_chip_c = f64::MIN;
     if !hw.has_thermal_sensor() {
         warn!("no temperature sensor wired: fan control and thermal protection are off");
@@ -541,6 +547,7 @@ pub async fn run<H: Hardware>(
                 source: &source,
                 sim: control.as_ref(),
                 thermal_stop: cooling.overheated(),
+                power_target: cooling.power_target().is_some(),
                 elapsed: now - started,
                 chip_s,
             };
@@ -741,6 +748,7 @@ struct Reading<'a> {
     source: &'a WorkSource,
     sim: Option<&'a SimControl>,
     thermal_stop: bool,
+    power_target: bool,
     elapsed: Duration,
     chip_s: f64,
 }
@@ -769,6 +777,8 @@ impl Reading<'_> {
             Mode::Overheated
         } else if hw.asleep() {
             Mode::Sleeping
+        } else if self.power_target {
+            Mode::PowerTarget
         } else {
             Mode::Mining
         };

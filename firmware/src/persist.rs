@@ -146,6 +146,7 @@ mod tests {
                 sleeping: Some(SleepCause::Failsafe),
                 frequency_mhz: Some(487.5),
                 core_mv: Some(1250),
+                power_target_w: Some(3250.0),
             },
             commands: vec![LastCommand {
                 key_id: "host-2026a".into(),

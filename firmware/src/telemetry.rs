@@ -134,10 +134,12 @@ pub fn state(hw: &impl Hardware, intent: Intent, nameplate_power_w: Option<f64>)
         at: unix_now(),
         mode: if intent.sleeping.is_some() {
             Mode::Sleeping
+        } else if intent.power_target_w.is_some() {
+            Mode::PowerTarget
         } else {
             Mode::Mining
         },
-        power_target_w: None,
+        power_target_w: intent.power_target_w,
         firmware: FIRMWARE.into(),
         nameplate: Nameplate {
             model: board.name.into(),

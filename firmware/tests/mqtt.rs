@@ -148,7 +148,7 @@ async fn sleep_survives_a_restart_and_every_bad_command_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn expert_settings_are_clamped_and_tuner_commands_fail_with_a_reason() {
+async fn expert_settings_are_clamped_and_a_power_target_is_held() {
     let dir = scratch("expert");
     let broker = Broker::start(&dir);
     let mut host = Host::connect(broker.port, "test-host").await;
@@ -166,10 +166,42 @@ async fn expert_settings_are_clamped_and_tuner_commands_fail_with_a_reason() {
             .contains("clamped 900 MHz to the board's limit 650 MHz"),
         "{ack}"
     );
+    // A power target: the clock follows until the measured power is within a few percent.
     host.send(host.sign(&host.command(Action::SetPowerTarget { watts: 100.0 }, 2)))
         .await;
     let ack = host.final_ack("cmd-000002").await;
+    assert_eq!(ack["status"], "applied", "{ack}");
+    let state = host.wait_for("state", SOON, |_| true).await.json();
+    assert_eq!(state["power_target_w"], 100.0, "{state}");
+    assert_eq!(state["mode"], "power_target");
+    let held = host
+        .wait_for("telemetry", Duration::from_secs(40), |s| {
+            let t = s.json();
+            mode(s) == "power_target"
+                && t["power_w"]
+                    .as_f64()
+                    .is_some_and(|w| (w / 100.0 - 1.0).abs() < 0.05)
+        })
+        .await
+        .json();
+    assert!(
+        held["hashrate_ths"]["s5"].as_f64().unwrap_or(0.0) > 0.0,
+        "{held}"
+    );
+    // Modes that need the autotuner are refused with the reason.
+    host.send(host.sign(&host.command(
+        Action::SetMode {
+            mode: fleet_proto::command::TuneMode::Efficiency,
+        },
+        3,
+    )))
+    .await;
+    let ack = host.final_ack("cmd-000003").await;
     assert_eq!(ack["status"], "failed", "{ack}");
+    assert!(
+        ack["reason"].as_str().unwrap_or("").contains("autotuner"),
+        "{ack}"
+    );
     let (status, _) = daemon.terminate();
     assert!(status.success());
     let _ = std::fs::remove_dir_all(&dir);
