@@ -4,7 +4,7 @@
 //! - CPU per validated nonce and per job, with the chain on a real PTY (the simulator runs in
 //!   this process, so the daemon's CPU time is its own), against one SHA-256d of a block header
 //!   (the least any validation can cost) and against the time budget per nonce at the rate.
-//! - Peak RSS with a 12-chip and a 100-chip chain, against the 32 MB target.
+//! - Peak RSS with one 12-chip chain and with 3 chains × 100 chips, against the 32 MB target.
 //! - Sleep latency: a signed `sleep` over a real broker (mosquitto) until the `applied` ack,
 //!   against the same broker's round trip for the `accepted` ack of the same command.
 
@@ -128,6 +128,7 @@ fn terminate(mut child: Child) -> serde_json::Value {
 }
 
 struct SerialRun {
+    chains: u32,
     chips: u32,
     nonces: f64,
     wall_s: f64,
@@ -135,9 +136,9 @@ struct SerialRun {
     peak_mib: f64,
 }
 
-/// The daemon on a PTY chain of `chips` BM1397 at `speed` × real time, for `seconds`.
-fn serial_run(dir: &Path, chips: u32, speed: f64, seconds: u64) -> SerialRun {
-    let (path_tx, path_rx) = std::sync::mpsc::channel();
+/// The daemon on `chains` PTY chains of `chips` BM1397 at `speed` × real time, for `seconds`.
+fn serial_run(dir: &Path, chains: u32, chips: u32, speed: f64, seconds: u64) -> SerialRun {
+    let (paths_tx, paths_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -145,25 +146,38 @@ fn serial_run(dir: &Path, chips: u32, speed: f64, seconds: u64) -> SerialRun {
             .build()
             .expect("runtime");
         runtime.block_on(async move {
-            let mut config = ChainConfig::new(ChipModel::Bm1397, chips, 11);
-            config.share_floor_log2 = 26;
-            let (uart, control) = SimLink::open(ChainSim::new(config).expect("valid"));
-            let pty = Pty::open().expect("PTY");
-            path_tx.send(pty.path.clone()).expect("sends");
-            tokio::select! {
-                served = pty.serve(uart, control, speed) => served.expect("serves"),
-                _ = stop_rx => {}
+            let mut paths = Vec::new();
+            let mut served = Vec::new();
+            for chain in 0..chains {
+                let mut config = ChainConfig::new(ChipModel::Bm1397, chips, 11 + u64::from(chain));
+                config.share_floor_log2 = 26;
+                let (uart, control) = SimLink::open(ChainSim::new(config).expect("valid"));
+                let pty = Pty::open().expect("PTY");
+                paths.push(pty.path.clone());
+                served.push(tokio::spawn(pty.serve(uart, control, speed)));
+            }
+            paths_tx.send(paths).expect("sends");
+            let _ = stop_rx.await;
+            for task in served {
+                task.abort();
             }
         });
     });
-    let pty = path_rx.recv().expect("PTY path");
-    let config = dir.join(format!("serial-{chips}.toml"));
+    let ptys = paths_rx.recv().expect("PTY paths");
+    let config = dir.join(format!("serial-{chains}x{chips}.toml"));
+    let chain_sections: String = ptys
+        .iter()
+        .map(|pty| {
+            format!(
+                "[[chains]]\nserial = \"{}\"\nsimulated_share_floor_log2 = 26\n",
+                pty.display()
+            )
+        })
+        .collect();
     std::fs::write(
         &config,
         format!(
-            "[board]\nname = \"bm1397-hashboard-12\"\nchips_per_chain = {chips}\n\
-             [[chains]]\nserial = \"{}\"\nsimulated_share_floor_log2 = 26\n",
-            pty.display()
+            "[board]\nname = \"bm1397-hashboard-12\"\nchains = {chains}\nchips_per_chain = {chips}\n{chain_sections}"
         ),
     )
     .expect("config");
@@ -196,6 +210,7 @@ fn serial_run(dir: &Path, chips: u32, speed: f64, seconds: u64) -> SerialRun {
     let _ = stop_tx.send(());
     server.join().expect("server");
     SerialRun {
+        chains,
         chips,
         nonces: last - first,
         wall_s,
@@ -373,16 +388,17 @@ fn main() {
     );
 
     println!(
-        "| chain | nonces/s | daemon CPU/nonce | × SHA-256d | budget/nonce at this rate | budget / cost | peak RSS |"
+        "| chains × chips | nonces/s | daemon CPU/nonce | × SHA-256d | budget/nonce at this rate | budget / cost | peak RSS |"
     );
     println!("|---|---|---|---|---|---|---|");
-    for (chips, speed) in [(12, 8.0), (100, 4.0)] {
-        let run = serial_run(&dir, chips, speed, 20);
+    for (chains, chips, speed) in [(1, 12, 8.0), (3, 100, 1.0)] {
+        let run = serial_run(&dir, chains, chips, speed, 20);
         let rate = run.nonces / run.wall_s;
         let cpu_per_nonce_us = run.cpu_s / run.nonces.max(1.0) * 1e6;
         let budget_us = 1e6 / rate.max(1e-9);
         println!(
-            "| {} × BM1397 at {speed}× | {rate:.0} | {cpu_per_nonce_us:.0} µs | {:.0}× | {budget_us:.0} µs | {:.0}× | {:.1} MiB |",
+            "| {} × {} BM1397 at {speed}× | {rate:.0} | {cpu_per_nonce_us:.0} µs | {:.0}× | {budget_us:.0} µs | {:.0}× | {:.1} MiB |",
+            run.chains,
             run.chips,
             cpu_per_nonce_us * 1e3 / hash_ns,
             budget_us / cpu_per_nonce_us,

@@ -434,6 +434,7 @@ mod tests {
                 temperature_c: 61.5,
                 mhs_av: 3_400_000.0,
                 hardware_errors: 3,
+                ..ChainRow::default()
             }],
             board: "bm1397-hashboard-12",
             ..Snapshot::default()

@@ -45,6 +45,9 @@ pub struct DaemonSection {
     pub data_dir: PathBuf,
 }
 
+/// Control boards drive at most this many hashboards.
+const MAX_CHAINS: u32 = 8;
+
 fn default_data_dir() -> PathBuf {
     PathBuf::from("/var/lib/hashwarden-fw")
 }
@@ -149,6 +152,8 @@ pub struct BoardSection {
     pub name: String,
     /// Chips on the chain when this unit differs from the description (a variant, a test rig).
     pub chips_per_chain: Option<u32>,
+    /// Chains, likewise.
+    pub chains: Option<u32>,
     /// The I2C bus with the board's regulator and fan controller, e.g. `/dev/i2c-1`. Without it
     /// the daemon cannot read power or temperature, cut the supply or drive the fan.
     pub i2c_bus: Option<PathBuf>,
@@ -172,6 +177,10 @@ pub struct ChainSection {
     /// Only for a simulated chain behind a PTY: its chips find nonces genuine at
     /// ticket × 2^-k (`chipsim serve --share-floor 2^-k`), and validation must know it.
     pub simulated_share_floor_log2: Option<u32>,
+    /// This chain's own I2C bus and reset line (each hashboard of a multi-chain machine has
+    /// its own); `[board]`'s apply to chain 0.
+    pub i2c_bus: Option<PathBuf>,
+    pub reset_gpio: Option<GpioSection>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -297,20 +306,36 @@ impl Config {
                 ),
             )
         })?;
-        let board = match config.board.chips_per_chain {
-            None => described,
-            Some(chips) if (1..=hashboard::mining::MAX_CHIPS as u32).contains(&chips) => {
+        let max_chips = hashboard::mining::MAX_CHIPS as u32;
+        if let Some(chips) = config
+            .board
+            .chips_per_chain
+            .filter(|c| !(1..=max_chips).contains(c))
+        {
+            return Err(invalid(
+                "board.chips_per_chain",
+                format!("{chips} is not 1..={max_chips} chips"),
+            ));
+        }
+        if let Some(chains) = config
+            .board
+            .chains
+            .filter(|c| !(1..=MAX_CHAINS).contains(c))
+        {
+            return Err(invalid(
+                "board.chains",
+                format!("{chains} is not 1..={MAX_CHAINS} chains"),
+            ));
+        }
+        let board = match (config.board.chips_per_chain, config.board.chains) {
+            (None, None) => described,
+            (chips, chains) => {
                 // Once per process, at start: the board description lives as long as the daemon.
                 Box::leak(Box::new(BoardDescription {
-                    chips_per_chain: chips,
+                    chips_per_chain: chips.unwrap_or(described.chips_per_chain),
+                    chains: chains.unwrap_or(described.chains),
                     ..*described
                 }))
-            }
-            Some(chips) => {
-                return Err(invalid(
-                    "board.chips_per_chain",
-                    format!("{chips} is not 1..={} chips", hashboard::mining::MAX_CHIPS),
-                ));
             }
         };
         if !config.chains.is_empty() && config.chains.len() != board.chains as usize {

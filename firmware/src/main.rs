@@ -7,6 +7,7 @@
 
 mod board;
 mod cgminer;
+mod commands;
 mod config;
 mod control;
 mod cooling;
@@ -14,6 +15,7 @@ mod daemon;
 mod fleet;
 mod http;
 mod metrics;
+mod mining;
 mod mqtt;
 mod persist;
 mod pool;
@@ -21,6 +23,7 @@ mod serial;
 mod sim;
 mod snapshot;
 mod telemetry;
+mod unit;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -137,17 +140,11 @@ fn main() -> ExitCode {
         || MiningSettings::defaults_for(board),
         |c| c.mining_settings(board),
     );
-    let serial = config.iter().flat_map(|c| &c.chains).next().cloned();
-    if !cli.sim && serial.is_none() {
+    let serial_chains: Vec<config::ChainSection> =
+        config.iter().flat_map(|c| c.chains.clone()).collect();
+    if !cli.sim && serial_chains.is_empty() {
         eprintln!(
             "error: no chain to mine on: configure [[chains]] serial = PATH, or run with --sim"
-        );
-        return ExitCode::from(2);
-    }
-    if !cli.sim && board.chains != 1 {
-        eprintln!(
-            "error: {} has {} chains; the daemon drives one-chain boards so far",
-            board.name, board.chains
         );
         return ExitCode::from(2);
     }
@@ -228,14 +225,18 @@ fn main() -> ExitCode {
     let mined = runtime.block_on(async {
         let stop = shutdown_signal();
         let source = if pools.is_empty() {
-            daemon::WorkSource::Local
+            mining::WorkSource::Local
         } else {
             if cli.sim {
                 // Simulated nonces meet the share difficulty only after the simulator's scaling,
                 // so a real pool rejects them: this exercises the pool path, it does not earn.
                 warn!("--sim with pools: shares meet the pool's difficulty x 2^-26 only; real pools reject them");
             }
-            daemon::WorkSource::Pool(pool::spawn(pools, daemon::JOB_INTERVAL))
+            let plan = pool::WorkPlan {
+                interval: mining::JOB_INTERVAL,
+                variants: board.chains as usize,
+            };
+            mining::WorkSource::Pool(pool::spawn(pools, plan))
         };
         let options = daemon::RunOptions {
             speed: if cli.sim { cli.speed } else { 1.0 },
@@ -257,19 +258,24 @@ fn main() -> ExitCode {
             None => None,
         };
         let links = daemon::Links { source, fleet };
-        match serial {
-            Some(chain) if !cli.sim => {
-                let board_section = config.as_ref().map(|c| c.board.clone()).ok_or("no config")?;
-                let rig = serial::rig(board, &board_section, &chain, &settings, intent)?;
-                daemon::run(rig, settings, desk, links, options, stop).await
-            }
-            _ => {
-                let rig = sim::rig(board, &settings, intent, cli.seed, cli.speed)?;
-                if let (Some(script), Some(control)) = (fault_script, &rig.sim) {
-                    control.with_sim(|s| s.set_fault_script(script));
+        if cli.sim {
+            let mut rigs = Vec::new();
+            for chain in 0..u64::from(board.chains) {
+                // Each chain its own silicon: seeds differ per chain.
+                let rig = sim::rig(board, &settings, intent, cli.seed + chain, cli.speed)?;
+                if let (Some(script), Some(control)) = (&fault_script, &rig.sim) {
+                    control.with_sim(|s| s.set_fault_script(script.clone()));
                 }
-                daemon::run(rig, settings, desk, links, options, stop).await
+                rigs.push(rig);
             }
+            daemon::run(rigs, settings, desk, links, options, stop).await
+        } else {
+            let board_section = config.as_ref().map(|c| c.board.clone()).ok_or("no config")?;
+            let mut rigs = Vec::new();
+            for (index, chain) in serial_chains.iter().enumerate() {
+                rigs.push(serial::rig(board, &board_section, index, chain, &settings, intent)?);
+            }
+            daemon::run(rigs, settings, desk, links, options, stop).await
         }
     });
     match mined {

@@ -1,7 +1,8 @@
 //! The pool connection: a tokio task around the sans-IO `stratum::Session`. It hands the mining
-//! loop fresh work (on every new job and every `job_interval`) and submits the shares it gets
-//! back; pools are tried in order with backoff (`stratum::Failover`). The mining loop never
-//! blocks on the network: work and shares cross over channels.
+//! loop fresh work (on every new job and every `WorkPlan::interval`, one item per chain) and
+//! submits the shares it gets back; pools are tried in order with backoff
+//! (`stratum::Failover`). The mining loop never blocks on the network: work and shares cross
+//! over channels.
 
 use std::time::Duration;
 
@@ -65,9 +66,23 @@ impl PoolLink {
     }
 }
 
+/// How the pool task hands out work.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkPlan {
+    /// Fresh extranonce2 this often even without a new job, so the chips never run dry.
+    pub interval: Duration,
+    /// Work items per event: one per chain, each with its own extranonce2, so no two chains
+    /// hash the same header.
+    pub variants: usize,
+}
+
 /// Starts the pool task; it runs until the link is dropped.
-pub fn spawn(pools: Vec<PoolSection>, job_interval: Duration) -> PoolLink {
-    let (work_tx, work) = mpsc::channel(4);
+pub fn spawn(pools: Vec<PoolSection>, plan: WorkPlan) -> PoolLink {
+    let plan = WorkPlan {
+        variants: plan.variants.max(1),
+        ..plan
+    };
+    let (work_tx, work) = mpsc::channel(4 * plan.variants);
     let (shares, shares_rx) = mpsc::unbounded_channel();
     let (accounting_tx, accounting) = watch::channel(Accounting::default());
     let (active_tx, active) = watch::channel(None);
@@ -77,7 +92,7 @@ pub fn spawn(pools: Vec<PoolSection>, job_interval: Duration) -> PoolLink {
         .collect();
     let task = tokio::spawn(run(
         pools,
-        job_interval,
+        plan,
         work_tx,
         shares_rx,
         accounting_tx,
@@ -121,7 +136,7 @@ enum Disconnect {
 
 async fn run(
     pools: Vec<PoolSection>,
-    job_interval: Duration,
+    plan: WorkPlan,
     work: mpsc::Sender<PoolWork>,
     mut shares: mpsc::UnboundedReceiver<Submission>,
     accounting: watch::Sender<Accounting>,
@@ -148,7 +163,7 @@ async fn run(
             pool,
             &mut session,
             &mut failover,
-            job_interval,
+            plan,
             &work,
             &mut shares,
             publish,
@@ -226,7 +241,7 @@ async fn connection(
     pool: &PoolSection,
     session: &mut Session,
     failover: &mut Failover,
-    job_interval: Duration,
+    plan: WorkPlan,
     work: &mpsc::Sender<PoolWork>,
     shares: &mut mpsc::UnboundedReceiver<Submission>,
     publish: impl Fn(Progress),
@@ -243,7 +258,7 @@ async fn connection(
     for line in session.start() {
         write.write_all(format!("{line}\n").as_bytes()).await?;
     }
-    let mut refresh = tokio::time::interval(job_interval);
+    let mut refresh = tokio::time::interval(plan.interval);
     refresh.tick().await;
     let mut announced = false;
     // A pool that never finishes the handshake, or goes quiet, is as good as gone: fail over.
@@ -274,7 +289,7 @@ async fn connection(
                         }
                         Event::Work { job_id, clean } => {
                             tracing::debug!(job_id, clean, "new job");
-                            send_work(session, work)?;
+                            send_work(session, work, plan.variants)?;
                             refresh.reset();
                         }
                         Event::ShareResult { job_id, accepted, reason } => {
@@ -294,25 +309,32 @@ async fn connection(
                     None => publish(Progress::Verdicts(session.accounting())),
                 }
             }
-            _ = refresh.tick() => send_work(session, work)?,
+            _ = refresh.tick() => send_work(session, work, plan.variants)?,
         }
     }
 }
 
 /// Never waits on the mining loop: pool I/O (share verdicts, new jobs) must not stall behind it.
 /// If the loop is that far behind, the newest work waits for the next refresh.
-fn send_work(session: &mut Session, work: &mpsc::Sender<PoolWork>) -> Result<(), Disconnect> {
-    let Some(next) = session.next_work() else {
-        return Ok(());
-    };
-    match work.try_send(next) {
-        Ok(()) => Ok(()),
-        Err(mpsc::error::TrySendError::Full(_)) => {
-            warn!("the mining loop is behind; work skipped until the next refresh");
-            Ok(())
+fn send_work(
+    session: &mut Session,
+    work: &mpsc::Sender<PoolWork>,
+    variants: usize,
+) -> Result<(), Disconnect> {
+    for _ in 0..variants {
+        let Some(next) = session.next_work() else {
+            return Ok(());
+        };
+        match work.try_send(next) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                warn!("the mining loop is behind; work skipped until the next refresh");
+                return Ok(());
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(Disconnect::Stopping),
         }
-        Err(mpsc::error::TrySendError::Closed(_)) => Err(Disconnect::Stopping),
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -330,7 +352,13 @@ mod tests {
             user: "u".into(),
             password: "x".into(),
         };
-        let link = spawn(vec![pool], Duration::from_secs(5));
+        let link = spawn(
+            vec![pool],
+            WorkPlan {
+                interval: Duration::from_secs(5),
+                variants: 1,
+            },
+        );
         // Held open and never answered, so only the timeout can end the connection.
         let (_silent, _) = listener.accept().await.expect("first connection");
         let first = tokio::time::Instant::now();

@@ -18,7 +18,8 @@ use tracing::warn;
 use crate::board::{Board, ChipDelay, Peripherals, TokioDelay};
 use crate::config::{BoardSection, ChainSection, GpioSection, MiningSettings};
 use crate::control::Intent;
-use crate::daemon::{Rig, init_config};
+use crate::daemon::init_config;
+use crate::unit::Rig;
 
 /// The rate BM13xx chains answer at after reset.
 const RESET_BAUD: u32 = 115_200;
@@ -100,22 +101,34 @@ impl embedded_hal::digital::OutputPin for ResetLine {
 /// A chain on a serial device, with the board's I2C and reset line where configured.
 pub type SerialBoard = Board<SerialUart, I2cdev, I2cdev, ResetLine, TokioDelay>;
 
+/// Chain `index` on its serial device. Its regulator, fan controller and reset line are the
+/// chain's own (`[[chains]] i2c_bus`, `reset_gpio`), or for chain 0 the board's.
 pub fn rig(
     board: &'static BoardDescription,
     board_section: &BoardSection,
+    index: usize,
     chain: &ChainSection,
     settings: &MiningSettings,
     intent: Intent,
 ) -> Result<Rig<SerialBoard>, String> {
     let (init, core_mv) = init_config(board, settings, intent)?;
-    let I2cPeripherals { regulator, fan } = match &board_section.i2c_bus {
+    let first = index == 0;
+    let i2c_bus = chain
+        .i2c_bus
+        .as_ref()
+        .or(board_section.i2c_bus.as_ref().filter(|_| first));
+    let reset_gpio = chain
+        .reset_gpio
+        .as_ref()
+        .or(board_section.reset_gpio.as_ref().filter(|_| first));
+    let I2cPeripherals { regulator, fan } = match i2c_bus {
         Some(bus) => i2c_peripherals(board, bus)?,
         None => I2cPeripherals {
             regulator: None,
             fan: None,
         },
     };
-    let reset = match &board_section.reset_gpio {
+    let reset = match reset_gpio {
         Some(gpio) => ResetLine::Gpio(reset_pin(gpio)?),
         None => ResetLine::Absent,
     };

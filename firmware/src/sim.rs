@@ -10,7 +10,8 @@ use hashboard::sim::SimTimeDelay;
 use crate::board::{Board, ChipDelay, Peripherals};
 use crate::config::MiningSettings;
 use crate::control::Intent;
-use crate::daemon::{Rig, init_config};
+use crate::daemon::init_config;
+use crate::unit::Rig;
 
 /// The simulator's share floor: nonces are genuine at ticket × 2^-26.
 const SIM_FLOOR_LOG2: u32 = 26;

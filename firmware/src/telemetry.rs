@@ -10,7 +10,6 @@ use fleet_proto::{Mode, State, Telemetry};
 use hashboard::mining::estimate_hashrate;
 use tokio::time::Instant;
 
-use crate::board::Hardware;
 use crate::control::Intent;
 use crate::snapshot::Snapshot;
 
@@ -110,25 +109,35 @@ pub fn from_snapshot(snapshot: &Snapshot) -> Telemetry {
             })
             .into_iter()
             .collect(),
-        chains: vec![ChainHealth {
-            index: 0,
-            chips_expected: snapshot.chips_expected,
-            chips_alive: snapshot.chips_up,
-            hashrate_ths: hashrate.s5,
-            hw_error_rate,
-            max_chip_temp_c: if snapshot.chips_up > 0 {
-                snapshot.hottest_chip_c
-            } else {
-                None
-            },
-        }],
+        chains: snapshot
+            .chains
+            .iter()
+            .map(|chain| {
+                let checked = chain.nonces + chain.hardware_errors;
+                ChainHealth {
+                    index: chain.index,
+                    chips_expected: chain.chips,
+                    chips_alive: chain.chips_up,
+                    hashrate_ths: chain.ths_5s,
+                    hw_error_rate: if checked == 0 {
+                        0.0
+                    } else {
+                        chain.hardware_errors as f64 / checked as f64
+                    },
+                    max_chip_temp_c: (chain.chips_up > 0).then_some(chain.temperature_c),
+                }
+            })
+            .collect(),
         hw_error_rate,
     }
 }
 
 /// The retained state: what the machine is set to and what it is.
-pub fn state(hw: &impl Hardware, intent: Intent, nameplate_power_w: Option<f64>) -> State {
-    let board = hw.description();
+pub fn state(
+    board: &hashboard::board::BoardDescription,
+    intent: Intent,
+    nameplate_power_w: Option<f64>,
+) -> State {
     State {
         v: fleet_proto::command::VERSION,
         at: unix_now(),

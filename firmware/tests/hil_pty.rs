@@ -1,8 +1,9 @@
-//! Hardware in the loop: the built daemon opens a real serial device — a PTY with a simulated
-//! 12-chip BM1397 chain behind it (the same server as `chipsim serve`) — brings the chain up
-//! through the real enumeration and the switch to 3.125 Mbaud (termios2 on the daemon's side,
-//! read back exactly by the simulator), mines a scripted pool's job and submits shares the pool
-//! re-verifies from its own job.
+//! Hardware in the loop: the built daemon opens real serial devices — three PTYs, each with a
+//! simulated 12-chip BM1397 chain behind it (the same server as `chipsim serve`) — brings the
+//! chains up side by side through the real enumeration and the switch to 3.125 Mbaud (termios2
+//! on the daemon's side, read back exactly by the simulator), mines a scripted pool's job on all
+//! three with distinct extranonce2s, and submits shares the pool re-verifies from its own job
+//! (a share two chains both found would be refused as a duplicate).
 
 mod common;
 
@@ -18,10 +19,12 @@ use common::{stderr, summary, write_config};
 
 const CHIPS: u32 = 12;
 
+const CHAINS: usize = 3;
+
 #[test]
-fn the_daemon_mines_a_pool_job_on_a_serial_chain() {
-    // The simulated chain behind a PTY, served on its own runtime for the whole test.
-    let (path_tx, path_rx) = mpsc::channel();
+fn the_daemon_mines_a_pool_job_on_three_serial_chains() {
+    // The simulated chains behind PTYs, served on their own runtime for the whole test.
+    let (paths_tx, paths_rx) = mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (stats_tx, stats_rx) = mpsc::channel();
     let server = thread::spawn(move || {
@@ -30,34 +33,51 @@ fn the_daemon_mines_a_pool_job_on_a_serial_chain() {
             .build()
             .expect("runtime");
         runtime.block_on(async move {
-            let mut config = ChainConfig::new(ChipModel::Bm1397, CHIPS, 5);
-            config.share_floor_log2 = 26;
-            let (uart, control) = SimLink::open(ChainSim::new(config).expect("valid"));
-            let pty = Pty::open().expect("a PTY");
-            path_tx.send(pty.path.clone()).expect("sends");
-            let probe = control.clone();
-            tokio::select! {
-                served = pty.serve(uart, control, 1.0) => served.expect("serves"),
-                _ = stop_rx => {}
+            let mut probes = Vec::new();
+            let mut served = Vec::new();
+            let mut paths = Vec::new();
+            for chain in 0..CHAINS {
+                let mut config = ChainConfig::new(ChipModel::Bm1397, CHIPS, 5 + chain as u64);
+                config.share_floor_log2 = 26;
+                let (uart, control) = SimLink::open(ChainSim::new(config).expect("valid"));
+                let pty = Pty::open().expect("a PTY");
+                paths.push(pty.path.clone());
+                probes.push(control.clone());
+                served.push(tokio::spawn(pty.serve(uart, control, 1.0)));
             }
-            let truth = probe.with_sim(|s| (s.stats().nonces_sent, s.chips().len()));
+            paths_tx.send(paths).expect("sends");
+            let _ = stop_rx.await;
+            for task in served {
+                task.abort();
+            }
+            let truth: Vec<(u64, usize)> = probes
+                .iter()
+                .map(|p| p.with_sim(|s| (s.stats().nonces_sent, s.chips().len())))
+                .collect();
             stats_tx.send(truth).expect("sends");
         });
     });
-    let pty_path = path_rx.recv().expect("PTY path");
+    let pty_paths = paths_rx.recv().expect("PTY paths");
 
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("address").port();
     let (report_tx, report_rx) = mpsc::channel();
     let pool = thread::spawn(move || serve_pool(listener, report_tx));
 
+    let chains: String = pty_paths
+        .iter()
+        .map(|path| {
+            format!(
+                "[[chains]]\nserial = \"{}\"\nsimulated_share_floor_log2 = 26\n",
+                path.display()
+            )
+        })
+        .collect();
     let config = write_config(
         "hil-pty.toml",
         &format!(
-            "[board]\nname = \"bm1397-hashboard-12\"\n\
-             [[chains]]\nserial = \"{}\"\nsimulated_share_floor_log2 = 26\n\
-             [[pools]]\nurl = \"stratum+tcp://127.0.0.1:{port}\"\nuser = \"bc1qtest.rig7\"\n",
-            pty_path.display()
+            "[board]\nname = \"bm1397-hashboard-12\"\nchains = {CHAINS}\n{chains}\
+             [[pools]]\nurl = \"stratum+tcp://127.0.0.1:{port}\"\nuser = \"bc1qtest.rig7\"\n"
         ),
     );
     let output = Command::new(env!("CARGO_BIN_EXE_hashwarden-fw"))
@@ -67,32 +87,40 @@ fn the_daemon_mines_a_pool_job_on_a_serial_chain() {
             "--duration",
             "8",
         ])
-        .args(["--api-listen", "off"])
+        .args(["--api-listen", "off", "--http-listen", "off"])
         .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
         .output()
         .expect("the daemon runs");
     let _ = stop_tx.send(());
-    let (nonces_sent, chips) = stats_rx.recv().expect("simulator stats");
+    let truth = stats_rx.recv().expect("simulator stats");
     server.join().expect("server thread");
     pool.join().expect("pool thread");
     let report = report_rx.recv().expect("pool report");
     let log = stderr(&output);
     assert!(output.status.success(), "{log}");
 
-    // Up through the real bring-up, at the fast rate.
-    assert!(
-        log.contains("chain up") && log.contains("chips=12") && log.contains("baud=3125000"),
-        "{log}"
-    );
-    assert_eq!(chips, CHIPS as usize);
+    // Every chain up through the real bring-up, at the fast rate.
+    for chain in 0..CHAINS {
+        assert!(
+            log.lines().any(|l| l.contains("chain up")
+                && l.contains(&format!("chain={chain}"))
+                && l.contains("chips=12")
+                && l.contains("baud=3125000")),
+            "chain {chain}: {log}"
+        );
+    }
+    assert!(truth.iter().all(|(_, chips)| *chips == CHIPS as usize));
     let summary = summary(&output);
+    assert_eq!(summary["chains"], CHAINS, "{summary}");
     assert_eq!(summary["hardware_errors"], 0, "{summary}");
     assert_eq!(summary["uart_errors"], 0, "{summary}");
-    // Every share the daemon found reached the pool, which accepted it on its own check.
+    // Every share the daemon found reached the pool, which accepted it on its own check: none
+    // was found twice, so no two chains hashed the same header.
     assert!(report.bad_shares.is_empty(), "{:?}", report.bad_shares);
     assert!(
-        report.good_shares >= 3,
+        report.good_shares >= 5,
         "{} shares; {summary}",
         report.good_shares
     );
@@ -102,8 +130,9 @@ fn the_daemon_mines_a_pool_job_on_a_serial_chain() {
     );
     // Nothing the chips sent was lost on the way (a few may still have been in flight at stop).
     let classified = summary["nonces"].as_u64().expect("nonces");
+    let sent: u64 = truth.iter().map(|(n, _)| n).sum();
     assert!(
-        classified <= nonces_sent && classified + 3 >= nonces_sent,
-        "daemon {classified} vs chips {nonces_sent}"
+        classified <= sent && classified + 3 * CHAINS as u64 >= sent,
+        "daemon {classified} vs chips {sent}"
     );
 }

@@ -42,6 +42,30 @@ fn the_simulated_board_mines_at_its_expected_hashrate() {
 }
 
 #[test]
+fn a_three_chain_machine_mines_on_every_chain_and_reconciles() {
+    let output = sim_with_config(
+        "three-chains.toml",
+        "[board]\nname = \"bm1397-hashboard-12\"\nchains = 3\n",
+        "3",
+    );
+    let summary = summary(&output);
+    assert_eq!(summary["chains"], 3);
+    assert_eq!(number(&summary, "hardware_errors"), 0.0);
+    // Each chain's own work: no chain's nonces show up as another's duplicates or strays.
+    assert_eq!(number(&summary, "duplicates"), 0.0);
+    assert_eq!(number(&summary, "stale"), 0.0);
+    assert_eq!(
+        number(&summary, "nonces"),
+        number(&summary["sim"], "nonces_sent"),
+        "{summary}"
+    );
+    // Three chains' worth: 3 × 3.43 TH/s.
+    assert!((number(&summary, "expected_ths") - 3.0 * 3.4272).abs() < 0.01);
+    let ratio = number(&summary, "hashrate_ths") / number(&summary, "expected_ths");
+    assert!((0.75..1.25).contains(&ratio), "{ratio:.2}: {summary}");
+}
+
+#[test]
 fn the_configured_frequency_reaches_the_chips() {
     let output = sim_with_config(
         "slow.toml",

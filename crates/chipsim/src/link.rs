@@ -233,7 +233,8 @@ impl SimControl {
     }
 
     /// Advances simulated time with the wall clock, `speed` times faster, in `tick` steps, until the
-    /// task is dropped.
+    /// task is dropped. A step never covers more than [`MAX_TICKS_PER_STEP`] ticks of wall time,
+    /// so an overloaded host slows the simulation down rather than locking up behind it.
     pub async fn run_realtime(self, speed: f64, tick: std::time::Duration) {
         let mut interval = tokio::time::interval(tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -241,11 +242,17 @@ impl SimControl {
         loop {
             interval.tick().await;
             let now = tokio::time::Instant::now();
-            self.advance((now - last).as_secs_f64() * speed);
+            // A host too slow for `speed` gets slower simulated time, not a spiral: crediting
+            // the whole gap would make the next step longer still, until nothing else runs.
+            let wall = (now - last).min(tick * MAX_TICKS_PER_STEP);
+            self.advance(wall.as_secs_f64() * speed);
             last = now;
         }
     }
 }
+
+/// The most wall time one step of [`SimControl::run_realtime`] credits, in ticks.
+pub const MAX_TICKS_PER_STEP: u32 = 4;
 
 /// NRSTI of the chain as a GPIO: driving it low holds every chip in reset; driving it high
 /// releases them at power-on state.

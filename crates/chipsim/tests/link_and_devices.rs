@@ -279,3 +279,28 @@ fn tps546_feeds_stacked_voltage_domains() {
     );
     assert_eq!(read_word(&mut bus, TPS546_ADDRESS, pmbus::READ_VOUT), 2867);
 }
+
+/// A host that stalls (here: a second of wall time between two ticks) gets at most
+/// `MAX_TICKS_PER_STEP` ticks of simulated time for it, not the whole gap: simulated time slows
+/// down instead of the next step growing without bound.
+#[tokio::test(start_paused = true)]
+async fn an_overloaded_realtime_clock_slows_down_instead_of_spiralling() {
+    let (_uart, control) = link(2);
+    let tick = std::time::Duration::from_millis(10);
+    let speed = 50.0;
+    let clock = tokio::spawn(control.clone().run_realtime(speed, tick));
+    // Let it start, then stall the host for a second of wall time in one go.
+    tokio::time::sleep(tick * 3).await;
+    let before = control.with_sim(|s| s.now_s());
+    tokio::time::advance(std::time::Duration::from_secs(1)).await;
+    tokio::task::yield_now().await;
+    tokio::time::sleep(tick / 2).await;
+    let gained = control.with_sim(|s| s.now_s()) - before;
+    clock.abort();
+    let cap = f64::from(chipsim::link::MAX_TICKS_PER_STEP) * tick.as_secs_f64() * speed;
+    assert!(gained > 0.0, "time moved on");
+    assert!(
+        gained <= cap + tick.as_secs_f64() * speed + 1e-9,
+        "{gained} simulated s for one stalled step (cap {cap})"
+    );
+}

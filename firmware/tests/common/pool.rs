@@ -63,6 +63,8 @@ pub fn serve_pool(listener: TcpListener, report: mpsc::Sender<PoolReport>) {
     let params: Value = serde_json::from_str(NOTIFY_PARAMS).expect("valid params");
     let job = Notify::from_params(&params).expect("valid job");
     let mut pool_report = PoolReport::default();
+    // Chains that hashed the same header would submit the same share twice.
+    let mut seen = std::collections::HashSet::new();
     for line in BufReader::new(stream).lines() {
         let Ok(line) = line else { break };
         let Ok(request) = serde_json::from_str::<Value>(&line) else {
@@ -88,8 +90,10 @@ pub fn serve_pool(listener: TcpListener, report: mpsc::Sender<PoolReport>) {
                 let right_job = submitted.get(1).and_then(Value::as_str) == Some("j1");
                 let right_user = submitted.first().and_then(Value::as_str) == Some("bc1qtest.rig7");
                 let difficulty = share_difficulty(&job, &submitted);
+                let fresh = seen.insert(format!("{:?}", submitted.get(2..)));
                 let good = right_job
                     && right_user
+                    && fresh
                     && difficulty.is_some_and(|d| d >= POOL_DIFFICULTY * SIM_SCALE);
                 if good {
                     pool_report.good_shares += 1;

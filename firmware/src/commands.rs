@@ -1,0 +1,212 @@
+//! Carrying out what the operator asked — signed fleet commands, local API changes, the
+//! failsafe — on every chain of the machine at once, and reporting how it went.
+
+use futures_util::future::join_all;
+use tracing::{info, warn};
+
+use crate::board::Hardware;
+use crate::control::{Change, Current, Decision, FailsafeAction, Intent, SleepCause};
+use crate::cooling::Cooling;
+use crate::daemon::Fleet;
+use crate::fleet::{CommandDesk, Received};
+use crate::telemetry;
+use crate::unit::Unit;
+
+/// A change asked for through the local API.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LocalAction {
+    /// What a fleet command could ask (sleep, wake, clock, voltage, reboot).
+    Command(fleet_proto::Action),
+    /// A fixed fan duty, or `None` for automatic control. The thermal guard still watches.
+    Fan(Option<f32>),
+}
+
+#[derive(Debug)]
+pub struct LocalRequest {
+    pub action: LocalAction,
+    /// Applied, with a note; or why not.
+    pub reply: tokio::sync::oneshot::Sender<Result<Option<String>, String>>,
+}
+
+/// The machine's settings as the first chain runs them (every chain gets the same commands).
+fn current<H: Hardware>(
+    units: &[Unit<H>],
+) -> Option<(Current, &'static hashboard::board::BoardDescription)> {
+    let first = units.first()?;
+    Some((
+        Current {
+            frequency: first.hw.frequency(),
+            core_mv: first.hw.core_mv(),
+        },
+        first.hw.description(),
+    ))
+}
+
+/// Makes a decided change on one chain. A chain the thermal guard stopped stays down until it
+/// has cooled, whatever the command: the intent is kept and applied at resume.
+async fn apply_change(
+    board: &mut impl Hardware,
+    cooling: &mut Cooling,
+    change: Change,
+) -> Result<Option<&'static str>, String> {
+    let held = Some("overheated: the chains resume once they have cooled");
+    match change {
+        Change::Nothing => Ok(None),
+        Change::Sleep => board.sleep().await.map(|()| None),
+        Change::Wake | Change::Reboot if cooling.overheated() => Ok(held),
+        Change::Wake => board.power_up().await.map(|()| None),
+        Change::Frequency(target) => {
+            cooling.tuned = target;
+            cooling.set_power_target(None);
+            board.set_frequency(target).await.map(|()| None)
+        }
+        Change::PowerTarget(watts) => {
+            cooling.set_power_target(watts);
+            Ok(None)
+        }
+        Change::CoreVoltage(mv) => board.set_core_voltage(mv).await.map(|()| None),
+        Change::Reboot => {
+            board.sleep().await?;
+            board.power_up().await.map(|()| None)
+        }
+        Change::Identify => {
+            info!("identify: this is the machine");
+            Ok(None)
+        }
+    }
+}
+
+/// The change on every chain at once (a sleep takes one ramp's time, not one per chain). A
+/// machine's power target is shared equally between its chains.
+pub async fn apply_to_machine<H: Hardware>(
+    units: &mut [Unit<H>],
+    change: Change,
+) -> Result<Option<&'static str>, String> {
+    let chains = units.len().max(1) as f64;
+    let per_chain = match change {
+        Change::PowerTarget(Some(watts)) => Change::PowerTarget(Some(watts / chains)),
+        other => other,
+    };
+    let results = join_all(units.iter_mut().map(|unit| async move {
+        let held = apply_change(&mut unit.hw, &mut unit.cooling, per_chain).await;
+        if matches!(per_chain, Change::Wake | Change::Reboot) {
+            // A re-initialised chain has forgotten its jobs.
+            unit.mining.restart(&unit.hw);
+        }
+        held.map_err(|e| format!("chain {}: {e}", unit.index))
+    }))
+    .await;
+    let mut note = None;
+    for result in results {
+        note = note.or(result?);
+    }
+    Ok(note)
+}
+
+/// Makes a decision's change and says how it went: the intent now in effect and the note for
+/// the ack (the decision's, and why the chains were held back, if they were).
+async fn carry_out<H: Hardware>(
+    decision: Decision,
+    units: &mut [Unit<H>],
+) -> Result<(Intent, Option<String>), String> {
+    let (intent, change, note) = match decision {
+        Decision::Fail(reason) => return Err(reason),
+        Decision::Apply {
+            intent,
+            change,
+            note,
+        } => (intent, change, note),
+    };
+    let held = apply_to_machine(units, change).await?;
+    let note = match (note, held) {
+        (Some(note), Some(held)) => Some(format!("{note}; {held}")),
+        (note, held) => note.or(held.map(str::to_string)),
+    };
+    Ok((intent, note))
+}
+
+/// One command from `…/cmd`, start to finish: verify, ack, change the chains, ack again.
+pub async fn obey<H: Hardware>(
+    fleet: &mut Fleet,
+    desk: &mut CommandDesk,
+    units: &mut [Unit<H>],
+    bytes: &[u8],
+    nameplate_power_w: Option<f64>,
+) {
+    let Some((current, board)) = current(units) else {
+        return;
+    };
+    match desk.receive(bytes, telemetry::unix_now(), current, board) {
+        Received::Answered(ack) => fleet.link.ack(&ack),
+        Received::Apply {
+            accepted,
+            id,
+            decision,
+            ..
+        } => {
+            fleet.link.ack(&accepted);
+            let outcome = carry_out(decision, units).await;
+            let ack = desk.finish(id, outcome, telemetry::unix_now());
+            fleet.link.ack(&ack);
+            fleet
+                .link
+                .state(&telemetry::state(board, desk.intent(), nameplate_power_w));
+        }
+    }
+}
+
+/// One local change, decided and made like a fleet command, and as durable.
+pub async fn apply_local<H: Hardware>(
+    desk: &mut CommandDesk,
+    units: &mut [Unit<H>],
+    action: LocalAction,
+) -> Result<Option<String>, String> {
+    let action = match action {
+        LocalAction::Fan(percent) => {
+            info!(?percent, "local API: fan");
+            for unit in units.iter_mut() {
+                unit.cooling.set_manual_fan(&mut unit.hw, percent)?;
+            }
+            return Ok(None);
+        }
+        LocalAction::Command(action) => action,
+    };
+    info!(?action, "local API");
+    let (current, board) = current(units).ok_or("no chains")?;
+    let decision = desk.decide_local(&action, current, board);
+    let (intent, note) = carry_out(decision, units).await?;
+    desk.commit(intent)
+        .map_err(|e| format!("applied, but cannot persist it: {e}"))?;
+    Ok(note)
+}
+
+/// The host has been silent for the configured time.
+pub async fn failsafe<H: Hardware>(
+    fleet: &mut Fleet,
+    desk: &mut CommandDesk,
+    units: &mut [Unit<H>],
+) {
+    let intent = desk.intent();
+    match fleet.failsafe.1 {
+        FailsafeAction::Keep => warn!("host silent: failsafe keeps the current mode"),
+        FailsafeAction::Sleep if intent.sleeping.is_some() => {}
+        FailsafeAction::Sleep => {
+            warn!("host silent: failsafe puts the machine to sleep until woken");
+            let asleep = Intent {
+                sleeping: Some(SleepCause::Failsafe),
+                ..intent
+            };
+            if let Err(e) = desk.set_intent(asleep) {
+                warn!(error = %e, "cannot persist the failsafe sleep");
+            }
+            if let Err(e) = apply_to_machine(units, Change::Sleep).await {
+                warn!(error = %e, "failsafe sleep failed");
+            }
+            if let Some((_, board)) = current(units) {
+                fleet
+                    .link
+                    .state(&telemetry::state(board, desk.intent(), None));
+            }
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! One chain and everything that runs it: its board, its mining state, its fan and clock
+//! governors, its hash-rate windows, and (in `--sim`) the simulator's clock. A machine is a list
+//! of these; the daemon's loop serves them in turn.
+
+use std::time::Duration;
+
+use chipsim::SimControl;
+use serde::Serialize;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::board::{Hardware, hottest_chip};
+use crate::cooling::Cooling;
+use crate::mining::{Mining, WorkSource};
+use crate::snapshot::{ChainRow, Snapshot};
+use crate::telemetry::{Rates, Window};
+
+/// The chain is drained when it has been quiet this long.
+const DRAIN_QUIET_MS: u32 = 50;
+
+/// A board ready to run: its hardware, the simulator behind it in `--sim`, and the difficulty
+/// its chips filter nonces at.
+pub struct Rig<H> {
+    pub hw: H,
+    pub sim: Option<SimControl>,
+    pub ticket: f64,
+    /// Share difficulties are scaled by a simulated chain's floor; 1 on real chips.
+    pub scale: f64,
+}
+
+/// The simulator's own account of a chain (`--sim` only), to check the daemon's against.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SimTruth {
+    pub nonces_sent: u64,
+    pub hottest_chip_c: f64,
+    /// The hottest any chip got during the run (sampled every second of chip time).
+    pub peak_chip_c: f64,
+    pub chips_overheated: usize,
+    pub final_power_w: f64,
+}
+
+pub struct Unit<H> {
+    pub index: u32,
+    pub hw: H,
+    pub sim: Option<SimControl>,
+    pub mining: Mining,
+    pub cooling: Cooling,
+    pub rates: Rates,
+    clock: Option<tokio::task::JoinHandle<()>>,
+    started: Instant,
+    start_s: f64,
+    peak_chip_c: f64,
+}
+
+impl<H: Hardware> Unit<H> {
+    /// Brings the chain up (or keeps it down when the machine was left asleep) and starts the
+    /// simulator's clock at `speed` in `--sim`.
+    pub async fn start(
+        index: u32,
+        rig: Rig<H>,
+        asleep: bool,
+        power_target_w: Option<f64>,
+        speed: f64,
+    ) -> Result<Self, String> {
+        let Rig {
+            mut hw,
+            sim,
+            ticket,
+            scale,
+        } = rig;
+        let board = hw.description();
+        if asleep {
+            hw.power_off_at_start()?;
+        } else {
+            hw.power_up()
+                .await
+                .map_err(|e| format!("chain {index}: {e}"))?;
+            info!(
+                chain = index,
+                board = board.name,
+                chips = hw.chips_up(),
+                baud = hw.baud(),
+                mhz = hw.frequency().mhz(),
+                ticket,
+                "chain up"
+            );
+        }
+        if !hw.has_thermal_sensor() {
+            warn!(
+                chain = index,
+                "no temperature sensor wired: fan control and thermal protection are off"
+            );
+        }
+        let mut cooling = Cooling::new(&hw);
+        cooling.set_power_target(power_target_w);
+        let mut mining = Mining::new(index, ticket, scale);
+        mining.restart(&hw);
+        let clock = sim
+            .clone()
+            .map(|control| tokio::spawn(control.run_realtime(speed, Duration::from_millis(10))));
+        let started = Instant::now();
+        let mut unit = Self {
+            index,
+            hw,
+            sim,
+            mining,
+            cooling,
+            rates: Rates::default(),
+            clock,
+            started,
+            start_s: 0.0,
+            peak_chip_c: f64::MIN,
+        };
+        unit.start_s = unit.chip_clock();
+        Ok(unit)
+    }
+
+    /// The chips' time: the simulator's clock in `--sim`, the wall clock otherwise.
+    fn chip_clock(&self) -> f64 {
+        match &self.sim {
+            Some(control) => control.with_sim(|s| s.now_s()),
+            None => self.started.elapsed().as_secs_f64(),
+        }
+    }
+
+    /// Seconds the chips have run since start.
+    pub fn chip_s(&self) -> f64 {
+        self.chip_clock() - self.start_s
+    }
+
+    /// Sends the chain its next work, if it is due.
+    pub async fn feed(&mut self, source: &WorkSource) -> Result<(), String> {
+        if let Some(work) = self.mining.fresh_work(source, self.hw.asleep())
+            && let Some(frame) = self.mining.dispatch(work)
+        {
+            self.hw.write_frame(frame.as_bytes()).await?;
+        }
+        Ok(())
+    }
+
+    /// Fan, thermal guard and power limiter, when a round is due.
+    pub async fn govern(&mut self, asleep_by_intent: bool) {
+        let chip_s = self.chip_s();
+        if !self.cooling.due(chip_s) {
+            return;
+        }
+        if let Some(control) = &self.sim {
+            self.peak_chip_c = self.peak_chip_c.max(control.with_sim(|s| hottest_chip(s)));
+        }
+        let was_asleep = self.hw.asleep();
+        self.cooling
+            .tick(&mut self.hw, chip_s, asleep_by_intent)
+            .await;
+        if was_asleep && !self.hw.asleep() {
+            // Resumed after a thermal stop: the chips lost their work with their supply.
+            self.mining.restart(&self.hw);
+        }
+    }
+
+    /// This chain's part of the one-second snapshot (board readings included).
+    pub fn reading(&mut self, now: Instant) -> Snapshot {
+        let chip_s = self.chip_s();
+        self.rates.add(now, chip_s, self.mining.tally.nonces);
+        let tally = &self.mining.tally;
+        let ticket = self.mining.ticket;
+        let mhs_av = hashboard::mining::estimate_hashrate(tally.nonces as u32, ticket, chip_s)
+            .map_or(0.0, |r| r.hashes_per_second / 1e6);
+        let board = self.hw.description();
+        let board_temp_c = self.hw.board_temp_c();
+        // In `--sim` the simulator's die temperatures stand in for per-chip sensors.
+        let (hottest_chip_c, sim_overheated) = match &self.sim {
+            Some(sim) => sim.with_sim(|s| {
+                (
+                    Some(hottest_chip(s)),
+                    s.chips().iter().any(|c| c.thermal.overheated),
+                )
+            }),
+            None => (board_temp_c, false),
+        };
+        let mode = if self.cooling.overheated() || sim_overheated {
+            fleet_proto::Mode::Overheated
+        } else if self.hw.asleep() {
+            fleet_proto::Mode::Sleeping
+        } else if self.cooling.power_target().is_some() {
+            fleet_proto::Mode::PowerTarget
+        } else {
+            fleet_proto::Mode::Mining
+        };
+        let hashrate = fleet_proto::messages::Hashrate {
+            s5: self.rates.ths(Window::S5, ticket),
+            m1: self.rates.ths(Window::M1, ticket),
+            m15: self.rates.ths(Window::M15, ticket),
+        };
+        let chips_up = self.hw.chips_up();
+        Snapshot {
+            elapsed_s: self.started.elapsed().as_secs(),
+            mhs_av,
+            mhs_5s: hashrate.s5 * 1e6,
+            // The pool's verdicts and list are the machine's: the daemon adds them once.
+            accepted: 0,
+            rejected: 0,
+            pools: Vec::new(),
+            stale: tally.stale,
+            hardware_errors: tally.hardware_errors,
+            nonces: tally.nonces,
+            chains: vec![ChainRow {
+                index: self.index,
+                chips: board.chips_per_chain,
+                chips_up,
+                model: board.model.name(),
+                frequency_mhz: self.hw.frequency().mhz(),
+                temperature_c: hottest_chip_c.unwrap_or(0.0),
+                mhs_av,
+                ths_5s: hashrate.s5,
+                nonces: tally.nonces,
+                hardware_errors: tally.hardware_errors,
+            }],
+            board: board.name,
+            mode,
+            hashrate,
+            share_difficulty: tally.share_difficulty,
+            best_difficulty: tally.best_difficulty,
+            power_w: self.hw.power_w(),
+            fan: self.hw.fan(),
+            board_temp_c,
+            hottest_chip_c,
+            core_mv: self.hw.core_mv(),
+            frequency_mhz: self.hw.frequency().mhz(),
+            chips_up,
+            chips_expected: board.chips_per_chain,
+            asic_model: board.model.part_number(),
+        }
+    }
+
+    /// Stops the simulator's clock (so the counts reconcile with what the chain sent), takes
+    /// what the chips already sent, and ramps the chain down. Returns the seconds it ran.
+    pub async fn stop(&mut self, source: &WorkSource) -> Result<f64, String> {
+        if let Some(clock) = self.clock.take() {
+            clock.abort();
+            let _ = clock.await;
+        }
+        let ran_s = self.chip_s();
+        if !self.hw.asleep() {
+            while let Some(response) = self.hw.next_response(DRAIN_QUIET_MS).await? {
+                self.mining.take(response, source);
+            }
+            // Ramp down rather than drop the load; the intent is untouched, so a restart mines.
+            let ramped = self.hw.sleep().await;
+            // A board that cannot cut its supply still hashes while it clocks down: count that.
+            while let Some(response) = self.hw.drain_response(DRAIN_QUIET_MS).await? {
+                self.mining.take(response, source);
+            }
+            match ramped {
+                Ok(()) => info!(chain = self.index, "chain ramped down"),
+                Err(e) => warn!(chain = self.index, error = %e, "ramp-down failed"),
+            }
+        }
+        Ok(ran_s)
+    }
+
+    pub fn truth(&self) -> Option<SimTruth> {
+        let peak = self.peak_chip_c;
+        self.sim.as_ref().map(|control| {
+            control.with_sim(|s| SimTruth {
+                nonces_sent: s.stats().nonces_sent,
+                hottest_chip_c: hottest_chip(s),
+                peak_chip_c: peak.max(hottest_chip(s)),
+                chips_overheated: s.chips().iter().filter(|c| c.thermal.overheated).count(),
+                final_power_w: s.power_w(),
+            })
+        })
+    }
+}
