@@ -87,7 +87,8 @@ pub async fn apply_to_machine<H: Hardware>(
         Change::PowerTarget(Some(watts)) => Change::PowerTarget(Some(watts / chains)),
         other => other,
     };
-    let results = join_all(units.iter_mut().map(|unit| async move {
+    let working = units.iter_mut().filter(|unit| unit.failed.is_none());
+    let results = join_all(working.map(|unit| async move {
         let held = apply_change(&mut unit.hw, &mut unit.cooling, per_chain).await;
         if matches!(per_chain, Change::Wake | Change::Reboot) {
             // A re-initialised chain has forgotten its jobs.

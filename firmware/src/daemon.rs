@@ -192,6 +192,13 @@ pub async fn run<H: Hardware>(
         .await
         .into_iter()
         .collect::<Result<Vec<_>, String>>()?;
+    let failures: Vec<String> = units
+        .iter()
+        .filter_map(|u| u.failed.as_ref().map(|e| format!("chain {}: {e}", u.index)))
+        .collect();
+    if failures.len() == units.len() {
+        return Err(failures.join("; "));
+    }
 
     let started = tokio::time::Instant::now();
     let mut next_report = started + REPORT_INTERVAL;
@@ -207,6 +214,7 @@ pub async fn run<H: Hardware>(
             .state(&telemetry::state(board, desk.intent(), nameplate_power_w));
     }
     let deadline = duration.map(|d| started + d);
+    let mut round = 0usize;
     tokio::pin!(stop);
     loop {
         let now = tokio::time::Instant::now();
@@ -273,8 +281,12 @@ pub async fn run<H: Hardware>(
                 None => std::future::pending().await,
             }
         };
-        // One wait over every chain; the first to answer (or time out) wins the round.
-        let responses = select_all(units.iter_mut().map(|u| {
+        // One wait over every chain; the first to answer (or time out) wins the round. The
+        // order rotates so a busy chain cannot starve the others.
+        round = round.wrapping_add(1);
+        let first = round % units.len().max(1);
+        let (before, after) = units.split_at_mut(first);
+        let responses = select_all(after.iter_mut().chain(before.iter_mut()).map(|u| {
             Box::pin(async move { (u.index, u.hw.next_response(RESPONSE_WAIT_MS).await) })
         }));
         enum Woken {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chipsim::SimControl;
 use serde::Serialize;
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::board::{Hardware, hottest_chip};
 use crate::cooling::Cooling;
@@ -41,6 +41,8 @@ pub struct SimTruth {
 
 pub struct Unit<H> {
     pub index: u32,
+    /// Why the chain did not come up at start; such a chain is left out of every change.
+    pub failed: Option<String>,
     pub hw: H,
     pub sim: Option<SimControl>,
     pub mining: Mining,
@@ -69,12 +71,14 @@ impl<H: Hardware> Unit<H> {
             scale,
         } = rig;
         let board = hw.description();
+        let mut failed = None;
         if asleep {
             hw.power_off_at_start()?;
+        } else if let Err(e) = hw.power_up().await {
+            // One dead hashboard must not stop the others: this chain stays down and says so.
+            error!(chain = index, error = %e, "chain did not come up; the others mine on");
+            failed = Some(e);
         } else {
-            hw.power_up()
-                .await
-                .map_err(|e| format!("chain {index}: {e}"))?;
             info!(
                 chain = index,
                 board = board.name,
@@ -101,6 +105,7 @@ impl<H: Hardware> Unit<H> {
         let started = Instant::now();
         let mut unit = Self {
             index,
+            failed,
             hw,
             sim,
             mining,

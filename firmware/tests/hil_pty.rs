@@ -21,81 +21,113 @@ const CHIPS: u32 = 12;
 
 const CHAINS: usize = 3;
 
-#[test]
-fn the_daemon_mines_a_pool_job_on_three_serial_chains() {
-    // The simulated chains behind PTYs, served on their own runtime for the whole test.
-    let (paths_tx, paths_rx) = mpsc::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (stats_tx, stats_rx) = mpsc::channel();
-    let server = thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async move {
-            let mut probes = Vec::new();
-            let mut served = Vec::new();
-            let mut paths = Vec::new();
-            for chain in 0..CHAINS {
-                let mut config = ChainConfig::new(ChipModel::Bm1397, CHIPS, 5 + chain as u64);
-                config.share_floor_log2 = 26;
-                let (uart, control) = SimLink::open(ChainSim::new(config).expect("valid"));
-                let pty = Pty::open().expect("a PTY");
-                paths.push(pty.path.clone());
-                probes.push(control.clone());
-                served.push(tokio::spawn(pty.serve(uart, control, 1.0)));
-            }
-            paths_tx.send(paths).expect("sends");
-            let _ = stop_rx.await;
-            for task in served {
-                task.abort();
-            }
-            let truth: Vec<(u64, usize)> = probes
-                .iter()
-                .map(|p| p.with_sim(|s| (s.stats().nonces_sent, s.chips().len())))
-                .collect();
-            stats_tx.send(truth).expect("sends");
+/// Simulated chains behind PTYs (one per entry, with that many chips), served on their own
+/// runtime until `stop`; then the simulators' (nonces sent, chips) come back.
+struct Chains {
+    paths: Vec<std::path::PathBuf>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    truth: mpsc::Receiver<Vec<(u64, usize)>>,
+    server: thread::JoinHandle<()>,
+}
+
+impl Chains {
+    fn serve(chips: &[u32]) -> Self {
+        let chips = chips.to_vec();
+        let (paths_tx, paths_rx) = mpsc::channel();
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (truth_tx, truth) = mpsc::channel();
+        let server = thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let mut probes = Vec::new();
+                let mut served = Vec::new();
+                let mut paths = Vec::new();
+                for (chain, &count) in chips.iter().enumerate() {
+                    let mut config = ChainConfig::new(ChipModel::Bm1397, count, 5 + chain as u64);
+                    config.share_floor_log2 = 26;
+                    let (uart, control) = SimLink::open(ChainSim::new(config).expect("valid"));
+                    let pty = Pty::open().expect("a PTY");
+                    paths.push(pty.path.clone());
+                    probes.push(control.clone());
+                    served.push(tokio::spawn(pty.serve(uart, control, 1.0)));
+                }
+                paths_tx.send(paths).expect("sends");
+                let _ = stop_rx.await;
+                for task in served {
+                    task.abort();
+                }
+                let truth: Vec<(u64, usize)> = probes
+                    .iter()
+                    .map(|p| p.with_sim(|s| (s.stats().nonces_sent, s.chips().len())))
+                    .collect();
+                truth_tx.send(truth).expect("sends");
+            });
         });
-    });
-    let pty_paths = paths_rx.recv().expect("PTY paths");
+        Chains {
+            paths: paths_rx.recv().expect("PTY paths"),
+            stop,
+            truth,
+            server,
+        }
+    }
 
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("address").port();
-    let (report_tx, report_rx) = mpsc::channel();
-    let pool = thread::spawn(move || serve_pool(listener, report_tx));
+    fn config_sections(&self) -> String {
+        self.paths
+            .iter()
+            .map(|path| {
+                format!(
+                    "[[chains]]\nserial = \"{}\"\nsimulated_share_floor_log2 = 26\n",
+                    path.display()
+                )
+            })
+            .collect()
+    }
 
-    let chains: String = pty_paths
-        .iter()
-        .map(|path| {
-            format!(
-                "[[chains]]\nserial = \"{}\"\nsimulated_share_floor_log2 = 26\n",
-                path.display()
-            )
-        })
-        .collect();
-    let config = write_config(
-        "hil-pty.toml",
-        &format!(
-            "[board]\nname = \"bm1397-hashboard-12\"\nchains = {CHAINS}\n{chains}\
-             [[pools]]\nurl = \"stratum+tcp://127.0.0.1:{port}\"\nuser = \"bc1qtest.rig7\"\n"
-        ),
-    );
-    let output = Command::new(env!("CARGO_BIN_EXE_hashwarden-fw"))
+    fn finish(self) -> Vec<(u64, usize)> {
+        let _ = self.stop.send(());
+        let truth = self.truth.recv().expect("simulator stats");
+        self.server.join().expect("server thread");
+        truth
+    }
+}
+
+fn run_daemon(config: &std::path::Path, seconds: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_hashwarden-fw"))
         .args([
             "--config",
             config.to_str().expect("utf-8"),
             "--duration",
-            "8",
+            seconds,
         ])
         .args(["--api-listen", "off", "--http-listen", "off"])
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
         .output()
-        .expect("the daemon runs");
-    let _ = stop_tx.send(());
-    let truth = stats_rx.recv().expect("simulator stats");
-    server.join().expect("server thread");
+        .expect("the daemon runs")
+}
+
+#[test]
+fn the_daemon_mines_a_pool_job_on_three_serial_chains() {
+    let machine = Chains::serve(&[CHIPS; CHAINS]);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let (report_tx, report_rx) = mpsc::channel();
+    let pool = thread::spawn(move || serve_pool(listener, report_tx));
+
+    let config = write_config(
+        "hil-pty.toml",
+        &format!(
+            "[board]\nname = \"bm1397-hashboard-12\"\nchains = {CHAINS}\n{}\
+             [[pools]]\nurl = \"stratum+tcp://127.0.0.1:{port}\"\nuser = \"bc1qtest.rig7\"\n",
+            machine.config_sections()
+        ),
+    );
+    let output = run_daemon(&config, "8");
+    let truth = machine.finish();
     pool.join().expect("pool thread");
     let report = report_rx.recv().expect("pool report");
     let log = stderr(&output);
@@ -135,4 +167,38 @@ fn the_daemon_mines_a_pool_job_on_three_serial_chains() {
         classified <= sent && classified + 3 * CHAINS as u64 >= sent,
         "daemon {classified} vs chips {sent}"
     );
+}
+
+/// A hashboard that does not come up (here one chip short) is reported and left down; the
+/// machine's other chains mine on.
+#[test]
+fn a_chain_that_does_not_come_up_leaves_the_others_mining() {
+    let machine = Chains::serve(&[CHIPS, CHIPS - 1]);
+    let config = write_config(
+        "hil-pty-broken.toml",
+        &format!(
+            "[board]\nname = \"bm1397-hashboard-12\"\nchains = 2\n{}",
+            machine.config_sections()
+        ),
+    );
+    let output = run_daemon(&config, "5");
+    let truth = machine.finish();
+    let log = stderr(&output);
+    assert!(output.status.success(), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("chain did not come up") && l.contains("chain=1")),
+        "{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("chain up") && l.contains("chain=0")),
+        "{log}"
+    );
+    let summary = summary(&output);
+    assert!(
+        summary["nonces"].as_u64().is_some_and(|n| n > 0),
+        "{summary}"
+    );
+    assert_eq!(truth[1].0, 0, "the broken chain got no work");
 }
