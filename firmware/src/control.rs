@@ -400,6 +400,51 @@ mod tests {
         assert_eq!(after.power_target_w, None);
     }
 
+    fn any_action() -> impl proptest::strategy::Strategy<Value = Action> {
+        use proptest::prelude::*;
+        let mode = prop_oneof![
+            Just(TuneMode::Efficiency),
+            Just(TuneMode::Power),
+            Just(TuneMode::Hashrate)
+        ];
+        prop_oneof![
+            Just(Action::Sleep),
+            Just(Action::Wake),
+            Just(Action::Reboot),
+            Just(Action::Identify),
+            any::<f64>().prop_map(|watts| Action::SetPowerTarget { watts }),
+            any::<f64>().prop_map(|mhz| Action::SetFrequency { mhz }),
+            any::<u32>().prop_map(|millivolts| Action::SetVoltage { millivolts }),
+            mode.prop_map(|mode| Action::SetMode { mode }),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever a (validly signed) command asks, the decision keeps the board within its
+        /// limits and never panics; a sequence of them never leaves a nonsensical intent.
+        #[test]
+        fn decisions_stay_within_the_board(actions in proptest::collection::vec(any_action(), 1..12)) {
+            let mut intent = Intent::default();
+            for action in &actions {
+                if let Decision::Apply { intent: next, change, .. } = decide(intent, AT_DEFAULT, action, &BOARD) {
+                    if let Some(mhz) = next.frequency_mhz {
+                        proptest::prop_assert!((BOARD.min_frequency.mhz()..=BOARD.max_frequency.mhz()).contains(&mhz));
+                    }
+                    if let Some(mv) = next.core_mv {
+                        proptest::prop_assert!((BOARD.min_core_mv..=BOARD.max_core_mv).contains(&mv));
+                    }
+                    if let Some(watts) = next.power_target_w {
+                        proptest::prop_assert!(watts.is_finite() && watts > 0.0);
+                    }
+                    if let Change::Frequency(f) = change {
+                        proptest::prop_assert_eq!(BOARD.clamp_frequency(f), f);
+                    }
+                    intent = next;
+                }
+            }
+        }
+    }
+
     #[test]
     fn the_failsafe_fires_once_per_silence() {
         let after = Duration::from_secs(60);

@@ -324,6 +324,46 @@ async fn metrics(State(api): State<Api>) -> Response {
 mod tests {
     use super::*;
 
+    fn any_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            "[a-zA-Z]{0,12}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                proptest::collection::btree_map(
+                    prop_oneof![
+                        Just("frequency".to_string()),
+                        Just("coreVoltage".to_string()),
+                        Just("fanspeed".to_string()),
+                        Just("autofanspeed".to_string()),
+                        "[a-z]{1,8}"
+                    ],
+                    inner,
+                    0..4
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// Any JSON body gets actions or a reason, never a panic; every action carries a number
+        /// that came from the body.
+        #[test]
+        fn patch_bodies_never_panic(body in any_json()) {
+            if let Ok(actions) = patch_actions(&body) {
+                proptest::prop_assert!(!actions.is_empty());
+                proptest::prop_assert!(body.as_object().is_some_and(|o| !o.is_empty()));
+            }
+        }
+    }
+
     #[test]
     fn best_difficulties_read_like_axeos() {
         assert_eq!(si(0.0), "0");
