@@ -14,7 +14,7 @@ use hashboard::mining::estimate_hashrate;
 use serde::Serialize;
 use stratum::Accounting;
 use tokio::sync::{mpsc, watch};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::board::Hardware;
 use crate::cgminer;
@@ -223,9 +223,15 @@ pub async fn run<H: Hardware>(
         }
         deal_pool_work(&mut source, units.iter_mut().map(|u| &mut u.mining));
         let asleep_by_intent = desk.intent().sleeping.is_some();
-        for unit in &mut units {
-            unit.feed(&source).await?;
+        for unit in units.iter_mut().filter(|u| u.failed.is_none()) {
+            if let Err(e) = unit.feed(&source).await {
+                unit.fail(e);
+                continue;
+            }
             unit.govern(asleep_by_intent).await;
+        }
+        if units.iter().all(|u| u.failed.is_some()) {
+            return Err("every chain has failed".into());
         }
         if now >= next_snapshot {
             snapshot_tx.send_replace(machine_snapshot(&mut units, &source, now));
@@ -286,9 +292,16 @@ pub async fn run<H: Hardware>(
         round = round.wrapping_add(1);
         let first = round % units.len().max(1);
         let (before, after) = units.split_at_mut(first);
-        let responses = select_all(after.iter_mut().chain(before.iter_mut()).map(|u| {
-            Box::pin(async move { (u.index, u.hw.next_response(RESPONSE_WAIT_MS).await) })
-        }));
+        // Chains whose I/O failed are left out; at least one is still working (checked above).
+        let responses = select_all(
+            after
+                .iter_mut()
+                .chain(before.iter_mut())
+                .filter(|u| u.failed.is_none())
+                .map(|u| {
+                    Box::pin(async move { (u.index, u.hw.next_response(RESPONSE_WAIT_MS).await) })
+                }),
+        );
         enum Woken {
             Chain(u32, Result<Option<Response>, String>),
             Command(Vec<u8>),
@@ -303,10 +316,12 @@ pub async fn run<H: Hardware>(
         };
         match woken {
             Woken::Chain(index, response) => {
-                if let Some(response) = response?
-                    && let Some(unit) = units.get_mut(index as usize)
-                {
-                    unit.mining.take(response, &source);
+                if let Some(unit) = units.get_mut(index as usize) {
+                    match response {
+                        Ok(Some(response)) => unit.mining.take(response, &source),
+                        Ok(None) => {}
+                        Err(e) => unit.fail(e),
+                    }
                 }
             }
             Woken::Command(bytes) => {
@@ -330,9 +345,13 @@ pub async fn run<H: Hardware>(
     for server in [api, http].into_iter().flatten() {
         server.abort();
     }
+    // Every chain is ramped down, even if another one's UART fails on the way.
     let mut ran_s: f64 = 0.0;
     for unit in &mut units {
-        ran_s = ran_s.max(unit.stop(&source).await?);
+        match unit.stop(&source).await {
+            Ok(ran) => ran_s = ran_s.max(ran),
+            Err(e) => warn!(chain = unit.index, error = %e, "could not drain the chain"),
+        }
     }
     if let Some(fleet) = fleet {
         fleet.link.finish(MQTT_GOODBYE_GRACE).await;

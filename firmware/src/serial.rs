@@ -48,7 +48,14 @@ impl embedded_io::ErrorType for SerialUart {
 
 impl embedded_io_async::Read for SerialUart {
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
-        self.port.read(buf).await
+        match self.port.read(buf).await? {
+            // A UART never ends; zero bytes means the device went away (unplugged, PTY closed).
+            0 if !buf.is_empty() => Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the serial device closed",
+            )),
+            n => Ok(n),
+        }
     }
 }
 

@@ -120,6 +120,13 @@ impl<H: Hardware> Unit<H> {
         Ok(unit)
     }
 
+    /// The chain's I/O failed while running (a UART that vanished): it is left out from now on,
+    /// and the machine mines on with the others.
+    pub fn fail(&mut self, reason: String) {
+        error!(chain = self.index, error = %reason, "chain failed; the others mine on");
+        self.failed = Some(reason);
+    }
+
     /// The chips' time: the simulator's clock in `--sim`, the wall clock otherwise.
     fn chip_clock(&self) -> f64 {
         match &self.sim {
@@ -196,7 +203,11 @@ impl<H: Hardware> Unit<H> {
             m1: self.rates.ths(Window::M1, ticket),
             m15: self.rates.ths(Window::M15, ticket),
         };
-        let chips_up = self.hw.chips_up();
+        let chips_up = if self.failed.is_some() {
+            0
+        } else {
+            self.hw.chips_up()
+        };
         Snapshot {
             elapsed_s: self.started.elapsed().as_secs(),
             mhs_av,

@@ -10,6 +10,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
+use std::time::Duration;
 
 use bm13xx::ChipModel;
 use chipsim::pty::Pty;
@@ -32,6 +33,12 @@ struct Chains {
 
 impl Chains {
     fn serve(chips: &[u32]) -> Self {
+        Self::serve_and_unplug(chips, None)
+    }
+
+    /// As `serve`, and chain `unplug.0`'s PTY disappears after `unplug.1` (a hashboard cable
+    /// pulled while mining).
+    fn serve_and_unplug(chips: &[u32], unplug: Option<(usize, Duration)>) -> Self {
         let chips = chips.to_vec();
         let (paths_tx, paths_rx) = mpsc::channel();
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -52,7 +59,17 @@ impl Chains {
                     let pty = Pty::open().expect("a PTY");
                     paths.push(pty.path.clone());
                     probes.push(control.clone());
-                    served.push(tokio::spawn(pty.serve(uart, control, 1.0)));
+                    let serving = pty.serve(uart, control, 1.0);
+                    served.push(match unplug {
+                        // The PTY (and the simulator behind it) is dropped when time is up.
+                        Some((unplugged, after)) if unplugged == chain => {
+                            tokio::spawn(async move {
+                                let _ = tokio::time::timeout(after, serving).await;
+                                Ok(())
+                            })
+                        }
+                        _ => tokio::spawn(serving),
+                    });
                 }
                 paths_tx.send(paths).expect("sends");
                 let _ = stop_rx.await;
@@ -201,4 +218,38 @@ fn a_chain_that_does_not_come_up_leaves_the_others_mining() {
         "{summary}"
     );
     assert_eq!(truth[1].0, 0, "the broken chain got no work");
+}
+
+/// A chain whose serial device disappears while mining (the PTY closes) is marked failed; the
+/// daemon mines on with the other one and still stops cleanly.
+#[test]
+fn a_chain_lost_while_mining_leaves_the_others_mining() {
+    // Bring-up takes about ten seconds of real time (the clock ramp); pull the cable after it.
+    let machine = Chains::serve_and_unplug(&[CHIPS, CHIPS], Some((1, Duration::from_secs(13))));
+    let config = write_config(
+        "hil-pty-unplugged.toml",
+        &format!(
+            "[board]\nname = \"bm1397-hashboard-12\"\nchains = 2\n{}",
+            machine.config_sections()
+        ),
+    );
+    let output = run_daemon(&config, "17");
+    let truth = machine.finish();
+    let log = stderr(&output);
+    assert!(output.status.success(), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("chain up") && l.contains("chain=1")),
+        "{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("chain failed; the others mine on") && l.contains("chain=1")),
+        "{log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+    let summary = summary(&output);
+    // Chain 0 mined throughout: its nonces are all accounted for.
+    let classified = summary["nonces"].as_u64().expect("nonces");
+    assert!(classified >= truth[0].0, "{summary} vs {truth:?}");
 }

@@ -50,6 +50,10 @@ impl Pty {
         tcsetattr(slave.as_fd(), SetArg::TCSANOW, &termios)?;
         let flags = OFlag::from_bits_truncate(fcntl(&master, FcntlArg::F_GETFL)?);
         fcntl(&master, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+        // Not inherited by programs this process starts (a test harness spawning the host under
+        // test): a leaked master keeps the line up after the server is gone, so the host would
+        // never see its device vanish.
+        fcntl(&master, FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))?;
         // `AsyncFd::new` is deprecated because a wrapped value could close its fd while still
         // registered; `PtyMaster` owns its fd and closes it only when dropped with the AsyncFd,
         // which is the one case the deprecation leaves sound. The replacement is `unsafe`,

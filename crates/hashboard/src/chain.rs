@@ -278,6 +278,11 @@ where
                 Either::First(read) => read?,
                 Either::Second(()) => return Ok(None),
             };
+            if n == 0 {
+                // End of stream: nothing more will come. Wait the timeout out rather than spin.
+                delay.delay_ms(timeout_ms).await;
+                return Ok(None);
+            }
             for event in self.decoder.feed(&buf[..n]) {
                 self.queue.push(event);
             }
