@@ -38,7 +38,8 @@ const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(1);
 const LOCAL_QUEUE: usize = 8;
 /// How long a stopping daemon waits for the broker to take its goodbye.
 const MQTT_GOODBYE_GRACE: Duration = Duration::from_secs(2);
-/// How long one wait for the chains lasts before the loop looks at its timers again.
+/// How long one wait for the chains lasts at most before the loop looks at its timers again;
+/// shorter when the chains need work more often.
 const RESPONSE_WAIT_MS: u32 = 100;
 
 /// How the run goes.
@@ -97,6 +98,8 @@ pub struct Summary {
     pub chips: u32,
     /// Seconds the chips ran (simulated seconds in `--sim`), the longest chain's.
     pub simulated_s: f64,
+    /// Jobs sent to the chips, over every chain.
+    pub jobs: u64,
     pub nonces: u64,
     pub shares: u64,
     pub hardware_errors: u64,
@@ -215,6 +218,8 @@ pub async fn run<H: Hardware>(
     }
     let deadline = duration.map(|d| started + d);
     let mut round = 0usize;
+    let wait_ms =
+        (crate::mining::job_interval(board, speed).as_millis() as u32).clamp(1, RESPONSE_WAIT_MS);
     tokio::pin!(stop);
     loop {
         let now = tokio::time::Instant::now();
@@ -298,9 +303,7 @@ pub async fn run<H: Hardware>(
                 .iter_mut()
                 .chain(before.iter_mut())
                 .filter(|u| u.failed.is_none())
-                .map(|u| {
-                    Box::pin(async move { (u.index, u.hw.next_response(RESPONSE_WAIT_MS).await) })
-                }),
+                .map(|u| Box::pin(async move { (u.index, u.hw.next_response(wait_ms).await) })),
         );
         enum Woken {
             Chain(u32, Result<Option<Response>, String>),
@@ -404,6 +407,7 @@ async fn summarise<H: Hardware>(
         chains,
         chips: board.chips_per_chain,
         simulated_s: ran_s,
+        jobs: units.iter().map(|u| u.mining.jobs()).sum(),
         nonces,
         shares: sum(|t| t.shares),
         hardware_errors: sum(|t| t.hardware_errors),

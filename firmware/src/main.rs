@@ -233,7 +233,7 @@ fn main() -> ExitCode {
                 warn!("--sim with pools: shares meet the pool's difficulty x 2^-26 only; real pools reject them");
             }
             let plan = pool::WorkPlan {
-                interval: mining::JOB_INTERVAL,
+                interval: mining::job_interval(board, if cli.sim { cli.speed } else { 1.0 }),
                 variants: board.chains as usize,
             };
             mining::WorkSource::Pool(pool::spawn(pools, plan))

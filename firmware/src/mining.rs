@@ -15,8 +15,30 @@ use crate::pool::{PoolLink, Submission};
 
 /// Locally generated work's share difficulty (before a simulated chain's scaling).
 const LOCAL_POOL_DIFFICULTY: f64 = 1024.0;
-/// How often fresh local work goes to the chips.
-pub const JOB_INTERVAL: Duration = Duration::from_secs(5);
+/// The longest a chain goes without fresh work (chips with version rolling last minutes per job).
+const MAX_JOB_INTERVAL: Duration = Duration::from_secs(5);
+/// The shortest: the loop's own granularity.
+const MIN_JOB_INTERVAL: Duration = Duration::from_millis(1);
+
+/// How often a chain needs new work: half the time its chips take to scan a job (at the
+/// board's highest clock, so no clock change outruns it), in wall time when the chips run
+/// `speed` times faster. A BM1397 chain with four midstates is through a job in ~5 ms; without
+/// new work it would idle until the next one.
+pub fn job_interval(board: &hashboard::board::BoardDescription, speed: f64) -> Duration {
+    let versions = bm13xx::versions_per_job(board.model, true);
+    let scan_s = bm13xx::full_scan_seconds(
+        board.model,
+        board.max_frequency,
+        board.chips_per_chain,
+        versions,
+    );
+    let wall_s = scan_s / 2.0 / speed.max(f64::MIN_POSITIVE);
+    if wall_s.is_finite() {
+        Duration::from_secs_f64(wall_s.min(MAX_JOB_INTERVAL.as_secs_f64())).max(MIN_JOB_INTERVAL)
+    } else {
+        MAX_JOB_INTERVAL
+    }
+}
 
 /// Where the chips' work comes from.
 #[derive(Debug)]
@@ -148,10 +170,11 @@ pub struct Mining {
     /// The freshest pool work for this chain, sent when the chain can take it.
     pub held_work: Option<stratum::PoolWork>,
     next_local_job: tokio::time::Instant,
+    job_interval: Duration,
 }
 
 impl Mining {
-    pub fn new(chain: u32, ticket: f64, scale: f64) -> Self {
+    pub fn new(chain: u32, ticket: f64, scale: f64, job_interval: Duration) -> Self {
         Self {
             chain,
             dispatcher: None,
@@ -162,6 +185,7 @@ impl Mining {
             sent_jobs: VecDeque::with_capacity(REMEMBERED_JOBS),
             held_work: None,
             next_local_job: tokio::time::Instant::now(),
+            job_interval,
         }
     }
 
@@ -186,7 +210,7 @@ impl Mining {
         let pool_work = match source {
             WorkSource::Local if asleep || now < self.next_local_job => return None,
             WorkSource::Local => {
-                self.next_local_job = now + JOB_INTERVAL;
+                self.next_local_job = now + self.job_interval;
                 return Some(local_work(self.chain, self.job + 1));
             }
             WorkSource::Pool(_) if asleep => return None,
@@ -204,6 +228,11 @@ impl Mining {
         self.sent_jobs
             .push_back((work.work_id, pool_work.job_id, pool_work.extranonce2));
         Some(work)
+    }
+
+    /// Jobs sent to the chips so far.
+    pub fn jobs(&self) -> u64 {
+        self.job
     }
 
     /// Sends work to the chips through the dispatcher's job table; the frame for the UART.

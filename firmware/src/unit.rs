@@ -97,7 +97,12 @@ impl<H: Hardware> Unit<H> {
         }
         let mut cooling = Cooling::new(&hw);
         cooling.set_power_target(power_target_w);
-        let mut mining = Mining::new(index, ticket, scale);
+        let mut mining = Mining::new(
+            index,
+            ticket,
+            scale,
+            crate::mining::job_interval(board, speed),
+        );
         mining.restart(&hw);
         let clock = sim
             .clone()

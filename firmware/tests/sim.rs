@@ -65,6 +65,39 @@ fn a_three_chain_machine_mines_on_every_chain_and_reconciles() {
     assert!((0.75..1.25).contains(&ratio), "{ratio:.2}: {summary}");
 }
 
+/// A BM1397 chain with four midstates is through a job's nonce space in ~5 ms at 425 MHz
+/// (`bm13xx::full_scan_seconds`); the daemon must keep it fed at that pace, or real chips idle
+/// between jobs. (The simulator does not model running out, so this counts the jobs.)
+#[test]
+fn a_bm1397_chain_gets_new_work_every_few_milliseconds() {
+    let output = daemon(&[
+        "--sim",
+        "--speed",
+        "1",
+        "--duration",
+        "2",
+        "--api-listen",
+        "off",
+        "--http-listen",
+        "off",
+    ]);
+    assert!(output.status.success(), "stderr: {}", stderr(&output));
+    let summary = summary(&output);
+    let full_scan_s = bm13xx::full_scan_seconds(
+        bm13xx::ChipModel::Bm1397,
+        bm13xx::Frequency::from_khz(425_000),
+        12,
+        4,
+    );
+    let jobs = number(&summary, "jobs");
+    let ran_s = number(&summary, "simulated_s");
+    // At least three jobs for every four full scans, even on a loaded machine.
+    assert!(
+        jobs >= 0.75 * ran_s / full_scan_s,
+        "{jobs} jobs in {ran_s} s; a full scan takes {full_scan_s} s"
+    );
+}
+
 #[test]
 fn the_configured_frequency_reaches_the_chips() {
     let output = sim_with_config(

@@ -77,6 +77,29 @@ pub fn expected_hashrate(model: ChipModel, frequency: Frequency, chips: u32) -> 
     HashesPerSecond(per_chip * f64::from(chips))
 }
 
+/// Versions of the header one job lets a chip hash: BM1397 jobs carry up to four AsicBoost
+/// midstates; BM1366 and later roll the 16 BIP320 version bits themselves.
+pub const fn versions_per_job(model: ChipModel, version_rolling: bool) -> u32 {
+    match (model, version_rolling) {
+        (_, false) => 1,
+        (ChipModel::Bm1397, true) => 4,
+        (_, true) => 1 << 16,
+    }
+}
+
+/// Seconds a chain needs to hash every nonce of one job: its chips split the 32-bit nonce space
+/// between them by address, so the chain as a whole scans 2^32 nonces per header version. New
+/// work must reach the chips sooner, or they idle until it does (ESP-Miner derives its job
+/// interval from the same quantity).
+pub fn full_scan_seconds(model: ChipModel, frequency: Frequency, chips: u32, versions: u32) -> f64 {
+    let rate = expected_hashrate(model, frequency, chips).0;
+    if rate > 0.0 {
+        4_294_967_296.0 * f64::from(versions) / rate
+    } else {
+        f64::INFINITY
+    }
+}
+
 /// How many nonces per second a chain returns when its ticket mask filters at `difficulty`:
 /// each nonce costs on average `difficulty × 2^32` hashes (§11.1).
 pub fn expected_nonce_rate(hashrate: HashesPerSecond, difficulty: f64) -> f64 {

@@ -51,7 +51,9 @@ pub use decoder::{
     ChipToHost, DecodeError, DecoderStats, ErrorKind, Event, HostDecoder, HostFrame, HostToChip,
     ResponseDecoder, Side, StreamDecoder,
 };
-pub use frequency::{Frequency, HashesPerSecond, expected_hashrate};
+pub use frequency::{
+    Frequency, HashesPerSecond, expected_hashrate, full_scan_seconds, versions_per_job,
+};
 pub use header::{BlockHeader, Midstate, VersionMask};
 pub use init::{InitConfig, InitError, InitSequence};
 pub use job::{HeaderJob, Job, JobFrame, JobId, MidstateJob};
