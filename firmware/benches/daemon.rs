@@ -388,18 +388,19 @@ fn main() {
     );
 
     println!(
-        "| chains × chips | nonces/s | daemon CPU/nonce | × SHA-256d | budget/nonce at this rate | budget / cost | peak RSS |"
+        "| chains × chips | nonces/s | daemon CPU (share of one core) | daemon CPU/nonce | × SHA-256d | budget/nonce at this rate | budget / cost | peak RSS |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for (chains, chips, speed) in [(1, 12, 8.0), (3, 100, 1.0)] {
         let run = serial_run(&dir, chains, chips, speed, 20);
         let rate = run.nonces / run.wall_s;
         let cpu_per_nonce_us = run.cpu_s / run.nonces.max(1.0) * 1e6;
         let budget_us = 1e6 / rate.max(1e-9);
         println!(
-            "| {} × {} BM1397 at {speed}× | {rate:.0} | {cpu_per_nonce_us:.0} µs | {:.0}× | {budget_us:.0} µs | {:.0}× | {:.1} MiB |",
+            "| {} × {} BM1397 at {speed}× | {rate:.0} | {:.1} % | {cpu_per_nonce_us:.0} µs | {:.0}× | {budget_us:.0} µs | {:.0}× | {:.1} MiB |",
             run.chains,
             run.chips,
+            100.0 * run.cpu_s / run.wall_s,
             cpu_per_nonce_us * 1e3 / hash_ns,
             budget_us / cpu_per_nonce_us,
             run.peak_mib
