@@ -233,19 +233,9 @@ where
             }
             (None, _) => {
                 if let Some(regulator) = &mut self.regulator {
-                    regulator
-                        .set_vout_mv(board.regulator_mv(board.min_core_mv))
-                        .and_then(|()| regulator.set_output(true))
+                    hashboard::power::supply_on(regulator, board, &mut self.wait, self.core_mv)
+                        .await
                         .map_err(peripheral("regulator"))?;
-                    hashboard::power::ramp_core_voltage(
-                        regulator,
-                        board,
-                        &mut self.wait,
-                        board.min_core_mv,
-                        self.core_mv,
-                    )
-                    .await
-                    .map_err(peripheral("regulator"))?;
                 }
                 let port = self.port.take().ok_or("the chain's port is gone")?;
                 let init = InitConfig {

@@ -23,8 +23,6 @@ use crate::uart::SetBaud;
 /// Clock fractions on the way down to sleep; each held for [`SLEEP_STEP_MS`].
 const SLEEP_STEPS: [f32; 3] = [0.75, 0.5, 0.25];
 const SLEEP_STEP_MS: u32 = 100;
-/// Time for the supply to come up before the chain is reset.
-const SUPPLY_SETTLE_MS: u32 = 100;
 
 /// Where the board is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,21 +130,9 @@ where
 {
     profile.check_for(board).map_err(CurtailError::Profile)?;
     // Power up at the board's lowest voltage and ramp to the profile's from there.
-    regulator
-        .set_vout_mv(board.regulator_mv(board.min_core_mv))
-        .map_err(CurtailError::Peripheral)?;
-    regulator
-        .set_output(true)
-        .map_err(CurtailError::Peripheral)?;
-    delay.delay_ms(SUPPLY_SETTLE_MS).await;
-    crate::power::ramp_core_voltage(regulator, board, delay, board.min_core_mv, profile.core_mv)
+    let mut took_ms = crate::power::supply_on(regulator, board, delay, profile.core_mv)
         .await
         .map_err(CurtailError::Peripheral)?;
-    let steps = profile
-        .core_mv
-        .saturating_sub(board.min_core_mv)
-        .div_ceil(crate::power::VOLTAGE_STEP_MV);
-    let mut took_ms = SUPPLY_SETTLE_MS + steps * crate::power::VOLTAGE_STEP_WAIT_MS;
     // Bring up at the lowest clock the profile uses, then ramp each chip from there.
     let floor = profile
         .clocks()

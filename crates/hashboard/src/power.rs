@@ -121,6 +121,32 @@ where
     Ok(plan)
 }
 
+/// Time for the supply to come up before anything is ramped or reset.
+pub const SUPPLY_SETTLE_MS: u32 = 100;
+
+/// Turns the supply on at the board's lowest voltage, lets it settle, then ramps to `core_mv`
+/// (per chip): cold chips never see their working voltage in one step. Returns the time the
+/// waits took, ms.
+pub async fn supply_on<I2C, D>(
+    regulator: &mut crate::drivers::tps546::Tps546<I2C>,
+    board: &BoardDescription,
+    delay: &mut D,
+    core_mv: u32,
+) -> Result<u32, crate::drivers::DriverError<I2C::Error>>
+where
+    I2C: embedded_hal::i2c::I2c,
+    D: embedded_hal_async::delay::DelayNs,
+{
+    regulator.set_vout_mv(board.regulator_mv(board.min_core_mv))?;
+    regulator.set_output(true)?;
+    delay.delay_ms(SUPPLY_SETTLE_MS).await;
+    ramp_core_voltage(regulator, board, delay, board.min_core_mv, core_mv).await?;
+    let steps = core_mv
+        .saturating_sub(board.min_core_mv)
+        .div_ceil(VOLTAGE_STEP_MV);
+    Ok(SUPPLY_SETTLE_MS + steps * VOLTAGE_STEP_WAIT_MS)
+}
+
 #[cfg(test)]
 mod ramp_tests {
     extern crate std;
