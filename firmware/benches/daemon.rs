@@ -13,17 +13,19 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bm13xx::{BlockHeader, ChipModel};
-use chipsim::pty::Pty;
-use chipsim::{ChainConfig, ChainSim, SimLink};
-use fleet_proto::examples::example_command;
-use fleet_proto::{Action, CommandSigner, Name};
+use fleet_proto::Action;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 
-const SITE: &str = "bench";
-const MINER: &str = "m1";
-const SEED: [u8; 32] = [9; 32];
+// The tests' PTY chains; the bench uses only some of their constructors.
+#[allow(dead_code)]
+#[path = "../tests/common/ptys.rs"]
+mod ptys;
+// The tests' MQTT helpers: mosquitto on a free port, the host's key, commands, config.
+#[allow(dead_code)]
+#[path = "../tests/common/fleet.rs"]
+mod fleet;
 
 fn scratch() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("hw-bench-{}", std::process::id()));
@@ -138,50 +140,17 @@ struct SerialRun {
 
 /// The daemon on `chains` PTY chains of `chips` BM1397 at `speed` × real time, for `seconds`.
 fn serial_run(dir: &Path, chains: u32, chips: u32, speed: f64, seconds: u64) -> SerialRun {
-    let (paths_tx, paths_rx) = std::sync::mpsc::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async move {
-            let mut paths = Vec::new();
-            let mut served = Vec::new();
-            for chain in 0..chains {
-                let mut config = ChainConfig::new(ChipModel::Bm1397, chips, 11 + u64::from(chain));
-                config.share_floor_log2 = 26;
-                let (uart, control) = SimLink::open(ChainSim::new(config).expect("valid"));
-                let pty = Pty::open().expect("PTY");
-                paths.push(pty.path.clone());
-                served.push(tokio::spawn(pty.serve(uart, control, speed)));
-            }
-            paths_tx.send(paths).expect("sends");
-            let _ = stop_rx.await;
-            for task in served {
-                task.abort();
-            }
-        });
-    });
-    let ptys = paths_rx.recv().expect("PTY paths");
+    let machine = ptys::Chains::serve_at(&vec![chips; chains as usize], speed, None);
     let config = dir.join(format!("serial-{chains}x{chips}.toml"));
-    let chain_sections: String = ptys
-        .iter()
-        .map(|pty| {
-            format!(
-                "[[chains]]\nserial = \"{}\"\nsimulated_share_floor_log2 = 26\n",
-                pty.display()
-            )
-        })
-        .collect();
     std::fs::write(
         &config,
         format!(
-            "[board]\nname = \"bm1397-hashboard-12\"\nchains = {chains}\nchips_per_chain = {chips}\n{chain_sections}"
+            "[board]\nname = \"bm1397-hashboard-12\"\nchains = {chains}\nchips_per_chain = {chips}\n{}",
+            machine.config_sections()
         ),
     )
     .expect("config");
-    let http = format!("127.0.0.1:{}", free_port());
+    let http = format!("127.0.0.1:{}", fleet::free_port());
     let child = Command::new(env!("CARGO_BIN_EXE_hashwarden-fw"))
         .arg("--config")
         .arg(&config)
@@ -207,8 +176,7 @@ fn serial_run(dir: &Path, chains: u32, chips: u32, speed: f64, seconds: u64) -> 
     let (cpu_end, peak_mib) = cpu_and_peak_rss(child.id());
     let wall_s = started.elapsed().as_secs_f64();
     let _ = terminate(child);
-    let _ = stop_tx.send(());
-    server.join().expect("server");
+    let _ = machine.finish();
     SerialRun {
         chains,
         chips,
@@ -234,49 +202,13 @@ fn metric(address: &str, name: &str) -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
-}
-
 /// (publish → accepted, publish → applied) for `rounds` sleep/wake pairs, ms.
 fn sleep_latency(dir: &Path, rounds: u64) -> Vec<(f64, f64)> {
-    let port = free_port();
-    let conf = dir.join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
-    )
-    .expect("conf");
-    let mut broker = Command::new("mosquitto")
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mosquitto (apt-get install -y mosquitto)");
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let signer = CommandSigner::from_seed("bench", &SEED);
-    let key: String = signer
-        .public_key()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let broker = fleet::Broker::start(dir);
+    let port = broker.port;
+    let signer = fleet::signer();
     let config = dir.join("mqtt.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[board]\nname = \"bm1397-hashboard-12\"\n[daemon]\ndata_dir = \"{}\"\n\
-             [mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\nsite = \"{SITE}\"\nminer = \"{MINER}\"\n\
-             [[mqtt.trusted_keys]]\nid = \"bench\"\npublic_key = \"{key}\"\n",
-            dir.join("data").display()
-        ),
-    )
-    .expect("config");
+    std::fs::write(&config, fleet::config(port, &dir.join("data"), "")).expect("config");
     let daemon = Command::new(env!("CARGO_BIN_EXE_hashwarden-fw"))
         .arg("--sim")
         .arg("--config")
@@ -303,7 +235,7 @@ fn sleep_latency(dir: &Path, rounds: u64) -> Vec<(f64, f64)> {
                 }
             }
         });
-        let topic = |kind: &str| format!("hashwarden/v1/{SITE}/{MINER}/{kind}");
+        let topic = fleet::topic;
         client
             .subscribe(topic("+"), QoS::AtLeastOnce)
             .await
@@ -323,15 +255,7 @@ fn sleep_latency(dir: &Path, rounds: u64) -> Vec<(f64, f64)> {
         for _ in 0..rounds {
             let mut sleep_ms = (0.0, 0.0);
             for action in [Action::Sleep, Action::Wake] {
-                let mut command = example_command(action.clone(), seq);
-                command.site = Name::new(SITE).expect("name");
-                command.miner = Name::new(MINER).expect("name");
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .expect("clock")
-                    .as_secs();
-                command.issued_at = now;
-                command.expires_at = now + 60;
+                let command = fleet::command(action.clone(), seq);
                 let id = command.id.clone();
                 let payload =
                     serde_json::to_vec(&signer.sign(&command).expect("sign")).expect("json");
@@ -370,8 +294,7 @@ fn sleep_latency(dir: &Path, rounds: u64) -> Vec<(f64, f64)> {
         timings
     });
     let _ = terminate(daemon);
-    let _ = broker.kill();
-    let _ = broker.wait();
+    drop(broker);
     timings
 }
 

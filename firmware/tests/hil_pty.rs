@@ -12,104 +12,13 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use bm13xx::ChipModel;
-use chipsim::pty::Pty;
-use chipsim::{ChainConfig, ChainSim, SimLink};
 use common::pool::serve_pool;
+use common::ptys::Chains;
 use common::{stderr, summary, write_config};
 
 const CHIPS: u32 = 12;
 
 const CHAINS: usize = 3;
-
-/// Simulated chains behind PTYs (one per entry, with that many chips), served on their own
-/// runtime until `stop`; then the simulators' (nonces sent, chips) come back.
-struct Chains {
-    paths: Vec<std::path::PathBuf>,
-    stop: tokio::sync::oneshot::Sender<()>,
-    truth: mpsc::Receiver<Vec<(u64, usize)>>,
-    server: thread::JoinHandle<()>,
-}
-
-impl Chains {
-    fn serve(chips: &[u32]) -> Self {
-        Self::serve_and_unplug(chips, None)
-    }
-
-    /// As `serve`, and chain `unplug.0`'s PTY disappears after `unplug.1` (a hashboard cable
-    /// pulled while mining).
-    fn serve_and_unplug(chips: &[u32], unplug: Option<(usize, Duration)>) -> Self {
-        let chips = chips.to_vec();
-        let (paths_tx, paths_rx) = mpsc::channel();
-        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let (truth_tx, truth) = mpsc::channel();
-        let server = thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let mut probes = Vec::new();
-                let mut served = Vec::new();
-                let mut paths = Vec::new();
-                for (chain, &count) in chips.iter().enumerate() {
-                    let mut config = ChainConfig::new(ChipModel::Bm1397, count, 5 + chain as u64);
-                    config.share_floor_log2 = 26;
-                    let (uart, control) = SimLink::open(ChainSim::new(config).expect("valid"));
-                    let pty = Pty::open().expect("a PTY");
-                    paths.push(pty.path.clone());
-                    probes.push(control.clone());
-                    let serving = pty.serve(uart, control, 1.0);
-                    served.push(match unplug {
-                        // The PTY (and the simulator behind it) is dropped when time is up.
-                        Some((unplugged, after)) if unplugged == chain => {
-                            tokio::spawn(async move {
-                                let _ = tokio::time::timeout(after, serving).await;
-                                Ok(())
-                            })
-                        }
-                        _ => tokio::spawn(serving),
-                    });
-                }
-                paths_tx.send(paths).expect("sends");
-                let _ = stop_rx.await;
-                for task in served {
-                    task.abort();
-                }
-                let truth: Vec<(u64, usize)> = probes
-                    .iter()
-                    .map(|p| p.with_sim(|s| (s.stats().nonces_sent, s.chips().len())))
-                    .collect();
-                truth_tx.send(truth).expect("sends");
-            });
-        });
-        Chains {
-            paths: paths_rx.recv().expect("PTY paths"),
-            stop,
-            truth,
-            server,
-        }
-    }
-
-    fn config_sections(&self) -> String {
-        self.paths
-            .iter()
-            .map(|path| {
-                format!(
-                    "[[chains]]\nserial = \"{}\"\nsimulated_share_floor_log2 = 26\n",
-                    path.display()
-                )
-            })
-            .collect()
-    }
-
-    fn finish(self) -> Vec<(u64, usize)> {
-        let _ = self.stop.send(());
-        let truth = self.truth.recv().expect("simulator stats");
-        self.server.join().expect("server thread");
-        truth
-    }
-}
 
 fn run_daemon(config: &std::path::Path, seconds: &str) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_hashwarden-fw"))
@@ -225,7 +134,7 @@ fn a_chain_that_does_not_come_up_leaves_the_others_mining() {
 #[test]
 fn a_chain_lost_while_mining_leaves_the_others_mining() {
     // Bring-up takes about ten seconds of real time (the clock ramp); pull the cable after it.
-    let machine = Chains::serve_and_unplug(&[CHIPS, CHIPS], Some((1, Duration::from_secs(13))));
+    let machine = Chains::serve_and_unplug(&[CHIPS, CHIPS], (1, Duration::from_secs(13)));
     let config = write_config(
         "hil-pty-unplugged.toml",
         &format!(

@@ -23,7 +23,7 @@ pub fn agent_topic() -> String {
     format!("hashwarden/v1/{SITE}/agent")
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -78,7 +78,7 @@ impl Drop for Broker {
 
 /// The daemon's configuration for the fleet tests.
 pub fn config(port: u16, data_dir: &Path, extra: &str) -> String {
-    let public_key: String = CommandSigner::from_seed("host-2026a", &HOST_SEED)
+    let public_key: String = signer()
         .public_key()
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -172,6 +172,25 @@ impl Drop for Daemon {
     }
 }
 
+/// The host's signing key, trusted by [`config`].
+pub fn signer() -> CommandSigner {
+    CommandSigner::from_seed("host-2026a", &HOST_SEED)
+}
+
+/// A command for the test miner, issued now and valid for a minute.
+pub fn command(action: Action, seq: u64) -> FleetCommand {
+    let mut command = example_command(action, seq);
+    command.site = fleet_proto::Name::new(SITE).expect("valid");
+    command.miner = fleet_proto::Name::new(MINER).expect("valid");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    command.issued_at = now;
+    command.expires_at = now + 60;
+    command
+}
+
 /// A message the watcher saw.
 #[derive(Debug, Clone)]
 pub struct Seen {
@@ -225,7 +244,7 @@ impl Host {
         Self {
             client,
             seen,
-            signer: CommandSigner::from_seed("host-2026a", &HOST_SEED),
+            signer: signer(),
         }
     }
 
@@ -259,16 +278,7 @@ impl Host {
     }
 
     pub fn command(&self, action: Action, seq: u64) -> FleetCommand {
-        let mut command = example_command(action, seq);
-        command.site = fleet_proto::Name::new(SITE).expect("valid");
-        command.miner = fleet_proto::Name::new(MINER).expect("valid");
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_secs();
-        command.issued_at = now;
-        command.expires_at = now + 60;
-        command
+        command(action, seq)
     }
 
     pub fn sign(&self, command: &FleetCommand) -> Vec<u8> {

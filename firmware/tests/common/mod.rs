@@ -3,6 +3,7 @@
 
 pub mod fleet;
 pub mod pool;
+pub mod ptys;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
