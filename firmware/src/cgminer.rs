@@ -16,7 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-pub use crate::snapshot::{ChainRow, PoolRow, Snapshot};
+use crate::snapshot::{ChainRow, PoolRow, Snapshot};
 
 /// A request longer than this is not one cgminer would take either.
 const MAX_REQUEST: usize = 8 * 1024;

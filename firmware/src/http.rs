@@ -96,7 +96,6 @@ pub fn system_info_json(s: &Snapshot) -> Value {
         .and_then(|p| p.url.strip_prefix("stratum+tcp://"))
         .and_then(|hp| hp.trim_end_matches('/').rsplit_once(':'))
         .map_or(("", 0), |(h, p)| (h, p.parse::<u16>().unwrap_or(0)));
-    let expected_ghs = bm13xx_expected_ghs(s);
     json!({
         "ASICModel": s.asic_model,
         "asicCount": s.chips_expected,
@@ -108,7 +107,7 @@ pub fn system_info_json(s: &Snapshot) -> Value {
         "hashRate": s.hashrate.s5 * 1e3,
         "hashRate_1m": s.hashrate.m1 * 1e3,
         "hashRate_15m": s.hashrate.m15 * 1e3,
-        "expectedHashrate": expected_ghs,
+        "expectedHashrate": s.expected_ths * 1e3,
         "errorPercentage": error_percentage(s),
         "bestDiff": si(s.best_difficulty),
         "bestSessionDiff": si(s.best_difficulty),
@@ -129,17 +128,6 @@ pub fn system_info_json(s: &Snapshot) -> Value {
         "isUsingFallbackStratum": s.pools.iter().position(|p| p.alive).is_some_and(|i| i > 0),
         "mode": s.mode,
     })
-}
-
-fn bm13xx_expected_ghs(s: &Snapshot) -> f64 {
-    s.chains
-        .iter()
-        .filter_map(|chain| {
-            let model: bm13xx::ChipModel = chain.model.parse().ok()?;
-            let frequency = bm13xx::Frequency::from_mhz(chain.frequency_mhz)?;
-            Some(bm13xx::expected_hashrate(model, frequency, chain.chips).terahashes() * 1e3)
-        })
-        .sum()
 }
 
 fn error_percentage(s: &Snapshot) -> f64 {

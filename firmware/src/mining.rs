@@ -10,8 +10,8 @@ use stratum::Accounting;
 use tracing::warn;
 
 use crate::board::Hardware;
-use crate::cgminer::PoolRow;
 use crate::pool::{PoolLink, Submission};
+use crate::snapshot::PoolRow;
 
 /// Locally generated work's share difficulty (before a simulated chain's scaling).
 const LOCAL_POOL_DIFFICULTY: f64 = 1024.0;

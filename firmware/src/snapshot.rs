@@ -22,6 +22,8 @@ pub struct Snapshot {
     pub mode: Mode,
     /// TH/s over 5 s, 1 min and 15 min.
     pub hashrate: Hashrate,
+    /// What the chips should make at their clocks, TH/s.
+    pub expected_ths: f64,
     /// Sum and best of the validated shares' difficulties.
     pub share_difficulty: f64,
     pub best_difficulty: f64,
@@ -87,6 +89,7 @@ impl Snapshot {
             machine.hashrate.s5 += chain.hashrate.s5;
             machine.hashrate.m1 += chain.hashrate.m1;
             machine.hashrate.m15 += chain.hashrate.m15;
+            machine.expected_ths += chain.expected_ths;
             machine.share_difficulty += chain.share_difficulty;
             machine.best_difficulty = machine.best_difficulty.max(chain.best_difficulty);
             machine.power_w = match (machine.power_w, chain.power_w) {

@@ -239,6 +239,12 @@ impl<H: Hardware> Unit<H> {
             board: board.name,
             mode,
             hashrate,
+            expected_ths: bm13xx::expected_hashrate(
+                board.model,
+                self.hw.frequency(),
+                board.chips_per_chain,
+            )
+            .terahashes(),
             share_difficulty: tally.share_difficulty,
             best_difficulty: tally.best_difficulty,
             power_w: self.hw.power_w(),
