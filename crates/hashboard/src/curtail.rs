@@ -4,9 +4,9 @@
 //! Sleep steps the clock down before cutting the supply, so the regulator sees a staircase rather
 //! than a cliff, then leaves the fan at the board's minimum safe duty. Wake restores the supply at
 //! the board's lowest voltage and ramps it to the profile's, brings the chain up again (the chips
-//! lost their state) and ramps each chip to its tuned clock.
+//! lost their state) and ramps every chip to its tuned clock, side by side.
 
-use bm13xx::{Command, Destination, Frequency, FrequencyRamp, InitConfig, PllConstraints, Step};
+use bm13xx::{Command, Destination, Frequency, InitConfig, PllConstraints};
 use embedded_hal::digital::OutputPin;
 use embedded_hal::i2c::I2c;
 use embedded_hal_async::delay::DelayNs;
@@ -14,6 +14,7 @@ use embedded_io_async::{Read, Write};
 
 use crate::board::BoardDescription;
 use crate::chain::{BringUpError, Chain};
+use crate::clocks::ClockError;
 use crate::drivers::DriverError;
 use crate::drivers::emc2101::Emc2101;
 use crate::drivers::tps546::Tps546;
@@ -149,30 +150,18 @@ where
         .reinit(reset, delay, config)
         .await
         .map_err(CurtailError::BringUp)?;
-    let addressing = chain.addressing();
-    for (index, &khz) in (0u32..).zip(profile.clocks()) {
-        let Some(address) = addressing.address_of(index) else {
-            continue;
-        };
-        let ramp = FrequencyRamp::new(
-            board.model,
-            start,
-            Frequency::from_khz(khz),
-            PllConstraints::esp_miner(board.model),
-        )
-        .to_chip(address);
-        for step in ramp {
-            let step = step.map_err(|e| CurtailError::Clock(e.target))?;
-            if let Step::Send { frame, wait_ms } = step {
-                chain
-                    .write_frame(frame.as_bytes())
-                    .await
-                    .map_err(CurtailError::Uart)?;
-                delay.delay_ms(wait_ms).await;
-                took_ms += wait_ms;
-            }
-        }
-    }
+    let from = [floor; crate::mining::MAX_CHIPS];
+    let clocks = profile.clocks();
+    took_ms += crate::clocks::ramp_each(chain, delay, board.model, &from[..clocks.len()], clocks)
+        .await
+        .map_err(|e| match e {
+            ClockError::Uart(e) => CurtailError::Uart(e),
+            ClockError::NoPll(frequency) => CurtailError::Clock(frequency),
+            ClockError::Mismatch { .. } => CurtailError::Profile(ProfileError::WrongChipCount {
+                expected: clocks.len(),
+                found: from.len(),
+            }),
+        })?;
     Ok(Transition {
         state: PowerState::Mining,
         took_ms,

@@ -26,6 +26,7 @@
 
 pub mod board;
 pub mod chain;
+pub mod clocks;
 pub mod curtail;
 pub mod drivers;
 pub mod mining;

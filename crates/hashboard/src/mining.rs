@@ -98,6 +98,11 @@ pub struct Dispatcher {
     difficulty_scale: f64,
     /// The ticket difficulty the chips filter at, before scaling; nonces below it are errors.
     ticket_difficulty: f64,
+    /// The lowest ticket a nonce still on the wire may have been found under: below the ticket
+    /// just after it was raised, until [`Dispatcher::settle_ticket`].
+    floor_difficulty: f64,
+    /// Difficulty credited over every chip, for hash rate that stays right across ticket changes.
+    credited_total: f64,
     next_id: JobId,
     slots: [Option<Slot>; 128],
     recent: [(u8, u32, u32); RECENT],
@@ -121,6 +126,8 @@ impl Dispatcher {
             addressing,
             difficulty_scale,
             ticket_difficulty,
+            floor_difficulty: ticket_difficulty,
+            credited_total: 0.0,
             // The first job gets the id after 0, as ESP-Miner's rotation starts.
             next_id: JobId::ZERO.next(model),
             slots: [None; 128],
@@ -192,15 +199,22 @@ impl Dispatcher {
         let counters = self.counters.get_mut(chip_index as usize);
         // Chips only return nonces that pass their ticket mask: 32 + k leading zero bits, which is
         // difficulty 2^k × (1 − 2^-16) at the least. A nonce below that did not solve its job.
-        if difficulty < self.ticket_difficulty * (65_535.0 / 65_536.0) {
+        let passes = |ticket: f64| difficulty >= ticket * (65_535.0 / 65_536.0);
+        if !passes(self.floor_difficulty) {
             if let Some(c) = counters {
                 c.hardware_errors += 1;
             }
             return NonceOutcome::HardwareError { chip_index };
         }
+        let credit = if passes(self.ticket_difficulty) {
+            self.ticket_difficulty
+        } else {
+            self.floor_difficulty
+        };
+        self.credited_total += credit;
         if let Some(c) = counters {
             c.valid += 1;
-            c.credited_difficulty += self.ticket_difficulty;
+            c.credited_difficulty += credit;
         }
         if difficulty >= slot.work.pool_difficulty {
             NonceOutcome::Share(Share {
@@ -251,6 +265,26 @@ impl Dispatcher {
 
     pub fn ticket_difficulty(&self) -> f64 {
         self.ticket_difficulty
+    }
+
+    /// The chips were just told to filter at `ticket` (the caller wrote their ticket mask).
+    /// Nonces they found under the old mask may still be on the wire; until
+    /// [`Dispatcher::settle_ticket`] anything passing the lower of the two is valid, credited at
+    /// the ticket it passes.
+    pub fn set_ticket_difficulty(&mut self, ticket: f64) {
+        self.floor_difficulty = self.ticket_difficulty.min(ticket);
+        self.ticket_difficulty = ticket;
+    }
+
+    /// Every nonce found under an old mask has arrived: only the current ticket passes.
+    pub fn settle_ticket(&mut self) {
+        self.floor_difficulty = self.ticket_difficulty;
+    }
+
+    /// The difficulty credited for every valid nonce so far: each stands for that many times
+    /// 2^32 hashes, whatever ticket it was found at.
+    pub fn credited_total(&self) -> f64 {
+        self.credited_total
     }
 }
 

@@ -242,3 +242,53 @@ async fn duplicates_and_line_garbage_are_survived() {
     // A flipped bit inside a nonce frame fails its CRC; one that slips through is a hardware error.
     assert!(tally.shares.len() > 5);
 }
+
+async fn set_chip_ticket(chain: &mut Chain<SimPort>, ticket: f64) {
+    let mask = bm13xx::TicketDifficulty::at_most(ticket)
+        .expect("valid")
+        .mask();
+    chain
+        .write_frame(
+            bm13xx::Command::write(bm13xx::Destination::All, mask)
+                .encode()
+                .as_bytes(),
+        )
+        .await
+        .expect("writes");
+}
+
+/// Tuning lowers the ticket to count more nonces per chip, and raises it after: the hash rate
+/// credited stays the same across the change, and nonces still on the wire from the old mask are
+/// not mistaken for hardware errors until the ticket settles.
+#[tokio::test]
+async fn a_ticket_change_keeps_the_credited_hash_rate_and_its_nonces_in_flight() {
+    let (mut chain, mut b) = up(ChipModel::Bm1397, 4, Faults::default()).await;
+    let mut d = dispatcher(&chain);
+    let jobs: Vec<Work> = (1..=8).map(|i| work(i, 0x2000_0000)).collect();
+    let at_256 = mine(&mut chain, &mut b, &mut d, &jobs, 120.0).await;
+    let credited_256 = d.credited_total();
+
+    set_chip_ticket(&mut chain, 16.0).await;
+    d.set_ticket_difficulty(16.0);
+    let at_16 = mine(&mut chain, &mut b, &mut d, &jobs, 120.0).await;
+    let credited_16 = d.credited_total() - credited_256;
+    assert_eq!(at_16.hardware_errors, 0);
+    let more = f64::from(at_16.valid) / f64::from(at_256.valid.max(1));
+    assert!((8.0..32.0).contains(&more), "{more}× the nonces at ticket 16");
+    let ratio = credited_16 / credited_256;
+    assert!((0.75..1.33).contains(&ratio), "credited hash rate moved {ratio}×");
+
+    // The dispatcher goes back to 256 while the chips (as if their mask write were still on the
+    // way) keep filtering at 16: nothing they send is an error yet.
+    d.set_ticket_difficulty(256.0);
+    let in_flight = mine(&mut chain, &mut b, &mut d, &jobs, 10.0).await;
+    assert!(in_flight.valid > 0);
+    assert_eq!(in_flight.hardware_errors, 0);
+    // Settled: a nonce under the ticket is an error again, which is what the floor held off.
+    d.settle_ticket();
+    let settled = mine(&mut chain, &mut b, &mut d, &jobs, 10.0).await;
+    assert!(
+        settled.hardware_errors > 0,
+        "nonces under the settled ticket are errors"
+    );
+}

@@ -1,9 +1,10 @@
 //! The autotuner: per-chip clocks and the chain's core voltage, for the lowest J/TH, a power
 //! target, or a hash-rate target.
 //!
-//! The decisions are pure ([`ClockSearch`], [`efficiency`], [`pick`]); [`tune`] only sequences
-//! them over a [`TuneRig`], which the board task (or a test) implements by writing PLLs, setting
-//! the regulator and counting nonces. The method:
+//! The whole method is a pure state machine, [`Tuner`]: it says what to run and for how long,
+//! and takes the measurement back. [`tune`] and [`resume`] drive it over a [`TuneRig`] (a board
+//! task that can block for the tune's half hour); a daemon that must keep serving commands and
+//! its thermal guard meanwhile steps the machine from its own loop instead. The method:
 //!
 //! 1. At a core voltage, raise each chip's clock in steps while its hardware-error rate stays under
 //!    a threshold; the first step over it sends that chip back one step for good (each chip finds
@@ -19,6 +20,12 @@ use bm13xx::{ChipModel, Frequency};
 
 use crate::board::BoardDescription;
 use crate::mining::MAX_CHIPS;
+
+mod drive;
+mod machine;
+
+pub use drive::{resume, tune};
+pub use machine::{CURVE_POINTS, TuneStep, Tuner};
 
 /// What the tuner aims for.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -205,15 +212,26 @@ impl ClockSearch {
 }
 
 /// The tuner's result: what to run, and the curve it measured on the way.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Profile {
     pub core_mv: u32,
     pub clocks_khz: [u32; MAX_CHIPS],
     pub chips: usize,
     pub achieved: CurvePoint,
-    pub curve: [Option<CurvePoint>; 24],
+    pub curve: [Option<CurvePoint>; CURVE_POINTS],
     /// Simulated or wall seconds the tuning took.
     pub elapsed_s: u32,
+}
+
+impl Profile {
+    pub fn clocks(&self) -> &[u32] {
+        &self.clocks_khz[..self.chips.min(MAX_CHIPS)]
+    }
+
+    /// The points measured, in the order the sweep visited them (highest voltage first).
+    pub fn points(&self) -> impl Iterator<Item = CurvePoint> + '_ {
+        self.curve.iter().flatten().copied()
+    }
 }
 
 /// Why tuning failed.
@@ -224,6 +242,17 @@ pub enum TuneError<E: core::fmt::Debug> {
     #[error("no operating point fits the goal")]
     Unreachable,
 }
+
+impl<E: core::fmt::Debug> From<NoOperatingPoint> for TuneError<E> {
+    fn from(_: NoOperatingPoint) -> Self {
+        TuneError::Unreachable
+    }
+}
+
+/// The sweep measured no point that could serve the goal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no operating point fits the goal")]
+pub struct NoOperatingPoint;
 
 /// The curve point to start from for a goal: the lowest J/TH; for a target, the cheapest point
 /// at or above it, whose clocks are then trimmed down to it (clocks are at their limits, so they
@@ -246,186 +275,40 @@ pub fn pick(curve: &[Option<CurvePoint>], goal: Goal) -> Option<CurvePoint> {
     }
 }
 
-struct Session<'a, R> {
-    rig: &'a mut R,
-    board: &'a BoardDescription,
-    config: TunerConfig,
-    chips: usize,
-    elapsed_s: u32,
-    samples: [ChipSample; MAX_CHIPS],
+/// Why the tuner should run again.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RetuneReason {
+    /// The chips run this far from the temperature they were tuned at (stable clocks fall as
+    /// silicon heats; a cooler board has headroom left unused).
+    TemperatureDrift { tuned_at_c: f32, now_c: f32 },
+    /// Errors have crept back above the threshold.
+    Errors { rate: f32 },
 }
 
-impl<'a, R: TuneRig> Session<'a, R> {
-    fn new(rig: &'a mut R, board: &'a BoardDescription, config: TunerConfig, chips: usize) -> Self {
-        Self {
-            rig,
-            board,
-            config,
-            chips,
-            elapsed_s: 0,
-            samples: [ChipSample::default(); MAX_CHIPS],
-        }
-    }
-
-    async fn apply(&mut self, core_mv: u32, clocks: &[u32]) -> Result<(), TuneError<R::Error>> {
-        self.rig
-            .set_core_mv(core_mv)
-            .await
-            .map_err(TuneError::Rig)?;
-        for (chip, &khz) in (0u32..).zip(clocks) {
-            self.rig
-                .set_clock(chip, Frequency::from_khz(khz))
-                .await
-                .map_err(TuneError::Rig)?;
-        }
-        Ok(())
-    }
-
-    async fn measure(&mut self, seconds: u32) -> Result<f32, TuneError<R::Error>> {
-        self.elapsed_s += seconds;
-        let samples = &mut self.samples[..self.chips];
-        samples.fill(ChipSample::default());
-        self.rig
-            .measure(seconds, samples)
-            .await
-            .map_err(TuneError::Rig)
-    }
-
-    /// Finds every chip's clock limit at `core_mv`, then measures the settled point.
-    async fn settle(
-        &mut self,
-        core_mv: u32,
-        start: &[u32],
-    ) -> Result<(CurvePoint, [u32; MAX_CHIPS]), TuneError<R::Error>> {
-        let mut search = ClockSearch::new(self.chips, start, &self.config, self.board);
-        while !search.done() {
-            self.apply(core_mv, search.clocks()).await?;
-            self.measure(self.config.search_window_s).await?;
-            search.observe(&self.samples[..self.chips]);
-        }
-        self.apply(core_mv, search.clocks()).await?;
-        let watts = self.measure(self.config.settle_window_s).await?;
-        let (terahashes, _) = efficiency(
-            self.board.model,
-            search.clocks(),
-            &self.samples[..self.chips],
-            watts,
-        );
-        let mut clocks = [0u32; MAX_CHIPS];
-        clocks[..self.chips].copy_from_slice(search.clocks());
-        Ok((
-            CurvePoint {
-                core_mv,
-                terahashes,
-                watts,
-            },
-            clocks,
-        ))
-    }
+/// When a tuned board should be tuned again.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetunePolicy {
+    pub max_temp_drift_c: f32,
+    pub max_error_rate: f32,
 }
 
-/// Tunes a chain of `chips` on `board` for `goal`.
-pub async fn tune<R: TuneRig>(
-    rig: &mut R,
-    board: &BoardDescription,
-    chips: usize,
-    goal: Goal,
-    config: TunerConfig,
-) -> Result<Profile, TuneError<R::Error>> {
-    let chips = chips.min(MAX_CHIPS);
-    let mut session = Session::new(rig, board, config, chips);
-    let mut curve: [Option<CurvePoint>; 24] = [None; 24];
-    let mut settings: [(u32, [u32; MAX_CHIPS]); 24] = [(0, [0; MAX_CHIPS]); 24];
-    let mut start = [board.default_frequency.khz(); MAX_CHIPS];
-    let mut best_jth = f32::INFINITY;
-    let mut worse_in_a_row = 0;
-    let mut core_mv = board.max_core_mv;
-    for slot in 0..curve.len() {
-        let (point, clocks) = session.settle(core_mv, &start[..chips]).await?;
-        curve[slot] = Some(point);
-        settings[slot] = (core_mv, clocks);
-        if point.joules_per_th() < best_jth * 0.995 {
-            best_jth = point.joules_per_th();
-            worse_in_a_row = 0;
+impl RetunePolicy {
+    pub const DEFAULT: Self = Self {
+        max_temp_drift_c: 10.0,
+        max_error_rate: 0.02,
+    };
+
+    pub fn check(&self, tuned_at_c: f32, now_c: f32, error_rate: f32) -> Option<RetuneReason> {
+        if (now_c - tuned_at_c).abs() > self.max_temp_drift_c {
+            Some(RetuneReason::TemperatureDrift { tuned_at_c, now_c })
+        } else if error_rate > self.max_error_rate {
+            Some(RetuneReason::Errors { rate: error_rate })
         } else {
-            worse_in_a_row += 1;
-        }
-        // Past the efficiency optimum lower voltages only lose hash rate; below a target, every
-        // lower voltage is further below it.
-        let below_target = match goal {
-            Goal::MaxEfficiency => worse_in_a_row >= 2,
-            Goal::PowerTarget { watts } => point.watts < watts,
-            Goal::HashrateTarget { terahashes } => point.terahashes < terahashes,
-        };
-        let next_mv = core_mv.saturating_sub(config.voltage_step_mv);
-        if below_target || next_mv < board.min_core_mv {
-            break;
-        }
-        core_mv = next_mv;
-        // A lower voltage lowers each limit: start two steps under the last one.
-        for (s, &c) in start.iter_mut().zip(&clocks).take(chips) {
-            *s = c.saturating_sub(2 * config.clock_step.khz());
+            None
         }
     }
-
-    let chosen = pick(&curve, goal).ok_or(TuneError::Unreachable)?;
-    let index = curve
-        .iter()
-        .position(|p| *p == Some(chosen))
-        .ok_or(TuneError::Unreachable)?;
-    let (core_mv, mut clocks) = settings[index];
-    let mut achieved = chosen;
-    // The sweep left the board at its last point; go back to the chosen one.
-    session.apply(core_mv, &clocks[..chips]).await?;
-    // Targets: trim every clock by the ratio still missing until within tolerance.
-    if let Some((target, actual)) = match goal {
-        Goal::MaxEfficiency => None,
-        Goal::PowerTarget { watts } => Some((watts, chosen.watts)),
-        Goal::HashrateTarget { terahashes } => Some((terahashes, chosen.terahashes)),
-    } {
-        let mut actual = actual;
-        for _ in 0..8 {
-            if (actual / target - 1.0).abs() <= config.target_tolerance {
-                break;
-            }
-            let ratio = target / actual;
-            if ratio >= 1.0 {
-                // Below the target already with every clock at its limit: this is the closest.
-                break;
-            }
-            for c in clocks.iter_mut().take(chips) {
-                *c = board
-                    .clamp_frequency(Frequency::from_khz((*c as f32 * ratio) as u32))
-                    .khz();
-            }
-            session.apply(core_mv, &clocks[..chips]).await?;
-            let watts = session.measure(config.settle_window_s).await?;
-            let (terahashes, _) = efficiency(
-                board.model,
-                &clocks[..chips],
-                &session.samples[..chips],
-                watts,
-            );
-            achieved = CurvePoint {
-                core_mv,
-                terahashes,
-                watts,
-            };
-            actual = match goal {
-                Goal::PowerTarget { .. } => watts,
-                _ => terahashes,
-            };
-        }
-    }
-    Ok(Profile {
-        core_mv,
-        clocks_khz: clocks,
-        chips,
-        achieved,
-        curve,
-        elapsed_s: session.elapsed_s,
-    })
 }
+
 
 #[cfg(test)]
 mod tests {
@@ -541,92 +424,3 @@ mod tests {
     }
 }
 
-/// Why the tuner should run again.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum RetuneReason {
-    /// The chips run this far from the temperature they were tuned at (stable clocks fall as
-    /// silicon heats; a cooler board has headroom left unused).
-    TemperatureDrift { tuned_at_c: f32, now_c: f32 },
-    /// Errors have crept back above the threshold.
-    Errors { rate: f32 },
-}
-
-/// When a tuned board should be tuned again.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RetunePolicy {
-    pub max_temp_drift_c: f32,
-    pub max_error_rate: f32,
-}
-
-impl RetunePolicy {
-    pub const DEFAULT: Self = Self {
-        max_temp_drift_c: 10.0,
-        max_error_rate: 0.02,
-    };
-
-    pub fn check(&self, tuned_at_c: f32, now_c: f32, error_rate: f32) -> Option<RetuneReason> {
-        if (now_c - tuned_at_c).abs() > self.max_temp_drift_c {
-            Some(RetuneReason::TemperatureDrift { tuned_at_c, now_c })
-        } else if error_rate > self.max_error_rate {
-            Some(RetuneReason::Errors { rate: error_rate })
-        } else {
-            None
-        }
-    }
-}
-
-/// Starts from a stored profile instead of from scratch: applies it and measures; chips erring past
-/// the threshold step down until clean (the silicon may have aged, or the profile came from a
-/// sibling board), the rest keep their clocks. Minutes instead of the sweep's tens of minutes.
-pub async fn resume<R: TuneRig>(
-    rig: &mut R,
-    board: &BoardDescription,
-    profile: &crate::profile::StoredProfile,
-    config: TunerConfig,
-) -> Result<Profile, TuneError<R::Error>> {
-    let chips = profile.chips.min(MAX_CHIPS);
-    let mut session = Session::new(rig, board, config, chips);
-    let core_mv = board.clamp_core_mv(profile.core_mv);
-    let mut clocks = [0u32; MAX_CHIPS];
-    for (slot, &khz) in clocks.iter_mut().zip(profile.clocks()) {
-        *slot = board.clamp_frequency(Frequency::from_khz(khz)).khz();
-    }
-    let step = config.clock_step.khz();
-    let min = board.min_frequency.khz();
-    let mut watts;
-    loop {
-        session.apply(core_mv, &clocks[..chips]).await?;
-        watts = session.measure(config.settle_window_s).await?;
-        let mut stepped = false;
-        for (clock, sample) in clocks.iter_mut().zip(&session.samples[..chips]) {
-            if sample.errors >= 2 && sample.error_rate() > config.error_threshold && *clock > min {
-                *clock = clock.saturating_sub(step).max(min);
-                stepped = true;
-            }
-        }
-        if !stepped {
-            break;
-        }
-    }
-    let (terahashes, _) = efficiency(
-        board.model,
-        &clocks[..chips],
-        &session.samples[..chips],
-        watts,
-    );
-    let achieved = CurvePoint {
-        core_mv,
-        terahashes,
-        watts,
-    };
-    let mut curve = [None; 24];
-    curve[0] = Some(achieved);
-    Ok(Profile {
-        core_mv,
-        clocks_khz: clocks,
-        chips,
-        achieved,
-        curve,
-        elapsed_s: session.elapsed_s,
-    })
-}
