@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use bm13xx::{
-    ChipAddressing, Frequency, FrequencyRamp, InitConfig, PllConstraints, Response, Step,
+    ChipAddressing, Command, Destination, Frequency, InitConfig, Response, TicketDifficulty,
 };
 use embedded_hal::digital::OutputPin;
 use embedded_hal::i2c::I2c;
@@ -59,7 +59,8 @@ pub struct Board<U, RI, FI, P, D> {
     /// How ramps and settle times wait while the chain runs.
     wait: ChipDelay,
     init: InitConfig,
-    pub frequency: Frequency,
+    /// Each chip's clock, kHz: one for all until the tuner gives each chip its own.
+    clocks: Vec<u32>,
     pub core_mv: u32,
     asleep: bool,
 }
@@ -100,25 +101,30 @@ impl<U, RI, FI, P, D> Board<U, RI, FI, P, D> {
             reset: peripherals.reset,
             settle: peripherals.settle,
             wait: peripherals.wait,
-            frequency: init.frequency,
+            clocks: vec![init.frequency.khz(); board.chips_per_chain as usize],
             init,
             core_mv,
             asleep: true,
         }
     }
 
-    fn uniform_profile(&self) -> StoredProfile {
-        let chips = self.board.chips_per_chain as usize;
+    /// The clocks and voltage the chips run at, as the hashboard crate's wake takes them.
+    fn profile(&self) -> StoredProfile {
         let mut clocks_khz = [0u32; hashboard::mining::MAX_CHIPS];
-        for clock in clocks_khz.iter_mut().take(chips) {
-            *clock = self.frequency.khz();
+        for (slot, &clock) in clocks_khz.iter_mut().zip(&self.clocks) {
+            *slot = clock;
         }
         StoredProfile {
             model: self.board.model,
             core_mv: self.core_mv,
-            chips,
+            chips: self.clocks.len().min(hashboard::mining::MAX_CHIPS),
             clocks_khz,
         }
+    }
+
+    /// The slowest chip's clock: a broadcast clock-down from it moves no chip up.
+    fn slowest(&self) -> Frequency {
+        Frequency::from_khz(self.clocks.iter().copied().min().unwrap_or(0))
     }
 }
 
@@ -130,8 +136,15 @@ impl<U, RI, FI, P, D> Board<U, RI, FI, P, D> {
 pub trait Hardware {
     fn description(&self) -> &'static BoardDescription;
     fn asleep(&self) -> bool;
-    /// The clock and per-chip core voltage the board runs at (or wakes to).
-    fn frequency(&self) -> Frequency;
+    /// Each chip's clock, kHz, as it runs (or wakes to).
+    fn clocks(&self) -> &[u32];
+    /// The chips' mean clock: the chain's clock when they share one.
+    fn frequency(&self) -> Frequency {
+        let clocks = self.clocks();
+        let sum: u64 = clocks.iter().map(|&khz| u64::from(khz)).sum();
+        Frequency::from_khz((sum / clocks.len().max(1) as u64) as u32)
+    }
+    /// The per-chip core voltage the board runs at (or wakes to).
     fn core_mv(&self) -> u32;
     /// How the chips are addressed, once the chain is up.
     fn addressing(&self) -> Option<ChipAddressing>;
@@ -143,7 +156,16 @@ pub trait Hardware {
     async fn power_up(&mut self) -> Result<(), String>;
     fn power_off_at_start(&mut self) -> Result<(), String>;
     async fn sleep(&mut self) -> Result<(), String>;
-    async fn set_frequency(&mut self, target: Frequency) -> Result<(), String>;
+    /// Every chip to `target`.
+    async fn set_frequency(&mut self, target: Frequency) -> Result<(), String> {
+        let clocks = vec![target.khz(); self.clocks().len()];
+        self.set_clocks(&clocks).await
+    }
+    /// Chip `i` to `clocks[i]` kHz (clamped to the board), ramped side by side.
+    async fn set_clocks(&mut self, clocks: &[u32]) -> Result<(), String>;
+    /// Tells the chips to return nonces at `ticket` difficulty (rounded down to a power of two);
+    /// returns the ticket they now filter at.
+    async fn set_ticket(&mut self, ticket: f64) -> Result<f64, String>;
     async fn set_core_voltage(&mut self, target_mv: u32) -> Result<(), String>;
     async fn next_response(&mut self, timeout_ms: u32) -> Result<Option<Response>, String>;
     /// Like `next_response`, asleep or not: what the chips still send while they stop.
@@ -173,8 +195,8 @@ where
         self.board
     }
 
-    fn frequency(&self) -> Frequency {
-        self.frequency
+    fn clocks(&self) -> &[u32] {
+        &self.clocks
     }
 
     fn core_mv(&self) -> u32 {
@@ -210,7 +232,8 @@ where
     /// Supply on at the board's lowest voltage, ramped to `core_mv`, then the chain brought up
     /// (the first time) or re-initialised at the current clock and voltage.
     async fn power_up(&mut self) -> Result<(), String> {
-        let profile = self.uniform_profile();
+        let profile = self.profile();
+        let slowest = self.slowest();
         let board = self.board;
         match (&mut self.chain, &mut self.regulator) {
             (Some(chain), Some(regulator)) => {
@@ -228,8 +251,9 @@ where
             }
             // No supply was cut: the chips kept their addresses and baud at a quarter clock.
             (Some(chain), None) => {
-                let quarter = board.clamp_frequency(Frequency::from_khz(self.frequency.khz() / 4));
-                ramp_clock(chain, &mut self.wait, board, quarter, self.frequency).await?;
+                let quarter = board.clamp_frequency(Frequency::from_khz(slowest.khz() / 4));
+                let from = vec![quarter.khz(); self.clocks.len()];
+                ramp_chips(chain, &mut self.wait, board, &from, &self.clocks).await?;
             }
             (None, _) => {
                 if let Some(regulator) = &mut self.regulator {
@@ -239,12 +263,14 @@ where
                 }
                 let port = self.port.take().ok_or("the chain's port is gone")?;
                 let init = InitConfig {
-                    frequency: self.frequency,
+                    frequency: slowest,
                     ..self.init
                 };
-                let chain = Chain::bring_up(port, &mut self.reset, &mut self.settle, init)
+                let mut chain = Chain::bring_up(port, &mut self.reset, &mut self.settle, init)
                     .await
                     .map_err(|e| format!("bring-up failed: {e}"))?;
+                let from = vec![slowest.khz(); self.clocks.len()];
+                ramp_chips(&mut chain, &mut self.wait, board, &from, &self.clocks).await?;
                 self.chain = Some(chain);
             }
         }
@@ -269,6 +295,7 @@ where
     /// Clock down in steps, supply off, fan to its minimum. Without a regulator the chips are
     /// left at a quarter clock and get no more work.
     async fn sleep(&mut self) -> Result<(), String> {
+        let slowest = self.slowest();
         let Some(chain) = &mut self.chain else {
             return self.power_off_at_start();
         };
@@ -280,7 +307,7 @@ where
                     None::<&mut Emc2101<RI>>,
                     &mut self.wait,
                     self.board,
-                    self.frequency,
+                    slowest,
                 )
                 .await
                 .map_err(|e| format!("sleep failed: {e}"))?;
@@ -290,7 +317,7 @@ where
                     chain,
                     &mut self.wait,
                     self.board,
-                    self.frequency,
+                    slowest,
                 )
                 .await
                 .map_err(|e| format!("clock-down failed: {e}"))?;
@@ -303,15 +330,43 @@ where
         Ok(())
     }
 
-    /// Every chip to `target` through the PLL ramp.
-    async fn set_frequency(&mut self, target: Frequency) -> Result<(), String> {
+    async fn set_clocks(&mut self, clocks: &[u32]) -> Result<(), String> {
+        if clocks.len() != self.clocks.len() {
+            return Err(format!(
+                "{} clocks for a chain of {} chips",
+                clocks.len(),
+                self.clocks.len()
+            ));
+        }
+        let board = self.board;
+        let clamped: Vec<u32> = clocks
+            .iter()
+            .map(|&khz| board.clamp_frequency(Frequency::from_khz(khz)).khz())
+            .collect();
         if let Some(chain) = &mut self.chain
             && !self.asleep
         {
-            ramp_clock(chain, &mut self.wait, self.board, self.frequency, target).await?;
+            ramp_chips(chain, &mut self.wait, board, &self.clocks, &clamped).await?;
         }
-        self.frequency = target;
+        self.clocks = clamped;
         Ok(())
+    }
+
+    async fn set_ticket(&mut self, ticket: f64) -> Result<f64, String> {
+        let ticket = TicketDifficulty::at_most(ticket)
+            .ok_or_else(|| format!("{ticket} is not a ticket difficulty"))?;
+        if let Some(chain) = &mut self.chain
+            && !self.asleep
+        {
+            let frame = Command::write(Destination::All, ticket.mask()).encode();
+            chain
+                .write_frame(frame.as_bytes())
+                .await
+                .map_err(|e| format!("UART: {e:?}"))?;
+        }
+        // A re-initialised chain (wake, thermal resume) comes up filtering at it too.
+        self.init.ticket = ticket;
+        Ok(ticket.value())
     }
 
     async fn set_core_voltage(&mut self, target_mv: u32) -> Result<(), String> {
@@ -404,35 +459,22 @@ where
     }
 }
 
-/// Ramps every chip's PLL from `from` to `to`, waiting each step's settle time.
-async fn ramp_clock<U, E>(
+/// Ramps chip `i` from `from[i]` to `to[i]` kHz, side by side.
+async fn ramp_chips<U, E>(
     chain: &mut Chain<U>,
     wait: &mut ChipDelay,
     board: &BoardDescription,
-    from: Frequency,
-    to: Frequency,
+    from: &[u32],
+    to: &[u32],
 ) -> Result<(), String>
 where
     U: Read<Error = E> + Write<Error = E> + SetBaud<Error = E>,
     E: core::fmt::Debug + embedded_io::Error,
 {
-    let ramp = FrequencyRamp::new(
-        board.model,
-        from,
-        to,
-        PllConstraints::esp_miner(board.model),
-    );
-    for step in ramp {
-        let step = step.map_err(|e| format!("no PLL setting for {}", e.target))?;
-        if let Step::Send { frame, wait_ms } = step {
-            chain
-                .write_frame(frame.as_bytes())
-                .await
-                .map_err(|e| format!("UART: {e:?}"))?;
-            embedded_hal_async::delay::DelayNs::delay_ms(wait, wait_ms).await;
-        }
-    }
-    Ok(())
+    hashboard::clocks::ramp_each(chain, wait, board.model, from, to)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("clock ramp: {e}"))
 }
 
 /// In `--sim` the simulator's die temperatures stand in for per-chip sensors.

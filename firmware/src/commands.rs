@@ -42,6 +42,29 @@ fn current<H: Hardware>(
     ))
 }
 
+/// Publishes the machine's retained state: the intent, the nameplate, and what the chains'
+/// tuner measured.
+pub fn publish_state<H: Hardware>(fleet: &Fleet, units: &[Unit<H>], intent: Intent) {
+    let Some(first) = units.first() else {
+        return;
+    };
+    let tune = telemetry::TuneView {
+        tuning: units.iter().any(|u| u.autotune.tuning()),
+        curve: crate::tuning::machine_curve(
+            units
+                .iter()
+                .filter(|u| u.failed.is_none())
+                .filter_map(|u| u.autotune.tuned.as_ref()),
+        ),
+    };
+    fleet.link.state(&telemetry::state(
+        first.hw.description(),
+        intent,
+        fleet.nameplate_power_w,
+        tune,
+    ));
+}
+
 /// Makes a decided change on one chain. A chain the thermal guard stopped stays down until it
 /// has cooled, whatever the command: the intent is kept and applied at resume.
 async fn apply_change(
@@ -56,14 +79,20 @@ async fn apply_change(
         Change::Wake | Change::Reboot if cooling.overheated() => Ok(held),
         Change::Wake => board.power_up().await.map(|()| None),
         Change::Frequency(target) => {
-            cooling.tuned = target;
             cooling.set_power_target(None);
-            board.set_frequency(target).await.map(|()| None)
+            board.set_frequency(target).await?;
+            cooling.base_clocks = board.clocks().to_vec();
+            Ok(None)
         }
         Change::PowerTarget(watts) => {
             cooling.set_power_target(watts);
             Ok(None)
         }
+        // The loop's reconcile starts the tune; only a board that cannot be measured refuses.
+        Change::Tune(_) if board.power_w().is_none() => {
+            Err("tuning needs the board's power reading, and this board has none".into())
+        }
+        Change::Tune(_) => Ok(None),
         Change::CoreVoltage(mv) => board.set_core_voltage(mv).await.map(|()| None),
         Change::Reboot => {
             board.sleep().await?;
@@ -89,6 +118,9 @@ pub async fn apply_to_machine<H: Hardware>(
     };
     let working = units.iter_mut().filter(|unit| unit.failed.is_none());
     let results = join_all(working.map(|unit| async move {
+        if let Change::Tune(_) = per_chain {
+            unit.autotune.retry();
+        }
         let held = apply_change(&mut unit.hw, &mut unit.cooling, per_chain).await;
         if matches!(per_chain, Change::Wake | Change::Reboot) {
             // A re-initialised chain has forgotten its jobs.
@@ -132,7 +164,6 @@ pub async fn obey<H: Hardware>(
     desk: &mut CommandDesk,
     units: &mut [Unit<H>],
     bytes: &[u8],
-    nameplate_power_w: Option<f64>,
 ) {
     let Some((current, board)) = current(units) else {
         return;
@@ -149,9 +180,7 @@ pub async fn obey<H: Hardware>(
             let outcome = carry_out(decision, units).await;
             let ack = desk.finish(id, outcome, telemetry::unix_now());
             fleet.link.ack(&ack);
-            fleet
-                .link
-                .state(&telemetry::state(board, desk.intent(), nameplate_power_w));
+            publish_state(fleet, units, desk.intent());
         }
     }
 }
@@ -203,11 +232,7 @@ pub async fn failsafe<H: Hardware>(
             if let Err(e) = apply_to_machine(units, Change::Sleep).await {
                 warn!(error = %e, "failsafe sleep failed");
             }
-            if let Some((_, board)) = current(units) {
-                fleet
-                    .link
-                    .state(&telemetry::state(board, desk.intent(), None));
-            }
+            publish_state(fleet, units, desk.intent());
         }
     }
 }

@@ -22,6 +22,21 @@ pub struct Config {
     pub mqtt: Option<MqttSection>,
     #[serde(default)]
     pub api: ApiSection,
+    #[serde(default)]
+    pub tuner: TunerSection,
+}
+
+/// How the autotuner measures (`set_mode efficiency|hashrate`).
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TunerSection {
+    /// The ticket the chips filter at while tuning: low enough that every chip returns enough
+    /// nonces per window to measure its error rate. Default: from the chips' hash rate.
+    pub ticket_difficulty: Option<f64>,
+    /// Seconds per measurement while raising clocks (default 30), and for each settled point
+    /// (default 60). Shorter is faster and noisier.
+    pub search_window_s: Option<u32>,
+    pub settle_window_s: Option<u32>,
 }
 
 /// The local APIs. `--api-listen` and `--http-listen` override the addresses.
@@ -242,6 +257,45 @@ impl Default for MiningSection {
 pub struct MiningSettings {
     pub frequency: Frequency,
     pub ticket_difficulty: f64,
+    pub tuner: TunerSettings,
+}
+
+/// The autotuner's measurement settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TunerSettings {
+    pub ticket_difficulty: f64,
+    pub search_window_s: u32,
+    pub settle_window_s: u32,
+}
+
+/// Nonces per second each chip should return while tuning: a 30 s window then counts ~250, so a
+/// 3 % error rate shows as ~7 errors rather than a coin toss.
+const TUNING_NONCES_PER_CHIP_S: f64 = 8.0;
+
+impl TunerSettings {
+    fn new(board: &BoardDescription, mining_ticket: f64, section: TunerSection) -> Self {
+        let defaults = hashboard::tuner::TunerConfig::DEFAULT;
+        let per_chip =
+            bm13xx::expected_hashrate(board.model, board.default_frequency, 1).terahashes() * 1e12;
+        let automatic = per_chip / (TUNING_NONCES_PER_CHIP_S * 4_294_967_296.0);
+        Self {
+            ticket_difficulty: section
+                .ticket_difficulty
+                .unwrap_or(automatic)
+                .clamp(1.0, mining_ticket.max(1.0)),
+            search_window_s: section.search_window_s.unwrap_or(defaults.search_window_s),
+            settle_window_s: section.settle_window_s.unwrap_or(defaults.settle_window_s),
+        }
+    }
+
+    /// The tuner's method with these windows.
+    pub fn config(&self) -> hashboard::tuner::TunerConfig {
+        hashboard::tuner::TunerConfig {
+            search_window_s: self.search_window_s,
+            settle_window_s: self.settle_window_s,
+            ..hashboard::tuner::TunerConfig::DEFAULT
+        }
+    }
 }
 
 impl MiningSettings {
@@ -250,6 +304,7 @@ impl MiningSettings {
         Self {
             frequency: board.default_frequency,
             ticket_difficulty: default_ticket(),
+            tuner: TunerSettings::new(board, default_ticket(), TunerSection::default()),
         }
     }
 }
@@ -393,12 +448,28 @@ impl Config {
                 "too short to be a secret: use at least 16 characters".into(),
             ));
         }
-        let ticket = config.mining.ticket_difficulty;
-        if !(ticket.is_finite() && ticket >= 1.0) {
-            return Err(invalid(
+        for (key, ticket) in [
+            (
                 "mining.ticket_difficulty",
-                format!("{ticket} must be at least 1"),
-            ));
+                Some(config.mining.ticket_difficulty),
+            ),
+            ("tuner.ticket_difficulty", config.tuner.ticket_difficulty),
+        ] {
+            if let Some(ticket) = ticket
+                && !(ticket.is_finite() && ticket >= 1.0)
+            {
+                return Err(invalid(key, format!("{ticket} must be at least 1")));
+            }
+        }
+        for (key, window) in [
+            ("tuner.search_window_s", config.tuner.search_window_s),
+            ("tuner.settle_window_s", config.tuner.settle_window_s),
+        ] {
+            if let Some(seconds) = window
+                && !(1..=3600).contains(&seconds)
+            {
+                return Err(invalid(key, format!("{seconds} s is not within 1..=3600")));
+            }
         }
         Ok((config, board))
     }
@@ -413,6 +484,7 @@ impl Config {
         MiningSettings {
             frequency,
             ticket_difficulty: self.mining.ticket_difficulty,
+            tuner: TunerSettings::new(board, self.mining.ticket_difficulty, self.tuner),
         }
     }
 }
@@ -498,6 +570,29 @@ mod tests {
     }
 
     #[test]
+    fn the_tuning_ticket_gives_each_chip_enough_nonces_to_measure() {
+        let (config, board) = parse("[board]\nname = \"bitaxe-max\"\n").expect("valid");
+        let tuner = config.mining_settings(board).tuner;
+        let per_chip_hps =
+            bm13xx::expected_hashrate(board.model, board.default_frequency, 1).terahashes() * 1e12;
+        let nonces_per_s = per_chip_hps / (tuner.ticket_difficulty * 4_294_967_296.0);
+        assert!(
+            (TUNING_NONCES_PER_CHIP_S * 0.99..64.0).contains(&nonces_per_s),
+            "{nonces_per_s} nonces/s per chip at ticket {}",
+            tuner.ticket_difficulty
+        );
+        assert!(tuner.ticket_difficulty < config.mining.ticket_difficulty);
+        let text =
+            "[board]\nname = \"bitaxe-max\"\n[tuner]\nticket_difficulty = 2\nsearch_window_s = 5\n";
+        let (config, board) = parse(text).expect("valid");
+        let tuner = config.mining_settings(board).tuner;
+        assert_eq!(
+            (tuner.ticket_difficulty, tuner.config().search_window_s),
+            (2.0, 5)
+        );
+    }
+
+    #[test]
     fn pool_urls_need_a_host_and_a_port() {
         let pool = |url: &str| PoolSection {
             url: url.into(),
@@ -545,6 +640,14 @@ mod tests {
         assert!(
             message("[board]\nname = \"bitaxe-max\"\n[mining]\nticket_difficulty = 0\n")
                 .contains("mining.ticket_difficulty")
+        );
+        assert!(
+            message("[board]\nname = \"bitaxe-max\"\n[tuner]\nsettle_window_s = 0\n")
+                .contains("tuner.settle_window_s")
+        );
+        assert!(
+            message("[board]\nname = \"bitaxe-max\"\n[tuner]\nticket_difficulty = -1\n")
+                .contains("tuner.ticket_difficulty")
         );
         let unknown = message("[board]\nname = \"bitaxe-max\"\ncolour = \"red\"\n");
         assert!(unknown.contains("colour"), "{unknown}");

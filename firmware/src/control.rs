@@ -28,6 +28,9 @@ pub struct Intent {
     /// Hold the board's power here by its clock (the power limiter), W.
     #[serde(default)]
     pub power_target_w: Option<f64>,
+    /// Run the tuner's clocks and voltage for this (efficiency or hash rate).
+    #[serde(default)]
+    pub tune: Option<TuneMode>,
 }
 
 /// What has to happen on the board.
@@ -42,6 +45,8 @@ pub enum Change {
     CoreVoltage(u32),
     /// Hand the clock to the power limiter (`None`: back to the fixed clock).
     PowerTarget(Option<f64>),
+    /// Tune for this; the daemon's loop runs the tuner from here on.
+    Tune(TuneMode),
     /// Power-cycle and bring the chains up again.
     Reboot,
     Identify,
@@ -106,14 +111,17 @@ pub fn decide(
             let wanted = Frequency::from_khz((mhz * 1000.0).round() as u32);
             let clamped = board.clamp_frequency(wanted);
             let note = clamp_note(wanted.mhz(), clamped.mhz(), "MHz");
-            // An explicit clock is the operator taking over from the power limiter.
-            let had_target = intent.power_target_w.is_some();
+            // An explicit clock is the operator taking over from the power limiter or the tuner
+            // (whose voltage stays, as it is what the chips run at now).
+            let took_over = intent.power_target_w.is_some() || intent.tune.is_some();
             let intent = Intent {
                 frequency_mhz: Some(clamped.mhz()),
                 power_target_w: None,
+                core_mv: intent.core_mv.or(intent.tune.map(|_| current.core_mv)),
+                tune: None,
                 ..intent
             };
-            let change = if asleep || (clamped == current.frequency && !had_target) {
+            let change = if asleep || (clamped == current.frequency && !took_over) {
                 Change::Nothing
             } else {
                 Change::Frequency(clamped)
@@ -123,11 +131,14 @@ pub fn decide(
         Action::SetVoltage { millivolts } => {
             let clamped = board.clamp_core_mv(millivolts);
             let note = clamp_note(f64::from(millivolts), f64::from(clamped), "mV");
+            // The tuner's clocks were found at its voltage: another voltage ends its mode.
+            let left_tuning = intent.tune.is_some();
             let intent = Intent {
                 core_mv: Some(clamped),
+                tune: None,
                 ..intent
             };
-            let change = if asleep || clamped == current.core_mv {
+            let change = if asleep || (clamped == current.core_mv && !left_tuning) {
                 Change::Nothing
             } else {
                 Change::CoreVoltage(clamped)
@@ -140,8 +151,10 @@ pub fn decide(
                     "{watts} W is not a power target (to stop, send sleep)"
                 ));
             }
+            // The limiter scales the tuned clocks as a whole: the chips keep their shares.
             let intent = Intent {
                 power_target_w: Some(watts),
+                tune: None,
                 ..intent
             };
             let note = Some(
@@ -165,9 +178,36 @@ pub fn decide(
             ),
             None => Decision::Fail("power mode needs a target: send set_power_target".into()),
         },
-        Action::SetMode { mode } => Decision::Fail(format!(
-            "{mode:?} mode needs the autotuner, which the daemon does not run yet"
-        )),
+        // Nothing new for a tune running or done; one that gave up is tried again.
+        Action::SetMode { mode } if intent.tune == Some(mode) => apply(
+            intent,
+            if asleep {
+                Change::Nothing
+            } else {
+                Change::Tune(mode)
+            },
+            Some(&format!("already in {} mode", mode_name(mode))),
+        ),
+        Action::SetMode { mode } => {
+            let intent = Intent {
+                tune: Some(mode),
+                power_target_w: None,
+                frequency_mhz: None,
+                core_mv: None,
+                ..intent
+            };
+            let note = format!(
+                "tuning for {}: telemetry reads `tuning` while it measures (tens of minutes of \
+                 mining), then the state's curve carries the result",
+                mode_name(mode)
+            );
+            let change = if asleep {
+                Change::Nothing
+            } else {
+                Change::Tune(mode)
+            };
+            settle(intent, change, Some(note), asleep)
+        }
         Action::Reboot if asleep => apply(
             intent,
             Change::Nothing,
@@ -175,6 +215,14 @@ pub fn decide(
         ),
         Action::Reboot => apply(intent, Change::Reboot, None),
         Action::Identify => apply(intent, Change::Identify, None),
+    }
+}
+
+fn mode_name(mode: TuneMode) -> &'static str {
+    match mode {
+        TuneMode::Efficiency => "efficiency",
+        TuneMode::Power => "power",
+        TuneMode::Hashrate => "hash rate",
     }
 }
 
@@ -349,12 +397,49 @@ mod tests {
     }
 
     #[test]
-    fn tuner_modes_fail_with_a_reason() {
+    fn tuner_modes_start_a_tune_once_and_power_mode_needs_a_target() {
         for mode in [TuneMode::Efficiency, TuneMode::Hashrate] {
-            assert!(
-                matches!(decide(Intent::default(), AT_DEFAULT, &Action::SetMode { mode }, &BOARD), Decision::Fail(r) if r.contains("autotuner"))
+            let held = Intent {
+                power_target_w: Some(30.0),
+                frequency_mhz: Some(500.0),
+                core_mv: Some(1400),
+                ..Intent::default()
+            };
+            let (tuning, change, note) =
+                applied(decide(held, AT_DEFAULT, &Action::SetMode { mode }, &BOARD));
+            assert_eq!(change, Change::Tune(mode));
+            assert!(note.is_some_and(|n| n.contains("tuning")));
+            // The tuner owns the clock and the voltage from now on.
+            assert_eq!(
+                tuning,
+                Intent {
+                    tune: Some(mode),
+                    ..Intent::default()
+                }
             );
+            let (same, again, note) = applied(decide(
+                tuning,
+                AT_DEFAULT,
+                &Action::SetMode { mode },
+                &BOARD,
+            ));
+            assert_eq!((same, again), (tuning, Change::Tune(mode)));
+            assert!(note.is_some_and(|n| n.starts_with("already")));
         }
+        // Asleep: remembered, tuned at wake.
+        let asleep = Intent {
+            sleeping: Some(SleepCause::Command),
+            ..Intent::default()
+        };
+        let mode = TuneMode::Efficiency;
+        let (intent, change, note) = applied(decide(
+            asleep,
+            AT_DEFAULT,
+            &Action::SetMode { mode },
+            &BOARD,
+        ));
+        assert_eq!((intent.tune, change), (Some(mode), Change::Nothing));
+        assert!(note.is_some_and(|n| n.ends_with("applies at wake")));
         assert!(matches!(
             decide(
                 Intent::default(),
@@ -398,6 +483,42 @@ mod tests {
         ));
         assert_eq!(change, Change::Frequency(BOARD.default_frequency));
         assert_eq!(after.power_target_w, None);
+    }
+
+    #[test]
+    fn an_explicit_clock_voltage_or_power_target_ends_a_tuner_mode() {
+        let tuned = Intent {
+            tune: Some(TuneMode::Efficiency),
+            ..Intent::default()
+        };
+        let at_tuned = Current {
+            frequency: BOARD.default_frequency,
+            core_mv: 1250,
+        };
+        // The same mean clock is still a change: the chips leave their own clocks for one.
+        let (intent, change, _) = applied(decide(
+            tuned,
+            at_tuned,
+            &Action::SetFrequency { mhz: 425.0 },
+            &BOARD,
+        ));
+        assert_eq!(change, Change::Frequency(BOARD.default_frequency));
+        assert_eq!((intent.tune, intent.core_mv), (None, Some(1250)));
+        let (intent, change, _) = applied(decide(
+            tuned,
+            at_tuned,
+            &Action::SetVoltage { millivolts: 1250 },
+            &BOARD,
+        ));
+        assert_eq!(change, Change::CoreVoltage(1250));
+        assert_eq!(intent.tune, None);
+        let (intent, _, _) = applied(decide(
+            tuned,
+            at_tuned,
+            &Action::SetPowerTarget { watts: 20.0 },
+            &BOARD,
+        ));
+        assert_eq!((intent.tune, intent.power_target_w), (None, Some(20.0)));
     }
 
     fn any_action() -> impl proptest::strategy::Strategy<Value = Action> {

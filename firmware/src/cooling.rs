@@ -14,8 +14,9 @@ use crate::board::Hardware;
 pub struct Cooling {
     fan: FanController,
     guard: ThermalGuard,
-    /// The clock the operator wants; the guard runs the chips at a fraction of it.
-    pub tuned: Frequency,
+    /// Each chip's clock as the operator (or the tuner, or the power limiter) set it, kHz; the
+    /// guard runs the chips at a fraction of it.
+    pub base_clocks: Vec<u32>,
     /// When the last round ran, in the chips' seconds.
     last_s: Option<f64>,
     /// A duty the operator fixed (local API); the guard still throttles and stops.
@@ -56,6 +57,21 @@ pub fn power_step(
     (next.khz().abs_diff(current.khz()) >= 1_000).then_some(next)
 }
 
+/// Every clock times `factor`, within the board's limits.
+fn scale_clocks(
+    clocks: &[u32],
+    factor: f64,
+    board: &hashboard::board::BoardDescription,
+) -> Vec<u32> {
+    clocks
+        .iter()
+        .map(|&khz| {
+            let scaled = (f64::from(khz) * factor).round() as u32;
+            board.clamp_frequency(Frequency::from_khz(scaled)).khz()
+        })
+        .collect()
+}
+
 /// How often the fan and the guard decide, in the chips' seconds (simulated ones in `--sim`, so
 /// the loop keeps pace with a faster-than-real-time simulator).
 const INTERVAL_S: f64 = 1.0;
@@ -66,7 +82,7 @@ impl Cooling {
         Self {
             fan: FanController::new(&board.thermal, board.min_fan_percent),
             guard: ThermalGuard::new(board.thermal),
-            tuned: hw.frequency(),
+            base_clocks: hw.clocks().to_vec(),
             last_s: None,
             manual_fan: None,
             power_target: None,
@@ -85,7 +101,8 @@ impl Cooling {
         let Some(measured) = hw.power_w() else {
             return;
         };
-        if let Some(next) = power_step(target, measured, hw.frequency(), hw.description()) {
+        let current = hw.frequency();
+        if let Some(next) = power_step(target, measured, current, hw.description()) {
             self.last_power_step_s = now_s;
             info!(
                 target_w = target,
@@ -93,9 +110,12 @@ impl Cooling {
                 mhz = next.mhz(),
                 "power target: clock step"
             );
-            match hw.set_frequency(next).await {
-                // The clock the guard scales from is now the limiter's.
-                Ok(()) => self.tuned = next,
+            // Every chip moves by the same factor: a tuned chain keeps each chip's share.
+            let factor = f64::from(next.khz()) / f64::from(current.khz().max(1));
+            let clocks = scale_clocks(hw.clocks(), factor, hw.description());
+            match hw.set_clocks(&clocks).await {
+                // The clocks the guard scales from are now the limiter's.
+                Ok(()) => self.base_clocks = hw.clocks().to_vec(),
                 Err(e) => warn!(error = %e, "power target: clock step failed"),
             }
         }
@@ -106,10 +126,14 @@ impl Cooling {
         !self.guard.may_hash()
     }
 
-    /// The clock to run at now: the tuned one, scaled down while the guard throttles.
-    fn scaled(&self, hw: &impl Hardware, scale: f32) -> Frequency {
-        let khz = (f64::from(self.tuned.khz()) * f64::from(scale)) as u32;
-        hw.description().clamp_frequency(Frequency::from_khz(khz))
+    /// The clocks to run at now: the base ones, scaled down while the guard throttles.
+    fn scaled(&self, hw: &impl Hardware, scale: f32) -> Vec<u32> {
+        scale_clocks(&self.base_clocks, f64::from(scale), hw.description())
+    }
+
+    /// Whether the guard is leaving the clocks alone (not throttling, not stopped).
+    pub fn guard_idle(&self) -> bool {
+        self.guard.state() == hashboard::thermal::ThermalState::Normal
     }
 
     /// Fixes the fan at `percent` (at least the board's minimum), or back to automatic.
@@ -179,7 +203,7 @@ impl Cooling {
             .decide(now_s, temp, fan.map(|(rpm, _)| rpm), decision.percent);
         match action {
             ThermalAction::Hold => {
-                if self.guard.state() == hashboard::thermal::ThermalState::Normal {
+                if self.guard_idle() {
                     self.limit_power(hw, now_s).await;
                 }
             }
@@ -188,8 +212,8 @@ impl Cooling {
                 reason,
             } => {
                 let target = self.scaled(hw, clock_scale);
-                warn!(?reason, mhz = target.mhz(), "thermal: throttling");
-                if let Err(e) = hw.set_frequency(target).await {
+                warn!(?reason, clock_scale, "thermal: throttling");
+                if let Err(e) = hw.set_clocks(&target).await {
                     error!(error = %e, "thermal: throttling failed");
                 }
             }
@@ -204,8 +228,8 @@ impl Cooling {
                 reason,
             } if !asleep_by_intent => {
                 let target = self.scaled(hw, clock_scale);
-                warn!(?reason, mhz = target.mhz(), "thermal: resuming");
-                let resumed = match hw.set_frequency(target).await {
+                warn!(?reason, clock_scale, "thermal: resuming");
+                let resumed = match hw.set_clocks(&target).await {
                     Ok(()) => hw.power_up().await,
                     Err(e) => Err(e),
                 };

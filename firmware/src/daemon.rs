@@ -10,7 +10,6 @@ use std::time::Duration;
 use bm13xx::{InitConfig, Response, TicketDifficulty};
 use futures_util::future::{join_all, select_all};
 use hashboard::board::BoardDescription;
-use hashboard::mining::estimate_hashrate;
 use serde::Serialize;
 use stratum::Accounting;
 use tokio::sync::{mpsc, watch};
@@ -26,6 +25,7 @@ use crate::mining::{WorkSource, deal_pool_work};
 use crate::mqtt::MqttLink;
 use crate::snapshot::Snapshot;
 use crate::telemetry::{self, Window};
+use crate::tuning::TuneEvent;
 use crate::unit::{Rig, SimTruth, Unit};
 
 /// How often the daemon logs its state.
@@ -70,6 +70,8 @@ pub struct Fleet {
     pub link: MqttLink,
     pub telemetry_interval: Duration,
     pub failsafe: (Duration, FailsafeAction),
+    /// The machine's power at its configured clock, once it has been measured.
+    pub nameplate_power_w: Option<f64>,
 }
 
 /// A chain's settings at start: the configuration's, then what the operator set since.
@@ -116,6 +118,25 @@ pub struct Summary {
     /// The pool's verdicts, when mining pool work.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pool: Option<Accounting>,
+}
+
+/// Keeps what the chains' tunes came to and tells the fleet.
+fn record_tunes<H: Hardware>(
+    desk: &mut CommandDesk,
+    fleet: Option<&Fleet>,
+    units: &[Unit<H>],
+    events: Vec<TuneEvent>,
+) {
+    for event in events {
+        if let TuneEvent::Finished(tuned) = event
+            && let Err(e) = desk.save_tuned(tuned)
+        {
+            warn!(error = %e, "cannot store the tuned profile; the next start tunes again");
+        }
+    }
+    if let Some(fleet) = fleet {
+        commands::publish_state(fleet, units, desk.intent());
+    }
 }
 
 /// The machine's snapshot: its chains' readings merged, the pool's verdicts and list once.
@@ -183,11 +204,13 @@ pub async fn run<H: Hardware>(
         .power_target_w
         .map(|w| w / f64::from(board.chains.max(1)));
     let starts = (0u32..).zip(rigs).map(|(index, rig)| {
+        let tuned = desk.tuned().iter().find(|t| t.chain == index).cloned();
         Unit::start(
             index,
             rig,
             intent.sleeping.is_some(),
             per_chain_target,
+            tuned,
             speed,
         )
     });
@@ -210,11 +233,8 @@ pub async fn run<H: Hardware>(
     let mut host_watch = fleet
         .as_ref()
         .map(|f| crate::control::HostWatch::new(f.failsafe.0));
-    let mut nameplate_power_w = None;
     if let Some(fleet) = &fleet {
-        fleet
-            .link
-            .state(&telemetry::state(board, desk.intent(), nameplate_power_w));
+        commands::publish_state(fleet, &units, desk.intent());
     }
     let deadline = duration.map(|d| started + d);
     let mut round = 0usize;
@@ -227,13 +247,26 @@ pub async fn run<H: Hardware>(
             break;
         }
         deal_pool_work(&mut source, units.iter_mut().map(|u| &mut u.mining));
-        let asleep_by_intent = desk.intent().sleeping.is_some();
-        for unit in units.iter_mut().filter(|u| u.failed.is_none()) {
-            if let Err(e) = unit.feed(&source).await {
-                unit.fail(e);
-                continue;
+        let intent = desk.intent();
+        let asleep_by_intent = intent.sleeping.is_some();
+        let mut tune_events = Vec::new();
+        for unit in units.iter_mut() {
+            if unit.failed.is_none() {
+                if let Err(e) = unit.feed(&source).await {
+                    unit.fail(e);
+                } else {
+                    unit.govern(asleep_by_intent).await;
+                }
             }
-            unit.govern(asleep_by_intent).await;
+            let tuner = &settings.tuner;
+            tune_events.extend(
+                unit.reconcile_tune(intent.tune, !asleep_by_intent, tuner)
+                    .await,
+            );
+            tune_events.extend(unit.tune_round().await);
+        }
+        if !tune_events.is_empty() {
+            record_tunes(&mut desk, fleet.as_ref(), &units, tune_events);
         }
         if units.iter().all(|u| u.failed.is_some()) {
             return Err("every chain has failed".into());
@@ -248,30 +281,25 @@ pub async fn run<H: Hardware>(
             }
             next_snapshot = now + SNAPSHOT_INTERVAL;
         }
-        if let Some(fleet) = &fleet
+        if let Some(fleet) = &mut fleet
             && now >= next_telemetry
         {
             let reading = telemetry::from_snapshot(&snapshot_tx.borrow());
-            if nameplate_power_w.is_none()
+            if fleet.nameplate_power_w.is_none()
                 && reading.mode == fleet_proto::Mode::Mining
                 && reading.power_w > 0.0
                 && now - started >= Duration::from_secs(3)
             {
                 // The first settled reading at the configured clock stands for the nameplate.
-                nameplate_power_w = Some(reading.power_w);
-                fleet
-                    .link
-                    .state(&telemetry::state(board, desk.intent(), nameplate_power_w));
+                fleet.nameplate_power_w = Some(reading.power_w);
+                commands::publish_state(fleet, &units, desk.intent());
             }
             fleet.link.telemetry(&reading);
             next_telemetry = now + fleet.telemetry_interval;
         }
         if now >= next_report {
             let nonces: u64 = units.iter().map(|u| u.mining.tally.nonces).sum();
-            let ths: f64 = units
-                .iter()
-                .map(|u| u.rates.ths(Window::S5, u.mining.ticket))
-                .sum();
+            let ths: f64 = units.iter().map(|u| u.rates.ths(Window::S5)).sum();
             info!(
                 nonces,
                 hashrate_ths = ths,
@@ -329,15 +357,13 @@ pub async fn run<H: Hardware>(
             }
             Woken::Command(bytes) => {
                 if let Some(fleet) = &mut fleet {
-                    commands::obey(fleet, &mut desk, &mut units, &bytes, nameplate_power_w).await;
+                    commands::obey(fleet, &mut desk, &mut units, &bytes).await;
                 }
             }
             Woken::Local(request) => {
                 let outcome = commands::apply_local(&mut desk, &mut units, request.action).await;
                 if let Some(fleet) = &fleet {
-                    fleet
-                        .link
-                        .state(&telemetry::state(board, desk.intent(), nameplate_power_w));
+                    commands::publish_state(fleet, &units, desk.intent());
                 }
                 // The requester may have given up waiting; the change stands either way.
                 let _ = request.reply.send(outcome);
@@ -374,7 +400,7 @@ async fn summarise<H: Hardware>(
         units.iter().map(|u| count(&u.mining.tally)).sum()
     };
     let nonces = sum(|t| t.nonces);
-    let ticket = units.first().map_or(1.0, |u| u.mining.ticket);
+    let work: f64 = units.iter().map(|u| u.mining.tally.work).sum();
     let sim = units
         .iter()
         .map(Unit::truth)
@@ -413,8 +439,7 @@ async fn summarise<H: Hardware>(
         hardware_errors: sum(|t| t.hardware_errors),
         duplicates: sum(|t| t.duplicates),
         stale: sum(|t| t.stale),
-        hashrate_ths: estimate_hashrate(nonces as u32, ticket, ran_s)
-            .map_or(0.0, |r| r.hashes_per_second / 1e12),
+        hashrate_ths: crate::telemetry::terahashes(work, ran_s),
         expected_ths: expected,
         sim,
         uart_errors: units.iter().map(|u| u.hw.uart_errors()).sum(),

@@ -10,7 +10,7 @@ use fleet_proto::{Ack, AckStatus, Action, CommandVerifier, Name, Verdict};
 use tracing::{info, warn};
 
 use crate::control::{self, Current, Decision, Intent};
-use crate::persist::{DurableState, LastCommand, PersistError, Store};
+use crate::persist::{DurableState, LastCommand, PersistError, Store, TunedChain};
 
 /// What the daemon should do with a received command.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +34,8 @@ pub struct CommandDesk {
     verifier: Option<CommandVerifier>,
     store: Option<Store>,
     intent: Intent,
+    /// Each chain's last tune, kept with the intent.
+    tuned: Vec<TunedChain>,
 }
 
 impl CommandDesk {
@@ -52,21 +54,23 @@ impl CommandDesk {
             verifier: Some(verifier),
             store: Some(store),
             intent: state.intent,
+            tuned: state.tuned,
         })
     }
 
     /// A desk for a daemon with no fleet link: local changes, kept in `store` when there is one.
     pub fn local(store: Option<Store>) -> Result<Self, PersistError> {
-        let intent = match &store {
-            Some(store) => store.load()?.intent,
-            None => Intent::default(),
+        let state = match &store {
+            Some(store) => store.load()?,
+            None => DurableState::default(),
         };
         Ok(Self {
             // Only ever named in acks, and a desk without a verifier sends none.
             miner: Name::new("local").unwrap_or_else(|_| unreachable!("a valid name")),
             verifier: None,
             store,
-            intent,
+            intent: state.intent,
+            tuned: state.tuned,
         })
     }
 
@@ -103,6 +107,7 @@ impl CommandDesk {
             v: 0,
             intent,
             commands,
+            tuned: self.tuned.clone(),
         })
     }
 
@@ -205,6 +210,19 @@ impl CommandDesk {
     /// After a local change was made: the new intent, durable like a command's.
     pub fn commit(&mut self, intent: Intent) -> Result<(), PersistError> {
         self.set_intent(intent)
+    }
+
+    /// The chains' last tunes, as stored.
+    pub fn tuned(&self) -> &[TunedChain] {
+        &self.tuned
+    }
+
+    /// A chain finished tuning: its profile replaces the one it had, durably.
+    pub fn save_tuned(&mut self, tuned: TunedChain) -> Result<(), PersistError> {
+        self.tuned.retain(|t| t.chain != tuned.chain);
+        self.tuned.push(tuned);
+        self.tuned.sort_by_key(|t| t.chain);
+        self.save(self.intent)
     }
 
     /// The failsafe's own change of intent (not a command): durable like one.

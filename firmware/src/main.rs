@@ -23,6 +23,7 @@ mod serial;
 mod sim;
 mod snapshot;
 mod telemetry;
+mod tuning;
 mod unit;
 
 use std::path::PathBuf;
@@ -254,6 +255,7 @@ fn main() -> ExitCode {
                     Duration::from_secs_f64(mqtt.failsafe.after_s),
                     mqtt.failsafe.action,
                 ),
+                nameplate_power_w: None,
             }),
             None => None,
         };

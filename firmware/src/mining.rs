@@ -7,7 +7,7 @@ use std::time::Duration;
 use bm13xx::{BlockHeader, NonceLayout, Response, VersionMask};
 use hashboard::mining::{Dispatcher, NonceOutcome, Share, Work};
 use stratum::Accounting;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::board::Hardware;
 use crate::pool::{PoolLink, Submission};
@@ -79,6 +79,9 @@ impl WorkSource {
 #[derive(Debug, Default)]
 pub struct Tally {
     pub nonces: u64,
+    /// The work the valid nonces stand for, in difficulty-1 units (2^32 hashes each): the hash
+    /// rate's measure, right across ticket changes.
+    pub work: f64,
     pub shares: u64,
     pub share_difficulty: f64,
     pub best_difficulty: f64,
@@ -100,8 +103,10 @@ impl Tally {
             }
             NonceOutcome::Valid { .. } => self.nonces += 1,
             NonceOutcome::HardwareError { chip_index } => {
+                // Counted for telemetry and the APIs; the tuner provokes them on purpose, so a
+                // line per error would drown the log.
                 self.hardware_errors += 1;
-                warn!(chip_index, "hardware error");
+                debug!(chip_index, "hardware error");
             }
             NonceOutcome::Duplicate { .. } => self.duplicates += 1,
             NonceOutcome::Stale { job_id } => {
@@ -171,6 +176,8 @@ pub struct Mining {
     pub held_work: Option<stratum::PoolWork>,
     next_local_job: tokio::time::Instant,
     job_interval: Duration,
+    /// Chip time after which nonces under an old, lower ticket stop passing.
+    ticket_settles_at_s: Option<f64>,
 }
 
 impl Mining {
@@ -186,6 +193,7 @@ impl Mining {
             held_work: None,
             next_local_job: tokio::time::Instant::now(),
             job_interval,
+            ticket_settles_at_s: None,
         }
     }
 
@@ -243,13 +251,48 @@ impl Mining {
     }
 
     pub fn take(&mut self, response: Response, source: &WorkSource) {
-        if let Response::Nonce(nonce) = response
-            && let Some(dispatcher) = &mut self.dispatcher
-            && let Some(share) = self.tally.record(dispatcher.check(&nonce))
+        let (Response::Nonce(nonce), Some(dispatcher)) = (response, &mut self.dispatcher) else {
+            return;
+        };
+        let credited = dispatcher.credited_total();
+        let outcome = dispatcher.check(&nonce);
+        self.tally.work += dispatcher.credited_total() - credited;
+        if let Some(share) = self.tally.record(outcome)
             && let WorkSource::Pool(link) = source
         {
             submit(link, &self.sent_jobs, &share);
         }
+    }
+
+    /// The chips were told to filter at `ticket`: nonces are checked and credited at it; those
+    /// found under the old mask still pass until chip time `settles_at_s`.
+    pub fn set_ticket(&mut self, ticket: f64, settles_at_s: f64) {
+        self.ticket = ticket;
+        if let Some(dispatcher) = &mut self.dispatcher {
+            dispatcher.set_ticket_difficulty(ticket);
+        }
+        self.ticket_settles_at_s = Some(settles_at_s);
+    }
+
+    pub fn settle_ticket_if_due(&mut self, chip_s: f64) {
+        if self.ticket_settles_at_s.is_some_and(|at| chip_s >= at) {
+            self.ticket_settles_at_s = None;
+            if let Some(dispatcher) = &mut self.dispatcher {
+                dispatcher.settle_ticket();
+            }
+        }
+    }
+
+    /// Each chip's (valid, erring) nonces since the chain was last (re)initialised.
+    pub fn chip_counts(&self, chips: u32) -> Vec<(u32, u32)> {
+        (0..chips)
+            .map(|chip| {
+                self.dispatcher
+                    .as_ref()
+                    .and_then(|d| d.counters(chip))
+                    .map_or((0, 0), |c| (c.valid, c.hardware_errors))
+            })
+            .collect()
     }
 }
 

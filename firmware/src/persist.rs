@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::control::Intent;
+use fleet_proto::command::TuneMode;
+use fleet_proto::messages::CurvePoint;
 
 const FORMAT: u32 = 1;
 const FILE_NAME: &str = "state.json";
@@ -22,12 +24,31 @@ pub struct LastCommand {
     pub id: String,
 }
 
+/// One chain's tuned settings and the curve its sweep measured, so a restart resumes from them
+/// in minutes instead of sweeping again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TunedChain {
+    pub chain: u32,
+    pub mode: TuneMode,
+    /// The chip the profile was tuned on (`bm1397`, …): another board's profile is not used.
+    pub chip: String,
+    pub core_mv: u32,
+    pub clocks_khz: Vec<u32>,
+    /// Highest voltage first.
+    pub curve: Vec<CurvePoint>,
+    /// Unix time the tune finished.
+    pub at: u64,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DurableState {
     pub v: u32,
     pub intent: Intent,
     pub commands: Vec<LastCommand>,
+    #[serde(default)]
+    pub tuned: Vec<TunedChain>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,11 +168,25 @@ mod tests {
                 frequency_mhz: Some(487.5),
                 core_mv: Some(1250),
                 power_target_w: Some(3250.0),
+                tune: None,
             },
             commands: vec![LastCommand {
                 key_id: "host-2026a".into(),
                 seq: 42,
                 id: "cmd-000042".into(),
+            }],
+            tuned: vec![TunedChain {
+                chain: 1,
+                mode: TuneMode::Efficiency,
+                chip: "bm1397".into(),
+                core_mv: 1300,
+                clocks_khz: vec![450_000, 437_500],
+                curve: vec![CurvePoint {
+                    core_mv: 1300,
+                    hashrate_ths: 0.6,
+                    power_w: 21.5,
+                }],
+                at: 1_767_225_600,
             }],
         };
         store.save(&state).expect("saves");

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use fleet_proto::messages::{ChainHealth, Fan, Nameplate};
 use fleet_proto::{Mode, State, Telemetry};
-use hashboard::mining::estimate_hashrate;
 use tokio::time::Instant;
 
 use crate::control::Intent;
@@ -33,16 +32,25 @@ impl Window {
     }
 }
 
-/// Hash rate over recent windows of wall time, from (wall time, simulated seconds, nonces)
+/// TH/s from `work` (difficulty-1 units, 2^32 hashes each) done in `seconds`.
+pub fn terahashes(work: f64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        work * 4_294_967_296.0 / seconds / 1e12
+    } else {
+        0.0
+    }
+}
+
+/// Hash rate over recent windows of wall time, from (wall time, chip seconds, work done)
 /// samples, so a stall shows within seconds instead of diluting a run-long average.
 #[derive(Debug, Default)]
 pub struct Rates {
-    samples: VecDeque<(Instant, f64, u64)>,
+    samples: VecDeque<(Instant, f64, f64)>,
 }
 
 impl Rates {
-    pub fn add(&mut self, now: Instant, simulated_s: f64, nonces: u64) {
-        self.samples.push_back((now, simulated_s, nonces));
+    pub fn add(&mut self, now: Instant, simulated_s: f64, work: f64) {
+        self.samples.push_back((now, simulated_s, work));
         // Keep one sample older than the longest window, so that window is always covered.
         while self
             .samples
@@ -54,7 +62,7 @@ impl Rates {
     }
 
     /// TH/s over `window` (or as much of it as has passed).
-    pub fn ths(&self, window: Window, ticket: f64) -> f64 {
+    pub fn ths(&self, window: Window) -> f64 {
         let Some(&(t1, s1, n1)) = self.samples.back() else {
             return 0.0;
         };
@@ -64,8 +72,7 @@ impl Rates {
             .find(|(t, _, _)| t1 - *t <= window.length())
             .copied();
         match first {
-            Some((_, s0, n0)) if s1 > s0 => estimate_hashrate((n1 - n0) as u32, ticket, s1 - s0)
-                .map_or(0.0, |r| r.hashes_per_second / 1e12),
+            Some((_, s0, n0)) if s1 > s0 => terahashes(n1 - n0, s1 - s0),
             _ => 0.0,
         }
     }
@@ -132,23 +139,36 @@ pub fn from_snapshot(snapshot: &Snapshot) -> Telemetry {
     }
 }
 
+/// The tuner's part of the retained state.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TuneView {
+    /// A chain is measuring right now.
+    pub tuning: bool,
+    /// The machine's measured curve, highest voltage first.
+    pub curve: Vec<fleet_proto::messages::CurvePoint>,
+}
+
 /// The retained state: what the machine is set to and what it is.
 pub fn state(
     board: &hashboard::board::BoardDescription,
     intent: Intent,
     nameplate_power_w: Option<f64>,
+    tune: TuneView,
 ) -> State {
     State {
         v: fleet_proto::command::VERSION,
         at: unix_now(),
         mode: if intent.sleeping.is_some() {
             Mode::Sleeping
+        } else if tune.tuning {
+            Mode::Tuning
         } else if intent.power_target_w.is_some() {
             Mode::PowerTarget
         } else {
             Mode::Mining
         },
         power_target_w: intent.power_target_w,
+        tune: intent.tune,
         firmware: FIRMWARE.into(),
         nameplate: Nameplate {
             model: board.name.into(),
@@ -162,7 +182,7 @@ pub fn state(
             .terahashes(),
             power_w: nameplate_power_w.unwrap_or(0.0),
         },
-        curve: Vec::new(),
+        curve: tune.curve,
         durable_sleep: intent.sleeping.is_some(),
     }
 }

@@ -12,8 +12,10 @@ use tracing::{error, info, warn};
 use crate::board::{Hardware, hottest_chip};
 use crate::cooling::Cooling;
 use crate::mining::{Mining, WorkSource};
+use crate::persist::TunedChain;
 use crate::snapshot::{ChainRow, Snapshot};
 use crate::telemetry::{Rates, Window};
+use crate::tuning::Autotune;
 
 /// The chain is drained when it has been quiet this long.
 const DRAIN_QUIET_MS: u32 = 50;
@@ -48,6 +50,7 @@ pub struct Unit<H> {
     pub mining: Mining,
     pub cooling: Cooling,
     pub rates: Rates,
+    pub autotune: Autotune,
     clock: Option<tokio::task::JoinHandle<()>>,
     started: Instant,
     start_s: f64,
@@ -62,6 +65,7 @@ impl<H: Hardware> Unit<H> {
         rig: Rig<H>,
         asleep: bool,
         power_target_w: Option<f64>,
+        tuned: Option<TunedChain>,
         speed: f64,
     ) -> Result<Self, String> {
         let Rig {
@@ -116,6 +120,7 @@ impl<H: Hardware> Unit<H> {
             mining,
             cooling,
             rates: Rates::default(),
+            autotune: Autotune::restored(tuned),
             clock,
             started,
             start_s: 0.0,
@@ -177,11 +182,9 @@ impl<H: Hardware> Unit<H> {
     /// This chain's part of the one-second snapshot (board readings included).
     pub fn reading(&mut self, now: Instant) -> Snapshot {
         let chip_s = self.chip_s();
-        self.rates.add(now, chip_s, self.mining.tally.nonces);
+        self.rates.add(now, chip_s, self.mining.tally.work);
         let tally = &self.mining.tally;
-        let ticket = self.mining.ticket;
-        let mhs_av = hashboard::mining::estimate_hashrate(tally.nonces as u32, ticket, chip_s)
-            .map_or(0.0, |r| r.hashes_per_second / 1e6);
+        let mhs_av = crate::telemetry::terahashes(tally.work, chip_s) * 1e6;
         let board = self.hw.description();
         let board_temp_c = self.hw.board_temp_c();
         // In `--sim` the simulator's die temperatures stand in for per-chip sensors.
@@ -198,15 +201,17 @@ impl<H: Hardware> Unit<H> {
             fleet_proto::Mode::Overheated
         } else if self.hw.asleep() {
             fleet_proto::Mode::Sleeping
+        } else if self.autotune.tuning() {
+            fleet_proto::Mode::Tuning
         } else if self.cooling.power_target().is_some() {
             fleet_proto::Mode::PowerTarget
         } else {
             fleet_proto::Mode::Mining
         };
         let hashrate = fleet_proto::messages::Hashrate {
-            s5: self.rates.ths(Window::S5, ticket),
-            m1: self.rates.ths(Window::M1, ticket),
-            m15: self.rates.ths(Window::M15, ticket),
+            s5: self.rates.ths(Window::S5),
+            m1: self.rates.ths(Window::M1),
+            m15: self.rates.ths(Window::M15),
         };
         let chips_up = if self.failed.is_some() {
             0

@@ -188,7 +188,7 @@ async fn expert_settings_are_clamped_and_a_power_target_is_held() {
         held["hashrate_ths"]["s5"].as_f64().unwrap_or(0.0) > 0.0,
         "{held}"
     );
-    // Modes that need the autotuner are refused with the reason.
+    // A tuner mode takes over from the power target (tests/tune.rs follows a tune through).
     host.send(host.sign(&host.command(
         Action::SetMode {
             mode: fleet_proto::command::TuneMode::Efficiency,
@@ -197,11 +197,12 @@ async fn expert_settings_are_clamped_and_a_power_target_is_held() {
     )))
     .await;
     let ack = host.final_ack("cmd-000003").await;
-    assert_eq!(ack["status"], "failed", "{ack}");
-    assert!(
-        ack["reason"].as_str().unwrap_or("").contains("autotuner"),
-        "{ack}"
-    );
+    assert_eq!(ack["status"], "applied", "{ack}");
+    let state = host
+        .wait_for("state", SOON, |s| s.json()["tune"] == "efficiency")
+        .await
+        .json();
+    assert!(state["power_target_w"].is_null(), "{state}");
     let (status, _) = daemon.terminate();
     assert!(status.success());
     let _ = std::fs::remove_dir_all(&dir);

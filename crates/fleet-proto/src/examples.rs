@@ -97,6 +97,7 @@ pub fn all() -> Vec<Example> {
         at: 1_767_225_600,
         mode: Mode::Mining,
         power_target_w: None,
+        tune: Some(TuneMode::Efficiency),
         firmware: "hashwarden-fw 0.1.0".into(),
         nameplate: Nameplate {
             model: "S19 XP".into(),

@@ -93,8 +93,12 @@ pub struct State {
     pub at: u64,
     pub mode: Mode,
     pub power_target_w: Option<f64>,
+    /// What the tuner optimises the clocks and voltage for, when the operator asked it to.
+    #[serde(default)]
+    pub tune: Option<crate::command::TuneMode>,
     pub firmware: String,
     pub nameplate: Nameplate,
+    /// The tuner's measured points, highest voltage first (empty until a tune has run).
     pub curve: Vec<CurvePoint>,
     /// A sleeping machine stays asleep across reboots until woken.
     pub durable_sleep: bool,

@@ -35,14 +35,26 @@ async fn each_chip_reaches_its_own_clock_in_one_ramps_time() {
     let took_ms = ramp_each(&mut up.chain, &mut up.delay, ChipModel::Bm1397, &from, &to)
         .await
         .expect("ramps");
-    assert_eq!(clocks_mhz(&up), [450.0, 400.0, start as f64 / 1000.0, 475.0]);
-    let longest = to.iter().map(|&t| lone_ramp_ms(start, t)).max().unwrap_or(0);
+    assert_eq!(
+        clocks_mhz(&up),
+        [450.0, 400.0, start as f64 / 1000.0, 475.0]
+    );
+    let longest = to
+        .iter()
+        .map(|&t| lone_ramp_ms(start, t))
+        .max()
+        .unwrap_or(0);
     let sum: u32 = to.iter().map(|&t| lone_ramp_ms(start, t)).sum();
-    assert_eq!(took_ms, longest, "side by side: {took_ms} ms vs {sum} ms one after another");
+    assert_eq!(
+        took_ms, longest,
+        "side by side: {took_ms} ms vs {sum} ms one after another"
+    );
     // Four frames per point per chip, addressed to that chip.
     let points: u64 = to
         .iter()
-        .map(|&t| RampPoints::new(Frequency::from_khz(start), Frequency::from_khz(t)).count() as u64)
+        .map(|&t| {
+            RampPoints::new(Frequency::from_khz(start), Frequency::from_khz(t)).count() as u64
+        })
         .sum();
     assert_eq!(frames(&up) - before, 4 * points);
 }
@@ -63,7 +75,11 @@ async fn a_chain_moving_together_is_ramped_by_broadcast() {
     .expect("ramps");
     assert_eq!(clocks_mhz(&up), [500.0; 4]);
     let points = RampPoints::new(Frequency::from_khz(start), Frequency::from_khz(500_000)).count();
-    assert_eq!(frames(&up) - before, 4 * points as u64, "one frame set per step, not per chip");
+    assert_eq!(
+        frames(&up) - before,
+        4 * points as u64,
+        "one frame set per step, not per chip"
+    );
 }
 
 #[tokio::test]
@@ -78,6 +94,9 @@ async fn mismatched_lists_are_refused_before_anything_is_sent() {
         &[450_000; 3],
     )
     .await;
-    assert!(matches!(result, Err(ClockError::Mismatch { from: 4, to: 3 })));
+    assert!(matches!(
+        result,
+        Err(ClockError::Mismatch { from: 4, to: 3 })
+    ));
     assert_eq!(frames(&up), before);
 }

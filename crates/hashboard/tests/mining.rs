@@ -274,9 +274,15 @@ async fn a_ticket_change_keeps_the_credited_hash_rate_and_its_nonces_in_flight()
     let credited_16 = d.credited_total() - credited_256;
     assert_eq!(at_16.hardware_errors, 0);
     let more = f64::from(at_16.valid) / f64::from(at_256.valid.max(1));
-    assert!((8.0..32.0).contains(&more), "{more}× the nonces at ticket 16");
+    assert!(
+        (8.0..32.0).contains(&more),
+        "{more}× the nonces at ticket 16"
+    );
     let ratio = credited_16 / credited_256;
-    assert!((0.75..1.33).contains(&ratio), "credited hash rate moved {ratio}×");
+    assert!(
+        (0.75..1.33).contains(&ratio),
+        "credited hash rate moved {ratio}×"
+    );
 
     // The dispatcher goes back to 256 while the chips (as if their mask write were still on the
     // way) keep filtering at 16: nothing they send is an error yet.

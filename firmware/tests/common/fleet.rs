@@ -101,13 +101,18 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(dir: &Path, config_text: &str, run: &str) -> Self {
+        Self::start_at(dir, config_text, run, 5.0)
+    }
+
+    /// Like [`Daemon::start`], with the simulator at `speed` times real time.
+    pub fn start_at(dir: &Path, config_text: &str, run: &str, speed: f64) -> Self {
         let config = dir.join("hw.toml");
         std::fs::write(&config, config_text).expect("writes");
         let log = dir.join(format!("daemon-{run}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_hashwarden-fw"))
             .arg("--sim")
             .arg("--speed")
-            .arg("5")
+            .arg(speed.to_string())
             .arg("--api-listen")
             .arg("off")
             .arg("--config")

@@ -23,8 +23,8 @@ async fn drive<R: TuneRig>(rig: &mut R, tuner: &mut Tuner) -> Result<Profile, Tu
                     .map_err(TuneError::Rig)?;
                 tuner.observe(samples, watts);
             }
-            TuneStep::Finished(outcome) => {
-                let profile = outcome?;
+            TuneStep::Finished => {
+                let profile = tuner.outcome().ok_or(TuneError::Unreachable)??.clone();
                 // A sweep ends at its last voltage, not at the point it picked.
                 apply(rig, profile.core_mv, profile.clocks()).await?;
                 return Ok(profile);

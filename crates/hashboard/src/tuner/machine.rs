@@ -21,12 +21,12 @@ pub const CURVE_POINTS: usize = 24;
 const MAX_TRIMS: u32 = 8;
 
 /// What the tuner wants done next.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TuneStep {
     /// Run at [`Tuner::core_mv`] and [`Tuner::clocks`] for `seconds`, then [`Tuner::observe`].
     Measure { seconds: u32 },
-    /// Finished: run the profile's settings from now on.
-    Finished(Result<Profile, NoOperatingPoint>),
+    /// Finished: [`Tuner::outcome`] has the profile to run from now on.
+    Finished,
 }
 
 #[derive(Debug, Clone)]
@@ -36,7 +36,9 @@ enum Phase {
     /// The settled point at the limits found.
     Settle,
     /// Clocks trimmed towards a target, the `tries`th time.
-    Trim { tries: u32 },
+    Trim {
+        tries: u32,
+    },
     /// A stored profile, stepping erring chips down until clean.
     Resume,
     Done(Result<Profile, NoOperatingPoint>),
@@ -64,12 +66,7 @@ pub struct Tuner {
 impl Tuner {
     /// A full sweep for `goal`: from the board's highest voltage down, each chip's clock limit
     /// found at every voltage.
-    pub fn sweep(
-        board: &BoardDescription,
-        chips: usize,
-        goal: Goal,
-        config: TunerConfig,
-    ) -> Self {
+    pub fn sweep(board: &BoardDescription, chips: usize, goal: Goal, config: TunerConfig) -> Self {
         let chips = chips.min(MAX_CHIPS);
         let start = [board.default_frequency.khz(); MAX_CHIPS];
         let search = ClockSearch::new(chips, &start[..chips], &config, board);
@@ -149,9 +146,17 @@ impl Tuner {
         let seconds = match &self.phase {
             Phase::Search(_) => self.config.search_window_s,
             Phase::Settle | Phase::Trim { .. } | Phase::Resume => self.config.settle_window_s,
-            Phase::Done(outcome) => return TuneStep::Finished(outcome.clone()),
+            Phase::Done(_) => return TuneStep::Finished,
         };
         TuneStep::Measure { seconds }
+    }
+
+    /// The profile (or why there is none), once finished.
+    pub fn outcome(&self) -> Option<Result<&Profile, NoOperatingPoint>> {
+        match &self.phase {
+            Phase::Done(outcome) => Some(outcome.as_ref().map_err(|e| *e)),
+            _ => None,
+        }
     }
 
     /// The measurement of the step just run: one sample per chip (missing ones count as
@@ -159,7 +164,7 @@ impl Tuner {
     pub fn observe(&mut self, samples: &[ChipSample], watts: f32) {
         let seconds = match self.step() {
             TuneStep::Measure { seconds } => seconds,
-            TuneStep::Finished(_) => return,
+            TuneStep::Finished => return,
         };
         self.elapsed_s = self.elapsed_s.saturating_add(seconds);
         let mut padded = [ChipSample::default(); MAX_CHIPS];
@@ -239,19 +244,19 @@ impl Tuner {
         self.trimmed_or_done(0, chosen);
     }
 
-    fn target(&self) -> Option<(f32, fn(&CurvePoint) -> f32)> {
+    /// For a target: (the target, what `point` achieved of it).
+    fn target_and_actual(&self, point: &CurvePoint) -> Option<(f32, f32)> {
         match self.goal {
             Goal::MaxEfficiency => None,
-            Goal::PowerTarget { watts } => Some((watts, |p| p.watts)),
-            Goal::HashrateTarget { terahashes } => Some((terahashes, |p| p.terahashes)),
+            Goal::PowerTarget { watts } => Some((watts, point.watts)),
+            Goal::HashrateTarget { terahashes } => Some((terahashes, point.terahashes)),
         }
     }
 
     /// Trims every clock by the ratio still missing, or finishes: within tolerance, already
     /// below the target with every clock at its limit (the closest there is), or out of tries.
     fn trimmed_or_done(&mut self, tries: u32, achieved: CurvePoint) {
-        if let Some((target, measure)) = self.target() {
-            let actual = measure(&achieved);
+        if let Some((target, actual)) = self.target_and_actual(&achieved) {
             let ratio = target / actual;
             let within = (actual / target - 1.0).abs() <= self.config.target_tolerance;
             if !within && ratio < 1.0 && tries < MAX_TRIMS {
@@ -272,7 +277,9 @@ impl Tuner {
         let min = self.board.min_frequency.khz();
         let mut stepped = false;
         for (clock, sample) in self.clocks.iter_mut().zip(samples) {
-            if sample.errors >= 2 && sample.error_rate() > self.config.error_threshold && *clock > min
+            if sample.errors >= 2
+                && sample.error_rate() > self.config.error_threshold
+                && *clock > min
             {
                 *clock = clock.saturating_sub(step).max(min);
                 stepped = true;
@@ -352,7 +359,10 @@ mod tests {
                     let (samples, watts) = measure(&tuner);
                     tuner.observe(&samples, watts);
                 }
-                TuneStep::Finished(outcome) => return (outcome.expect("a point"), expected_s),
+                TuneStep::Finished => {
+                    let profile = tuner.outcome().expect("finished").expect("a point");
+                    return (profile.clone(), expected_s);
+                }
             }
         }
         panic!("the tuner never finished");
@@ -376,7 +386,10 @@ mod tests {
         for (chip, &khz) in profile.clocks().iter().enumerate() {
             let limit = limit_khz(chip, profile.core_mv);
             assert!(khz <= limit, "chip {chip}: {khz} over {limit}");
-            assert!(khz + 12_500 > limit, "chip {chip}: {khz} leaves a step under {limit}");
+            assert!(
+                khz + 12_500 > limit,
+                "chip {chip}: {khz} leaves a step under {limit}"
+            );
         }
         // The chosen voltage is the curve's best J/TH, and the curve is ordered by voltage.
         let best = profile
@@ -465,9 +478,10 @@ mod tests {
         );
         let (samples, watts) = measure(&tuner);
         tuner.observe(&samples, watts);
-        let finished = tuner.step();
-        assert!(matches!(finished, TuneStep::Finished(Ok(_))));
+        assert_eq!(tuner.step(), TuneStep::Finished);
+        let finished = tuner.outcome().expect("finished").cloned();
         tuner.observe(&[], 0.0);
-        assert_eq!(tuner.step(), finished);
+        assert_eq!(tuner.step(), TuneStep::Finished);
+        assert_eq!(tuner.outcome().expect("finished").cloned(), finished);
     }
 }

@@ -309,7 +309,6 @@ impl RetunePolicy {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,4 +422,3 @@ mod tests {
         assert!((jth - 30.0 / th).abs() < 1e-4);
     }
 }
-

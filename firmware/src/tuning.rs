@@ -1,0 +1,457 @@
+//! The autotuner inside the daemon: `hashboard::tuner::Tuner` stepped from the mining loop, one
+//! measurement window at a time, while the chains keep mining real work and the loop keeps
+//! obeying commands, serving the APIs and running the thermal guard. A tune lowers the chain's
+//! ticket so every chip returns enough nonces to measure its error rate, and restores it after.
+//!
+//! What a unit should be doing is reconciled against the operator's intent every round: a tune
+//! starts when the intent asks for one the chain has not got, and stops when the chain stops
+//! (sleep, thermal guard) or the intent moves on. A chain tuned before a restart resumes from its
+//! stored profile in minutes instead of sweeping again.
+
+use fleet_proto::command::TuneMode;
+use fleet_proto::messages::CurvePoint;
+use hashboard::profile::StoredProfile;
+use hashboard::tuner::{ChipSample, Goal, Profile, TuneStep, Tuner};
+use tracing::{info, warn};
+
+use crate::board::Hardware;
+use crate::config::TunerSettings;
+use crate::persist::TunedChain;
+use crate::telemetry::unix_now;
+use crate::unit::Unit;
+
+/// Chip seconds after a ticket change before nonces found under the old mask stop passing.
+const TICKET_SETTLE_S: f64 = 1.0;
+
+/// One chain's tune in progress.
+#[derive(Debug)]
+struct Session {
+    tuner: Box<Tuner>,
+    mode: TuneMode,
+    /// The curve a resumed tune keeps (the sweep's, from before the restart).
+    kept_curve: Option<Vec<CurvePoint>>,
+    /// When the current measurement ends, in the unit's chip seconds.
+    window_end_s: f64,
+    /// Each chip's (valid, erring) counts when the window began.
+    baseline: Vec<(u32, u32)>,
+    mining_ticket: f64,
+}
+
+/// A unit's tuning: the tune in progress, and the last one finished.
+#[derive(Debug, Default)]
+pub struct Autotune {
+    session: Option<Session>,
+    /// The chain's last finished tune (this run's, or the stored one from before a restart).
+    pub tuned: Option<TunedChain>,
+    /// Whether the chips run `tuned`'s settings now.
+    applied: bool,
+    /// A tune that failed or that the thermal guard cut short is not retried by itself (it
+    /// would only fail again); a new `set_mode` clears this.
+    gave_up: Option<TuneMode>,
+}
+
+/// What a round of tuning came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TuneEvent {
+    /// A chain started measuring (the machine's mode is `tuning` now).
+    Started,
+    /// A chain finished: its profile is running and should be stored.
+    Finished(TunedChain),
+    /// A tune stopped without a profile; the chain mines on at its last settings.
+    Stopped(String),
+}
+
+impl Autotune {
+    pub fn restored(tuned: Option<TunedChain>) -> Self {
+        Self {
+            tuned,
+            ..Self::default()
+        }
+    }
+
+    pub fn tuning(&self) -> bool {
+        self.session.is_some()
+    }
+
+    /// A `set_mode` was obeyed: a tune that gave up may be tried again (one that is running or
+    /// running its result goes on as it is).
+    pub fn retry(&mut self) {
+        self.gave_up = None;
+    }
+}
+
+fn goal(mode: TuneMode) -> Option<Goal> {
+    match mode {
+        TuneMode::Efficiency => Some(Goal::MaxEfficiency),
+        // The most hash rate the silicon gives at the board's highest voltage.
+        TuneMode::Hashrate => Some(Goal::HashrateTarget {
+            terahashes: f32::INFINITY,
+        }),
+        // Power mode is the limiter's, not the tuner's.
+        TuneMode::Power => None,
+    }
+}
+
+fn curve_points(profile: &Profile) -> Vec<CurvePoint> {
+    profile
+        .points()
+        .map(|p| CurvePoint {
+            core_mv: p.core_mv,
+            hashrate_ths: f64::from(p.terahashes),
+            power_w: f64::from(p.watts),
+        })
+        .collect()
+}
+
+impl<H: Hardware> Unit<H> {
+    /// Brings the chain's tuning in line with the intent's `want`. `may_run` is false while the
+    /// machine is meant to be asleep.
+    pub async fn reconcile_tune(
+        &mut self,
+        want: Option<TuneMode>,
+        may_run: bool,
+        settings: &TunerSettings,
+    ) -> Option<TuneEvent> {
+        let can_run = may_run
+            && self.failed.is_none()
+            && !self.hw.asleep()
+            && !self.cooling.overheated()
+            && self.cooling.guard_idle();
+        let tune = &mut self.autotune;
+        if want.is_none() {
+            // Whatever the operator set instead, the chips no longer run the tuned settings.
+            tune.applied = false;
+            tune.gave_up = None;
+        }
+        match (want, tune.session.as_ref().map(|s| s.mode)) {
+            (Some(want), Some(running)) if want == running && can_run => None,
+            (want, Some(running)) => {
+                let reason = if want != Some(running) {
+                    "the operator chose another mode"
+                } else if self.cooling.guard_idle() {
+                    "the chain stopped"
+                } else {
+                    "the thermal guard took over the clocks"
+                };
+                if !self.cooling.guard_idle() {
+                    self.autotune.gave_up = Some(running);
+                }
+                Some(self.stop_tune(reason).await)
+            }
+            (Some(want), None)
+                if can_run
+                    && tune.gave_up != Some(want)
+                    && !(tune.applied && tune.tuned.as_ref().is_some_and(|t| t.mode == want)) =>
+            {
+                match self.start_tune(want, settings).await {
+                    Ok(()) => Some(TuneEvent::Started),
+                    Err(reason) => {
+                        self.autotune.gave_up = Some(want);
+                        Some(self.stop_tune(&reason).await)
+                    }
+                }
+            }
+            _ => None,
+        }
+    }
+
+    async fn start_tune(&mut self, mode: TuneMode, settings: &TunerSettings) -> Result<(), String> {
+        let goal = goal(mode).ok_or("power mode is held by the power limiter, not the tuner")?;
+        if self.hw.power_w().is_none() {
+            return Err("tuning needs the board's power reading, and this board has none".into());
+        }
+        let board = self.hw.description();
+        let chips = self.hw.clocks().len();
+        let stored = self.autotune.tuned.as_ref().and_then(|t| {
+            let profile = stored_profile(board, t)?;
+            (t.mode == mode).then_some((profile, t.curve.clone()))
+        });
+        let config = settings.config();
+        let (tuner, kept_curve) = match stored {
+            Some((profile, curve)) => (Tuner::resume(board, &profile, config), Some(curve)),
+            None => (Tuner::sweep(board, chips, goal, config), None),
+        };
+        info!(
+            chain = self.index,
+            ?mode,
+            from_stored = kept_curve.is_some(),
+            ticket = settings.ticket_difficulty,
+            "tuning"
+        );
+        let mining_ticket = self.mining.ticket;
+        self.cooling.set_power_target(None);
+        self.autotune.session = Some(Session {
+            tuner: Box::new(tuner),
+            mode,
+            kept_curve,
+            window_end_s: f64::INFINITY,
+            baseline: Vec::new(),
+            mining_ticket,
+        });
+        self.set_ticket(settings.ticket_difficulty).await?;
+        self.begin_window().await
+    }
+
+    async fn set_ticket(&mut self, ticket: f64) -> Result<(), String> {
+        let ticket = self.hw.set_ticket(ticket).await?;
+        let settles_at_s = self.chip_s() + TICKET_SETTLE_S;
+        self.mining.set_ticket(ticket, settles_at_s);
+        Ok(())
+    }
+
+    /// Applies the tuner's settings for its next measurement and starts the window.
+    async fn begin_window(&mut self) -> Result<(), String> {
+        let Some(session) = &self.autotune.session else {
+            return Ok(());
+        };
+        let TuneStep::Measure { seconds } = session.tuner.step() else {
+            return Ok(());
+        };
+        let core_mv = session.tuner.core_mv();
+        let clocks = session.tuner.clocks().to_vec();
+        self.apply_settings(core_mv, &clocks).await?;
+        let baseline = self.mining.chip_counts(clocks.len() as u32);
+        let window_end_s = self.chip_s() + f64::from(seconds);
+        if let Some(session) = &mut self.autotune.session {
+            session.baseline = baseline;
+            session.window_end_s = window_end_s;
+        }
+        Ok(())
+    }
+
+    async fn apply_settings(&mut self, core_mv: u32, clocks: &[u32]) -> Result<(), String> {
+        // Clocks come down before the voltage does, and the voltage goes up before the clocks:
+        // no chip ever runs fast at a voltage too low for it.
+        if core_mv < self.hw.core_mv() {
+            self.hw.set_clocks(clocks).await?;
+            self.hw.set_core_voltage(core_mv).await?;
+        } else {
+            self.hw.set_core_voltage(core_mv).await?;
+            self.hw.set_clocks(clocks).await?;
+        }
+        // The thermal guard and the power limiter scale from what the tuner set.
+        self.cooling.base_clocks = self.hw.clocks().to_vec();
+        Ok(())
+    }
+
+    /// One round: when the current window has run its course, hand the tuner the measurement
+    /// and start the next window, or finish.
+    pub async fn tune_round(&mut self) -> Option<TuneEvent> {
+        let chip_s = self.chip_s();
+        self.mining.settle_ticket_if_due(chip_s);
+        let session = self.autotune.session.as_mut()?;
+        if chip_s < session.window_end_s {
+            return None;
+        }
+        let counts = self.mining.chip_counts(session.baseline.len() as u32);
+        let samples: Vec<ChipSample> = counts
+            .iter()
+            .zip(&session.baseline)
+            .map(|(&(valid, errors), &(valid0, errors0))| ChipSample {
+                valid: valid.saturating_sub(valid0),
+                errors: errors.saturating_sub(errors0),
+            })
+            .collect();
+        let Some(watts) = self.hw.power_w() else {
+            return Some(self.stop_tune("the board's power reading is gone").await);
+        };
+        session.tuner.observe(&samples, watts as f32);
+        match session.tuner.step() {
+            TuneStep::Measure { .. } => match self.begin_window().await {
+                Ok(()) => None,
+                Err(e) => Some(self.stop_tune(&format!("board I/O failed: {e}")).await),
+            },
+            TuneStep::Finished => match session.tuner.outcome() {
+                Some(Ok(profile)) => {
+                    let profile = profile.clone();
+                    Some(self.finish_tune(&profile).await)
+                }
+                Some(Err(e)) => {
+                    self.autotune.gave_up = Some(session.mode);
+                    Some(self.stop_tune(&e.to_string()).await)
+                }
+                None => None,
+            },
+        }
+    }
+
+    async fn finish_tune(&mut self, profile: &Profile) -> TuneEvent {
+        let Some(session) = self.autotune.session.as_ref() else {
+            return TuneEvent::Stopped("no tune was running".into());
+        };
+        let mode = session.mode;
+        let curve = session
+            .kept_curve
+            .clone()
+            .unwrap_or_else(|| curve_points(profile));
+        let elapsed_s = session.tuner.elapsed_s();
+        if let Err(e) = self.apply_settings(profile.core_mv, profile.clocks()).await {
+            return self
+                .stop_tune(&format!("could not apply the tuned profile: {e}"))
+                .await;
+        }
+        self.restore_ticket().await;
+        self.autotune.session = None;
+        let tuned = TunedChain {
+            chain: self.index,
+            mode,
+            chip: self.hw.description().model.name().to_string(),
+            core_mv: profile.core_mv,
+            clocks_khz: profile.clocks().to_vec(),
+            curve,
+            at: unix_now(),
+        };
+        info!(
+            chain = self.index,
+            ?mode,
+            core_mv = profile.core_mv,
+            ths = profile.achieved.terahashes,
+            watts = profile.achieved.watts,
+            j_per_th = profile.achieved.joules_per_th(),
+            measured_s = elapsed_s,
+            "tuned"
+        );
+        self.autotune.tuned = Some(tuned.clone());
+        self.autotune.applied = true;
+        TuneEvent::Finished(tuned)
+    }
+
+    /// Ends a tune without a profile: the chain keeps its current clocks and mines on at its
+    /// usual ticket.
+    async fn stop_tune(&mut self, reason: &str) -> TuneEvent {
+        warn!(chain = self.index, reason, "tuning stopped");
+        self.restore_ticket().await;
+        self.autotune.session = None;
+        TuneEvent::Stopped(reason.to_string())
+    }
+
+    async fn restore_ticket(&mut self) {
+        let Some(mining_ticket) = self.autotune.session.as_ref().map(|s| s.mining_ticket) else {
+            return;
+        };
+        if let Err(e) = self.set_ticket(mining_ticket).await {
+            warn!(chain = self.index, error = %e, "could not restore the mining ticket");
+        }
+    }
+}
+
+/// A stored tune as the hashboard crate's profile, if it fits this board.
+fn stored_profile(
+    board: &hashboard::board::BoardDescription,
+    tuned: &TunedChain,
+) -> Option<StoredProfile> {
+    if tuned.chip != board.model.name() {
+        return None;
+    }
+    let mut clocks_khz = [0u32; hashboard::mining::MAX_CHIPS];
+    if tuned.clocks_khz.len() > clocks_khz.len() {
+        return None;
+    }
+    clocks_khz[..tuned.clocks_khz.len()].copy_from_slice(&tuned.clocks_khz);
+    let profile = StoredProfile {
+        model: board.model,
+        core_mv: tuned.core_mv,
+        chips: tuned.clocks_khz.len(),
+        clocks_khz,
+    };
+    profile.check_for(board).ok().map(|()| profile)
+}
+
+/// The machine's curve: at each voltage every tuned chain measured, their points summed.
+pub fn machine_curve<'a>(chains: impl Iterator<Item = &'a TunedChain>) -> Vec<CurvePoint> {
+    let chains: Vec<&TunedChain> = chains.collect();
+    let Some(first) = chains.first() else {
+        return Vec::new();
+    };
+    first
+        .curve
+        .iter()
+        .filter_map(|point| {
+            chains.iter().try_fold(
+                CurvePoint {
+                    core_mv: point.core_mv,
+                    hashrate_ths: 0.0,
+                    power_w: 0.0,
+                },
+                |sum, chain| {
+                    let same = chain.curve.iter().find(|p| p.core_mv == point.core_mv)?;
+                    Some(CurvePoint {
+                        hashrate_ths: sum.hashrate_ths + same.hashrate_ths,
+                        power_w: sum.power_w + same.power_w,
+                        ..sum
+                    })
+                },
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hashboard::board::BM1397_HASHBOARD_12 as BOARD;
+
+    fn point(core_mv: u32, hashrate_ths: f64, power_w: f64) -> CurvePoint {
+        CurvePoint {
+            core_mv,
+            hashrate_ths,
+            power_w,
+        }
+    }
+
+    fn chain(chain: u32, curve: Vec<CurvePoint>) -> TunedChain {
+        TunedChain {
+            chain,
+            mode: TuneMode::Efficiency,
+            chip: "bm1397".into(),
+            core_mv: 1300,
+            clocks_khz: vec![400_000; BOARD.chips_per_chain as usize],
+            curve,
+            at: 0,
+        }
+    }
+
+    #[test]
+    fn the_machine_curve_sums_the_voltages_every_chain_measured() {
+        let a = chain(
+            0,
+            vec![
+                point(1400, 1.0, 40.0),
+                point(1350, 0.9, 34.0),
+                point(1300, 0.8, 29.0),
+            ],
+        );
+        // Chain 1 stopped one voltage earlier: 1300 mV is not the machine's.
+        let b = chain(1, vec![point(1400, 1.1, 42.0), point(1350, 0.95, 35.0)]);
+        let curve = machine_curve([&a, &b].into_iter());
+        assert_eq!(curve, vec![point(1400, 2.1, 82.0), point(1350, 1.85, 69.0)]);
+        assert!(machine_curve(std::iter::empty()).is_empty());
+    }
+
+    #[test]
+    fn a_stored_tune_is_used_only_on_a_board_it_fits() {
+        let good = chain(0, Vec::new());
+        let profile = stored_profile(&BOARD, &good).expect("fits");
+        assert_eq!(profile.clocks(), good.clocks_khz.as_slice());
+        assert_eq!(profile.core_mv, 1300);
+        let other_chip = TunedChain {
+            chip: "bm1366".into(),
+            ..good.clone()
+        };
+        let fewer_chips = TunedChain {
+            clocks_khz: vec![400_000; 3],
+            ..good.clone()
+        };
+        let out_of_range = TunedChain {
+            clocks_khz: vec![2_000_000; BOARD.chips_per_chain as usize],
+            ..good.clone()
+        };
+        let too_many = TunedChain {
+            clocks_khz: vec![400_000; 1000],
+            ..good
+        };
+        for bad in [other_chip, fewer_chips, out_of_range, too_many] {
+            assert_eq!(stored_profile(&BOARD, &bad), None, "{bad:?}");
+        }
+    }
+}
