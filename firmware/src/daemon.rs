@@ -263,7 +263,7 @@ pub async fn run<H: Hardware>(
                 unit.reconcile_tune(intent.tune, !asleep_by_intent, tuner)
                     .await,
             );
-            tune_events.extend(unit.tune_round().await);
+            tune_events.extend(unit.tune_round(tuner).await);
         }
         if !tune_events.is_empty() {
             record_tunes(&mut desk, fleet.as_ref(), &units, tune_events);

@@ -11,7 +11,7 @@
 use fleet_proto::command::TuneMode;
 use fleet_proto::messages::CurvePoint;
 use hashboard::profile::StoredProfile;
-use hashboard::tuner::{ChipSample, Goal, Profile, TuneStep, Tuner};
+use hashboard::tuner::{ChipSample, Goal, Profile, RetunePolicy, RetuneReason, TuneStep, Tuner};
 use tracing::{info, warn};
 
 use crate::board::Hardware;
@@ -22,6 +22,44 @@ use crate::unit::Unit;
 
 /// Chip seconds after a ticket change before nonces found under the old mask stop passing.
 const TICKET_SETTLE_S: f64 = 1.0;
+/// How often a tuned chain is checked for drift, in chip seconds, and the nonces a check needs
+/// before its error rate means anything (a window with fewer is extended).
+const RETUNE_CHECK_S: f64 = 300.0;
+const RETUNE_MIN_NONCES: u64 = 200;
+
+/// A tuned chain's conditions once its profile settled, to notice when they have moved on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Watch {
+    /// The temperature the chips settled at under the profile: read at the first check, since
+    /// at the end of a tune they are still cooling from (or heating to) where the tune left them.
+    tuned_at_c: Option<f64>,
+    since_s: f64,
+    nonces: u64,
+    errors: u64,
+}
+
+/// Whether a tuned chain should be tuned again: its error rate over the window since `watch`
+/// (once it holds enough nonces), or its temperature against the one it was tuned at.
+fn retune_due(
+    policy: &RetunePolicy,
+    watch: &Watch,
+    now_c: Option<f64>,
+    nonces: u64,
+    errors: u64,
+) -> Option<RetuneReason> {
+    let valid = nonces.saturating_sub(watch.nonces);
+    let erring = errors.saturating_sub(watch.errors);
+    if valid + erring < RETUNE_MIN_NONCES {
+        return None;
+    }
+    let error_rate = erring as f32 / (valid + erring) as f32;
+    let (tuned_at_c, now_c) = match (watch.tuned_at_c, now_c) {
+        (Some(then), Some(now)) => (then as f32, now as f32),
+        // Without a sensor only the errors can tell.
+        _ => (0.0, 0.0),
+    };
+    policy.check(tuned_at_c, now_c, error_rate)
+}
 
 /// One chain's tune in progress.
 #[derive(Debug)]
@@ -48,6 +86,8 @@ pub struct Autotune {
     /// A tune that failed or that the thermal guard cut short is not retried by itself (it
     /// would only fail again); a new `set_mode` clears this.
     gave_up: Option<TuneMode>,
+    /// While `tuned` runs: what it is checked against for drift.
+    watch: Option<Watch>,
 }
 
 /// What a round of tuning came to.
@@ -122,6 +162,7 @@ impl<H: Hardware> Unit<H> {
             // Whatever the operator set instead, the chips no longer run the tuned settings.
             tune.applied = false;
             tune.gave_up = None;
+            tune.watch = None;
         }
         match (want, tune.session.as_ref().map(|s| s.mode)) {
             (Some(want), Some(running)) if want == running && can_run => None,
@@ -236,9 +277,12 @@ impl<H: Hardware> Unit<H> {
 
     /// One round: when the current window has run its course, hand the tuner the measurement
     /// and start the next window, or finish.
-    pub async fn tune_round(&mut self) -> Option<TuneEvent> {
+    pub async fn tune_round(&mut self, settings: &TunerSettings) -> Option<TuneEvent> {
         let chip_s = self.chip_s();
         self.mining.settle_ticket_if_due(chip_s);
+        if self.autotune.session.is_none() {
+            return self.check_drift(chip_s, settings).await;
+        }
         let session = self.autotune.session.as_mut()?;
         if chip_s < session.window_end_s {
             return None;
@@ -313,7 +357,59 @@ impl<H: Hardware> Unit<H> {
         );
         self.autotune.tuned = Some(tuned.clone());
         self.autotune.applied = true;
+        self.autotune.watch = Some(self.watch_from_now());
         TuneEvent::Finished(tuned)
+    }
+
+    fn watch_from_now(&mut self) -> Watch {
+        Watch {
+            tuned_at_c: None,
+            since_s: self.chip_s(),
+            nonces: self.mining.tally.nonces,
+            errors: self.mining.tally.hardware_errors,
+        }
+    }
+
+    /// A tuned chain whose errors crept back or whose temperature moved on is tuned again, from
+    /// its own profile: erring chips step down in a few windows.
+    async fn check_drift(&mut self, chip_s: f64, settings: &TunerSettings) -> Option<TuneEvent> {
+        let watch = self.autotune.watch?;
+        if chip_s - watch.since_s < RETUNE_CHECK_S || self.hw.asleep() {
+            return None;
+        }
+        let now_c = self.hw.board_temp_c();
+        let tally = &self.mining.tally;
+        let due = retune_due(
+            &RetunePolicy::DEFAULT,
+            &watch,
+            now_c,
+            tally.nonces,
+            tally.hardware_errors,
+        );
+        let enough =
+            tally.nonces + tally.hardware_errors - watch.nonces - watch.errors >= RETUNE_MIN_NONCES;
+        if enough && due.is_none() {
+            // A fresh window, against the settled temperature (the first check reads it).
+            self.autotune.watch = Some(Watch {
+                tuned_at_c: watch.tuned_at_c.or(now_c),
+                ..self.watch_from_now()
+            });
+        }
+        let reason = due?;
+        let mode = self.autotune.tuned.as_ref()?.mode;
+        warn!(
+            chain = self.index,
+            ?reason,
+            "the tuned profile has drifted: tuning again"
+        );
+        self.autotune.watch = None;
+        match self.start_tune(mode, settings).await {
+            Ok(()) => Some(TuneEvent::Started),
+            Err(reason) => {
+                self.autotune.gave_up = Some(mode);
+                Some(self.stop_tune(&reason).await)
+            }
+        }
     }
 
     /// Ends a tune without a profile: the chain keeps its current clocks and mines on at its
@@ -426,6 +522,36 @@ mod tests {
         let curve = machine_curve([&a, &b].into_iter());
         assert_eq!(curve, vec![point(1400, 2.1, 82.0), point(1350, 1.85, 69.0)]);
         assert!(machine_curve(std::iter::empty()).is_empty());
+    }
+
+    #[test]
+    fn drift_needs_enough_nonces_and_a_settled_temperature() {
+        let policy = RetunePolicy::DEFAULT;
+        let watch = Watch {
+            tuned_at_c: None,
+            since_s: 0.0,
+            nonces: 1_000,
+            errors: 10,
+        };
+        // 5 % errors, but over too few nonces to mean anything yet.
+        assert_eq!(retune_due(&policy, &watch, Some(60.0), 1_095, 15), None);
+        // The same share over enough nonces.
+        assert_eq!(
+            retune_due(&policy, &watch, Some(60.0), 1_380, 30),
+            Some(RetuneReason::Errors { rate: 0.05 })
+        );
+        // No settled temperature yet: only errors count, however hot.
+        assert_eq!(retune_due(&policy, &watch, Some(95.0), 1_400, 10), None);
+        let settled = Watch {
+            tuned_at_c: Some(55.0),
+            ..watch
+        };
+        assert!(matches!(
+            retune_due(&policy, &settled, Some(70.0), 1_400, 10),
+            Some(RetuneReason::TemperatureDrift { .. })
+        ));
+        assert_eq!(retune_due(&policy, &settled, Some(58.0), 1_400, 10), None);
+        assert_eq!(retune_due(&policy, &settled, None, 1_400, 10), None);
     }
 
     #[test]

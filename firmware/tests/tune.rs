@@ -232,3 +232,80 @@ async fn efficiency_mode_tunes_while_mining_and_resumes_after_a_restart() {
     let (status, _) = daemon.terminate();
     assert!(status.success());
 }
+
+/// A data directory holding a machine left in efficiency mode with a tuned 4-chip chain.
+fn tuned_machine(name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = scratch(name);
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).expect("creates");
+    let state = serde_json::json!({
+        "v": 1,
+        "intent": {"sleeping": null, "frequency_mhz": null, "core_mv": null, "tune": "efficiency"},
+        "commands": [],
+        "tuned": [{
+            "chain": 0, "mode": "efficiency", "chip": "bm1397", "core_mv": 1100,
+            "clocks_khz": [150000, 137500, 162500, 150000],
+            "curve": [{"core_mv": 1100, "hashrate_ths": 0.4, "power_w": 13.0}],
+            "at": 1795334071u64
+        }]
+    });
+    std::fs::write(data.join("state.json"), state.to_string()).expect("writes");
+    let config = dir.join("hw.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[board]\nname = \"bm1397-hashboard-12\"\nchips_per_chain = 4\n\
+             [daemon]\ndata_dir = \"{}\"\n[api]\ntoken = \"0123456789abcdef0123\"\n{TUNER}",
+            data.display()
+        ),
+    )
+    .expect("writes");
+    (dir, config)
+}
+
+/// A tuned chain is checked for drift: two chips whose heat sinks come loose (after the first
+/// check has read the temperature the tuned chain settled at) run far hotter, and it is tuned
+/// again; the same run without the fault is not.
+#[test]
+fn a_tuned_chain_that_drifts_is_tuned_again() {
+    let run = |name: &str, faults: Option<&str>| {
+        let (dir, config) = tuned_machine(name);
+        let mut args = vec![
+            "--sim".to_string(),
+            "--config".into(),
+            config.display().to_string(),
+            "--duration".into(),
+            "20".into(),
+            "--speed".into(),
+            "60".into(),
+            "--api-listen".into(),
+            "off".into(),
+            "--http-listen".into(),
+            "off".into(),
+        ];
+        if let Some(script) = faults {
+            let path = dir.join("faults.json");
+            std::fs::write(&path, script).expect("writes");
+            args.extend(["--sim-faults".into(), path.display().to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let output = common::daemon(&args);
+        assert!(output.status.success(), "{}", common::stderr(&output));
+        common::stderr(&output)
+    };
+    let (hot, calm) = std::thread::scope(|s| {
+        let hot = s.spawn(|| {
+            run(
+                "drift-hot",
+                Some(r#"[{"at_s": 400, "faults": {"thermal_runaway": [1, 2]}}]"#),
+            )
+        });
+        let calm = s.spawn(|| run("drift-calm", None));
+        (hot.join().expect("runs"), calm.join().expect("runs"))
+    });
+    assert!(
+        hot.contains("has drifted") && hot.contains("TemperatureDrift"),
+        "{hot}"
+    );
+    assert!(!calm.contains("has drifted"), "{calm}");
+}
