@@ -309,30 +309,11 @@ impl MiningSettings {
     }
 }
 
-/// Why the configuration cannot be used. Each names what to fix.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("{path}: {key}: {reason}")]
-    Invalid {
-        path: PathBuf,
-        key: String,
-        reason: String,
-    },
-}
+pub use cli_common::config::ConfigError;
 
 impl Config {
     pub fn load(path: &Path) -> Result<(Self, &'static BoardDescription), ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = cli_common::config::read(path)?;
         Self::parse(path, &text)
     }
 
@@ -340,16 +321,8 @@ impl Config {
         path: &Path,
         text: &str,
     ) -> Result<(Self, &'static BoardDescription), ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            // toml's message spans several lines (it quotes the source); one line is enough.
-            message: e.message().replace('\n', " "),
-        })?;
-        let invalid = |key: &str, reason: String| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            key: key.to_string(),
-            reason,
-        };
+        let config: Config = cli_common::config::parse_toml(path, text)?;
+        let invalid = |key: &str, reason: String| ConfigError::invalid(path, key, reason);
         let described = board::by_name(&config.board.name).ok_or_else(|| {
             let known: Vec<&str> = board::BOARDS.iter().map(|b| b.name).collect();
             invalid(

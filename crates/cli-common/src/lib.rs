@@ -3,6 +3,8 @@
 //! `--version` exit 0, and logs go to stderr (stdout carries only the tool's output, often JSON)
 //! filtered by `RUST_LOG`, coloured only on a terminal.
 
+pub mod config;
+
 use std::process::ExitCode;
 
 use clap::Parser;

@@ -1,0 +1,104 @@
+//! Configuration files the same way in every binary: a TOML file that cannot be read, parsed or
+//! used is one line that names the file and what to fix (the key, or the line and its text).
+
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+/// Why a configuration file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {key}: {reason}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    /// A value that parsed but cannot be used: `key` is its dotted path.
+    pub fn invalid(path: &Path, key: &str, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            path: path.to_path_buf(),
+            key: key.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+pub fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Parses `text` (the contents of `path`). toml's own rendering spans several lines; the error
+/// here is one, with the line number and the offending line's text where toml knows them.
+pub fn parse_toml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let place = e.span().map(|span| {
+            let line = text
+                .get(..span.start)
+                .unwrap_or(text)
+                .lines()
+                .count()
+                .max(1);
+            let source = text.lines().nth(line - 1).unwrap_or("").trim();
+            format!("line {line} (`{source}`): ")
+        });
+        ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: format!(
+                "{}{}",
+                place.unwrap_or_default(),
+                e.message().replace('\n', " ")
+            ),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code, reason = "only parsed")]
+    struct Example {
+        mode: Mode,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    enum Mode {
+        Fast,
+    }
+
+    #[test]
+    fn a_parse_error_is_one_line_with_the_line_it_is_on() {
+        let path = Path::new("site.toml");
+        let e = parse_toml::<Example>(path, "# comment\nmode = \"slow\"\n").expect_err("bad");
+        let text = e.to_string();
+        assert!(!text.contains('\n'), "{text}");
+        assert!(
+            text.starts_with("site.toml: line 2 (`mode = \"slow\"`)"),
+            "{text}"
+        );
+        assert!(text.contains("unknown variant"), "{text}");
+        let unknown = parse_toml::<Example>(path, "colour = 1\n").expect_err("bad");
+        assert!(unknown.to_string().contains("colour"), "{unknown}");
+        assert!(matches!(
+            read(Path::new("/nonexistent/x.toml")),
+            Err(ConfigError::Io { .. })
+        ));
+    }
+}

@@ -1,0 +1,9 @@
+//! The hashwarden fleet agent's pure core: units, hashprice from the network, the tariff, and
+//! the curtailment planner. No I/O here: the agent feeds these from MQTT, HTTP and its store.
+#![forbid(unsafe_code)]
+
+pub mod market;
+pub mod planner;
+pub mod site;
+pub mod tariff;
+pub mod units;

@@ -1,0 +1,280 @@
+//! Hashprice from the network (difficulty, block subsidy, fees, BTC price), and the guard that
+//! keeps bad market data out of the planner: a price of zero, a difficulty off by 10×, a
+//! timestamp from the future are refused with a reason, and the last good value is used for a
+//! bounded time only.
+
+use serde::{Deserialize, Serialize};
+
+use crate::units::UsdPerPhDay;
+
+/// Blocks between subsidy halvings.
+pub const HALVING_INTERVAL: u64 = 210_000;
+const INITIAL_SUBSIDY_BTC: f64 = 50.0;
+/// Hashes expected per block at difficulty 1.
+const HASHES_PER_DIFFICULTY: f64 = 4_294_967_296.0;
+
+/// The block subsidy at `height`, BTC (3.125 since the April 2024 halving at 840,000).
+pub fn block_subsidy_btc(height: u64) -> f64 {
+    let halvings = height / HALVING_INTERVAL;
+    if halvings >= 64 {
+        0.0
+    } else {
+        INITIAL_SUBSIDY_BTC / (1u64 << halvings) as f64
+    }
+}
+
+/// What the network pays, as operators read it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Network {
+    pub difficulty: f64,
+    pub height: u64,
+    /// Fees per block averaged over the last 144 blocks, BTC.
+    pub fees_per_block_btc: f64,
+    pub btc_usd: f64,
+}
+
+impl Network {
+    /// USD per PH/s per day: a PH/s finds `1e15 · 86400 / (D · 2^32)` blocks a day.
+    pub fn hashprice(&self) -> UsdPerPhDay {
+        let blocks_per_ph_day = 1e15 * 86_400.0 / (self.difficulty * HASHES_PER_DIFFICULTY);
+        UsdPerPhDay(
+            blocks_per_ph_day
+                * (block_subsidy_btc(self.height) + self.fees_per_block_btc)
+                * self.btc_usd,
+        )
+    }
+
+    /// The network's hash rate, EH/s (one block per 600 s at difficulty D).
+    pub fn hashrate_ehs(&self) -> f64 {
+        self.difficulty * HASHES_PER_DIFFICULTY / 600.0 / 1e18
+    }
+}
+
+/// One market reading, from whichever source.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Reading {
+    /// Unix seconds the reading is for.
+    pub at: u64,
+    pub hashprice: UsdPerPhDay,
+    /// When the source gave the network figures (not only a hashprice).
+    pub difficulty: Option<f64>,
+}
+
+impl Reading {
+    pub fn from_network(at: u64, network: &Network) -> Self {
+        Self {
+            at,
+            hashprice: network.hashprice(),
+            difficulty: Some(network.difficulty),
+        }
+    }
+}
+
+/// Why a reading was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Refused {
+    #[error("{what} is {value}: not a positive number")]
+    NotPositive { what: &'static str, value: f64 },
+    #[error("timestamped {ahead_s} s in the future")]
+    FromTheFuture { ahead_s: u64 },
+    #[error("older than the last good reading ({at} < {last})")]
+    Older { at: u64, last: u64 },
+    #[error("difficulty moved {ratio:.1}× from the last good reading: implausible")]
+    DifficultyJump { ratio: f64 },
+    #[error("hashprice moved {ratio:.1}× from the last good reading: implausible")]
+    HashpriceJump { ratio: f64 },
+}
+
+/// What the planner may use now.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MarketView {
+    /// A good reading, `age_s` old, within the bound.
+    Current { hashprice: UsdPerPhDay, age_s: u64 },
+    /// No good reading within the bound: the site's safe policy applies.
+    Expired { last: Option<UsdPerPhDay> },
+}
+
+/// The guard's limits.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Plausibility {
+    /// How long a good reading stands in for the market, s.
+    pub max_age_s: u64,
+    /// Clock skew tolerated on a source's timestamp, s.
+    pub max_future_s: u64,
+    /// Largest move between consecutive good readings, as a factor either way.
+    pub max_difficulty_ratio: f64,
+    pub max_hashprice_ratio: f64,
+}
+
+impl Default for Plausibility {
+    fn default() -> Self {
+        Self {
+            max_age_s: 3 * 3600,
+            max_future_s: 300,
+            // A retarget moves difficulty by a few percent; 10× is a wrong unit or a bad feed.
+            max_difficulty_ratio: 10.0,
+            // BTC's worst days move hashprice by tens of percent, not 3×.
+            max_hashprice_ratio: 3.0,
+        }
+    }
+}
+
+/// Keeps the last good reading; refuses implausible ones.
+#[derive(Debug, Clone, Default)]
+pub struct MarketGuard {
+    limits: Plausibility,
+    last: Option<Reading>,
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if a > b { a / b } else { b / a }
+}
+
+impl MarketGuard {
+    pub fn new(limits: Plausibility) -> Self {
+        Self { limits, last: None }
+    }
+
+    /// Takes `reading` at unix time `now` if it is plausible. Jumps are judged against the last
+    /// good reading only while it is current: after an outage the market may really have moved.
+    pub fn offer(&mut self, reading: Reading, now: u64) -> Result<(), Refused> {
+        let positive = |what, value: f64| {
+            if value.is_finite() && value > 0.0 {
+                Ok(())
+            } else {
+                Err(Refused::NotPositive { what, value })
+            }
+        };
+        positive("hashprice", reading.hashprice.0)?;
+        if let Some(difficulty) = reading.difficulty {
+            positive("difficulty", difficulty)?;
+        }
+        if reading.at > now + self.limits.max_future_s {
+            return Err(Refused::FromTheFuture {
+                ahead_s: reading.at - now,
+            });
+        }
+        if let Some(last) = self.last {
+            if reading.at < last.at {
+                return Err(Refused::Older {
+                    at: reading.at,
+                    last: last.at,
+                });
+            }
+            if now.saturating_sub(last.at) <= self.limits.max_age_s {
+                if let (Some(d), Some(last_d)) = (reading.difficulty, last.difficulty) {
+                    let r = ratio(d, last_d);
+                    if r > self.limits.max_difficulty_ratio {
+                        return Err(Refused::DifficultyJump { ratio: r });
+                    }
+                }
+                let r = ratio(reading.hashprice.0, last.hashprice.0);
+                if r > self.limits.max_hashprice_ratio {
+                    return Err(Refused::HashpriceJump { ratio: r });
+                }
+            }
+        }
+        self.last = Some(reading);
+        Ok(())
+    }
+
+    pub fn view(&self, now: u64) -> MarketView {
+        match self.last {
+            Some(last) if now.saturating_sub(last.at) <= self.limits.max_age_s => {
+                MarketView::Current {
+                    hashprice: last.hashprice,
+                    age_s: now.saturating_sub(last.at),
+                }
+            }
+            last => MarketView::Expired {
+                last: last.map(|r| r.hashprice),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reference's check: D = 144.5e12, BTC $63,000, 0.02 BTC fees → $27.58/PH/day and a
+    /// network of ~1,034 EH/s (the February 2026 record low).
+    #[test]
+    fn the_record_low_is_reproduced() {
+        let network = Network {
+            difficulty: 144.5e12,
+            height: 935_000,
+            fees_per_block_btc: 0.02,
+            btc_usd: 63_000.0,
+        };
+        assert!(
+            (network.hashprice().0 - 27.58).abs() < 0.01,
+            "{}",
+            network.hashprice()
+        );
+        assert!(
+            (network.hashrate_ehs() - 1034.0).abs() < 1.0,
+            "{}",
+            network.hashrate_ehs()
+        );
+    }
+
+    #[test]
+    fn the_subsidy_halves_every_210000_blocks() {
+        assert_eq!(block_subsidy_btc(0), 50.0);
+        assert_eq!(block_subsidy_btc(839_999), 6.25);
+        assert_eq!(block_subsidy_btc(840_000), 3.125);
+        assert_eq!(block_subsidy_btc(1_050_000), 1.5625);
+        assert_eq!(block_subsidy_btc(64 * HALVING_INTERVAL), 0.0);
+        assert_eq!(block_subsidy_btc(u64::MAX), 0.0);
+    }
+
+    fn reading(at: u64, hashprice: f64, difficulty: Option<f64>) -> Reading {
+        Reading {
+            at,
+            hashprice: UsdPerPhDay(hashprice),
+            difficulty,
+        }
+    }
+
+    #[test]
+    fn implausible_readings_are_refused_and_the_last_good_one_kept() {
+        let mut guard = MarketGuard::new(Plausibility::default());
+        let now = 1_771_900_000;
+        assert_eq!(guard.view(now), MarketView::Expired { last: None });
+        guard
+            .offer(reading(now - 60, 29.0, Some(144.5e12)), now)
+            .expect("good");
+        for (bad, why) in [
+            (reading(now, 0.0, None), "not a positive"),
+            (reading(now, f64::NAN, None), "not a positive"),
+            (reading(now, 29.5, Some(-1.0)), "not a positive"),
+            (reading(now + 3_600, 29.5, None), "future"),
+            (reading(now - 120, 29.5, None), "older"),
+            (reading(now, 29.5, Some(14.0e12)), "difficulty moved"),
+            (reading(now, 290.0, None), "hashprice moved"),
+        ] {
+            let refused = guard.offer(bad, now).expect_err("refused");
+            assert!(refused.to_string().contains(why), "{refused}");
+        }
+        assert_eq!(
+            guard.view(now),
+            MarketView::Current {
+                hashprice: UsdPerPhDay(29.0),
+                age_s: 60
+            }
+        );
+        // Past its bound the last good reading is no longer the market.
+        let later = now + Plausibility::default().max_age_s;
+        assert_eq!(
+            guard.view(later),
+            MarketView::Expired {
+                last: Some(UsdPerPhDay(29.0))
+            }
+        );
+        // After an outage a large move is taken: the market may really have moved.
+        guard
+            .offer(reading(later, 90.0, None), later)
+            .expect("taken after the outage");
+    }
+}

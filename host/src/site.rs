@@ -1,0 +1,203 @@
+//! A site's configuration (`site.toml`): its tariff, pool fee, power cap, planner policy and
+//! where its hashprice comes from. Every error names the key to fix.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::market::Network;
+use crate::planner::Policy;
+use crate::tariff::Tariff;
+use crate::units::{UsdPerPhDay, Watts};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteConfig {
+    pub site: SiteSection,
+    pub tariff: Tariff,
+    #[serde(default)]
+    pub policy: Policy,
+    #[serde(default)]
+    pub market: MarketSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteSection {
+    pub name: String,
+    /// The pool's cut, a fraction (0.02 for 2 %).
+    #[serde(default)]
+    pub pool_fee: f64,
+    /// The site's contract limit, W.
+    pub cap_w: Option<f64>,
+}
+
+/// A fixed market for planning by hand; the agent's live sources come later.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarketSection {
+    pub hashprice: Option<UsdPerPhDay>,
+    pub network: Option<Network>,
+}
+
+pub use cli_common::config::ConfigError as SiteError;
+
+impl SiteConfig {
+    pub fn load(path: &Path) -> Result<Self, SiteError> {
+        let text = cli_common::config::read(path)?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Self, SiteError> {
+        let config: SiteConfig = cli_common::config::parse_toml(path, text)?;
+        let invalid = |key: &str, reason: String| SiteError::invalid(path, key, reason);
+        if !(0.0..1.0).contains(&config.site.pool_fee) {
+            return Err(invalid(
+                "site.pool_fee",
+                format!("{} is not a fraction in 0..1", config.site.pool_fee),
+            ));
+        }
+        if let Some(cap) = config.site.cap_w
+            && !(cap.is_finite() && cap >= 0.0)
+        {
+            return Err(invalid("site.cap_w", format!("{cap} W is not a power")));
+        }
+        config
+            .tariff
+            .check()
+            .map_err(|e| invalid("tariff", e.to_string()))?;
+        let policy = &config.policy;
+        if !(0.0..1.0).contains(&policy.band) {
+            return Err(invalid(
+                "policy.band",
+                format!("{} is not a fraction in 0..1", policy.band),
+            ));
+        }
+        if policy.batch_size == 0 {
+            return Err(invalid("policy.batch_size", "must be at least 1".into()));
+        }
+        if !(0.0..1.0).contains(&policy.min_change) {
+            return Err(invalid(
+                "policy.min_change",
+                format!("{} is not a fraction in 0..1", policy.min_change),
+            ));
+        }
+        match (&config.market.hashprice, &config.market.network) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "market",
+                    "give a hashprice or the network figures, not both".into(),
+                ));
+            }
+            (Some(h), None) if !h.is_positive() => {
+                return Err(invalid(
+                    "market.hashprice",
+                    format!("{} is not positive", h.0),
+                ));
+            }
+            (None, Some(n))
+                if !(n.difficulty > 0.0
+                    && n.btc_usd > 0.0
+                    && n.fees_per_block_btc >= 0.0
+                    && n.difficulty.is_finite()
+                    && n.btc_usd.is_finite()
+                    && n.fees_per_block_btc.is_finite()) =>
+            {
+                return Err(invalid(
+                    "market.network",
+                    "difficulty and btc_usd must be positive, fees not negative".into(),
+                ));
+            }
+            _ => {}
+        }
+        Ok(config)
+    }
+
+    /// The hashprice the configuration gives, if any.
+    pub fn hashprice(&self) -> Option<UsdPerPhDay> {
+        self.market
+            .hashprice
+            .or_else(|| self.market.network.map(|n| n.hashprice()))
+    }
+
+    pub fn cap(&self) -> Option<Watts> {
+        self.site.cap_w.map(Watts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[site]
+name = "tx-west"
+pool_fee = 0.02
+cap_w = 5_000_000
+
+[tariff]
+kind = "fixed"
+price = 0.06
+
+[policy]
+mode = "optimise"
+band = 0.05
+
+[market.network]
+difficulty = 144.5e12
+height = 935000
+fees_per_block_btc = 0.02
+btc_usd = 63000
+"#;
+
+    fn parse(text: &str) -> Result<SiteConfig, SiteError> {
+        SiteConfig::parse(Path::new("site.toml"), text)
+    }
+
+    #[test]
+    fn a_site_reads_with_defaults_for_what_it_leaves_out() {
+        let site = parse(GOOD).expect("valid");
+        assert_eq!(site.cap(), Some(Watts(5e6)));
+        assert!((site.hashprice().expect("given").0 - 27.58).abs() < 0.01);
+        assert_eq!(site.policy.mode, crate::planner::Mode::Optimise);
+        assert_eq!(site.policy.min_on_s, Policy::default().min_on_s);
+    }
+
+    proptest::proptest! {
+        /// Whatever the file holds, loading it is a config or an error, never a panic.
+        #[test]
+        fn any_text_is_a_config_or_an_error(
+            text in "\\PC{0,300}",
+            line in 0usize..30,
+            junk in "[a-z_]{1,8} = [-0-9.e\"a-z]{0,12}",
+        ) {
+            let _ = parse(&text);
+            let mut lines: Vec<&str> = GOOD.lines().collect();
+            let at = line.min(lines.len());
+            lines.insert(at, &junk);
+            let _ = parse(&lines.join("\n"));
+        }
+    }
+
+    #[test]
+    fn every_error_names_its_key() {
+        for (change, key) in [
+            (("pool_fee = 0.02", "pool_fee = 2"), "site.pool_fee"),
+            (("cap_w = 5_000_000", "cap_w = -1"), "site.cap_w"),
+            (("price = 0.06", "price = -0.06"), "tariff"),
+            (("band = 0.05", "band = 5"), "policy.band"),
+            (("btc_usd = 63000", "btc_usd = 0"), "market.network"),
+            (
+                ("band = 0.05", "band = 0.05\nbatch_size = 0"),
+                "policy.batch_size",
+            ),
+            (("mode = \"optimise\"", "mode = \"yolo\""), "mode"),
+            (("[site]", "[site]\ncolour = \"red\""), "colour"),
+        ] {
+            let text = GOOD.replace(change.0, change.1);
+            let message = parse(&text).expect_err(key).to_string();
+            assert!(message.contains(key), "{key}: {message}");
+            assert!(message.starts_with("site.toml"), "{message}");
+        }
+    }
+}

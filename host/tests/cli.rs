@@ -1,0 +1,149 @@
+//! The `hashwarden` binary's planning tools on the shipped example site and fleet.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn hashwarden(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hashwarden"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn example(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn the_record_low_hashprice_from_the_network() {
+    let output = hashwarden(&[
+        "hashprice",
+        "--difficulty",
+        "144.5e12",
+        "--height",
+        "935000",
+        "--fees",
+        "0.02",
+        "--btc-usd",
+        "63000",
+        "--json",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    let hashprice = json["hashprice_usd_per_ph_day"].as_f64().expect("number");
+    assert!((hashprice - 27.58).abs() < 0.01, "{json}");
+    assert_eq!(json["subsidy_btc"], 3.125);
+}
+
+/// `hashwarden plan` on the shipped example site and fleet, at the record low's date.
+fn plan_example(extra: &[&str]) -> Output {
+    let (site, fleet) = (example("site.toml"), example("fleet.json"));
+    let mut args = vec![
+        "plan",
+        "--site",
+        &site,
+        "--fleet",
+        &fleet,
+        "--at",
+        "1771900000",
+    ];
+    args.extend_from_slice(extra);
+    hashwarden(&args)
+}
+
+#[test]
+fn planning_the_example_site_sleeps_the_machines_under_water() {
+    let output = plan_example(&["--json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let plan: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    let to = |id: &str| {
+        plan["decisions"]
+            .as_array()
+            .and_then(|d| d.iter().find(|d| d["id"] == id))
+            .map(|d| (d["to"].clone(), d["reason"]["why"].clone()))
+            .expect("decided")
+    };
+    assert_eq!(to("s19-r01-01"), ("sleep".into(), "under_water".into()));
+    assert_eq!(to("s19jpro-r01-02"), ("full".into(), "exempt".into()));
+    assert_eq!(to("s21-r03-01"), ("full".into(), "above_water".into()));
+    assert_eq!(plan["at"], 1771900000);
+    // The table says the same, a line per machine.
+    let output = plan_example(&[]);
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(table.contains("under water"), "{table}");
+    assert_eq!(
+        table
+            .lines()
+            .filter(|l| l.starts_with("s19") || l.starts_with("s21"))
+            .count(),
+        6
+    );
+}
+
+#[test]
+fn bad_input_is_one_line_and_exit_code_2() {
+    let dir = std::env::temp_dir().join(format!("hashwarden-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let bad_site = dir.join("site.toml");
+    let text = std::fs::read_to_string(example("site.toml"))
+        .expect("example")
+        .replace("pool_fee = 0.02", "pool_fee = 1.5");
+    std::fs::write(&bad_site, text).expect("writes");
+    let bad_fleet = dir.join("fleet.json");
+    std::fs::write(&bad_fleet, r#"[{"id": "m1", "online": true}]"#).expect("writes");
+    let site = bad_site.display().to_string();
+    let fleet = bad_fleet.display().to_string();
+    let good_site = example("site.toml");
+    let good_fleet = example("fleet.json");
+    let cases: [(Vec<&str>, &str); 5] = [
+        (
+            vec!["plan", "--site", &site, "--fleet", &good_fleet],
+            "site.pool_fee",
+        ),
+        (
+            vec!["plan", "--site", &good_site, "--fleet", &fleet],
+            "missing field",
+        ),
+        (
+            vec![
+                "plan",
+                "--site",
+                "/nonexistent/site.toml",
+                "--fleet",
+                &fleet,
+            ],
+            "/nonexistent/site.toml",
+        ),
+        (
+            vec![
+                "hashprice",
+                "--difficulty",
+                "0",
+                "--height",
+                "1",
+                "--fees",
+                "0",
+                "--btc-usd",
+                "1",
+            ],
+            "--difficulty",
+        ),
+        (vec!["plan", "--site"], "--site"),
+    ];
+    for (args, wanted) in cases {
+        let output = hashwarden(&args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let message = stderr(&output);
+        assert_eq!(message.trim().lines().count(), 1, "{message}");
+        assert!(message.contains(wanted), "{args:?}: {message}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
