@@ -2,6 +2,8 @@
 //! the curtailment planner. No I/O here: the agent feeds these from MQTT, HTTP and its store.
 #![forbid(unsafe_code)]
 
+pub mod executor;
+pub mod fleet;
 pub mod market;
 pub mod planner;
 pub mod site;

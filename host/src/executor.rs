@@ -1,0 +1,352 @@
+//! Carrying a plan out, one miner at a time, and knowing it worked: each target becomes the
+//! commands that reach it; each command is tracked until its `applied` ack, retried with backoff
+//! when the ack does not come, and the change is only *verified* when the miner's own telemetry
+//! shows it (power actually down to a share of where it was, or up, or at the target). A miner
+//! that never answers is marked unresponsive and reported, not retried forever; an offline one
+//! gets its target when it returns. Nothing here does I/O: [`Executor::tick`] returns the
+//! commands to sign and publish, and acks and telemetry come back in through
+//! [`Executor::on_ack`] and the [`FleetView`].
+
+use std::collections::BTreeMap;
+
+use fleet_proto::command::VERSION;
+use fleet_proto::{Ack, AckStatus, Action, Command, Mode, Name};
+use serde::Serialize;
+
+use crate::fleet::FleetView;
+use crate::planner::Setting;
+use crate::units::Watts;
+
+/// How patient the executor is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ExecutorConfig {
+    /// A command with no final ack by then is sent again.
+    pub ack_timeout_s: u64,
+    /// Attempts per command before the miner is marked unresponsive.
+    pub max_attempts: u32,
+    /// Wait before the second attempt; doubled for each further one.
+    pub backoff_s: u64,
+    /// After `applied`, telemetry must show the change within this.
+    pub verify_within_s: u64,
+    /// Asleep is verified at or below this share of the power it drew before.
+    pub asleep_share: f64,
+    /// Awake at full is verified at or above this share of its full power.
+    pub awake_share: f64,
+    /// A power target is verified within this fraction of it.
+    pub target_tolerance: f64,
+    /// How long a command stays valid for the miner.
+    pub command_ttl_s: u64,
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        Self {
+            ack_timeout_s: 10,
+            max_attempts: 3,
+            backoff_s: 5,
+            // LuxOS reaches ~25 W within 5 s and full power within 10 s; a tuned S19 ramps in
+            // tens of seconds. Two minutes leaves room for a telemetry interval or two.
+            verify_within_s: 120,
+            asleep_share: 0.1,
+            awake_share: 0.5,
+            target_tolerance: 0.1,
+            command_ttl_s: 60,
+        }
+    }
+}
+
+/// Where one miner's change stands.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+pub enum Phase {
+    /// Waiting for its batch time, or for the miner to come back.
+    Queued,
+    /// Command `id` sent (attempt `attempt`), no final ack yet.
+    Sent {
+        id: String,
+        attempt: u32,
+        at: u64,
+    },
+    /// Every command applied at `at`; waiting for telemetry to show it.
+    Applied {
+        at: u64,
+    },
+    /// Telemetry shows the change.
+    Verified {
+        at: u64,
+    },
+    Failed {
+        reason: String,
+    },
+    /// No final ack after every attempt.
+    Unresponsive {
+        attempts: u32,
+    },
+}
+
+/// One miner's change.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Op {
+    pub miner: String,
+    pub want: Setting,
+    /// Not before this (the plan's batch time).
+    pub due: u64,
+    /// What it drew when the change was asked for, to verify a sleep against.
+    pub baseline: Option<Watts>,
+    /// Its full power, to verify a wake against and to ask for when leaving a power target.
+    pub full: Watts,
+    /// Commands still to send, in order.
+    pub steps: Vec<Action>,
+    pub phase: Phase,
+    /// Commands sent for this change, including retries.
+    pub sent: u32,
+}
+
+/// The commands that take a miner from `from` to `to`. A power target set while asleep applies
+/// at wake, so it goes first.
+pub fn steps(from: Setting, to: Setting, full: Watts) -> Vec<Action> {
+    match (from, to) {
+        (a, b) if a == b => Vec::new(),
+        (_, Setting::Sleep) => vec![Action::Sleep],
+        (Setting::Sleep, Setting::Full) => vec![Action::Wake],
+        (Setting::Sleep, Setting::PowerTarget(w)) => {
+            vec![Action::SetPowerTarget { watts: w.0 }, Action::Wake]
+        }
+        (_, Setting::PowerTarget(w)) => vec![Action::SetPowerTarget { watts: w.0 }],
+        // Leaving a power target for full power: the limiter is told the full watts.
+        (_, Setting::Full) => vec![Action::SetPowerTarget { watts: full.0 }],
+    }
+}
+
+#[derive(Debug)]
+pub struct Executor {
+    site: Name,
+    config: ExecutorConfig,
+    ops: BTreeMap<String, Op>,
+    /// Strictly increasing across the host's restarts: miners refuse a sequence number at or
+    /// below the last they accepted.
+    next_seq: u64,
+    /// When each miner was last switched on or off (verified), for the planner's dwell.
+    switched: BTreeMap<String, (u64, bool)>,
+}
+
+impl Executor {
+    /// `seq_floor`: a number above every sequence number this signing key has used (the store's,
+    /// or the clock in milliseconds at start, which only grows).
+    pub fn new(site: Name, config: ExecutorConfig, seq_floor: u64) -> Self {
+        Self {
+            site,
+            config,
+            ops: BTreeMap::new(),
+            next_seq: seq_floor,
+            switched: BTreeMap::new(),
+        }
+    }
+
+    /// The plan wants `miner` at `to` from `due` on. Asking again for what is already asked
+    /// changes nothing; a different target replaces the old one.
+    pub fn want(
+        &mut self,
+        miner: &str,
+        from: Setting,
+        to: Setting,
+        due: u64,
+        baseline: Option<Watts>,
+        full: Watts,
+    ) {
+        if self.ops.get(miner).is_some_and(|op| op.want == to) {
+            return;
+        }
+        self.ops.insert(
+            miner.to_string(),
+            Op {
+                miner: miner.to_string(),
+                want: to,
+                due,
+                baseline,
+                full,
+                steps: steps(from, to, full),
+                phase: Phase::Queued,
+                sent: 0,
+            },
+        );
+    }
+
+    pub fn ops(&self) -> impl Iterator<Item = &Op> {
+        self.ops.values()
+    }
+
+    pub fn op(&self, miner: &str) -> Option<&Op> {
+        self.ops.get(miner)
+    }
+
+    /// When `miner` was last switched on or off, and whether on.
+    pub fn last_switch(&self, miner: &str) -> Option<(u64, bool)> {
+        self.switched.get(miner).copied()
+    }
+
+    /// An ack from `miner`.
+    pub fn on_ack(&mut self, miner: &str, ack: &Ack, now: u64) {
+        let Some(op) = self.ops.get_mut(miner) else {
+            return;
+        };
+        let Phase::Sent { id, .. } = &op.phase else {
+            return;
+        };
+        if ack.id.as_deref() != Some(id.as_str()) {
+            return;
+        }
+        match ack.status {
+            AckStatus::Accepted => {}
+            // A duplicate is a retry of a command the miner already has: as good as applied.
+            AckStatus::Applied | AckStatus::Duplicate => {
+                op.steps.remove(0);
+                op.phase = if op.steps.is_empty() {
+                    Phase::Applied { at: now }
+                } else {
+                    Phase::Queued
+                };
+            }
+            AckStatus::Failed | AckStatus::Rejected => {
+                op.phase = Phase::Failed {
+                    reason: format!(
+                        "{:?}: {}",
+                        ack.status,
+                        ack.reason.as_deref().unwrap_or("no reason given")
+                    ),
+                };
+            }
+        }
+    }
+
+    /// One round at `now`: the commands to sign and publish (their `seq` already assigned),
+    /// and every op moved on by what the fleet shows.
+    pub fn tick(&mut self, now: u64, fleet: &FleetView) -> Vec<Command> {
+        let mut out = Vec::new();
+        let config = self.config;
+        for op in self.ops.values_mut() {
+            let heard = fleet.get(&op.miner);
+            let reachable = heard.is_some_and(|h| h.reachable(now));
+            match op.phase.clone() {
+                Phase::Queued => {
+                    // Already there (a restarted host re-deriving its plan): nothing to send.
+                    let in_effect = heard.and_then(|h| h.setting()) == Some(op.want);
+                    if in_effect && op.sent == 0 {
+                        op.steps.clear();
+                        op.phase = Phase::Verified { at: now };
+                    } else if op.steps.is_empty() {
+                        op.phase = Phase::Applied { at: now };
+                    } else if now >= op.due && reachable {
+                        out.push(issue(&self.site, op, &mut self.next_seq, 1, now, &config));
+                    }
+                }
+                Phase::Sent { attempt, at, .. } => {
+                    let wait = config.ack_timeout_s
+                        + if attempt > 1 {
+                            config.backoff_s << (attempt - 2).min(16)
+                        } else {
+                            0
+                        };
+                    if now < at + wait {
+                        continue;
+                    }
+                    if attempt >= config.max_attempts {
+                        op.phase = Phase::Unresponsive { attempts: attempt };
+                    } else if reachable {
+                        out.push(issue(
+                            &self.site,
+                            op,
+                            &mut self.next_seq,
+                            attempt + 1,
+                            now,
+                            &config,
+                        ));
+                    }
+                }
+                Phase::Applied { at } => match verified(op, heard, at, &config) {
+                    Some(true) => {
+                        op.phase = Phase::Verified { at: now };
+                        self.switched
+                            .insert(op.miner.clone(), (now, op.want != Setting::Sleep));
+                    }
+                    _ if now >= at + config.verify_within_s => {
+                        let power = heard
+                            .and_then(|h| h.power())
+                            .map_or("no telemetry".into(), |p| format!("{p}"));
+                        op.phase = Phase::Failed {
+                            reason: format!(
+                                "applied, but telemetry does not show it after {} s ({power})",
+                                now - at
+                            ),
+                        };
+                    }
+                    _ => {}
+                },
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+/// The next command of `op`, as attempt `attempt`.
+fn issue(
+    site: &Name,
+    op: &mut Op,
+    next_seq: &mut u64,
+    attempt: u32,
+    now: u64,
+    config: &ExecutorConfig,
+) -> Command {
+    let seq = *next_seq;
+    *next_seq += 1;
+    let id = format!("hw-{seq}");
+    op.sent += 1;
+    op.phase = Phase::Sent {
+        id: id.clone(),
+        attempt,
+        at: now,
+    };
+    Command {
+        v: VERSION,
+        id,
+        site: site.clone(),
+        // Names came from topics, which only valid names reach.
+        miner: Name::new(&op.miner).unwrap_or_else(|_| site.clone()),
+        issued_at: now,
+        expires_at: now + config.command_ttl_s,
+        seq,
+        action: op.steps.first().cloned().unwrap_or(Action::Identify),
+    }
+}
+
+/// Whether the miner's telemetry since `applied_at` shows `op.want`; `None` while there is no
+/// telemetry since.
+fn verified(
+    op: &Op,
+    heard: Option<&crate::fleet::Heard>,
+    applied_at: u64,
+    config: &ExecutorConfig,
+) -> Option<bool> {
+    let heard = heard?;
+    let telemetry = heard.telemetry.as_ref()?;
+    if heard.telemetry_at < applied_at {
+        return None;
+    }
+    let power = telemetry.power_w;
+    Some(match op.want {
+        Setting::Sleep => {
+            let ceiling = op.baseline.map_or(0.0, |b| b.0 * config.asleep_share);
+            telemetry.mode == Mode::Sleeping && power <= ceiling.max(1.0)
+        }
+        Setting::Full => {
+            telemetry.mode != Mode::Sleeping && power >= op.full.0 * config.awake_share
+        }
+        Setting::PowerTarget(w) => {
+            telemetry.mode != Mode::Sleeping && (power / w.0 - 1.0).abs() <= config.target_tolerance
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,224 @@
+use fleet_proto::examples;
+use fleet_proto::{Ack, AckStatus, Action, Kind, Mode, Name, Telemetry};
+
+use super::*;
+use crate::fleet::FleetView;
+
+const NOW: u64 = 1_767_225_600;
+const FULL: Watts = Watts(3_031.0);
+
+fn site() -> Name {
+    Name::new("tx-west").expect("valid")
+}
+
+fn example(end: &str) -> Vec<u8> {
+    examples::all()
+        .into_iter()
+        .find(|e| e.topic.ends_with(end))
+        .map(|e| e.json.into_bytes())
+        .expect("example")
+}
+
+/// A fleet of one miner, online, mining at full power.
+fn fleet() -> FleetView {
+    let mut fleet = FleetView::default();
+    fleet
+        .ingest("m1", Kind::Status, b"online", NOW)
+        .expect("status");
+    fleet
+        .ingest("m1", Kind::State, &example("/state"), NOW)
+        .expect("state");
+    telemetry(&mut fleet, Mode::Mining, 3_031.0, NOW);
+    fleet
+}
+
+fn telemetry(fleet: &mut FleetView, mode: Mode, power_w: f64, at: u64) {
+    let mut t: Telemetry = serde_json::from_slice(&example("/telemetry")).expect("parses");
+    t.mode = mode;
+    t.power_w = power_w;
+    t.at = at;
+    fleet
+        .ingest(
+            "m1",
+            Kind::Telemetry,
+            &serde_json::to_vec(&t).expect("encodes"),
+            at,
+        )
+        .expect("telemetry");
+}
+
+fn ack(id: &str, status: AckStatus) -> Ack {
+    Ack {
+        v: 1,
+        id: Some(id.into()),
+        miner: Name::new("m1").expect("valid"),
+        status,
+        reason: (status == AckStatus::Failed).then(|| "no regulator".into()),
+        at: NOW,
+    }
+}
+
+#[test]
+fn a_sleep_is_sent_acked_and_verified_by_the_power_dropping() {
+    let mut fleet = fleet();
+    let mut executor = Executor::new(site(), ExecutorConfig::default(), 1_000);
+    executor.want("m1", Setting::Full, Setting::Sleep, NOW, Some(FULL), FULL);
+    let sent = executor.tick(NOW, &fleet);
+    assert_eq!(sent.len(), 1);
+    let command = &sent[0];
+    assert_eq!(
+        (command.action.clone(), command.seq),
+        (Action::Sleep, 1_000)
+    );
+    assert_eq!(command.miner.as_str(), "m1");
+    assert_eq!(command.expires_at, NOW + 60);
+    // Nothing more goes out while it is in flight.
+    assert!(executor.tick(NOW + 1, &fleet).is_empty());
+    executor.on_ack("m1", &ack(&command.id, AckStatus::Accepted), NOW + 1);
+    executor.on_ack("m1", &ack(&command.id, AckStatus::Applied), NOW + 2);
+    assert_eq!(
+        executor.op("m1").map(|o| &o.phase),
+        Some(&Phase::Applied { at: NOW + 2 })
+    );
+    // Telemetry from before the ack proves nothing; a sleeping one at 20 W does.
+    executor.tick(NOW + 3, &fleet);
+    assert_eq!(
+        executor.op("m1").map(|o| &o.phase),
+        Some(&Phase::Applied { at: NOW + 2 })
+    );
+    telemetry(&mut fleet, Mode::Sleeping, 20.0, NOW + 5);
+    executor.tick(NOW + 5, &fleet);
+    assert_eq!(
+        executor.op("m1").map(|o| &o.phase),
+        Some(&Phase::Verified { at: NOW + 5 })
+    );
+    assert_eq!(executor.last_switch("m1"), Some((NOW + 5, false)));
+    // Asking again for what is done sends nothing.
+    executor.want(
+        "m1",
+        Setting::Full,
+        Setting::Sleep,
+        NOW + 6,
+        Some(FULL),
+        FULL,
+    );
+    assert!(executor.tick(NOW + 6, &fleet).is_empty());
+}
+
+#[test]
+fn applied_but_still_drawing_power_is_a_failure_with_the_reading() {
+    let mut fleet = fleet();
+    let mut executor = Executor::new(site(), ExecutorConfig::default(), 1);
+    executor.want("m1", Setting::Full, Setting::Sleep, NOW, Some(FULL), FULL);
+    let id = executor.tick(NOW, &fleet)[0].id.clone();
+    executor.on_ack("m1", &ack(&id, AckStatus::Applied), NOW + 1);
+    telemetry(&mut fleet, Mode::Sleeping, 2_900.0, NOW + 30);
+    executor.tick(NOW + 30, &fleet);
+    assert!(matches!(
+        executor.op("m1").map(|o| &o.phase),
+        Some(Phase::Applied { .. })
+    ));
+    executor.tick(NOW + 121, &fleet);
+    match executor.op("m1").map(|o| &o.phase) {
+        Some(Phase::Failed { reason }) => assert!(reason.contains("2900"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn no_ack_means_retries_with_backoff_then_unresponsive() {
+    let fleet = fleet();
+    let mut executor = Executor::new(site(), ExecutorConfig::default(), 1);
+    executor.want("m1", Setting::Full, Setting::Sleep, NOW, Some(FULL), FULL);
+    let mut sent_at = Vec::new();
+    for t in NOW..NOW + 120 {
+        for command in executor.tick(t, &fleet) {
+            sent_at.push((t, command.seq));
+        }
+    }
+    // Attempt 1 at 0; 2 after the 10 s ack timeout; 3 after 10 s + 5 s backoff.
+    assert_eq!(
+        sent_at,
+        [(NOW, 1), (NOW + 10, 2), (NOW + 25, 3)],
+        "each retry is a new command with a higher sequence number"
+    );
+    assert_eq!(
+        executor.op("m1").map(|o| &o.phase),
+        Some(&Phase::Unresponsive { attempts: 3 })
+    );
+}
+
+#[test]
+fn an_offline_miner_gets_its_target_when_it_returns() {
+    let mut fleet = fleet();
+    fleet
+        .ingest("m1", Kind::Status, b"offline", NOW)
+        .expect("status");
+    let mut executor = Executor::new(site(), ExecutorConfig::default(), 1);
+    executor.want("m1", Setting::Full, Setting::Sleep, NOW, Some(FULL), FULL);
+    assert!(executor.tick(NOW + 1, &fleet).is_empty());
+    fleet
+        .ingest("m1", Kind::Status, b"online", NOW + 300)
+        .expect("status");
+    let sent = executor.tick(NOW + 300, &fleet);
+    assert_eq!(sent.len(), 1);
+}
+
+#[test]
+fn what_is_already_in_effect_is_not_sent_again() {
+    // A restarted host re-derives "sleep" for a miner that already sleeps.
+    let mut fleet = fleet();
+    telemetry(&mut fleet, Mode::Sleeping, 15.0, NOW + 1);
+    let mut executor = Executor::new(site(), ExecutorConfig::default(), 1);
+    executor.want("m1", Setting::Sleep, Setting::Sleep, NOW, Some(FULL), FULL);
+    executor.want("m1", Setting::Full, Setting::Sleep, NOW, Some(FULL), FULL);
+    assert!(executor.tick(NOW + 2, &fleet).is_empty());
+    executor.tick(NOW + 3, &fleet);
+    assert!(matches!(
+        executor.op("m1").map(|o| &o.phase),
+        Some(Phase::Verified { .. })
+    ));
+}
+
+#[test]
+fn a_power_target_from_asleep_is_set_before_the_wake_and_a_failure_is_kept() {
+    let mut fleet = fleet();
+    telemetry(&mut fleet, Mode::Sleeping, 15.0, NOW);
+    let mut executor = Executor::new(site(), ExecutorConfig::default(), 1);
+    let target = Setting::PowerTarget(Watts(2_000.0));
+    executor.want("m1", Setting::Sleep, target, NOW, Some(Watts(15.0)), FULL);
+    let first = executor.tick(NOW, &fleet);
+    assert_eq!(first[0].action, Action::SetPowerTarget { watts: 2_000.0 });
+    executor.on_ack("m1", &ack(&first[0].id, AckStatus::Applied), NOW + 1);
+    let second = executor.tick(NOW + 1, &fleet);
+    assert_eq!(second[0].action, Action::Wake);
+    // An ack for another command id is not this one's.
+    executor.on_ack("m1", &ack(&first[0].id, AckStatus::Failed), NOW + 2);
+    assert!(matches!(
+        executor.op("m1").map(|o| &o.phase),
+        Some(Phase::Sent { .. })
+    ));
+    executor.on_ack("m1", &ack(&second[0].id, AckStatus::Failed), NOW + 2);
+    match executor.op("m1").map(|o| &o.phase) {
+        Some(Phase::Failed { reason }) => assert!(reason.contains("no regulator"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    // Not retried by itself.
+    assert!(executor.tick(NOW + 100, &fleet).is_empty());
+}
+
+#[test]
+fn the_steps_for_every_transition() {
+    let pt = |w| Setting::PowerTarget(Watts(w));
+    assert_eq!(steps(Setting::Full, Setting::Full, FULL), []);
+    assert_eq!(steps(pt(1.0), Setting::Sleep, FULL), [Action::Sleep]);
+    assert_eq!(steps(Setting::Sleep, Setting::Full, FULL), [Action::Wake]);
+    assert_eq!(
+        steps(pt(2_000.0), Setting::Full, FULL),
+        [Action::SetPowerTarget { watts: 3_031.0 }]
+    );
+    assert_eq!(
+        steps(Setting::Full, pt(2_000.0), FULL),
+        [Action::SetPowerTarget { watts: 2_000.0 }]
+    );
+}

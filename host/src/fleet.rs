@@ -1,0 +1,296 @@
+//! The fleet as the host hears it: each miner's retained status and state and its latest
+//! telemetry, from MQTT payloads, turned into what the planner and the executor need. A payload
+//! that does not parse is refused with the reason and changes nothing.
+
+use std::collections::BTreeMap;
+
+use fleet_proto::messages::{Nameplate, State, Telemetry};
+use fleet_proto::{Kind, Mode};
+
+use crate::planner::{Machine, Point, Setting};
+use crate::units::{TerahashPerSecond, UsdPerDay, Watts};
+
+/// A miner is offline when its status says so, or when it has not sent telemetry for this long.
+pub const SILENT_AFTER_S: u64 = 60;
+
+/// One miner, as heard.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Heard {
+    /// `status` says `online` (the last will says `offline`).
+    pub online: bool,
+    pub state: Option<State>,
+    pub telemetry: Option<Telemetry>,
+    /// When the host last received anything from it (host clock, unix s).
+    pub last_seen: u64,
+    /// When its latest telemetry arrived (host clock): what proves a change took effect.
+    pub telemetry_at: u64,
+}
+
+/// Why a message was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("{kind} from {miner}: {source}")]
+    Malformed {
+        kind: &'static str,
+        miner: String,
+        source: serde_json::Error,
+    },
+    #[error("{kind} from {miner}: status is neither online nor offline")]
+    BadStatus { kind: &'static str, miner: String },
+    #[error("{kind} from {miner}: not something a miner publishes")]
+    NotFromAMiner { kind: &'static str, miner: String },
+}
+
+/// What the host knows of each miner, by name.
+#[derive(Debug, Clone, Default)]
+pub struct FleetView {
+    miners: BTreeMap<String, Heard>,
+}
+
+impl FleetView {
+    /// Takes one message from `miner` on `kind`, received at host time `now`.
+    pub fn ingest(
+        &mut self,
+        miner: &str,
+        kind: Kind,
+        payload: &[u8],
+        now: u64,
+    ) -> Result<(), IngestError> {
+        let malformed = |source| IngestError::Malformed {
+            kind: kind.as_str(),
+            miner: miner.to_string(),
+            source,
+        };
+        match kind {
+            Kind::Status => {
+                let online = match payload {
+                    b"online" => true,
+                    b"offline" => false,
+                    _ => {
+                        return Err(IngestError::BadStatus {
+                            kind: kind.as_str(),
+                            miner: miner.to_string(),
+                        });
+                    }
+                };
+                let heard = self.miners.entry(miner.to_string()).or_default();
+                heard.online = online;
+                heard.last_seen = now;
+            }
+            Kind::State => {
+                let state: State = serde_json::from_slice(payload).map_err(malformed)?;
+                let heard = self.miners.entry(miner.to_string()).or_default();
+                heard.state = Some(state);
+                heard.last_seen = now;
+            }
+            Kind::Telemetry => {
+                let telemetry: Telemetry = serde_json::from_slice(payload).map_err(malformed)?;
+                let heard = self.miners.entry(miner.to_string()).or_default();
+                heard.telemetry = Some(telemetry);
+                heard.last_seen = now;
+                heard.telemetry_at = now;
+            }
+            Kind::Cmd | Kind::Ack => {
+                return Err(IngestError::NotFromAMiner {
+                    kind: kind.as_str(),
+                    miner: miner.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, miner: &str) -> Option<&Heard> {
+        self.miners.get(miner)
+    }
+
+    pub fn len(&self) -> usize {
+        self.miners.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.miners.is_empty()
+    }
+
+    /// Every miner that has told the host what it is (its retained state), as the planner sees
+    /// it at `now`. Switch history is the executor's to add.
+    pub fn machines(&self, now: u64) -> Vec<Machine> {
+        self.miners
+            .iter()
+            .filter_map(|(id, heard)| heard.machine(id, now))
+            .collect()
+    }
+}
+
+impl Heard {
+    /// Whether it is reachable now: `online`, and telemetry within [`SILENT_AFTER_S`].
+    pub fn reachable(&self, now: u64) -> bool {
+        self.online && now.saturating_sub(self.last_seen) <= SILENT_AFTER_S
+    }
+
+    /// What it runs at, from its latest telemetry's mode (its state's when there is none yet).
+    pub fn setting(&self) -> Option<Setting> {
+        let state = self.state.as_ref()?;
+        let mode = self.telemetry.as_ref().map_or(state.mode, |t| t.mode);
+        Some(match mode {
+            Mode::Sleeping => Setting::Sleep,
+            _ => match state.power_target_w {
+                Some(watts) => Setting::PowerTarget(Watts(watts)),
+                None => Setting::Full,
+            },
+        })
+    }
+
+    /// The watts it draws now, by its telemetry.
+    pub fn power(&self) -> Option<Watts> {
+        self.telemetry.as_ref().map(|t| Watts(t.power_w))
+    }
+
+    fn machine(&self, id: &str, now: u64) -> Option<Machine> {
+        let state = self.state.as_ref()?;
+        let full = full_point(state)?;
+        let curve = state
+            .curve
+            .iter()
+            .map(|p| Point {
+                watts: Watts(p.power_w),
+                hashrate: TerahashPerSecond(p.hashrate_ths),
+            })
+            .collect();
+        // Live efficiency from the 1-minute hash rate: steadier than 5 s, fresher than 15 min.
+        let live = self
+            .telemetry
+            .as_ref()
+            .filter(|t| t.power_w > 0.0 && t.hashrate_ths.m1 > 0.0)
+            .map(|t| Point {
+                watts: Watts(t.power_w),
+                hashrate: TerahashPerSecond(t.hashrate_ths.m1),
+            });
+        Some(Machine {
+            id: id.to_string(),
+            online: self.reachable(now),
+            setting: self.setting()?,
+            full,
+            curve,
+            live,
+            last_switch_at: None,
+            last_wake_at: None,
+            exempt: false,
+            manual: None,
+            overhead: UsdPerDay(0.0),
+        })
+    }
+}
+
+/// Its full operating point: the nameplate when it carries a measured power, else the curve's
+/// highest point. `None` when neither says what it draws.
+fn full_point(state: &State) -> Option<Point> {
+    let Nameplate {
+        hashrate_ths,
+        power_w,
+        ..
+    } = state.nameplate;
+    if power_w > 0.0 && hashrate_ths > 0.0 {
+        return Some(Point {
+            watts: Watts(power_w),
+            hashrate: TerahashPerSecond(hashrate_ths),
+        });
+    }
+    state
+        .curve
+        .iter()
+        .filter(|p| p.power_w > 0.0 && p.hashrate_ths > 0.0)
+        .max_by(|a, b| a.power_w.total_cmp(&b.power_w))
+        .map(|p| Point {
+            watts: Watts(p.power_w),
+            hashrate: TerahashPerSecond(p.hashrate_ths),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleet_proto::examples;
+
+    const NOW: u64 = 1_767_225_600;
+
+    fn example(topic_end: &str) -> Vec<u8> {
+        examples::all()
+            .into_iter()
+            .find(|e| e.topic.ends_with(topic_end))
+            .map(|e| e.json.into_bytes())
+            .expect("an example")
+    }
+
+    #[test]
+    fn the_documented_messages_make_a_machine() {
+        let mut fleet = FleetView::default();
+        fleet
+            .ingest("s19xp-r04-017", Kind::Status, b"online", NOW)
+            .expect("status");
+        fleet
+            .ingest("s19xp-r04-017", Kind::State, &example("/state"), NOW)
+            .expect("state");
+        fleet
+            .ingest(
+                "s19xp-r04-017",
+                Kind::Telemetry,
+                &example("/telemetry"),
+                NOW,
+            )
+            .expect("telemetry");
+        let machines = fleet.machines(NOW + 5);
+        assert_eq!(machines.len(), 1);
+        let m = &machines[0];
+        assert!(m.online);
+        assert_eq!(m.setting, Setting::Full);
+        assert_eq!(m.full.watts, Watts(3_031.0));
+        assert_eq!(m.curve.len(), 3);
+        assert!(m.live.is_some());
+        // Silent past the bound: offline, though its status still says online.
+        assert!(!fleet.machines(NOW + SILENT_AFTER_S + 1)[0].online);
+        fleet
+            .ingest("s19xp-r04-017", Kind::Status, b"offline", NOW + 6)
+            .expect("status");
+        assert!(!fleet.machines(NOW + 7)[0].online);
+    }
+
+    #[test]
+    fn bad_payloads_are_refused_and_change_nothing() {
+        let mut fleet = FleetView::default();
+        fleet
+            .ingest("m1", Kind::State, &example("/state"), NOW)
+            .expect("state");
+        let before = fleet.get("m1").cloned();
+        for (kind, payload) in [
+            (Kind::State, &b"{\"v\":1"[..]),
+            (Kind::Telemetry, b"[]"),
+            (Kind::Status, b"maybe"),
+            (Kind::Cmd, b"{}"),
+            (Kind::Ack, b"{}"),
+        ] {
+            let e = fleet
+                .ingest("m1", kind, payload, NOW + 1)
+                .expect_err("refused");
+            assert!(e.to_string().contains("m1"), "{e}");
+        }
+        assert_eq!(fleet.get("m1").cloned(), before);
+        // Telemetry alone says nothing of what the machine is: no machine yet.
+        fleet
+            .ingest("m2", Kind::Telemetry, &example("/telemetry"), NOW)
+            .expect("telemetry");
+        assert_eq!(fleet.machines(NOW).len(), 1);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_payload_is_taken_or_refused_never_a_panic(
+            payload in proptest::collection::vec(proptest::num::u8::ANY, 0..256),
+            kind in 0usize..5,
+        ) {
+            let mut fleet = FleetView::default();
+            let _ = fleet.ingest("m1", Kind::ALL[kind], &payload, NOW);
+            let _ = fleet.machines(NOW);
+        }
+    }
+}
