@@ -60,7 +60,7 @@ pub fn publish_state<H: Hardware>(fleet: &Fleet, units: &[Unit<H>], intent: Inte
     fleet.link.state(&telemetry::state(
         first.hw.description(),
         intent,
-        fleet.nameplate_power_w,
+        fleet.nameplate,
         tune,
     ));
 }

@@ -140,10 +140,7 @@ impl Default for FailsafeSection {
 impl MqttSection {
     /// (host, port) from `mqtt://HOST:PORT[/]`; `None` for anything else.
     pub fn broker(&self) -> Option<(&str, u16)> {
-        let rest = self.url.strip_prefix("mqtt://")?.trim_end_matches('/');
-        let (host, port) = rest.rsplit_once(':')?;
-        let port = port.parse().ok()?;
-        (!host.is_empty()).then_some((host, port))
+        fleet_proto::topic::broker_address(&self.url)
     }
 
     /// The configured keys, checked.

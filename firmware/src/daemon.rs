@@ -70,8 +70,8 @@ pub struct Fleet {
     pub link: MqttLink,
     pub telemetry_interval: Duration,
     pub failsafe: (Duration, FailsafeAction),
-    /// The machine's power at its configured clock, once it has been measured.
-    pub nameplate_power_w: Option<f64>,
+    /// The machine's power and hash rate at its configured clock, once measured.
+    pub nameplate: Option<telemetry::NameplateReading>,
 }
 
 /// A chain's settings at start: the configuration's, then what the operator set since.
@@ -285,13 +285,16 @@ pub async fn run<H: Hardware>(
             && now >= next_telemetry
         {
             let reading = telemetry::from_snapshot(&snapshot_tx.borrow());
-            if fleet.nameplate_power_w.is_none()
+            if fleet.nameplate.is_none()
                 && reading.mode == fleet_proto::Mode::Mining
                 && reading.power_w > 0.0
                 && now - started >= Duration::from_secs(3)
             {
                 // The first settled reading at the configured clock stands for the nameplate.
-                fleet.nameplate_power_w = Some(reading.power_w);
+                fleet.nameplate = Some(telemetry::NameplateReading {
+                    power_w: reading.power_w,
+                    hashrate_ths: snapshot_tx.borrow().expected_ths,
+                });
                 commands::publish_state(fleet, &units, desk.intent());
             }
             fleet.link.telemetry(&reading);

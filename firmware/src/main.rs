@@ -33,7 +33,7 @@ use std::time::Duration;
 use clap::Parser;
 use config::MiningSettings;
 use hashboard::board::{self as boards, BoardDescription};
-use tracing::{info, warn};
+use tracing::warn;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -69,28 +69,6 @@ struct Cli {
     /// Overrides `[api] http_listen`; default 0.0.0.0:80.
     #[arg(long)]
     http_listen: Option<String>,
-}
-
-/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, not when the
-/// future is first polled, so a signal during bring-up is not the default (fatal) action.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let terminate = signal(SignalKind::terminate());
-    let interrupt = signal(SignalKind::interrupt());
-    async move {
-        let wait = |signal: std::io::Result<tokio::signal::unix::Signal>| async move {
-            match signal {
-                Ok(mut signal) => {
-                    signal.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            () = wait(terminate) => info!("SIGTERM"),
-            () = wait(interrupt) => info!("SIGINT"),
-        }
-    }
 }
 
 /// The command desk: with a fleet link, over the durable state in the data directory (commands
@@ -224,7 +202,7 @@ fn main() -> ExitCode {
         }
     };
     let mined = runtime.block_on(async {
-        let stop = shutdown_signal();
+        let stop = cli_common::shutdown_signal();
         let source = if pools.is_empty() {
             mining::WorkSource::Local
         } else {
@@ -255,7 +233,7 @@ fn main() -> ExitCode {
                     Duration::from_secs_f64(mqtt.failsafe.after_s),
                     mqtt.failsafe.action,
                 ),
-                nameplate_power_w: None,
+                nameplate: None,
             }),
             None => None,
         };

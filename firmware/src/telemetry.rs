@@ -148,11 +148,20 @@ pub struct TuneView {
     pub curve: Vec<fleet_proto::messages::CurvePoint>,
 }
 
+/// The machine's first settled reading at its configured clock: its power and the hash rate its
+/// chips are expected to give at that clock, measured together so the host's J/TH is one
+/// operating point's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NameplateReading {
+    pub power_w: f64,
+    pub hashrate_ths: f64,
+}
+
 /// The retained state: what the machine is set to and what it is.
 pub fn state(
     board: &hashboard::board::BoardDescription,
     intent: Intent,
-    nameplate_power_w: Option<f64>,
+    nameplate: Option<NameplateReading>,
     tune: TuneView,
 ) -> State {
     State {
@@ -174,13 +183,19 @@ pub fn state(
             model: board.name.into(),
             chip: board.model.name().into(),
             chips: board.total_chips(),
-            hashrate_ths: bm13xx::expected_hashrate(
-                board.model,
-                board.default_frequency,
-                board.total_chips(),
-            )
-            .terahashes(),
-            power_w: nameplate_power_w.unwrap_or(0.0),
+            // What it does at the clock it runs, once measured; the board's default until then.
+            hashrate_ths: nameplate.map_or_else(
+                || {
+                    bm13xx::expected_hashrate(
+                        board.model,
+                        board.default_frequency,
+                        board.total_chips(),
+                    )
+                    .terahashes()
+                },
+                |n| n.hashrate_ths,
+            ),
+            power_w: nameplate.map_or(0.0, |n| n.power_w),
         },
         curve: tune.curve,
         durable_sleep: intent.sleeping.is_some(),

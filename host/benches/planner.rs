@@ -80,7 +80,65 @@ fn time(mut f: impl FnMut()) -> Duration {
     )
 }
 
+/// Resident memory of this process, bytes (`/proc/self/statm`, pages of 4 KiB).
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// Memory per managed miner: the fleet view holding each miner's retained state and latest
+/// telemetry (the documented example messages) plus an executor op, against the bytes of those
+/// two messages on the wire.
+fn memory_per_miner() {
+    use hashwarden::executor::{Executor, ExecutorConfig};
+    use hashwarden::fleet::FleetView;
+    const MINERS: usize = 50_000;
+    let example = |end: &str| {
+        fleet_proto::examples::all()
+            .into_iter()
+            .find(|e| e.topic.ends_with(end))
+            .map(|e| e.json.into_bytes())
+            .unwrap_or_default()
+    };
+    let (state, telemetry) = (example("/state"), example("/telemetry"));
+    let wire = state.len() + telemetry.len();
+    let before = rss_bytes();
+    let mut fleet = FleetView::default();
+    let site = fleet_proto::Name::new("tx-west").unwrap_or_else(|_| unreachable!());
+    let mut executor = Executor::new(site, ExecutorConfig::default(), 1);
+    for i in 0..MINERS {
+        let id = format!("site-a-r{:03}-m{:05}", i / 100, i);
+        let _ = fleet.ingest(&id, fleet_proto::Kind::Status, b"online", NOW);
+        let _ = fleet.ingest(&id, fleet_proto::Kind::State, &state, NOW);
+        let _ = fleet.ingest(&id, fleet_proto::Kind::Telemetry, &telemetry, NOW);
+        executor.want(
+            &id,
+            Setting::Full,
+            Setting::Sleep,
+            NOW,
+            Some(Watts(3_000.0)),
+            Watts(3_031.0),
+        );
+    }
+    let per_miner = (rss_bytes().saturating_sub(before)) as f64 / MINERS as f64;
+    black_box((&fleet, &executor));
+    println!();
+    println!(
+        "| managed miners | host memory per miner | state + telemetry on the wire | × wire | target < 4 KB |"
+    );
+    println!("|---|---|---|---|---|");
+    println!(
+        "| {MINERS} | {:.0} B | {wire} B | {:.1}× | {} |",
+        per_miner,
+        per_miner / wire as f64,
+        if per_miner < 4096.0 { "met" } else { "MISSED" }
+    );
+}
+
 fn main() {
+    memory_per_miner();
     let machines = fleet();
     let economics = Economics {
         hashprice: UsdPerPhDay(29.0),

@@ -24,7 +24,13 @@ pub struct Heard {
     pub last_seen: u64,
     /// When its latest telemetry arrived (host clock): what proves a change took effect.
     pub telemetry_at: u64,
+    /// Since when (host clock) its telemetry has said it mines without a break.
+    pub mining_since: Option<u64>,
 }
+
+/// Live efficiency is trusted once a machine has mined this long without a break: the 1-minute
+/// hash rate then holds no start-up, sleep or ramp.
+pub const SETTLED_AFTER_S: u64 = 60;
 
 /// Why a message was not taken.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +92,10 @@ impl FleetView {
             Kind::Telemetry => {
                 let telemetry: Telemetry = serde_json::from_slice(payload).map_err(malformed)?;
                 let heard = self.miners.entry(miner.to_string()).or_default();
+                heard.mining_since = match telemetry.mode {
+                    Mode::Mining | Mode::PowerTarget => heard.mining_since.or(Some(now)),
+                    _ => None,
+                };
                 heard.telemetry = Some(telemetry);
                 heard.last_seen = now;
                 heard.telemetry_at = now;
@@ -157,15 +167,19 @@ impl Heard {
                 hashrate: TerahashPerSecond(p.hashrate_ths),
             })
             .collect();
-        // Live efficiency from the 1-minute hash rate: steadier than 5 s, fresher than 15 min.
-        let live = self
-            .telemetry
-            .as_ref()
-            .filter(|t| t.power_w > 0.0 && t.hashrate_ths.m1 > 0.0)
-            .map(|t| Point {
-                watts: Watts(t.power_w),
-                hashrate: TerahashPerSecond(t.hashrate_ths.m1),
-            });
+        // Live efficiency from the 1-minute hash rate (steadier than 5 s, fresher than 15 min),
+        // once the machine has mined a full minute without a break; its full point until then.
+        let settled = self
+            .mining_since
+            .is_some_and(|since| now.saturating_sub(since) >= SETTLED_AFTER_S);
+        let live = self.telemetry.as_ref().filter(|_| settled).and_then(|t| {
+            (t.uptime_s >= SETTLED_AFTER_S && t.power_w > 0.0 && t.hashrate_ths.m1 > 0.0).then_some(
+                Point {
+                    watts: Watts(t.power_w),
+                    hashrate: TerahashPerSecond(t.hashrate_ths.m1),
+                },
+            )
+        });
         Some(Machine {
             id: id.to_string(),
             online: self.reachable(now),
@@ -214,12 +228,8 @@ mod tests {
 
     const NOW: u64 = 1_767_225_600;
 
-    fn example(topic_end: &str) -> Vec<u8> {
-        examples::all()
-            .into_iter()
-            .find(|e| e.topic.ends_with(topic_end))
-            .map(|e| e.json.into_bytes())
-            .expect("an example")
+    fn example(suffix: &str) -> Vec<u8> {
+        examples::payload(suffix).expect("a documented example")
     }
 
     #[test]
@@ -246,13 +256,23 @@ mod tests {
         assert_eq!(m.setting, Setting::Full);
         assert_eq!(m.full.watts, Watts(3_031.0));
         assert_eq!(m.curve.len(), 3);
-        assert!(m.live.is_some());
-        // Silent past the bound: offline, though its status still says online.
-        assert!(!fleet.machines(NOW + SILENT_AFTER_S + 1)[0].online);
+        // Live efficiency only once it has mined a settled minute.
+        assert!(m.live.is_none());
         fleet
-            .ingest("s19xp-r04-017", Kind::Status, b"offline", NOW + 6)
+            .ingest(
+                "s19xp-r04-017",
+                Kind::Telemetry,
+                &example("/telemetry"),
+                NOW + 61,
+            )
+            .expect("telemetry");
+        assert!(fleet.machines(NOW + 61)[0].live.is_some());
+        // Silent past the bound: offline, though its status still says online.
+        assert!(!fleet.machines(NOW + 61 + SILENT_AFTER_S + 1)[0].online);
+        fleet
+            .ingest("s19xp-r04-017", Kind::Status, b"offline", NOW + 62)
             .expect("status");
-        assert!(!fleet.machines(NOW + 7)[0].online);
+        assert!(!fleet.machines(NOW + 63)[0].online);
     }
 
     #[test]

@@ -2,8 +2,11 @@
 //! the curtailment planner. No I/O here: the agent feeds these from MQTT, HTTP and its store.
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod executor;
 pub mod fleet;
+pub mod grid;
+pub mod keys;
 pub mod market;
 pub mod planner;
 pub mod site;

@@ -1,6 +1,7 @@
-//! `hashwarden`: the fleet agent. So far its planning tools: `hashwarden hashprice` computes the
-//! hashprice from the network's figures, `hashwarden plan` shows what the planner would do with a
-//! site and a fleet (every machine's setting, when it would go out, and why).
+//! `hashwarden`: the fleet agent. `hashwarden run` runs it against a broker; `hashwarden keys
+//! init` makes its command-signing key; `hashwarden hashprice` computes the hashprice from the
+//! network's figures; `hashwarden plan` shows what the planner would do with a site and a fleet
+//! (every machine's setting, when it would go out, and why).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -19,6 +20,20 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The agent: plans the site from the market, the grid and its miners' telemetry, and
+    /// commands them over MQTT (the site's `[agent]` section).
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+        /// Stop after this many seconds (default: until SIGTERM/SIGINT).
+        #[arg(long)]
+        duration: Option<f64>,
+    },
+    /// The command-signing key.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// The hashprice ($/PH/day) for the network's difficulty, height, fees and BTC price.
     Hashprice {
         #[arg(long)]
@@ -49,12 +64,32 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Creates a key pair: the private key to `--out` (mode 0600, never over an existing file);
+    /// prints the public key for the miners' `[[mqtt.trusted_keys]]`.
+    Init {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "host")]
+        key_id: String,
+    },
+}
+
 fn main() -> ExitCode {
     let cli: Cli = match cli_common::parse_args() {
         Ok(cli) => cli,
         Err(code) => return code,
     };
     let result = match cli.command {
+        Command::Run { config, duration } => run(&config, duration),
+        Command::Keys {
+            command: KeysCommand::Init { out, key_id },
+        } => hashwarden::keys::init(&out, &key_id)
+            .map(|public| {
+                println!("{}", hashwarden::keys::hex(&public));
+            })
+            .map_err(|e| e.to_string()),
         Command::Hashprice {
             difficulty,
             height,
@@ -84,6 +119,29 @@ fn main() -> ExitCode {
             ExitCode::from(cli_common::USAGE_ERROR)
         }
     }
+}
+
+fn run(config: &Path, duration: Option<f64>) -> Result<(), String> {
+    cli_common::init_logging();
+    let site = SiteConfig::load(config).map_err(|e| e.to_string())?;
+    let duration = match duration {
+        Some(s) if s.is_finite() && s > 0.0 => Some(std::time::Duration::from_secs_f64(s)),
+        Some(s) => return Err(format!("--duration {s} is not a number of seconds")),
+        None => None,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let summary = runtime.block_on(async {
+        let stop = cli_common::shutdown_signal();
+        hashwarden::agent::run(site, duration, stop).await
+    })?;
+    println!(
+        "{}",
+        serde_json::to_string(&summary).map_err(|e| e.to_string())?
+    );
+    Ok(())
 }
 
 fn hashprice(network: Network, json: bool) -> Result<(), String> {

@@ -61,6 +61,48 @@ pub struct Reading {
 }
 
 impl Reading {
+    /// A `…/market` message: its hashprice, or one computed from its network figures.
+    pub fn from_message(message: &fleet_proto::Market) -> Result<Self, Refused> {
+        if let Some(hashprice) = message.hashprice_usd_per_ph_day {
+            return Ok(Self {
+                at: message.at,
+                hashprice: UsdPerPhDay(hashprice),
+                difficulty: message.difficulty,
+            });
+        }
+        match (
+            message.difficulty,
+            message.height,
+            message.fees_per_block_btc,
+            message.btc_usd,
+        ) {
+            (Some(difficulty), Some(height), Some(fees_per_block_btc), Some(btc_usd)) => {
+                if !(fees_per_block_btc.is_finite() && fees_per_block_btc >= 0.0) {
+                    return Err(Refused::NotPositive {
+                        what: "fees per block",
+                        value: fees_per_block_btc,
+                    });
+                }
+                if !(btc_usd.is_finite() && btc_usd > 0.0) {
+                    return Err(Refused::NotPositive {
+                        what: "BTC price",
+                        value: btc_usd,
+                    });
+                }
+                Ok(Self::from_network(
+                    message.at,
+                    &Network {
+                        difficulty,
+                        height,
+                        fees_per_block_btc,
+                        btc_usd,
+                    },
+                ))
+            }
+            _ => Err(Refused::Incomplete),
+        }
+    }
+
     pub fn from_network(at: u64, network: &Network) -> Self {
         Self {
             at,
@@ -83,6 +125,8 @@ pub enum Refused {
     DifficultyJump { ratio: f64 },
     #[error("hashprice moved {ratio:.1}× from the last good reading: implausible")]
     HashpriceJump { ratio: f64 },
+    #[error("neither a hashprice nor all of difficulty, height, fees and BTC price")]
+    Incomplete,
 }
 
 /// What the planner may use now.
@@ -217,6 +261,40 @@ mod tests {
             "{}",
             network.hashrate_ehs()
         );
+    }
+
+    #[test]
+    fn a_market_message_gives_a_reading_or_says_what_is_missing() {
+        let network = fleet_proto::Market {
+            v: 1,
+            at: 1_771_891_200,
+            hashprice_usd_per_ph_day: None,
+            difficulty: Some(144.5e12),
+            height: Some(935_000),
+            fees_per_block_btc: Some(0.02),
+            btc_usd: Some(63_000.0),
+        };
+        let reading = Reading::from_message(&network).expect("complete");
+        assert!((reading.hashprice.0 - 27.58).abs() < 0.01);
+        assert_eq!(reading.difficulty, Some(144.5e12));
+        let direct = fleet_proto::Market {
+            hashprice_usd_per_ph_day: Some(31.0),
+            ..network
+        };
+        assert_eq!(
+            Reading::from_message(&direct).map(|r| r.hashprice.0),
+            Ok(31.0)
+        );
+        let partial = fleet_proto::Market {
+            btc_usd: None,
+            ..network
+        };
+        assert_eq!(Reading::from_message(&partial), Err(Refused::Incomplete));
+        let no_price = fleet_proto::Market {
+            btc_usd: Some(0.0),
+            ..network
+        };
+        assert!(Reading::from_message(&no_price).is_err());
     }
 
     #[test]

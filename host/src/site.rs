@@ -19,6 +19,32 @@ pub struct SiteConfig {
     pub policy: Policy,
     #[serde(default)]
     pub market: MarketSection,
+    /// How the agent reaches the fleet (`hashwarden run`).
+    pub agent: Option<AgentSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSection {
+    /// The broker, `mqtt://HOST:PORT`.
+    pub mqtt_url: String,
+    pub username: Option<String>,
+    /// A secret: never logged.
+    pub password: Option<String>,
+    /// The command-signing key (`hashwarden keys init`), mode 0600.
+    pub key_file: std::path::PathBuf,
+    /// The key's id, as the miners' `[[mqtt.trusted_keys]]` name it.
+    pub key_id: String,
+    /// How often the fleet is planned, s.
+    #[serde(default = "default_plan_interval")]
+    pub plan_interval_s: f64,
+    /// The site follows `maestro/target` (silence for four minutes curtails).
+    #[serde(default)]
+    pub maestro: bool,
+}
+
+fn default_plan_interval() -> f64 {
+    2.0
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -80,6 +106,31 @@ impl SiteConfig {
             return Err(invalid(
                 "policy.min_change",
                 format!("{} is not a fraction in 0..1", policy.min_change),
+            ));
+        }
+        if let Some(agent) = &config.agent {
+            if fleet_proto::topic::broker_address(&agent.mqtt_url).is_none() {
+                return Err(invalid(
+                    "agent.mqtt_url",
+                    format!("{:?} is not mqtt://HOST:PORT", agent.mqtt_url),
+                ));
+            }
+            if !(agent.plan_interval_s.is_finite()
+                && (0.1..=3600.0).contains(&agent.plan_interval_s))
+            {
+                return Err(invalid(
+                    "agent.plan_interval_s",
+                    format!("{} s is not within 0.1..=3600", agent.plan_interval_s),
+                ));
+            }
+            if agent.key_id.is_empty() {
+                return Err(invalid("agent.key_id", "must not be empty".into()));
+            }
+        }
+        if fleet_proto::Name::new(&config.site.name).is_err() {
+            return Err(invalid(
+                "site.name",
+                format!("{:?} cannot be an MQTT topic level", config.site.name),
             ));
         }
         match (&config.market.hashprice, &config.market.network) {

@@ -39,6 +39,28 @@ pub fn first_line(e: &clap::Error) -> String {
         .to_string()
 }
 
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, not when the
+/// future is first polled, so a signal during start-up is not the default (fatal) action.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let terminate = signal(SignalKind::terminate());
+    let interrupt = signal(SignalKind::interrupt());
+    async move {
+        let wait = |signal: std::io::Result<tokio::signal::unix::Signal>| async move {
+            match signal {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            () = wait(terminate) => tracing::info!("SIGTERM"),
+            () = wait(interrupt) => tracing::info!("SIGINT"),
+        }
+    }
+}
+
 /// Logs to stderr at `info` unless `RUST_LOG` says otherwise.
 pub fn init_logging() {
     tracing_subscriber::fmt()

@@ -3,8 +3,8 @@
 
 use crate::command::{Action, Command, CommandSigner, TuneMode, VERSION};
 use crate::messages::{
-    Ack, AckStatus, ChainHealth, CurvePoint, Fan, GridSignal, Hashrate, MaestroTarget, Mode,
-    Nameplate, State, Telemetry,
+    Ack, AckStatus, ChainHealth, CurvePoint, Fan, GridSignal, Hashrate, MaestroTarget, Market,
+    Mode, Nameplate, State, Telemetry,
 };
 use crate::topic::{self, Kind, MinerTopic, Name};
 
@@ -259,6 +259,20 @@ pub fn all() -> Vec<Example> {
             }),
         },
         Example {
+            title: "market (the network's figures; or `hashprice_usd_per_ph_day` alone)",
+            topic: topic::market(&site),
+            retained: true,
+            json: pretty(&Market {
+                v: VERSION,
+                at: 1_771_891_200,
+                hashprice_usd_per_ph_day: None,
+                difficulty: Some(144.5e12),
+                height: Some(935_000),
+                fees_per_block_btc: Some(0.02),
+                btc_usd: Some(63_000.0),
+            }),
+        },
+        Example {
             title: "maestro/target (demand response)",
             topic: topic::MAESTRO_TARGET.into(),
             retained: false,
@@ -268,6 +282,15 @@ pub fn all() -> Vec<Example> {
             }),
         },
     ]
+}
+
+/// The first example's payload on a topic ending in `suffix` (`"/state"`, `"/telemetry"`, …):
+/// documented messages for other crates' tests.
+pub fn payload(suffix: &str) -> Option<Vec<u8>> {
+    all()
+        .into_iter()
+        .find(|e| e.topic.ends_with(suffix))
+        .map(|e| e.json.into_bytes())
 }
 
 /// The examples rendered as Markdown, as they appear in `docs/mqtt.md`.

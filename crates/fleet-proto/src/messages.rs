@@ -132,6 +132,27 @@ pub struct Ack {
     pub at: u64,
 }
 
+/// `hashwarden/v1/<site>/market`: the market as a feed publishes it — a hashprice, or the
+/// network's figures to compute it from (the agent checks either for plausibility).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Market {
+    pub v: u32,
+    /// Unix seconds the figures are for.
+    pub at: u64,
+    #[serde(default)]
+    pub hashprice_usd_per_ph_day: Option<f64>,
+    #[serde(default)]
+    pub difficulty: Option<f64>,
+    #[serde(default)]
+    pub height: Option<u64>,
+    /// Average fees per block over the last 144 blocks, BTC.
+    #[serde(default)]
+    pub fees_per_block_btc: Option<f64>,
+    #[serde(default)]
+    pub btc_usd: Option<f64>,
+}
+
 /// `maestro/target`: demand response as many sites run it. 0 = curtail, 100 = run; a site that
 /// hears nothing for four minutes curtails by itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -23,58 +23,9 @@ pub fn agent_topic() -> String {
     format!("hashwarden/v1/{SITE}/agent")
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// A scratch directory unique to this test.
-pub fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hw-fleet-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
-
-/// mosquitto on a free loopback port, killed when dropped.
-pub struct Broker {
-    pub port: u16,
-    child: Child,
-}
-
-impl Broker {
-    pub fn start(dir: &Path) -> Self {
-        let port = free_port();
-        let conf = dir.join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
-        )
-        .expect("writes");
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto runs (apt-get install -y mosquitto; .ci/run installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "mosquitto did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self { port, child }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+// Not every suite that includes this module uses each of these.
+#[allow(unused_imports)]
+pub use hil_tests::{Broker, free_port, scratch};
 
 /// The daemon's configuration for the fleet tests.
 pub fn config(port: u16, data_dir: &Path, extra: &str) -> String {

@@ -11,12 +11,8 @@ fn site() -> Name {
     Name::new("tx-west").expect("valid")
 }
 
-fn example(end: &str) -> Vec<u8> {
-    examples::all()
-        .into_iter()
-        .find(|e| e.topic.ends_with(end))
-        .map(|e| e.json.into_bytes())
-        .expect("example")
+fn example(suffix: &str) -> Vec<u8> {
+    examples::payload(suffix).expect("a documented example")
 }
 
 /// A fleet of one miner, online, mining at full power.

@@ -1,0 +1,244 @@
+//! What the end-to-end suites share: the workspace's built binaries, a real broker on a free
+//! port, scratch directories, and an MQTT watcher that can wait for a message.
+//!
+//! Cargo hands a test the path of its own package's binaries only, so the suites here find
+//! `hashwarden` and `hashwarden-fw` next to their own executable, in the target directory that
+//! `cargo test --workspace` (or `cargo build --workspace`) fills first.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::Packet;
+use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use tokio::sync::mpsc;
+
+/// A workspace binary, built by `cargo test --workspace` before any suite runs.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join(name))
+        .expect("a target directory");
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo test --workspace` (or `cargo build --workspace` first)",
+        path.display()
+    );
+    path
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A scratch directory unique to this test.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("hw-hil-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// mosquitto on a free loopback port, killed when dropped.
+#[derive(Debug)]
+pub struct Broker {
+    pub port: u16,
+    child: Child,
+}
+
+impl Broker {
+    pub fn start(dir: &Path) -> Self {
+        let port = free_port();
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+        )
+        .expect("writes");
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto runs (apt-get install -y mosquitto; .ci/run installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "mosquitto did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { port, child }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A process killed when dropped, its stderr in a file.
+#[derive(Debug)]
+pub struct Process {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Process {
+    pub fn start(binary: &Path, args: &[&str], log: PathBuf) -> Self {
+        let child = Command::new(binary)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("starts");
+        Self { child, log }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then the exit status and the last stdout line as JSON.
+    pub fn terminate(mut self) -> (std::process::ExitStatus, serde_json::Value) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waits") {
+                let mut stdout = String::new();
+                if let Some(mut out) = self.child.stdout.take() {
+                    use std::io::Read;
+                    let _ = out.read_to_string(&mut stdout);
+                }
+                let last = stdout
+                    .lines()
+                    .last()
+                    .and_then(|l| serde_json::from_str(l).ok())
+                    .unwrap_or(serde_json::Value::Null);
+                return (status, last);
+            }
+            assert!(Instant::now() < deadline, "did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A message seen on the broker.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub topic: String,
+    pub payload: Vec<u8>,
+}
+
+impl Seen {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.payload).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// An MQTT client that records what it sees on `filter` and can publish.
+#[derive(Debug)]
+pub struct Watcher {
+    pub client: AsyncClient,
+    seen: mpsc::UnboundedReceiver<Seen>,
+    /// The last message on each topic, for state that may have gone by while waiting for
+    /// something else.
+    last: std::collections::HashMap<String, Seen>,
+}
+
+impl Watcher {
+    pub async fn connect(port: u16, client_id: &str, filter: &str) -> Self {
+        let mut options = MqttOptions::new(client_id, "127.0.0.1", port);
+        options.set_keep_alive(Duration::from_secs(5));
+        let (client, mut eventloop) = AsyncClient::new(options, 256);
+        let (tx, seen) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let _ = tx.send(Seen {
+                            topic: String::from_utf8_lossy(&p.topic).into_owned(),
+                            payload: p.payload.to_vec(),
+                        });
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        client
+            .subscribe(filter, QoS::AtLeastOnce)
+            .await
+            .expect("subscribes");
+        Self {
+            client,
+            seen,
+            last: std::collections::HashMap::new(),
+        }
+    }
+
+    /// The next message on a topic ending in `suffix` that satisfies `wanted`, within `within`.
+    pub async fn wait_for(
+        &mut self,
+        suffix: &str,
+        within: Duration,
+        wanted: impl Fn(&Seen) -> bool,
+    ) -> Seen {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, self.seen.recv()).await {
+                Ok(Some(seen)) => {
+                    self.last.insert(seen.topic.clone(), seen.clone());
+                    if seen.topic.ends_with(suffix) && wanted(&seen) {
+                        return seen;
+                    }
+                }
+                Ok(None) | Err(_) => panic!("nothing wanted on …{suffix} within {within:?}"),
+            }
+        }
+    }
+
+    /// Like [`Watcher::wait_for`], but the last message already seen on the topic counts: for
+    /// retained state, which is not sent again until it changes.
+    pub async fn current(
+        &mut self,
+        suffix: &str,
+        within: Duration,
+        wanted: impl Fn(&Seen) -> bool,
+    ) -> Seen {
+        let already = self
+            .last
+            .values()
+            .find(|seen| seen.topic.ends_with(suffix) && wanted(seen))
+            .cloned();
+        match already {
+            Some(seen) => seen,
+            None => self.wait_for(suffix, within, wanted).await,
+        }
+    }
+
+    pub async fn publish(&self, topic: &str, payload: &str, retain: bool) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, retain, payload.as_bytes().to_vec())
+            .await
+            .expect("publishes");
+    }
+}

@@ -1,0 +1,239 @@
+//! The agent and real miners on a real broker: `hashwarden run` and two `hashwarden-fw --sim`
+//! daemons on mosquitto. A market reading between the two machines' breakevens sleeps exactly
+//! the one under water, verified by its telemetry; a recovery past the band wakes it again.
+
+use std::time::Duration;
+
+use hil_tests::{Broker, Process, Seen, Watcher, binary, scratch};
+
+const SITE: &str = "tx-west";
+const SOON: Duration = Duration::from_secs(45);
+const POWER_PRICE: f64 = 0.06;
+
+fn mode(seen: &Seen) -> String {
+    seen.json()["mode"].as_str().unwrap_or("").to_string()
+}
+
+/// A miner's configuration, left by its operator at `core_mv` and `mhz` (its efficiency).
+fn miner(
+    dir: &std::path::Path,
+    name: &str,
+    port: u16,
+    public_key: &str,
+    core_mv: u32,
+    mhz: f64,
+) -> String {
+    let data = dir.join(format!("data-{name}"));
+    std::fs::create_dir_all(&data).expect("data dir");
+    let state = serde_json::json!({
+        "v": 1,
+        "intent": {"sleeping": null, "frequency_mhz": mhz, "core_mv": core_mv},
+        "commands": []
+    });
+    std::fs::write(data.join("state.json"), state.to_string()).expect("writes");
+    let config = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "[board]\nname = \"bm1397-hashboard-12\"\n[daemon]\ndata_dir = \"{}\"\n\
+             [mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\nsite = \"{SITE}\"\nminer = \"{name}\"\n\
+             telemetry_interval_s = 0.5\n\
+             [[mqtt.trusted_keys]]\nid = \"host-test\"\npublic_key = \"{public_key}\"\n",
+            data.display()
+        ),
+    )
+    .expect("writes");
+    config.display().to_string()
+}
+
+/// A miner's retained state once its nameplate is measured: its power and hash rate at its
+/// clock, measured together — what the agent plans with until it has a settled minute of
+/// telemetry.
+async fn measured_state(watcher: &mut Watcher, name: &str) -> serde_json::Value {
+    watcher
+        .current(&format!("/{name}/state"), SOON, |s| {
+            s.json()["nameplate"]["power_w"]
+                .as_f64()
+                .is_some_and(|w| w > 0.0)
+        })
+        .await
+        .json()
+}
+
+/// J/TH by the nameplate.
+fn efficiency(state: &serde_json::Value) -> f64 {
+    let nameplate = &state["nameplate"];
+    nameplate["power_w"].as_f64().unwrap_or(0.0) / nameplate["hashrate_ths"].as_f64().unwrap_or(1.0)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_price_between_two_breakevens_sleeps_exactly_the_one_under_water() {
+    let dir = scratch("curtail");
+    let broker = Broker::start(&dir);
+    let (agent_bin, firmware_bin) = (binary("hashwarden"), binary("hashwarden-fw"));
+    let key = dir.join("host.key");
+    let output = std::process::Command::new(&agent_bin)
+        .args(["keys", "init", "--out"])
+        .arg(&key)
+        .args(["--key-id", "host-test"])
+        .output()
+        .expect("runs");
+    assert!(output.status.success());
+    let public_key = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    assert_eq!(public_key.len(), 64, "{public_key}");
+
+    let mut watcher = Watcher::connect(
+        broker.port,
+        "test-watch",
+        &format!("hashwarden/v1/{SITE}/#"),
+    )
+    .await;
+    // An efficient machine (1.30 V, 250 MHz) and a hot one (1.50 V at its default clock).
+    let efficient = miner(&dir, "efficient", broker.port, &public_key, 1300, 250.0);
+    let hot = miner(&dir, "hot", broker.port, &public_key, 1500, 425.0);
+    let fw_args = |config: &str| -> Vec<String> {
+        [
+            "--sim",
+            "--speed",
+            "5",
+            "--api-listen",
+            "off",
+            "--http-listen",
+            "off",
+            "--config",
+            config,
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let args_efficient = fw_args(&efficient);
+    let args_hot = fw_args(&hot);
+    let _efficient = Process::start(
+        &firmware_bin,
+        &args_efficient
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        dir.join("efficient.log"),
+    );
+    let hot_miner = Process::start(
+        &firmware_bin,
+        &args_hot.iter().map(String::as_str).collect::<Vec<_>>(),
+        dir.join("hot.log"),
+    );
+
+    let site = dir.join("site.toml");
+    std::fs::write(
+        &site,
+        format!(
+            "[site]\nname = \"{SITE}\"\npool_fee = 0.0\n\
+             [tariff]\nkind = \"fixed\"\nprice = {POWER_PRICE}\n\
+             [policy]\nmode = \"threshold\"\nband = 0.05\nmin_on_s = 2\nmin_off_s = 2\n\
+             restore_cooldown_s = 2\nbatch_size = 10\nbatch_interval_s = 1\n\
+             [agent]\nmqtt_url = \"mqtt://127.0.0.1:{}\"\nkey_file = \"{}\"\nkey_id = \"host-test\"\n\
+             plan_interval_s = 0.5\n",
+            broker.port,
+            key.display()
+        ),
+    )
+    .expect("writes");
+    let site = site.display().to_string();
+    let agent = Process::start(
+        &agent_bin,
+        &["run", "--config", &site],
+        dir.join("agent.log"),
+    );
+    watcher
+        .wait_for("/agent", SOON, |s| s.payload == b"online")
+        .await;
+
+    // Both mining; their efficiencies set the price between their breakevens. The nameplate is
+    // what the machine does at the clock it was left at: 12 BM1397 at 250 MHz, 672 cores each.
+    let efficient_state = measured_state(&mut watcher, "efficient").await;
+    let hot_state = measured_state(&mut watcher, "hot").await;
+    let expected_ths = 12.0 * 250e6 * 672.0 / 1e12;
+    let nameplate_ths = efficient_state["nameplate"]["hashrate_ths"]
+        .as_f64()
+        .unwrap_or(0.0);
+    assert!(
+        (nameplate_ths / expected_ths - 1.0).abs() < 0.01,
+        "{nameplate_ths} TH/s at 250 MHz, expected {expected_ths}"
+    );
+    let (e_efficient, e_hot) = (efficiency(&efficient_state), efficiency(&hot_state));
+    assert!(
+        e_hot > e_efficient * 1.15,
+        "the setup needs two distinct efficiencies: {e_efficient:.1} vs {e_hot:.1} J/TH"
+    );
+    let breakeven = |e: f64| e * 24.0 * POWER_PRICE;
+    let between = (breakeven(e_efficient) * breakeven(e_hot)).sqrt();
+    let market = |hashprice: f64, at: u64| {
+        format!("{{\"v\":1,\"at\":{at},\"hashprice_usd_per_ph_day\":{hashprice}}}")
+    };
+    let market_topic = format!("hashwarden/v1/{SITE}/market");
+    watcher
+        .publish(&market_topic, &market(between, unix_now()), true)
+        .await;
+
+    // The hot one sleeps (its own telemetry says so, at no power); the efficient one mines on.
+    watcher
+        .wait_for("/hot/ack", SOON, |s| s.json()["status"] == "applied")
+        .await;
+    watcher
+        .wait_for("/hot/telemetry", SOON, |s| {
+            mode(s) == "sleeping" && s.json()["power_w"].as_f64() == Some(0.0)
+        })
+        .await;
+    for _ in 0..6 {
+        let seen = watcher
+            .wait_for("/efficient/telemetry", SOON, |_| true)
+            .await;
+        assert_eq!(
+            mode(&seen),
+            "mining",
+            "the efficient machine is above water"
+        );
+    }
+
+    // The price recovers past the band: the hot one wakes.
+    let recovered = breakeven(e_hot) * 1.3;
+    watcher
+        .publish(&market_topic, &market(recovered, unix_now() + 1), true)
+        .await;
+    watcher
+        .wait_for("/hot/telemetry", SOON, |s| {
+            mode(s) == "mining" && s.json()["power_w"].as_f64().is_some_and(|w| w > 10.0)
+        })
+        .await;
+
+    // The agent verifies the wake by the power coming back.
+    let deadline = std::time::Instant::now() + SOON;
+    while !agent
+        .log_text()
+        .contains("verified by telemetry miner=hot want=Full")
+    {
+        assert!(std::time::Instant::now() < deadline, "{}", agent.log_text());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (status, summary) = agent.terminate();
+    assert!(status.success());
+    assert_eq!(summary["verified"], 2, "one sleep and one wake: {summary}");
+    assert_eq!(summary["commands_sent"], 2, "{summary}");
+    assert_eq!(summary["failed"], 0, "{summary}");
+    assert_eq!(summary["miners"], 2, "{summary}");
+    assert!(
+        !hot_miner.log_text().contains("rejected"),
+        "every command verified: {}",
+        hot_miner.log_text()
+    );
+    // The agent said goodbye: miners' failsafe sees it gone.
+    watcher
+        .wait_for("/agent", SOON, |s| s.payload == b"offline")
+        .await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

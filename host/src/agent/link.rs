@@ -1,0 +1,164 @@
+//! The agent's MQTT v5 link: its presence (`…/agent` retained `online`, last will `offline` —
+//! what the miners' failsafe watches), the subscriptions to every miner's status, state,
+//! telemetry and acks and to the site's market, grid and maestro topics, and the signed commands
+//! out. Incoming messages go to the agent's loop over a bounded queue; a broker that goes away is
+//! reconnected to in the background, re-announcing and re-subscribing each time.
+
+use std::time::Duration;
+
+use fleet_proto::messages::{OFFLINE, ONLINE};
+use fleet_proto::{Kind, Name, topic};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::{LastWill, Packet};
+use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::site::AgentSection;
+
+/// Messages waiting for the loop; a flood beyond this is dropped (and logged).
+const INCOMING_QUEUE: usize = 65_536;
+/// The largest message taken; telemetry and state are a few kilobytes.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+const REQUEST_QUEUE: usize = 4_096;
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+const RECONNECT_DELAY: Duration = Duration::from_secs(1);
+
+/// One message for the loop.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub topic: String,
+    pub payload: Vec<u8>,
+}
+
+#[derive(Debug)]
+pub struct Link {
+    client: AsyncClient,
+    presence: String,
+    pub incoming: mpsc::Receiver<Incoming>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Connects in the background and returns at once.
+pub fn spawn(section: &AgentSection, site: &Name) -> Result<Link, String> {
+    let (host, port) = topic::broker_address(&section.mqtt_url).ok_or_else(|| {
+        format!(
+            "agent.mqtt_url {:?} is not mqtt://HOST:PORT",
+            section.mqtt_url
+        )
+    })?;
+    let presence = topic::agent_status(site);
+    let mut options = MqttOptions::new(format!("hashwarden-{site}"), host, port);
+    options.set_keep_alive(KEEP_ALIVE);
+    options.set_max_packet_size(Some(MAX_MESSAGE_BYTES as u32 * 2));
+    options.set_last_will(LastWill::new(
+        presence.clone(),
+        OFFLINE,
+        QoS::AtLeastOnce,
+        true,
+        None,
+    ));
+    if let (Some(user), Some(password)) = (&section.username, &section.password) {
+        options.set_credentials(user.clone(), password.clone());
+    }
+    let (client, eventloop) = AsyncClient::new(options, REQUEST_QUEUE);
+    let (tx, incoming) = mpsc::channel(INCOMING_QUEUE);
+    let filters: Vec<String> = [Kind::Status, Kind::State, Kind::Telemetry, Kind::Ack]
+        .into_iter()
+        .map(|kind| topic::every_miner(site, kind, None))
+        .chain([
+            topic::market(site),
+            topic::grid(site),
+            topic::MAESTRO_TARGET.to_string(),
+        ])
+        .collect();
+    let task = tokio::spawn(run(
+        eventloop,
+        client.clone(),
+        presence.clone(),
+        filters,
+        tx,
+    ));
+    info!(broker = %format!("{host}:{port}"), %site, "MQTT link starting");
+    Ok(Link {
+        client,
+        presence,
+        incoming,
+        task,
+    })
+}
+
+async fn run(
+    mut eventloop: rumqttc::v5::EventLoop,
+    client: AsyncClient,
+    presence: String,
+    filters: Vec<String>,
+    incoming: mpsc::Sender<Incoming>,
+) {
+    let mut connected = false;
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                info!("MQTT connected");
+                connected = true;
+                let announced = client
+                    .try_publish(&presence, QoS::AtLeastOnce, true, ONLINE.as_bytes())
+                    .is_ok();
+                let subscribed = filters
+                    .iter()
+                    .all(|f| client.try_subscribe(f, QoS::AtLeastOnce).is_ok());
+                if !(announced && subscribed) {
+                    warn!("MQTT request queue full while announcing");
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                if publish.payload.len() > MAX_MESSAGE_BYTES {
+                    warn!(bytes = publish.payload.len(), "oversized message dropped");
+                    continue;
+                }
+                let message = Incoming {
+                    topic: String::from_utf8_lossy(&publish.topic).into_owned(),
+                    payload: publish.payload.to_vec(),
+                };
+                if incoming.try_send(message).is_err() {
+                    warn!("incoming queue full; message dropped");
+                }
+            }
+            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return,
+            Ok(_) => {}
+            Err(e) => {
+                if connected {
+                    warn!(error = %e, "MQTT connection lost; reconnecting");
+                } else {
+                    debug!(error = %e, "MQTT broker unreachable; retrying");
+                }
+                connected = false;
+                tokio::time::sleep(RECONNECT_DELAY).await;
+            }
+        }
+    }
+}
+
+impl Link {
+    /// A signed command to `topic`, QoS 1.
+    pub fn command(&self, topic: &str, payload: Vec<u8>) {
+        if let Err(e) = self
+            .client
+            .try_publish(topic, QoS::AtLeastOnce, false, payload)
+        {
+            warn!(%topic, error = %e, "command not queued");
+        }
+    }
+
+    /// Says `offline` and disconnects, waiting at most `grace`.
+    pub async fn finish(self, grace: Duration) {
+        let _ = self
+            .client
+            .try_publish(&self.presence, QoS::AtLeastOnce, true, OFFLINE.as_bytes());
+        let _ = self.client.try_disconnect();
+        let mut task = self.task;
+        if tokio::time::timeout(grace, &mut task).await.is_err() {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,416 @@
+//! `hashwarden run`: the agent. It listens to the fleet, the market and the grid over MQTT,
+//! plans every `plan_interval_s`, hands the plan's changes to the executor, and publishes the
+//! signed commands the executor issues. Every input is checked where it enters (a payload that
+//! does not parse, an implausible market reading) and refused with a logged reason; the state
+//! it plans from is the last good one.
+
+mod link;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use fleet_proto::{Ack, CommandSigner, GridSignal, Kind, MaestroTarget, MinerTopic, Name, topic};
+use serde::Serialize;
+use tracing::{info, warn};
+
+use crate::executor::{Executor, ExecutorConfig, Phase};
+use crate::fleet::FleetView;
+use crate::grid::Grid;
+use crate::market::{MarketGuard, MarketView, Plausibility, Reading};
+use crate::planner::{Economics, Inputs, Setting, plan};
+use crate::site::SiteConfig;
+
+/// How long a stopping agent waits for the broker to take its goodbye.
+const GOODBYE_GRACE: Duration = Duration::from_secs(2);
+
+/// What a run did, printed as one JSON line at the end.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub plans: u64,
+    pub commands_sent: u64,
+    pub verified: u64,
+    pub failed: u64,
+    pub unresponsive: u64,
+    pub refused_messages: u64,
+    pub miners: usize,
+}
+
+struct Agent {
+    config: SiteConfig,
+    site: Name,
+    fleet: FleetView,
+    executor: Executor,
+    market: MarketGuard,
+    grid: Grid,
+    signer: CommandSigner,
+    /// Each miner's last reported phase, to log every change once.
+    reported: BTreeMap<String, &'static str>,
+    summary: Summary,
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Runs the agent until `stop` resolves (or for `duration`).
+pub async fn run(
+    config: SiteConfig,
+    duration: Option<Duration>,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<Summary, String> {
+    let section = config
+        .agent
+        .clone()
+        .ok_or("the site has no [agent] section: mqtt_url, key_file, key_id")?;
+    let site = Name::new(&config.site.name).map_err(|e| format!("site.name: {e}"))?;
+    let signer = crate::keys::load(&section.key_file, &section.key_id)
+        .map_err(|e| format!("agent.key_file: {e}"))?;
+    let mut agent = Agent::new(config, site.clone(), signer, section.maestro, unix_now())?;
+    let mut link = link::spawn(&section, &site)?;
+    let mut ticks = tokio::time::interval(Duration::from_secs_f64(section.plan_interval_s));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let deadline = async {
+        match duration {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(stop, deadline);
+    info!(site = %site, "agent running");
+    loop {
+        tokio::select! {
+            Some(message) = link.incoming.recv() => agent.take(&message.topic, &message.payload),
+            _ = ticks.tick() => {
+                for (miner, payload) in agent.round(unix_now()) {
+                    link.command(&MinerTopic::new(&agent.site, &miner, Kind::Cmd).to_string(), payload);
+                }
+            }
+            () = &mut stop => break,
+            () = &mut deadline => break,
+        }
+    }
+    link.finish(GOODBYE_GRACE).await;
+    agent.summary.miners = agent.fleet.len();
+    Ok(agent.summary)
+}
+
+impl Agent {
+    fn new(
+        config: SiteConfig,
+        site: Name,
+        signer: CommandSigner,
+        maestro: bool,
+        now: u64,
+    ) -> Result<Self, String> {
+        let mut market = MarketGuard::new(Plausibility::default());
+        if let Some(hashprice) = config.hashprice() {
+            // The configured market stands until a feed says otherwise (and for its bound only).
+            let reading = Reading {
+                at: now,
+                hashprice,
+                difficulty: config.market.network.map(|n| n.difficulty),
+            };
+            market
+                .offer(reading, now)
+                .map_err(|e| format!("market: {e}"))?;
+        }
+        // Sequence numbers continue above anything this key signed before: the clock in ms only
+        // grows, and a host makes far fewer than 1,000 commands a second per key.
+        let seq_floor = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_millis() as u64);
+        Ok(Self {
+            grid: Grid::new(config.cap(), maestro, now),
+            executor: Executor::new(site.clone(), ExecutorConfig::default(), seq_floor),
+            config,
+            site,
+            fleet: FleetView::default(),
+            market,
+            signer,
+            reported: BTreeMap::new(),
+            summary: Summary::default(),
+        })
+    }
+
+    /// One incoming message.
+    fn take(&mut self, topic_name: &str, payload: &[u8]) {
+        self.take_at(topic_name, payload, unix_now());
+    }
+
+    fn take_at(&mut self, topic_name: &str, payload: &[u8], now: u64) {
+        let refused = |summary: &mut Summary, what: &str, reason: String| {
+            summary.refused_messages += 1;
+            warn!(topic = topic_name, what, %reason, "message refused");
+        };
+        if let Ok(miner_topic) = MinerTopic::parse(topic_name) {
+            if miner_topic.site != self.site {
+                return;
+            }
+            let miner = miner_topic.miner.as_str();
+            if miner_topic.kind == Kind::Ack {
+                match serde_json::from_slice::<Ack>(payload) {
+                    Ok(ack) => self.executor.on_ack(miner, &ack, now),
+                    Err(e) => refused(&mut self.summary, "ack", e.to_string()),
+                }
+            } else if let Err(e) = self.fleet.ingest(miner, miner_topic.kind, payload, now) {
+                refused(&mut self.summary, "miner message", e.to_string());
+            }
+        } else if topic_name == topic::market(&self.site) {
+            let reading = serde_json::from_slice::<fleet_proto::Market>(payload)
+                .map_err(|e| e.to_string())
+                .and_then(|m| Reading::from_message(&m).map_err(|e| e.to_string()))
+                .and_then(|r| {
+                    self.market
+                        .offer(r, now)
+                        .map(|()| r)
+                        .map_err(|e| e.to_string())
+                });
+            match reading {
+                Ok(r) => info!(hashprice = %r.hashprice, "market reading taken"),
+                Err(reason) => refused(&mut self.summary, "market", reason),
+            }
+        } else if topic_name == topic::grid(&self.site) {
+            match serde_json::from_slice::<GridSignal>(payload) {
+                Ok(signal) => {
+                    info!(cap_kw = ?signal.cap_kw, until = ?signal.until, "grid signal");
+                    self.grid.signal(signal);
+                }
+                Err(e) => refused(&mut self.summary, "grid", e.to_string()),
+            }
+        } else if topic_name == topic::MAESTRO_TARGET {
+            match serde_json::from_slice::<MaestroTarget>(payload) {
+                Ok(target) => self.grid.maestro(target, now),
+                Err(e) => refused(&mut self.summary, "maestro", e.to_string()),
+            }
+        }
+    }
+
+    /// One planning round at `now`: the plan's changes to the executor, and the signed commands
+    /// to publish, by miner.
+    fn round(&mut self, now: u64) -> Vec<(Name, Vec<u8>)> {
+        let mut machines = self.fleet.machines(now);
+        for machine in &mut machines {
+            if let Some((at, on)) = self.executor.last_switch(&machine.id) {
+                machine.last_switch_at = Some(at);
+                if on {
+                    machine.last_wake_at = Some(at);
+                }
+            }
+            // A change on its way counts as made: the plan must not flip it back meanwhile.
+            if let Some(op) = self.executor.op(&machine.id)
+                && matches!(
+                    op.phase,
+                    Phase::Queued | Phase::Sent { .. } | Phase::Applied { .. }
+                )
+            {
+                if (op.want == Setting::Sleep) != (machine.setting == Setting::Sleep) {
+                    machine.last_switch_at = Some(op.due);
+                }
+                machine.setting = op.want;
+            }
+        }
+        let economics = match self.market.view(now) {
+            MarketView::Current { hashprice, .. } => Some(Economics {
+                hashprice,
+                power_price: self.config.tariff.price_at(now),
+                pool_fee: self.config.site.pool_fee,
+            }),
+            MarketView::Expired { .. } => None,
+        };
+        let cap = self.grid.cap(now).map(|(watts, _)| watts);
+        let plan = plan(&Inputs {
+            now,
+            economics,
+            cap,
+            policy: &self.config.policy,
+            machines: &machines,
+        });
+        self.summary.plans += 1;
+        for (machine, decision) in machines.iter().zip(&plan.decisions) {
+            if !decision.changes() {
+                continue;
+            }
+            let baseline = self.fleet.get(&machine.id).and_then(|h| h.power());
+            if self
+                .executor
+                .op(&machine.id)
+                .is_none_or(|op| op.want != decision.to)
+            {
+                info!(miner = %machine.id, from = ?decision.from, to = ?decision.to, at = decision.at, reason = %decision.reason, "planned");
+            }
+            self.executor.want(
+                &machine.id,
+                decision.from,
+                decision.to,
+                decision.at,
+                baseline,
+                machine.full.watts,
+            );
+        }
+        let commands = self.executor.tick(now, &self.fleet);
+        self.report();
+        let mut out = Vec::new();
+        for command in commands {
+            match self.signer.sign(&command) {
+                Ok(signed) => match serde_json::to_vec(&signed) {
+                    Ok(bytes) => {
+                        self.summary.commands_sent += 1;
+                        info!(miner = %command.miner, id = %command.id, action = ?command.action, "command sent");
+                        out.push((command.miner.clone(), bytes));
+                    }
+                    Err(e) => warn!(error = %e, "cannot encode a command"),
+                },
+                Err(e) => warn!(error = %e, "cannot sign a command"),
+            }
+        }
+        out
+    }
+
+    /// Logs each op's phase change once, and counts outcomes.
+    fn report(&mut self) {
+        for op in self.executor.ops() {
+            let phase = match &op.phase {
+                Phase::Queued => "queued",
+                Phase::Sent { .. } => "sent",
+                Phase::Applied { .. } => "applied",
+                Phase::Verified { .. } => "verified",
+                Phase::Failed { .. } => "failed",
+                Phase::Unresponsive { .. } => "unresponsive",
+            };
+            if self.reported.get(&op.miner) == Some(&phase) {
+                continue;
+            }
+            self.reported.insert(op.miner.clone(), phase);
+            match &op.phase {
+                Phase::Verified { .. } => {
+                    self.summary.verified += 1;
+                    info!(miner = %op.miner, want = ?op.want, "verified by telemetry");
+                }
+                Phase::Failed { reason } => {
+                    self.summary.failed += 1;
+                    warn!(miner = %op.miner, want = ?op.want, %reason, "change failed");
+                }
+                Phase::Unresponsive { attempts } => {
+                    self.summary.unresponsive += 1;
+                    warn!(miner = %op.miner, attempts, "miner unresponsive");
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleet_proto::examples;
+
+    const NOW: u64 = 1_771_900_000;
+
+    fn agent(extra: &str) -> Agent {
+        let text = format!(
+            "[site]\nname = \"tx-west\"\n[tariff]\nkind = \"fixed\"\nprice = 0.06\n\
+             [policy]\nmin_on_s = 0\nmin_off_s = 0\nrestore_cooldown_s = 0\n{extra}"
+        );
+        let config = SiteConfig::parse(std::path::Path::new("site.toml"), &text).expect("valid");
+        let site = Name::new("tx-west").expect("valid");
+        Agent::new(
+            config,
+            site,
+            CommandSigner::from_seed("h", &[3; 32]),
+            false,
+            NOW,
+        )
+        .expect("starts")
+    }
+
+    fn example(suffix: &str) -> Vec<u8> {
+        examples::payload(suffix).expect("a documented example")
+    }
+
+    /// The documented S19 XP (21.6 J/TH) as miner `m1`, online and mining.
+    fn hear_miner(agent: &mut Agent) {
+        let t = |kind| format!("hashwarden/v1/tx-west/m1/{kind}");
+        agent.take_at(&t("status"), b"online", NOW);
+        agent.take_at(&t("state"), &example("/state"), NOW);
+        agent.take_at(&t("telemetry"), &example("/telemetry"), NOW);
+    }
+
+    fn market(hashprice: f64, at: u64) -> Vec<u8> {
+        format!("{{\"v\":1,\"at\":{at},\"hashprice_usd_per_ph_day\":{hashprice}}}").into_bytes()
+    }
+
+    fn actions(sent: &[(Name, Vec<u8>)]) -> Vec<String> {
+        sent.iter()
+            .map(|(miner, bytes)| {
+                let signed: fleet_proto::SignedCommand =
+                    serde_json::from_slice(bytes).expect("a signed command");
+                let command: serde_json::Value =
+                    serde_json::from_str(&signed.payload).expect("json");
+                format!("{miner}:{}", command["action"].as_str().unwrap_or(""))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_market_drop_sleeps_the_machine_with_a_signed_command() {
+        let mut agent = agent("");
+        hear_miner(&mut agent);
+        // No market yet: the safe policy keeps it as it is.
+        assert!(agent.round(NOW + 1).is_empty());
+        agent.take_at("hashwarden/v1/tx-west/market", &market(40.0, NOW), NOW);
+        assert!(agent.round(NOW + 2).is_empty(), "profitable at $40");
+        agent.take_at(
+            "hashwarden/v1/tx-west/market",
+            &market(25.0, NOW + 3),
+            NOW + 3,
+        );
+        let sent = agent.round(NOW + 3);
+        assert_eq!(actions(&sent), ["m1:sleep"]);
+        // Verifiable by the miners: signed by the agent's key.
+        let signed: fleet_proto::SignedCommand =
+            serde_json::from_slice(&sent[0].1).expect("signed");
+        assert_eq!(signed.key_id, "h");
+        // In flight: nothing more is sent, and the plan does not flip it back.
+        assert!(agent.round(NOW + 4).is_empty());
+    }
+
+    #[test]
+    fn bad_inputs_are_counted_and_change_nothing() {
+        let mut agent = agent("");
+        hear_miner(&mut agent);
+        agent.take_at("hashwarden/v1/tx-west/market", &market(40.0, NOW), NOW);
+        for (topic, payload) in [
+            ("hashwarden/v1/tx-west/market", market(0.0, NOW + 1)),
+            ("hashwarden/v1/tx-west/market", market(400.0, NOW + 1)),
+            ("hashwarden/v1/tx-west/market", market(25.0, NOW + 9_999)),
+            ("hashwarden/v1/tx-west/market", b"{".to_vec()),
+            ("hashwarden/v1/tx-west/grid", b"[]".to_vec()),
+            ("maestro/target", b"{\"target\":\"x\"}".to_vec()),
+            ("hashwarden/v1/tx-west/m1/telemetry", b"\xff".to_vec()),
+            ("hashwarden/v1/tx-west/m1/ack", b"null".to_vec()),
+        ] {
+            agent.take_at(topic, &payload, NOW + 1);
+        }
+        assert_eq!(agent.summary.refused_messages, 8);
+        assert!(agent.round(NOW + 2).is_empty(), "still $40, still mining");
+        // Another site's messages are not this agent's.
+        agent.take_at("hashwarden/v1/other/m9/status", b"online", NOW + 2);
+        assert_eq!(agent.fleet.len(), 1);
+    }
+
+    #[test]
+    fn a_grid_cap_sleeps_a_profitable_machine() {
+        let mut agent = agent("");
+        hear_miner(&mut agent);
+        agent.take_at("hashwarden/v1/tx-west/market", &market(40.0, NOW), NOW);
+        let cap = format!(
+            "{{\"v\":1,\"at\":{NOW},\"cap_kw\":1.0,\"until\":{}}}",
+            NOW + 600
+        );
+        agent.take_at("hashwarden/v1/tx-west/grid", cap.as_bytes(), NOW + 1);
+        assert_eq!(actions(&agent.round(NOW + 1)), ["m1:sleep"]);
+    }
+}
