@@ -109,11 +109,17 @@ impl Process {
     }
 
     /// SIGTERM, then the exit status and the last stdout line as JSON.
-    pub fn terminate(mut self) -> (std::process::ExitStatus, serde_json::Value) {
+    pub fn terminate(self) -> (std::process::ExitStatus, serde_json::Value) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
+        self.wait(Duration::from_secs(20))
+    }
+
+    /// Waits for it to exit by itself (at most `within`); the exit status and the last stdout
+    /// line as JSON.
+    pub fn wait(mut self, within: Duration) -> (std::process::ExitStatus, serde_json::Value) {
+        let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().expect("waits") {
                 let mut stdout = String::new();
@@ -128,7 +134,11 @@ impl Process {
                     .unwrap_or(serde_json::Value::Null);
                 return (status, last);
             }
-            assert!(Instant::now() < deadline, "did not stop on SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "did not exit: {}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }

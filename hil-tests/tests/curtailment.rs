@@ -137,9 +137,10 @@ async fn a_price_between_two_breakevens_sleeps_exactly_the_one_under_water() {
              [policy]\nmode = \"threshold\"\nband = 0.05\nmin_on_s = 2\nmin_off_s = 2\n\
              restore_cooldown_s = 2\nbatch_size = 10\nbatch_interval_s = 1\n\
              [agent]\nmqtt_url = \"mqtt://127.0.0.1:{}\"\nkey_file = \"{}\"\nkey_id = \"host-test\"\n\
-             plan_interval_s = 0.5\n",
+             plan_interval_s = 0.5\nstore = \"{}\"\n",
             broker.port,
-            key.display()
+            key.display(),
+            dir.join("agent.db").display()
         ),
     )
     .expect("writes");
@@ -220,20 +221,81 @@ async fn a_price_between_two_breakevens_sleeps_exactly_the_one_under_water() {
         assert!(std::time::Instant::now() < deadline, "{}", agent.log_text());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // What the store says while the agent runs: the fleet table and the miner's history.
+    let cli = |args: &[&str]| {
+        let output = std::process::Command::new(&agent_bin)
+            .args(args)
+            .output()
+            .expect("runs");
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let table: serde_json::Value =
+        serde_json::from_str(&cli(&["status", "--config", &site, "--json"])).expect("json");
+    let rows = table.as_array().cloned().unwrap_or_default();
+    assert_eq!(rows.len(), 2, "{table}");
+    assert!(
+        rows.iter().all(|r| r["breakeven"].as_f64().is_some()),
+        "{table}"
+    );
+    let explained = cli(&["explain", "hot", "--config", &site]);
+    for step in ["planned", "sent", "ack", "verified"] {
+        assert!(
+            explained.contains(step),
+            "{step} missing from:\n{explained}"
+        );
+    }
+
+    // By hand: the efficient one sleeps for ten minutes whatever the price.
+    cli(&["curtail", "efficient", "--for", "10m", "--config", &site]);
+    watcher
+        .wait_for("/efficient/telemetry", SOON, |s| mode(s) == "sleeping")
+        .await;
+    let deadline = std::time::Instant::now() + SOON;
+    while !agent
+        .log_text()
+        .contains("verified by telemetry miner=efficient want=Sleep")
+    {
+        assert!(std::time::Instant::now() < deadline, "{}", agent.log_text());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     let (status, summary) = agent.terminate();
     assert!(status.success());
-    assert_eq!(summary["verified"], 2, "one sleep and one wake: {summary}");
-    assert_eq!(summary["commands_sent"], 2, "{summary}");
+    assert_eq!(
+        summary["verified"], 3,
+        "sleep, wake, and the manual sleep: {summary}"
+    );
+    assert_eq!(summary["commands_sent"], 3, "{summary}");
     assert_eq!(summary["failed"], 0, "{summary}");
     assert_eq!(summary["miners"], 2, "{summary}");
+    // The agent said goodbye: miners' failsafe sees it gone.
+    watcher
+        .wait_for("/agent", SOON, |s| s.payload == b"offline")
+        .await;
+
+    // A restarted agent re-derives the same plan from the store and the retained states and
+    // sends nothing: every target is already in effect.
+    let again = Process::start(
+        &agent_bin,
+        &["run", "--config", &site, "--duration", "6"],
+        dir.join("agent-2.log"),
+    );
+    watcher
+        .wait_for("/agent", SOON, |s| s.payload == b"online")
+        .await;
+    let (status, summary) = again.wait(Duration::from_secs(40));
+    assert!(status.success());
+    assert!(summary["plans"].as_u64().unwrap_or(0) > 0, "{summary}");
+    assert_eq!(summary["commands_sent"], 0, "nothing re-sent: {summary}");
     assert!(
         !hot_miner.log_text().contains("rejected"),
         "every command verified: {}",
         hot_miner.log_text()
     );
-    // The agent said goodbye: miners' failsafe sees it gone.
-    watcher
-        .wait_for("/agent", SOON, |s| s.payload == b"offline")
-        .await;
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -180,6 +180,16 @@ impl Executor {
         self.ops.get(miner)
     }
 
+    /// A switch from before a restart (the store's), for the planner's dwell.
+    pub fn restore_switch(&mut self, miner: &str, at: u64, on: bool) {
+        self.switched.insert(miner.to_string(), (at, on));
+    }
+
+    /// The sequence number the next command gets.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
     /// When `miner` was last switched on or off, and whether on.
     pub fn last_switch(&self, miner: &str) -> Option<(u64, bool)> {
         self.switched.get(miner).copied()

@@ -10,5 +10,6 @@ pub mod keys;
 pub mod market;
 pub mod planner;
 pub mod site;
+pub mod store;
 pub mod tariff;
 pub mod units;

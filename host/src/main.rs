@@ -8,8 +8,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use hashwarden::market::Network;
-use hashwarden::planner::{Economics, Inputs, Machine, Plan, Setting, plan};
+use hashwarden::planner::{
+    Economics, Inputs, Machine, Manual as PlannerManual, Plan, Setting, plan,
+};
 use hashwarden::site::SiteConfig;
+use hashwarden::store::Store;
 
 #[derive(Debug, Parser)]
 #[command(version, about = "hashwarden fleet agent")]
@@ -29,6 +32,30 @@ enum Command {
         #[arg(long)]
         duration: Option<f64>,
     },
+    /// The fleet as the running agent last planned it: mode, hash rate, power, J/TH, breakeven,
+    /// margin, target and reason per miner.
+    Status {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Why a miner has its setting: the audit log of its plans, commands, acks and checks.
+    Explain {
+        miner: String,
+        #[arg(long)]
+        config: PathBuf,
+        /// How many entries, newest last.
+        #[arg(long, default_value_t = 30)]
+        last: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Puts miners to sleep by hand, whatever the plan says, for a while (the running agent
+    /// carries it out on its next round).
+    Curtail(Manual),
+    /// Runs miners at full power by hand, whatever the plan says, for a while.
+    Resume(Manual),
     /// The command-signing key.
     Keys {
         #[command(subcommand)]
@@ -64,6 +91,19 @@ enum Command {
     },
 }
 
+#[derive(Debug, clap::Args)]
+struct Manual {
+    /// The miners; or `--all` for every miner the agent knows.
+    miners: Vec<String>,
+    #[arg(long)]
+    all: bool,
+    #[arg(long)]
+    config: PathBuf,
+    /// How long the override holds: `90s`, `30m`, `4h`, `2d` (default 1h).
+    #[arg(long = "for", default_value = "1h")]
+    duration: String,
+}
+
 #[derive(Debug, Subcommand)]
 enum KeysCommand {
     /// Creates a key pair: the private key to `--out` (mode 0600, never over an existing file);
@@ -83,6 +123,15 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Run { config, duration } => run(&config, duration),
+        Command::Status { config, json } => status(&config, json),
+        Command::Explain {
+            miner,
+            config,
+            last,
+            json,
+        } => explain(&config, &miner, last, json),
+        Command::Curtail(manual) => override_miners(&manual, Setting::Sleep),
+        Command::Resume(manual) => override_miners(&manual, Setting::Full),
         Command::Keys {
             command: KeysCommand::Init { out, key_id },
         } => hashwarden::keys::init(&out, &key_id)
@@ -119,6 +168,136 @@ fn main() -> ExitCode {
             ExitCode::from(cli_common::USAGE_ERROR)
         }
     }
+}
+
+/// The store named by the site's `[agent]` section.
+fn open_store(config: &Path) -> Result<Store, String> {
+    let site = SiteConfig::load(config).map_err(|e| e.to_string())?;
+    let agent = site
+        .agent
+        .ok_or_else(|| format!("{}: no [agent] section (and so no store)", config.display()))?;
+    Store::open(&agent.store).map_err(|e| e.to_string())
+}
+
+fn status(config: &Path, json: bool) -> Result<(), String> {
+    let rows = open_store(config)?.fleet().map_err(|e| e.to_string())?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(&rows).map_err(|e| e.to_string())?
+        );
+        return Ok(());
+    }
+    println!(
+        "{:<24} {:>8} {:>12} {:>9} {:>8} {:>10} {:>8} {:>9}  reason",
+        "miner", "mode", "TH/s", "W", "J/TH", "breakeven", "margin", "target"
+    );
+    let figure = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}"));
+    for row in &rows {
+        println!(
+            "{:<24} {:>8} {:>12.3} {:>9.0} {:>8} {:>10} {:>8} {:>9}  {}",
+            row.miner,
+            if row.online {
+                row.mode.as_str()
+            } else {
+                "offline"
+            },
+            row.hashrate_ths,
+            row.power_w,
+            figure(row.j_per_th),
+            figure(row.breakeven),
+            figure(row.margin),
+            setting(row.target),
+            row.reason
+        );
+    }
+    Ok(())
+}
+
+fn explain(config: &Path, miner: &str, last: usize, json: bool) -> Result<(), String> {
+    let store = open_store(config)?;
+    let entries = store
+        .history(Some(miner), last)
+        .map_err(|e| e.to_string())?;
+    let row = store
+        .fleet()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .find(|r| r.miner == miner);
+    if row.is_none() && entries.is_empty() {
+        return Err(format!("{miner}: not a miner this agent has seen"));
+    }
+    if json {
+        let out = serde_json::json!({"miner": miner, "status": row, "history": entries});
+        println!("{out}");
+        return Ok(());
+    }
+    if let Some(row) = &row {
+        println!(
+            "{miner}: {} now, target {} — {}",
+            row.mode,
+            setting(row.target),
+            row.reason
+        );
+    }
+    for entry in &entries {
+        println!("{}  {:<12} {}", entry.at, entry.kind, entry.detail);
+    }
+    Ok(())
+}
+
+/// `90s`, `30m`, `4h`, `2d` → seconds.
+fn parse_duration(text: &str) -> Result<u64, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("--for {text:?}: a number and s, m, h or d"))?;
+    let scale = match unit {
+        "s" | "" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return Err(format!("--for {text:?}: a number and s, m, h or d")),
+    };
+    n.checked_mul(scale)
+        .filter(|&s| s > 0)
+        .ok_or_else(|| format!("--for {text:?} is not a duration"))
+}
+
+fn override_miners(manual: &Manual, to: Setting) -> Result<(), String> {
+    let seconds = parse_duration(&manual.duration)?;
+    let store = open_store(&manual.config)?;
+    let miners: Vec<String> = match (manual.all, manual.miners.is_empty()) {
+        (true, true) => store
+            .fleet()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|r| r.miner)
+            .collect(),
+        (false, false) => manual.miners.clone(),
+        (true, false) => return Err("name miners or give --all, not both".into()),
+        (false, true) => return Err("name the miners, or give --all".into()),
+    };
+    let now = hashwarden::agent::unix_now();
+    let until = now + seconds;
+    for miner in &miners {
+        store
+            .set_override(miner, PlannerManual { setting: to, until })
+            .map_err(|e| e.to_string())?;
+        store
+            .audit(&hashwarden::store::AuditEntry {
+                at: now,
+                miner: miner.clone(),
+                kind: "override".into(),
+                detail: format!("{} by hand until {until}", setting(to)),
+            })
+            .map_err(|e| e.to_string())?;
+    }
+    println!("{} miner(s) to {} until {until}", miners.len(), setting(to));
+    Ok(())
 }
 
 fn run(config: &Path, duration: Option<f64>) -> Result<(), String> {
@@ -259,4 +438,21 @@ fn print_plan(plan: &Plan, economics: Option<&Economics>) {
         plan.power,
         plan.cap.map_or(String::new(), |c| format!(" of a {c} cap"))
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+
+    #[test]
+    fn durations_read_as_operators_write_them() {
+        assert_eq!(parse_duration("90s"), Ok(90));
+        assert_eq!(parse_duration("90"), Ok(90));
+        assert_eq!(parse_duration("30m"), Ok(1_800));
+        assert_eq!(parse_duration("4h"), Ok(14_400));
+        assert_eq!(parse_duration("2d"), Ok(172_800));
+        for bad in ["", "0m", "h", "5w", "-1h", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -41,6 +41,13 @@ pub struct AgentSection {
     /// The site follows `maestro/target` (silence for four minutes curtails).
     #[serde(default)]
     pub maestro: bool,
+    /// The agent's store (SQLite): switch history, sequence numbers, overrides, audit log.
+    #[serde(default = "default_store")]
+    pub store: std::path::PathBuf,
+}
+
+fn default_store() -> std::path::PathBuf {
+    "hashwarden.db".into()
 }
 
 fn default_plan_interval() -> f64 {

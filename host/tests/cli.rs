@@ -103,7 +103,7 @@ fn bad_input_is_one_line_and_exit_code_2() {
     let fleet = bad_fleet.display().to_string();
     let good_site = example("site.toml");
     let good_fleet = example("fleet.json");
-    let cases: [(Vec<&str>, &str); 5] = [
+    let cases: [(Vec<&str>, &str); 7] = [
         (
             vec!["plan", "--site", &site, "--fleet", &good_fleet],
             "site.pool_fee",
@@ -137,6 +137,11 @@ fn bad_input_is_one_line_and_exit_code_2() {
             "--difficulty",
         ),
         (vec!["plan", "--site"], "--site"),
+        (
+            vec!["curtail", "m1", "--for", "soon", "--config", &good_site],
+            "--for",
+        ),
+        (vec!["status", "--config", &good_site], "no [agent] section"),
     ];
     for (args, wanted) in cases {
         let output = hashwarden(&args);

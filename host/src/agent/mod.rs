@@ -19,6 +19,7 @@ use crate::grid::Grid;
 use crate::market::{MarketGuard, MarketView, Plausibility, Reading};
 use crate::planner::{Economics, Inputs, Setting, plan};
 use crate::site::SiteConfig;
+use crate::store::{AuditEntry, FleetRow, Store};
 
 /// How long a stopping agent waits for the broker to take its goodbye.
 const GOODBYE_GRACE: Duration = Duration::from_secs(2);
@@ -43,6 +44,10 @@ struct Agent {
     market: MarketGuard,
     grid: Grid,
     signer: CommandSigner,
+    /// Durable history and the audit log; `None` only in unit tests.
+    store: Option<Store>,
+    /// The hashprice of the last plan, for the fleet table's margins.
+    last_hashprice: Option<f64>,
     /// Each miner's last reported phase, to log every change once.
     reported: BTreeMap<String, &'static str>,
     summary: Summary,
@@ -67,7 +72,9 @@ pub async fn run(
     let site = Name::new(&config.site.name).map_err(|e| format!("site.name: {e}"))?;
     let signer = crate::keys::load(&section.key_file, &section.key_id)
         .map_err(|e| format!("agent.key_file: {e}"))?;
+    let store = Store::open(&section.store).map_err(|e| format!("agent.store: {e}"))?;
     let mut agent = Agent::new(config, site.clone(), signer, section.maestro, unix_now())?;
+    agent.attach(store)?;
     let mut link = link::spawn(&section, &site)?;
     let mut ticks = tokio::time::interval(Duration::from_secs_f64(section.plan_interval_s));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -129,9 +136,40 @@ impl Agent {
             fleet: FleetView::default(),
             market,
             signer,
+            store: None,
+            last_hashprice: None,
             reported: BTreeMap::new(),
             summary: Summary::default(),
         })
+    }
+
+    /// Takes up where the last run left off: switch history (dwell survives a restart) and
+    /// sequence numbers above every one the key has used.
+    fn attach(&mut self, store: Store) -> Result<(), String> {
+        if let Some(last) = store.last_seq().map_err(|e| e.to_string())? {
+            let floor = self.executor.next_seq().max(last + 1);
+            self.executor = Executor::new(self.site.clone(), ExecutorConfig::default(), floor);
+        }
+        for (miner, at, on) in store.switches().map_err(|e| e.to_string())? {
+            self.executor.restore_switch(&miner, at, on);
+        }
+        self.store = Some(store);
+        Ok(())
+    }
+
+    /// Writes `entry` to the audit log (a store error is logged: the fleet must not stop for
+    /// a full disk).
+    fn audit(&self, at: u64, miner: &str, kind: &str, detail: String) {
+        if let Some(store) = &self.store
+            && let Err(e) = store.audit(&AuditEntry {
+                at,
+                miner: miner.to_string(),
+                kind: kind.to_string(),
+                detail,
+            })
+        {
+            warn!(error = %e, "audit log write failed");
+        }
     }
 
     /// One incoming message.
@@ -151,7 +189,22 @@ impl Agent {
             let miner = miner_topic.miner.as_str();
             if miner_topic.kind == Kind::Ack {
                 match serde_json::from_slice::<Ack>(payload) {
-                    Ok(ack) => self.executor.on_ack(miner, &ack, now),
+                    Ok(ack) => {
+                        self.audit(
+                            now,
+                            miner,
+                            "ack",
+                            format!(
+                                "{} {:?}{}",
+                                ack.id.as_deref().unwrap_or("-"),
+                                ack.status,
+                                ack.reason
+                                    .as_deref()
+                                    .map_or(String::new(), |r| format!(": {r}"))
+                            ),
+                        );
+                        self.executor.on_ack(miner, &ack, now);
+                    }
                     Err(e) => refused(&mut self.summary, "ack", e.to_string()),
                 }
             } else if let Err(e) = self.fleet.ingest(miner, miner_topic.kind, payload, now) {
@@ -191,7 +244,18 @@ impl Agent {
     /// to publish, by miner.
     fn round(&mut self, now: u64) -> Vec<(Name, Vec<u8>)> {
         let mut machines = self.fleet.machines(now);
+        let overrides = match &self.store {
+            Some(store) => store.overrides(now).unwrap_or_else(|e| {
+                warn!(error = %e, "cannot read the overrides");
+                Vec::new()
+            }),
+            None => Vec::new(),
+        };
         for machine in &mut machines {
+            machine.manual = overrides
+                .iter()
+                .find(|(miner, _)| *miner == machine.id)
+                .map(|(_, manual)| *manual);
             if let Some((at, on)) = self.executor.last_switch(&machine.id) {
                 machine.last_switch_at = Some(at);
                 if on {
@@ -238,6 +302,15 @@ impl Agent {
                 .op(&machine.id)
                 .is_none_or(|op| op.want != decision.to)
             {
+                self.audit(
+                    now,
+                    &machine.id,
+                    "planned",
+                    format!(
+                        "{:?} -> {:?} at {}: {}",
+                        decision.from, decision.to, decision.at, decision.reason
+                    ),
+                );
                 info!(miner = %machine.id, from = ?decision.from, to = ?decision.to, at = decision.at, reason = %decision.reason, "planned");
             }
             self.executor.want(
@@ -249,8 +322,15 @@ impl Agent {
                 machine.full.watts,
             );
         }
+        self.last_hashprice = economics.map(|e| e.hashprice.0);
+        self.save_fleet(&machines, &plan, now);
         let commands = self.executor.tick(now, &self.fleet);
-        self.report();
+        if let (Some(store), Some(last)) = (&self.store, commands.iter().map(|c| c.seq).max())
+            && let Err(e) = store.save_seq(last)
+        {
+            warn!(error = %e, "cannot store the sequence number");
+        }
+        self.report(now);
         let mut out = Vec::new();
         for command in commands {
             match self.signer.sign(&command) {
@@ -258,6 +338,12 @@ impl Agent {
                     Ok(bytes) => {
                         self.summary.commands_sent += 1;
                         info!(miner = %command.miner, id = %command.id, action = ?command.action, "command sent");
+                        self.audit(
+                            now,
+                            command.miner.as_str(),
+                            "sent",
+                            format!("{} {:?} seq {}", command.id, command.action, command.seq),
+                        );
                         out.push((command.miner.clone(), bytes));
                     }
                     Err(e) => warn!(error = %e, "cannot encode a command"),
@@ -268,8 +354,51 @@ impl Agent {
         out
     }
 
-    /// Logs each op's phase change once, and counts outcomes.
-    fn report(&mut self) {
+    /// The fleet table for `hashwarden status`, as this plan saw it.
+    fn save_fleet(
+        &mut self,
+        machines: &[crate::planner::Machine],
+        plan: &crate::planner::Plan,
+        now: u64,
+    ) {
+        let Some(store) = &mut self.store else {
+            return;
+        };
+        let rows: Vec<FleetRow> = machines
+            .iter()
+            .zip(&plan.decisions)
+            .map(|(machine, decision)| {
+                let heard = self.fleet.get(&machine.id);
+                let telemetry = heard.and_then(|h| h.telemetry.as_ref());
+                let breakeven = decision.breakeven.map(|b| b.0);
+                FleetRow {
+                    miner: machine.id.clone(),
+                    online: machine.online,
+                    mode: telemetry.map_or("unknown".into(), |t| {
+                        serde_json::to_value(t.mode)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_default()
+                    }),
+                    hashrate_ths: telemetry.map_or(0.0, |t| t.hashrate_ths.m1),
+                    power_w: telemetry.map_or(0.0, |t| t.power_w),
+                    j_per_th: telemetry.and_then(|t| t.efficiency_j_per_th),
+                    breakeven,
+                    margin: plan.hashprice.zip(breakeven).map(|(h, b)| h.0 - b),
+                    target: decision.to,
+                    reason: decision.reason.to_string(),
+                    last_seen: heard.map_or(0, |h| h.last_seen),
+                }
+            })
+            .collect();
+        if let Err(e) = store.save_fleet(&rows, now) {
+            warn!(error = %e, "cannot store the fleet table");
+        }
+    }
+
+    /// Logs each op's phase change once, records it, and counts outcomes.
+    fn report(&mut self, now: u64) {
+        let mut changes = Vec::new();
         for op in self.executor.ops() {
             let phase = match &op.phase {
                 Phase::Queued => "queued",
@@ -283,18 +412,45 @@ impl Agent {
                 continue;
             }
             self.reported.insert(op.miner.clone(), phase);
+            changes.push(op.clone());
+        }
+        for op in changes {
             match &op.phase {
-                Phase::Verified { .. } => {
+                Phase::Verified { at } => {
+                    // Stored before it is logged: whoever reads the log finds it in the store.
                     self.summary.verified += 1;
+                    let power = self.fleet.get(&op.miner).and_then(|h| h.power());
+                    self.audit(
+                        now,
+                        &op.miner,
+                        "verified",
+                        format!("{:?}; power now {power:?}", op.want),
+                    );
+                    // Only a real switch (not a change found already in effect) restarts dwell.
+                    let switched =
+                        self.executor.last_switch(&op.miner).map(|(a, _)| a) == Some(*at);
+                    if let Some(store) = &self.store
+                        && switched
+                        && let Err(e) = store.save_switch(&op.miner, *at, op.want != Setting::Sleep)
+                    {
+                        warn!(error = %e, "cannot store a switch");
+                    }
                     info!(miner = %op.miner, want = ?op.want, "verified by telemetry");
                 }
                 Phase::Failed { reason } => {
                     self.summary.failed += 1;
                     warn!(miner = %op.miner, want = ?op.want, %reason, "change failed");
+                    self.audit(now, &op.miner, "failed", format!("{:?}: {reason}", op.want));
                 }
                 Phase::Unresponsive { attempts } => {
                     self.summary.unresponsive += 1;
                     warn!(miner = %op.miner, attempts, "miner unresponsive");
+                    self.audit(
+                        now,
+                        &op.miner,
+                        "unresponsive",
+                        format!("no final ack after {attempts} attempts"),
+                    );
                 }
                 _ => {}
             }

@@ -1,0 +1,377 @@
+//! The agent's store (SQLite, bundled): what must outlive the process — each miner's last switch
+//! (so a restarted agent keeps dwell times and does not flap the fleet), the signing key's last
+//! sequence number, the operator's overrides, and an audit log of every decision, command, ack
+//! and verification, which `hashwarden status` and `hashwarden explain` read while the agent runs
+//! (WAL: readers do not block the writer).
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use crate::planner::{Manual, Setting};
+
+const SCHEMA_VERSION: i64 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("{path}: schema version {found}, this agent knows {SCHEMA_VERSION}")]
+    Version { path: PathBuf, found: i64 },
+}
+
+/// One miner as the last plan saw it: what `hashwarden status` shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FleetRow {
+    pub miner: String,
+    pub online: bool,
+    pub mode: String,
+    pub hashrate_ths: f64,
+    pub power_w: f64,
+    pub j_per_th: Option<f64>,
+    pub breakeven: Option<f64>,
+    /// Hashprice less breakeven, $/PH/day.
+    pub margin: Option<f64>,
+    pub target: Setting,
+    pub reason: String,
+    pub last_seen: u64,
+}
+
+/// One line of the audit log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub at: u64,
+    pub miner: String,
+    /// `planned`, `sent`, `ack`, `verified`, `failed`, `unresponsive`, `override`.
+    pub kind: String,
+    pub detail: String,
+}
+
+#[derive(Debug)]
+pub struct Store {
+    path: PathBuf,
+    db: Connection,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let fail = |source| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        let db = Connection::open(path).map_err(fail)?;
+        // WAL lets `status` read while the agent writes; FULL syncs every commit, so a killed
+        // agent loses nothing it reported.
+        db.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA busy_timeout = 5000;
+             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS switches (
+                 miner TEXT PRIMARY KEY, at INTEGER NOT NULL, on_ INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS overrides (
+                 miner TEXT PRIMARY KEY, setting TEXT NOT NULL, until INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS fleet (
+                 miner TEXT PRIMARY KEY, row TEXT NOT NULL, updated_at INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS audit (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL,
+                 miner TEXT NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL);
+             CREATE INDEX IF NOT EXISTS audit_by_miner ON audit (miner, id);",
+        )
+        .map_err(fail)?;
+        let store = Self {
+            path: path.to_path_buf(),
+            db,
+        };
+        match store.meta("schema")? {
+            None => store.set_meta("schema", SCHEMA_VERSION)?,
+            Some(SCHEMA_VERSION) => {}
+            Some(found) => {
+                return Err(StoreError::Version {
+                    path: path.to_path_buf(),
+                    found,
+                });
+            }
+        }
+        Ok(store)
+    }
+
+    fn fail(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        |source| StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<i64>, StoreError> {
+        self.db
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(self.fail())
+    }
+
+    fn set_meta(&self, key: &str, value: i64) -> Result<(), StoreError> {
+        self.db
+            .execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )
+            .map(|_| ())
+            .map_err(self.fail())
+    }
+
+    /// The last command sequence number used, if any.
+    pub fn last_seq(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self.meta("last_seq")?.map(|v| v as u64))
+    }
+
+    pub fn save_seq(&self, seq: u64) -> Result<(), StoreError> {
+        self.set_meta("last_seq", seq as i64)
+    }
+
+    pub fn save_switch(&self, miner: &str, at: u64, on: bool) -> Result<(), StoreError> {
+        self.db
+            .execute(
+                "INSERT INTO switches (miner, at, on_) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (miner) DO UPDATE SET at = excluded.at, on_ = excluded.on_",
+                params![miner, at as i64, on],
+            )
+            .map(|_| ())
+            .map_err(self.fail())
+    }
+
+    /// Every miner's last switch: (miner, at, on).
+    pub fn switches(&self) -> Result<Vec<(String, u64, bool)>, StoreError> {
+        let mut query = self
+            .db
+            .prepare("SELECT miner, at, on_ FROM switches ORDER BY miner")
+            .map_err(self.fail())?;
+        let rows = query
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)? as u64,
+                    r.get(2)?,
+                ))
+            })
+            .map_err(self.fail())?;
+        rows.collect::<Result<_, _>>().map_err(self.fail())
+    }
+
+    pub fn set_override(&self, miner: &str, manual: Manual) -> Result<(), StoreError> {
+        let setting = serde_json::to_string(&manual.setting).unwrap_or_default();
+        self.db
+            .execute(
+                "INSERT INTO overrides (miner, setting, until) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (miner) DO UPDATE SET setting = excluded.setting,
+                                                   until = excluded.until",
+                params![miner, setting, manual.until as i64],
+            )
+            .map(|_| ())
+            .map_err(self.fail())
+    }
+
+    pub fn clear_override(&self, miner: &str) -> Result<(), StoreError> {
+        self.db
+            .execute("DELETE FROM overrides WHERE miner = ?1", [miner])
+            .map(|_| ())
+            .map_err(self.fail())
+    }
+
+    /// Overrides still in force at `now`.
+    pub fn overrides(&self, now: u64) -> Result<Vec<(String, Manual)>, StoreError> {
+        let mut query = self
+            .db
+            .prepare("SELECT miner, setting, until FROM overrides WHERE until > ?1 ORDER BY miner")
+            .map_err(self.fail())?;
+        let rows = query
+            .query_map([now as i64], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)? as u64,
+                ))
+            })
+            .map_err(self.fail())?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (miner, setting, until) = row.map_err(self.fail())?;
+            // A row this agent did not write is skipped rather than obeyed half-understood.
+            if let Ok(setting) = serde_json::from_str::<Setting>(&setting) {
+                out.push((miner, Manual { setting, until }));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The fleet table as of the last plan, one row per miner, in one transaction.
+    pub fn save_fleet(&mut self, rows: &[FleetRow], at: u64) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let fail = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.db.transaction().map_err(fail)?;
+        {
+            let mut upsert = tx
+                .prepare_cached(
+                    "INSERT INTO fleet (miner, row, updated_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (miner) DO UPDATE SET row = excluded.row,
+                                                       updated_at = excluded.updated_at",
+                )
+                .map_err(fail)?;
+            for row in rows {
+                let json = serde_json::to_string(row).unwrap_or_default();
+                upsert
+                    .execute(params![row.miner, json, at as i64])
+                    .map_err(fail)?;
+            }
+        }
+        tx.commit().map_err(fail)
+    }
+
+    /// The fleet table, by miner.
+    pub fn fleet(&self) -> Result<Vec<FleetRow>, StoreError> {
+        let mut query = self
+            .db
+            .prepare("SELECT row FROM fleet ORDER BY miner")
+            .map_err(self.fail())?;
+        let rows = query
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(self.fail())?;
+        let mut out = Vec::new();
+        for row in rows {
+            if let Ok(row) = serde_json::from_str(&row.map_err(self.fail())?) {
+                out.push(row);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        self.db
+            .execute(
+                "INSERT INTO audit (at, miner, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+                params![entry.at as i64, entry.miner, entry.kind, entry.detail],
+            )
+            .map(|_| ())
+            .map_err(self.fail())
+    }
+
+    /// The last `limit` entries for `miner` (all miners when `None`), oldest first.
+    pub fn history(
+        &self,
+        miner: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut query = self
+            .db
+            .prepare(
+                "SELECT at, miner, kind, detail FROM audit
+                 WHERE ?1 IS NULL OR miner = ?1 ORDER BY id DESC LIMIT ?2",
+            )
+            .map_err(self.fail())?;
+        let rows = query
+            .query_map(params![miner, limit as i64], |r| {
+                Ok(AuditEntry {
+                    at: r.get::<_, i64>(0)? as u64,
+                    miner: r.get(1)?,
+                    kind: r.get(2)?,
+                    detail: r.get(3)?,
+                })
+            })
+            .map_err(self.fail())?;
+        let mut entries: Vec<AuditEntry> = rows.collect::<Result<_, _>>().map_err(self.fail())?;
+        entries.reverse();
+        Ok(entries)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::units::Watts;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("hw-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        dir.join("agent.db")
+    }
+
+    #[test]
+    fn what_is_stored_is_there_after_a_reopen() {
+        let path = scratch("reopen");
+        {
+            let store = Store::open(&path).expect("opens");
+            assert_eq!(store.last_seq().expect("reads"), None);
+            store.save_seq(1_771_900_000_123).expect("saves");
+            store.save_switch("m1", 1_000, false).expect("saves");
+            store.save_switch("m1", 2_000, true).expect("saves");
+            store
+                .set_override(
+                    "m2",
+                    Manual {
+                        setting: Setting::PowerTarget(Watts(1_500.0)),
+                        until: 5_000,
+                    },
+                )
+                .expect("saves");
+            for (i, kind) in ["planned", "sent", "verified"].into_iter().enumerate() {
+                store
+                    .audit(&AuditEntry {
+                        at: 1_000 + i as u64,
+                        miner: "m1".into(),
+                        kind: kind.into(),
+                        detail: format!("step {i}"),
+                    })
+                    .expect("audits");
+            }
+        }
+        let store = Store::open(&path).expect("reopens");
+        assert_eq!(store.last_seq().expect("reads"), Some(1_771_900_000_123));
+        assert_eq!(
+            store.switches().expect("reads"),
+            [("m1".to_string(), 2_000, true)]
+        );
+        let overrides = store.overrides(4_999).expect("reads");
+        assert_eq!(overrides.len(), 1);
+        assert_eq!(overrides[0].1.setting, Setting::PowerTarget(Watts(1_500.0)));
+        assert!(store.overrides(5_000).expect("reads").is_empty(), "expired");
+        store.clear_override("m2").expect("clears");
+        assert!(store.overrides(0).expect("reads").is_empty());
+        let history = store.history(Some("m1"), 2).expect("reads");
+        assert_eq!(
+            history.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
+            ["sent", "verified"],
+            "the last two, oldest first"
+        );
+        assert!(store.history(Some("m9"), 10).expect("reads").is_empty());
+    }
+
+    #[test]
+    fn a_store_from_another_schema_or_not_a_database_is_refused() {
+        let path = scratch("schema");
+        Store::open(&path)
+            .expect("opens")
+            .set_meta("schema", 99)
+            .expect("sets");
+        assert!(matches!(
+            Store::open(&path),
+            Err(StoreError::Version { found: 99, .. })
+        ));
+        let junk = scratch("junk");
+        std::fs::write(
+            &junk,
+            b"this is not sqlite, and it is long enough to have a header",
+        )
+        .expect("writes");
+        let message = Store::open(&junk).expect_err("refused").to_string();
+        assert!(message.contains("agent.db"), "{message}");
+    }
+}
