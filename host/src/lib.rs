@@ -10,6 +10,7 @@ pub mod keys;
 pub mod market;
 pub mod planner;
 pub mod site;
+pub mod sources;
 pub mod store;
 pub mod tariff;
 pub mod units;

@@ -65,12 +65,21 @@ pub struct SiteSection {
     pub cap_w: Option<f64>,
 }
 
-/// A fixed market for planning by hand; the agent's live sources come later.
+/// Where the site's hashprice comes from: a starting value (a hashprice or the network's
+/// figures), a public endpoint to poll, a CSV file to replay — and always the `…/market` topic.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MarketSection {
     pub hashprice: Option<UsdPerPhDay>,
     pub network: Option<Network>,
+    /// `{ kind = "mempool", url = "https://mempool.space" }` or
+    /// `{ kind = "hashrate_index", url = "…" }`.
+    pub poll: Option<crate::sources::Poll>,
+    /// Seconds between polls (default 300).
+    pub poll_interval_s: Option<f64>,
+    /// Readings to replay (`at,hashprice` or `at,difficulty,height,fees_per_block_btc,btc_usd`):
+    /// each is taken once the clock passes its `at`.
+    pub csv: Option<std::path::PathBuf>,
 }
 
 pub use cli_common::config::ConfigError as SiteError;
@@ -113,6 +122,14 @@ impl SiteConfig {
             return Err(invalid(
                 "policy.min_change",
                 format!("{} is not a fraction in 0..1", policy.min_change),
+            ));
+        }
+        if let Some(interval) = config.market.poll_interval_s
+            && !(interval.is_finite() && (10.0..=86_400.0).contains(&interval))
+        {
+            return Err(invalid(
+                "market.poll_interval_s",
+                format!("{interval} s is not within 10..=86400"),
             ));
         }
         if let Some(agent) = &config.agent {

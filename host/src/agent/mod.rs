@@ -48,9 +48,36 @@ struct Agent {
     store: Option<Store>,
     /// The hashprice of the last plan, for the fleet table's margins.
     last_hashprice: Option<f64>,
+    /// Market readings still to replay, oldest first.
+    replay: std::collections::VecDeque<fleet_proto::Market>,
     /// Each miner's last reported phase, to log every change once.
     reported: BTreeMap<String, &'static str>,
     summary: Summary,
+}
+
+/// Polls `source` every `every`, off the loop (the client blocks).
+fn spawn_poller(
+    source: crate::sources::Poll,
+    every: Duration,
+) -> (
+    tokio::task::JoinHandle<()>,
+    tokio::sync::mpsc::Receiver<Result<fleet_proto::Market, crate::sources::SourceError>>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let task = tokio::spawn(async move {
+        loop {
+            let source = source.clone();
+            let polled =
+                tokio::task::spawn_blocking(move || crate::sources::poll(&source, unix_now()))
+                    .await;
+            let Ok(polled) = polled else { return };
+            if tx.send(polled).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(every).await;
+        }
+    });
+    (task, rx)
 }
 
 pub fn unix_now() -> u64 {
@@ -73,8 +100,26 @@ pub async fn run(
     let signer = crate::keys::load(&section.key_file, &section.key_id)
         .map_err(|e| format!("agent.key_file: {e}"))?;
     let store = Store::open(&section.store).map_err(|e| format!("agent.store: {e}"))?;
+    let replay = match &config.market.csv {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("market.csv: {}: {e}", path.display()))?;
+            crate::sources::csv(&text)
+                .map_err(|e| format!("market.csv: {}: {e}", path.display()))?
+        }
+        None => Vec::new(),
+    };
+    let poller = config.market.poll.clone().map(|source| {
+        let every = Duration::from_secs_f64(config.market.poll_interval_s.unwrap_or(300.0));
+        spawn_poller(source, every)
+    });
     let mut agent = Agent::new(config, site.clone(), signer, section.maestro, unix_now())?;
     agent.attach(store)?;
+    agent.replay = replay.into();
+    let (poller_task, mut polled) = match poller {
+        Some((task, rx)) => (Some(task), Some(rx)),
+        None => (None, None),
+    };
     let mut link = link::spawn(&section, &site)?;
     let mut ticks = tokio::time::interval(Duration::from_secs_f64(section.plan_interval_s));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -89,6 +134,15 @@ pub async fn run(
     loop {
         tokio::select! {
             Some(message) = link.incoming.recv() => agent.take(&message.topic, &message.payload),
+            Some(polled) = async {
+                match &mut polled {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => match polled {
+                Ok(market) => agent.take_market(&market, "the poller", unix_now()),
+                Err(e) => warn!(error = %e, "market poll failed; the last good reading stands"),
+            },
             _ = ticks.tick() => {
                 for (miner, payload) in agent.round(unix_now()) {
                     link.command(&MinerTopic::new(&agent.site, &miner, Kind::Cmd).to_string(), payload);
@@ -97,6 +151,9 @@ pub async fn run(
             () = &mut stop => break,
             () = &mut deadline => break,
         }
+    }
+    if let Some(task) = poller_task {
+        task.abort();
     }
     link.finish(GOODBYE_GRACE).await;
     agent.summary.miners = agent.fleet.len();
@@ -138,6 +195,7 @@ impl Agent {
             signer,
             store: None,
             last_hashprice: None,
+            replay: std::collections::VecDeque::new(),
             reported: BTreeMap::new(),
             summary: Summary::default(),
         })
@@ -211,18 +269,9 @@ impl Agent {
                 refused(&mut self.summary, "miner message", e.to_string());
             }
         } else if topic_name == topic::market(&self.site) {
-            let reading = serde_json::from_slice::<fleet_proto::Market>(payload)
-                .map_err(|e| e.to_string())
-                .and_then(|m| Reading::from_message(&m).map_err(|e| e.to_string()))
-                .and_then(|r| {
-                    self.market
-                        .offer(r, now)
-                        .map(|()| r)
-                        .map_err(|e| e.to_string())
-                });
-            match reading {
-                Ok(r) => info!(hashprice = %r.hashprice, "market reading taken"),
-                Err(reason) => refused(&mut self.summary, "market", reason),
+            match serde_json::from_slice::<fleet_proto::Market>(payload) {
+                Ok(market) => self.take_market(&market, "the market topic", now),
+                Err(e) => refused(&mut self.summary, "market", e.to_string()),
             }
         } else if topic_name == topic::grid(&self.site) {
             match serde_json::from_slice::<GridSignal>(payload) {
@@ -240,9 +289,32 @@ impl Agent {
         }
     }
 
+    /// A market reading from any source, through the plausibility guard.
+    fn take_market(&mut self, market: &fleet_proto::Market, source: &str, now: u64) {
+        let taken = Reading::from_message(market)
+            .and_then(|reading| self.market.offer(reading, now).map(|()| reading));
+        match taken {
+            Ok(reading) => info!(hashprice = %reading.hashprice, source, "market reading taken"),
+            Err(reason) => {
+                self.summary.refused_messages += 1;
+                warn!(source, %reason, "market reading refused");
+            }
+        }
+    }
+
+    /// The replay's readings whose time has come, newest last.
+    fn replay(&mut self, now: u64) {
+        let due = self.replay.iter().take_while(|m| m.at <= now).count();
+        let readings: Vec<fleet_proto::Market> = self.replay.drain(..due).collect();
+        if let Some(latest) = readings.last() {
+            self.take_market(latest, "the replay file", now);
+        }
+    }
+
     /// One planning round at `now`: the plan's changes to the executor, and the signed commands
     /// to publish, by miner.
     fn round(&mut self, now: u64) -> Vec<(Name, Vec<u8>)> {
+        self.replay(now);
         let mut machines = self.fleet.machines(now);
         let overrides = match &self.store {
             Some(store) => store.overrides(now).unwrap_or_else(|e| {
@@ -555,6 +627,32 @@ mod tests {
         // Another site's messages are not this agent's.
         agent.take_at("hashwarden/v1/other/m9/status", b"online", NOW + 2);
         assert_eq!(agent.fleet.len(), 1);
+    }
+
+    #[test]
+    fn a_replayed_reading_is_taken_when_its_time_comes() {
+        let mut agent = agent("");
+        hear_miner(&mut agent);
+        let reading = |at: u64, hashprice: f64| fleet_proto::Market {
+            v: 1,
+            at,
+            hashprice_usd_per_ph_day: Some(hashprice),
+            difficulty: None,
+            height: None,
+            fees_per_block_btc: None,
+            btc_usd: None,
+        };
+        agent.replay = vec![reading(NOW - 10, 40.0), reading(NOW + 100, 25.0)].into();
+        assert!(agent.round(NOW).is_empty(), "$40 now");
+        assert!(agent.round(NOW + 99).is_empty());
+        // Still reporting (a miner silent for a minute counts as offline).
+        agent.take_at(
+            "hashwarden/v1/tx-west/m1/telemetry",
+            &example("/telemetry"),
+            NOW + 99,
+        );
+        assert_eq!(actions(&agent.round(NOW + 100)), ["m1:sleep"]);
+        assert!(agent.replay.is_empty());
     }
 
     #[test]

@@ -1,0 +1,406 @@
+//! Where market data comes from besides the `…/market` topic: the public endpoints operators
+//! poll — mempool.space's mining API (difficulty, fees over the last 144 blocks, height, BTC
+//! price) and Hashrate Index's hashprice — and a CSV file to replay. Each source becomes the same
+//! `fleet_proto::Market` message, so every reading goes through the same plausibility guard.
+//! The parsers are pure; [`poll`] is the one function here that does I/O.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Why a source's answer was not used.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SourceError {
+    #[error("{0}: not the JSON shape this source answers with")]
+    Shape(&'static str),
+    #[error("{0}")]
+    Fetch(String),
+    #[error("line {line}: {reason}")]
+    Csv { line: usize, reason: String },
+}
+
+/// A market source to poll.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Poll {
+    /// `BASE/api/v1/mining/hashrate/3d`, `BASE/api/v1/mining/reward-stats/144`,
+    /// `BASE/api/v1/prices`.
+    Mempool { url: String },
+    /// `BASE/v1/hashrateindex/hashprice`.
+    HashrateIndex { url: String },
+}
+
+fn number(value: &Value) -> Option<f64> {
+    // Amounts in sats come as strings; everything else as numbers.
+    value
+        .as_f64()
+        .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+}
+
+/// `…/mining/hashrate/{period}` → the current difficulty.
+pub fn mempool_difficulty(body: &[u8]) -> Result<f64, SourceError> {
+    let json: Value = serde_json::from_slice(body).map_err(|_| SourceError::Shape("hashrate"))?;
+    number(&json["currentDifficulty"]).ok_or(SourceError::Shape("hashrate"))
+}
+
+/// `…/mining/reward-stats/144` → (fees per block in BTC, the newest block's height).
+pub fn mempool_fees(body: &[u8]) -> Result<(f64, u64), SourceError> {
+    let json: Value =
+        serde_json::from_slice(body).map_err(|_| SourceError::Shape("reward-stats"))?;
+    let start = number(&json["startBlock"]).ok_or(SourceError::Shape("reward-stats"))?;
+    let end = number(&json["endBlock"]).ok_or(SourceError::Shape("reward-stats"))?;
+    let fees_sats = number(&json["totalFee"]).ok_or(SourceError::Shape("reward-stats"))?;
+    let blocks = end - start + 1.0;
+    if !(blocks >= 1.0 && end >= 0.0 && end.is_finite()) {
+        return Err(SourceError::Shape("reward-stats"));
+    }
+    Ok((fees_sats / blocks / 1e8, end as u64))
+}
+
+/// `…/prices` → BTC in USD.
+pub fn mempool_price(body: &[u8]) -> Result<f64, SourceError> {
+    let json: Value = serde_json::from_slice(body).map_err(|_| SourceError::Shape("prices"))?;
+    number(&json["USD"]).ok_or(SourceError::Shape("prices"))
+}
+
+/// Hashrate Index `…/hashprice` → the newest (hashprice $/PH/day, unix s).
+pub fn hashrate_index(body: &[u8]) -> Result<(f64, u64), SourceError> {
+    let json: Value = serde_json::from_slice(body).map_err(|_| SourceError::Shape("hashprice"))?;
+    json["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|point| Some((number(&point["price"])?, timestamp(&point["timestamp"])?)))
+        .max_by_key(|&(_, at)| at)
+        .ok_or(SourceError::Shape("hashprice"))
+}
+
+/// A timestamp as unix seconds: a number (seconds, or milliseconds when that large), or an
+/// ISO 8601 UTC date-time (`2026-02-24T00:00:00Z`, fractions allowed).
+fn timestamp(value: &Value) -> Option<u64> {
+    if let Some(n) = number(value) {
+        let n = n as u64;
+        return Some(if n > 100_000_000_000 { n / 1000 } else { n });
+    }
+    let text = value.as_str()?;
+    let (date, time) = text.split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (year, month, day) = (d.next()??, d.next()??, d.next()??);
+    let time = time.trim_end_matches('Z');
+    let time = time.split(['.', '+']).next()?;
+    let mut t = time.split(':').map(|p| p.parse::<i64>().ok());
+    let (hour, minute, second) = (t.next()??, t.next()??, t.next().flatten().unwrap_or(0));
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
+        return None;
+    }
+    // Days from 1970-01-01 in the proleptic Gregorian calendar (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + hour * 3_600 + minute * 60 + second).ok()
+}
+
+/// A CSV replay file: a header naming the columns, then one reading per line. Columns: `at`
+/// (unix s) and either `hashprice` or all of `difficulty`, `height`, `fees_per_block_btc`,
+/// `btc_usd`. `#` starts a comment line.
+pub fn csv(text: &str) -> Result<Vec<fleet_proto::Market>, SourceError> {
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
+    let (header_line, header) = lines.next().ok_or(SourceError::Csv {
+        line: 1,
+        reason: "empty: a header line is needed".into(),
+    })?;
+    let columns: Vec<&str> = header.split(',').map(str::trim).collect();
+    let index = |name: &str| columns.iter().position(|c| *c == name);
+    let at = index("at").ok_or(SourceError::Csv {
+        line: header_line + 1,
+        reason: "no `at` column".into(),
+    })?;
+    let mut out = Vec::new();
+    for (n, line) in lines {
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        let bad = |reason: String| SourceError::Csv {
+            line: n + 1,
+            reason,
+        };
+        let field = |name: &str| -> Result<Option<f64>, SourceError> {
+            match index(name).and_then(|i| fields.get(i)) {
+                None | Some(&"") => Ok(None),
+                Some(text) => text
+                    .parse::<f64>()
+                    .map(Some)
+                    .map_err(|_| bad(format!("{name} {text:?} is not a number"))),
+            }
+        };
+        if fields.len() != columns.len() {
+            return Err(bad(format!(
+                "{} fields, the header has {}",
+                fields.len(),
+                columns.len()
+            )));
+        }
+        let at_s = fields[at]
+            .parse::<u64>()
+            .map_err(|_| bad(format!("at {:?} is not unix seconds", fields[at])))?;
+        out.push(fleet_proto::Market {
+            v: fleet_proto::command::VERSION,
+            at: at_s,
+            hashprice_usd_per_ph_day: field("hashprice")?,
+            difficulty: field("difficulty")?,
+            height: field("height")?.map(|h| h as u64),
+            fees_per_block_btc: field("fees_per_block_btc")?,
+            btc_usd: field("btc_usd")?,
+        });
+    }
+    out.sort_by_key(|m| m.at);
+    Ok(out)
+}
+
+/// One poll of `source` (blocking: run it off the agent's loop). `now` stamps sources that give
+/// no time of their own.
+pub fn poll(source: &Poll, now: u64) -> Result<fleet_proto::Market, SourceError> {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(std::time::Duration::from_secs(20))
+        .build();
+    let get = |url: String| -> Result<Vec<u8>, SourceError> {
+        let response = agent
+            .get(&url)
+            .call()
+            .map_err(|e| SourceError::Fetch(format!("{url}: {e}")))?;
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(response.into_reader(), 1 << 20),
+            &mut body,
+        )
+        .map_err(|e| SourceError::Fetch(format!("{url}: {e}")))?;
+        Ok(body)
+    };
+    let base = |url: &str| url.trim_end_matches('/').to_string();
+    match source {
+        Poll::Mempool { url } => {
+            let base = base(url);
+            let difficulty =
+                mempool_difficulty(&get(format!("{base}/api/v1/mining/hashrate/3d"))?)?;
+            let (fees, height) =
+                mempool_fees(&get(format!("{base}/api/v1/mining/reward-stats/144"))?)?;
+            let btc_usd = mempool_price(&get(format!("{base}/api/v1/prices"))?)?;
+            Ok(fleet_proto::Market {
+                v: fleet_proto::command::VERSION,
+                at: now,
+                hashprice_usd_per_ph_day: None,
+                difficulty: Some(difficulty),
+                height: Some(height),
+                fees_per_block_btc: Some(fees),
+                btc_usd: Some(btc_usd),
+            })
+        }
+        Poll::HashrateIndex { url } => {
+            let (hashprice, at) =
+                hashrate_index(&get(format!("{}/v1/hashrateindex/hashprice", base(url)))?)?;
+            Ok(fleet_proto::Market {
+                v: fleet_proto::command::VERSION,
+                at,
+                hashprice_usd_per_ph_day: Some(hashprice),
+                difficulty: None,
+                height: None,
+                fees_per_block_btc: None,
+                btc_usd: None,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Payloads in the shapes the economics reference gives for mempool.space's mining API (sats
+    /// as strings) and Hashrate Index, with the February 2026 record low's figures.
+    pub(super) const HASHRATE: &str = r#"{"hashrates":[],"difficulty":[{"time":1771545600,"height":935000,"difficulty":144.5e12,"adjustment":-0.02}],"currentHashrate":1.034e21,"currentDifficulty":144500000000000}"#;
+    pub(super) const REWARDS: &str = r#"{"startBlock":934857,"endBlock":935000,"totalReward":"45288000000","totalFee":"288000000","totalTx":"512345"}"#;
+    pub(super) const PRICES: &str = r#"{"time":1771891200,"USD":63000,"EUR":58000}"#;
+    pub(super) const HASHPRICE: &str = r#"{"data":[{"price":27.9,"timestamp":"2026-02-23T00:00:00Z"},{"price":27.58,"timestamp":"2026-02-24T00:00:00.000Z"}]}"#;
+
+    #[test]
+    fn mempool_answers_give_the_record_low() {
+        let difficulty = mempool_difficulty(HASHRATE.as_bytes()).expect("parses");
+        let (fees, height) = mempool_fees(REWARDS.as_bytes()).expect("parses");
+        let btc_usd = mempool_price(PRICES.as_bytes()).expect("parses");
+        assert_eq!(difficulty, 144.5e12);
+        assert_eq!(height, 935_000);
+        assert!((fees - 0.02).abs() < 1e-9, "{fees}");
+        let reading = crate::market::Reading::from_message(&fleet_proto::Market {
+            v: 1,
+            at: 0,
+            hashprice_usd_per_ph_day: None,
+            difficulty: Some(difficulty),
+            height: Some(height),
+            fees_per_block_btc: Some(fees),
+            btc_usd: Some(btc_usd),
+        })
+        .expect("complete");
+        assert!((reading.hashprice.0 - 27.58).abs() < 0.01);
+    }
+
+    #[test]
+    fn hashrate_index_gives_its_newest_point() {
+        let (price, at) = hashrate_index(HASHPRICE.as_bytes()).expect("parses");
+        assert_eq!(price, 27.58);
+        // 2026-02-24T00:00:00Z
+        assert_eq!(at, 1_771_891_200);
+        let numeric = r#"{"data":[{"price":30.1,"timestamp":1771891200000}]}"#;
+        assert_eq!(
+            hashrate_index(numeric.as_bytes()),
+            Ok((30.1, 1_771_891_200))
+        );
+    }
+
+    #[test]
+    fn other_shapes_are_refused_by_name() {
+        for (body, what) in [
+            ("{}", "hashrate"),
+            ("[1,2]", "hashrate"),
+            ("not json", "hashrate"),
+        ] {
+            assert_eq!(
+                mempool_difficulty(body.as_bytes()),
+                Err(SourceError::Shape(what))
+            );
+        }
+        assert!(mempool_fees(br#"{"startBlock":10,"endBlock":5,"totalFee":"1"}"#).is_err());
+        assert!(mempool_price(br#"{"EUR":1}"#).is_err());
+        assert!(hashrate_index(br#"{"data":[{"price":1,"timestamp":"yesterday"}]}"#).is_err());
+        assert!(hashrate_index(br#"{"data":[]}"#).is_err());
+    }
+
+    #[test]
+    fn a_csv_replays_in_time_order_and_says_which_line_is_wrong() {
+        let text = "# the crash\nat,hashprice\n1771891200,27.58\n1767225600,36.9\n\n";
+        let readings = csv(text).expect("parses");
+        assert_eq!(
+            readings.iter().map(|m| m.at).collect::<Vec<_>>(),
+            [1_767_225_600, 1_771_891_200]
+        );
+        assert_eq!(readings[1].hashprice_usd_per_ph_day, Some(27.58));
+        let network = "at,difficulty,height,fees_per_block_btc,btc_usd\n1771891200,144.5e12,935000,0.02,63000\n";
+        let market = &csv(network).expect("parses")[0];
+        assert_eq!(
+            (market.height, market.btc_usd),
+            (Some(935_000), Some(63_000.0))
+        );
+        for (bad, line) in [
+            ("at,hashprice\n1,2\nx,3\n", 3),
+            ("at,hashprice\n1,2,3\n", 2),
+            ("hashprice\n2\n", 1),
+            ("at,hashprice\n1,cheap\n", 2),
+            ("", 1),
+        ] {
+            match csv(bad) {
+                Err(SourceError::Csv { line: l, .. }) => assert_eq!(l, line, "{bad:?}"),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_body_is_parsed_or_refused(body in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let _ = mempool_difficulty(&body);
+            let _ = mempool_fees(&body);
+            let _ = mempool_price(&body);
+            let _ = hashrate_index(&body);
+            let _ = csv(&String::from_utf8_lossy(&body));
+        }
+    }
+}
+
+#[cfg(test)]
+mod http_tests {
+    use super::*;
+    use axum::Router;
+    use axum::http::StatusCode;
+    use axum::routing::get;
+
+    async fn serve(app: Router) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let address = listener.local_addr().expect("address");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        format!("http://{address}")
+    }
+
+    /// The poller against a local server answering like mempool.space and Hashrate Index.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn polling_local_servers_in_the_public_shapes() {
+        let base = serve(
+            Router::new()
+                .route(
+                    "/api/v1/mining/hashrate/3d",
+                    get(|| async { super::tests::HASHRATE }),
+                )
+                .route(
+                    "/api/v1/mining/reward-stats/144",
+                    get(|| async { super::tests::REWARDS }),
+                )
+                .route("/api/v1/prices", get(|| async { super::tests::PRICES }))
+                .route(
+                    "/v1/hashrateindex/hashprice",
+                    get(|| async { super::tests::HASHPRICE }),
+                ),
+        )
+        .await;
+        let mempool = Poll::Mempool {
+            url: format!("{base}/"),
+        };
+        let index = Poll::HashrateIndex { url: base.clone() };
+        let (m, h) = tokio::task::spawn_blocking(move || (poll(&mempool, 42), poll(&index, 42)))
+            .await
+            .expect("joins");
+        let m = m.expect("mempool polled");
+        assert_eq!(
+            (m.at, m.difficulty, m.height),
+            (42, Some(144.5e12), Some(935_000))
+        );
+        let h = h.expect("hashrate index polled");
+        assert_eq!(
+            (h.at, h.hashprice_usd_per_ph_day),
+            (1_771_891_200, Some(27.58))
+        );
+
+        let broken = serve(
+            Router::new()
+                .route(
+                    "/api/v1/mining/hashrate/3d",
+                    get(|| async { "{\"oops\":1}" }),
+                )
+                .route(
+                    "/v1/hashrateindex/hashprice",
+                    get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "down") }),
+                ),
+        )
+        .await;
+        let (m, h) = tokio::task::spawn_blocking(move || {
+            (
+                poll(
+                    &Poll::Mempool {
+                        url: broken.clone(),
+                    },
+                    0,
+                ),
+                poll(&Poll::HashrateIndex { url: broken }, 0),
+            )
+        })
+        .await
+        .expect("joins");
+        assert_eq!(m, Err(SourceError::Shape("hashrate")));
+        assert!(matches!(h, Err(SourceError::Fetch(e)) if e.contains("500")));
+    }
+}
