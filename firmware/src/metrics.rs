@@ -1,8 +1,7 @@
 //! Prometheus text exposition of the snapshot: conventional names, base units (hashes per second,
 //! watts, celsius, hertz, volts), counters ending in `_total`.
 
-use std::fmt::Write;
-
+use cli_common::prometheus::Exposition;
 use fleet_proto::Mode;
 
 use crate::snapshot::Snapshot;
@@ -15,27 +14,8 @@ const MODES: [(Mode, &str); 5] = [
     (Mode::Overheated, "overheated"),
 ];
 
-struct Exposition(String);
-
-impl Exposition {
-    fn family(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
-    }
-
-    fn sample(&mut self, name: &str, labels: &str, value: f64) {
-        if value.is_finite() {
-            let _ = writeln!(self.0, "{name}{labels} {value}");
-        }
-    }
-
-    fn one(&mut self, name: &str, kind: &str, help: &str, value: f64) {
-        self.family(name, kind, help);
-        self.sample(name, "", value);
-    }
-}
-
 pub fn render(s: &Snapshot) -> String {
-    let mut out = Exposition(String::new());
+    let mut out = Exposition::new();
     let board = s.board;
     out.family(
         "hashwarden_info",
@@ -180,7 +160,7 @@ pub fn render(s: &Snapshot) -> String {
         "Seconds since the daemon started.",
         s.elapsed_s as f64,
     );
-    out.0
+    out.finish()
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use hil_tests::{Broker, Process, Seen, Watcher, binary, scratch};
+use hil_tests::{Broker, Process, Seen, Watcher, binary, free_port, http_get, scratch};
 
 const SITE: &str = "tx-west";
 const SOON: Duration = Duration::from_secs(45);
@@ -129,6 +129,7 @@ async fn a_price_between_two_breakevens_sleeps_exactly_the_one_under_water() {
     );
 
     let site = dir.join("site.toml");
+    let metrics_port = free_port();
     std::fs::write(
         &site,
         format!(
@@ -137,7 +138,7 @@ async fn a_price_between_two_breakevens_sleeps_exactly_the_one_under_water() {
              [policy]\nmode = \"threshold\"\nband = 0.05\nmin_on_s = 2\nmin_off_s = 2\n\
              restore_cooldown_s = 2\nbatch_size = 10\nbatch_interval_s = 1\n\
              [agent]\nmqtt_url = \"mqtt://127.0.0.1:{}\"\nkey_file = \"{}\"\nkey_id = \"host-test\"\n\
-             plan_interval_s = 0.5\nstore = \"{}\"\n",
+             plan_interval_s = 0.5\nstore = \"{}\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n",
             broker.port,
             key.display(),
             dir.join("agent.db").display()
@@ -248,6 +249,18 @@ async fn a_price_between_two_breakevens_sleeps_exactly_the_one_under_water() {
             explained.contains(step),
             "{step} missing from:\n{explained}"
         );
+    }
+
+    // The fleet on /metrics: the market, the breakevens, the round trips.
+    let metrics = http_get(metrics_port, "/metrics");
+    for line in [
+        "hashwarden_changes_verified_total 2",
+        "hashwarden_commands_sent_total 2",
+        "hashwarden_machines{target=\"full\"} 2",
+        "hashwarden_breakeven_usd_per_ph_day_count 2",
+        "hashwarden_command_latency_seconds_count 2",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from\n{metrics}");
     }
 
     // By hand: the efficient one sleeps for ten minutes whatever the price.

@@ -8,6 +8,7 @@ pub mod fleet;
 pub mod grid;
 pub mod keys;
 pub mod market;
+pub mod metrics;
 pub mod planner;
 pub mod site;
 pub mod sources;

@@ -44,6 +44,8 @@ pub struct AgentSection {
     /// The agent's store (SQLite): switch history, sequence numbers, overrides, audit log.
     #[serde(default = "default_store")]
     pub store: std::path::PathBuf,
+    /// Where to serve Prometheus `/metrics` (`ADDR:PORT`); not served when absent.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 fn default_store() -> std::path::PathBuf {

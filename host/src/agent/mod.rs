@@ -50,9 +50,37 @@ struct Agent {
     last_hashprice: Option<f64>,
     /// Market readings still to replay, oldest first.
     replay: std::collections::VecDeque<fleet_proto::Market>,
+    metrics: crate::metrics::FleetMetrics,
+    /// When each command in flight was published (host monotonic clock), for its latency.
+    sent_at: std::collections::HashMap<String, std::time::Instant>,
     /// Each miner's last reported phase, to log every change once.
     reported: BTreeMap<String, &'static str>,
     summary: Summary,
+}
+
+/// Serves the latest rendering on `GET /metrics` until aborted.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    rendered: tokio::sync::watch::Receiver<String>,
+) {
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let body = rendered.borrow().clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4",
+                    )],
+                    body,
+                )
+            }
+        }),
+    );
+    if let Err(e) = axum::serve(listener, app).await {
+        warn!(error = %e, "metrics server stopped");
+    }
 }
 
 /// Polls `source` every `every`, off the loop (the client blocks).
@@ -120,6 +148,17 @@ pub async fn run(
         Some((task, rx)) => (Some(task), Some(rx)),
         None => (None, None),
     };
+    let (metrics_tx, metrics_rx) = tokio::sync::watch::channel(String::new());
+    let metrics_server = match section.metrics_listen {
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|e| format!("agent.metrics_listen {address}: {e}"))?;
+            info!(%address, "metrics on /metrics");
+            Some(tokio::spawn(serve_metrics(listener, metrics_rx)))
+        }
+        None => None,
+    };
     let mut link = link::spawn(&section, &site)?;
     let mut ticks = tokio::time::interval(Duration::from_secs_f64(section.plan_interval_s));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -147,12 +186,13 @@ pub async fn run(
                 for (miner, payload) in agent.round(unix_now()) {
                     link.command(&MinerTopic::new(&agent.site, &miner, Kind::Cmd).to_string(), payload);
                 }
+                metrics_tx.send_replace(agent.metrics.render());
             }
             () = &mut stop => break,
             () = &mut deadline => break,
         }
     }
-    if let Some(task) = poller_task {
+    for task in [poller_task, metrics_server].into_iter().flatten() {
         task.abort();
     }
     link.finish(GOODBYE_GRACE).await;
@@ -196,6 +236,8 @@ impl Agent {
             store: None,
             last_hashprice: None,
             replay: std::collections::VecDeque::new(),
+            metrics: crate::metrics::FleetMetrics::default(),
+            sent_at: std::collections::HashMap::new(),
             reported: BTreeMap::new(),
             summary: Summary::default(),
         })
@@ -261,6 +303,12 @@ impl Agent {
                                     .map_or(String::new(), |r| format!(": {r}"))
                             ),
                         );
+                        if ack.status != fleet_proto::AckStatus::Accepted
+                            && let Some(sent) =
+                                ack.id.as_ref().and_then(|id| self.sent_at.remove(id))
+                        {
+                            self.metrics.latency(sent.elapsed().as_secs_f64());
+                        }
                         self.executor.on_ack(miner, &ack, now);
                     }
                     Err(e) => refused(&mut self.summary, "ack", e.to_string()),
@@ -396,6 +444,8 @@ impl Agent {
         }
         self.last_hashprice = economics.map(|e| e.hashprice.0);
         self.save_fleet(&machines, &plan, now);
+        self.metrics
+            .plan(&plan, &machines, economics.map(|e| e.power_price.0));
         let commands = self.executor.tick(now, &self.fleet);
         if let (Some(store), Some(last)) = (&self.store, commands.iter().map(|c| c.seq).max())
             && let Err(e) = store.save_seq(last)
@@ -404,11 +454,17 @@ impl Agent {
         }
         self.report(now);
         let mut out = Vec::new();
+        self.sync_counters();
         for command in commands {
             match self.signer.sign(&command) {
                 Ok(signed) => match serde_json::to_vec(&signed) {
                     Ok(bytes) => {
                         self.summary.commands_sent += 1;
+                        // Bounded: a fleet that never answers must not grow this without end.
+                        if self.sent_at.len() < 100_000 {
+                            self.sent_at
+                                .insert(command.id.clone(), std::time::Instant::now());
+                        }
                         info!(miner = %command.miner, id = %command.id, action = ?command.action, "command sent");
                         self.audit(
                             now,
@@ -423,7 +479,17 @@ impl Agent {
                 Err(e) => warn!(error = %e, "cannot sign a command"),
             }
         }
+        self.sync_counters();
         out
+    }
+
+    fn sync_counters(&mut self) {
+        let s = &self.summary;
+        self.metrics.commands_sent = s.commands_sent;
+        self.metrics.verified = s.verified;
+        self.metrics.failed = s.failed;
+        self.metrics.unresponsive = s.unresponsive;
+        self.metrics.refused_messages = s.refused_messages;
     }
 
     /// The fleet table for `hashwarden status`, as this plan saw it.
