@@ -75,7 +75,19 @@ pub struct Broker {
 
 impl Broker {
     pub fn start(dir: &Path) -> Self {
-        let port = free_port();
+        Self::start_on(dir, free_port())
+    }
+
+    /// Stops the broker and starts a new one on the same port: the clients must reconnect, and
+    /// nothing retained survives (persistence is off).
+    pub fn restart(&mut self, dir: &Path) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        *self = Self::start_on(dir, self.port);
+    }
+
+    /// On `port`: a broker restarted where the clients expect it.
+    pub fn start_on(dir: &Path, port: u16) -> Self {
         let conf = dir.join("mosquitto.conf");
         std::fs::write(
             &conf,
@@ -126,6 +138,12 @@ impl Process {
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// kill -9: no goodbye, no flush.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// SIGTERM, then the exit status and the last stdout line as JSON.

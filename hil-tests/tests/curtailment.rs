@@ -72,93 +72,132 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// A site on a real broker: the agent's key, two miners trusting it (an efficient one at 1.30 V
+/// and 250 MHz, a hot one at 1.50 V and its default clock), and the agent's configuration.
+struct Site {
+    dir: std::path::PathBuf,
+    broker: Broker,
+    watcher: Watcher,
+    agent_bin: std::path::PathBuf,
+    config: String,
+    metrics_port: u16,
+    hot_miner: Process,
+    _efficient_miner: Process,
+}
+
+impl Site {
+    async fn start(name: &str) -> Self {
+        let dir = scratch(name);
+        let broker = Broker::start(&dir);
+        let (agent_bin, firmware_bin) = (binary("hashwarden"), binary("hashwarden-fw"));
+        let key = dir.join("host.key");
+        let output = std::process::Command::new(&agent_bin)
+            .args(["keys", "init", "--out"])
+            .arg(&key)
+            .args(["--key-id", "host-test"])
+            .output()
+            .expect("runs");
+        assert!(output.status.success());
+        let public_key = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        assert_eq!(public_key.len(), 64, "{public_key}");
+        let watcher = Watcher::connect(
+            broker.port,
+            "test-watch",
+            &format!("hashwarden/v1/{SITE}/#"),
+        )
+        .await;
+        let start_miner = |name: &str, core_mv: u32, mhz: f64| {
+            let config = miner(&dir, name, broker.port, &public_key, core_mv, mhz);
+            let args = [
+                "--sim",
+                "--speed",
+                "5",
+                "--api-listen",
+                "off",
+                "--http-listen",
+                "off",
+                "--config",
+                &config,
+            ];
+            Process::start(&firmware_bin, &args, dir.join(format!("{name}.log")))
+        };
+        let efficient_miner = start_miner("efficient", 1300, 250.0);
+        let hot_miner = start_miner("hot", 1500, 425.0);
+        let metrics_port = free_port();
+        let config = dir.join("site.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[site]\nname = \"{SITE}\"\npool_fee = 0.0\n\
+                 [tariff]\nkind = \"fixed\"\nprice = {POWER_PRICE}\n\
+                 [policy]\nmode = \"threshold\"\nband = 0.05\nmin_on_s = 2\nmin_off_s = 2\n\
+                 restore_cooldown_s = 2\nbatch_size = 10\nbatch_interval_s = 1\n\
+                 [agent]\nmqtt_url = \"mqtt://127.0.0.1:{}\"\nkey_file = \"{}\"\nkey_id = \"host-test\"\n\
+                 plan_interval_s = 0.5\nstore = \"{}\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n",
+                broker.port,
+                key.display(),
+                dir.join("agent.db").display()
+            ),
+        )
+        .expect("writes");
+        Self {
+            config: config.display().to_string(),
+            dir,
+            broker,
+            watcher,
+            agent_bin,
+            metrics_port,
+            hot_miner,
+            _efficient_miner: efficient_miner,
+        }
+    }
+
+    fn agent(&self, run: &str) -> Process {
+        Process::start(
+            &self.agent_bin,
+            &["run", "--config", &self.config],
+            self.dir.join(format!("agent-{run}.log")),
+        )
+    }
+
+    /// The two machines' J/TH by their nameplates, once both have measured it.
+    async fn efficiencies(&mut self) -> (f64, f64) {
+        let efficient = measured_state(&mut self.watcher, "efficient").await;
+        let hot = measured_state(&mut self.watcher, "hot").await;
+        (efficiency(&efficient), efficiency(&hot))
+    }
+
+    async fn market(&self, hashprice: f64, at: u64) {
+        self.watcher
+            .publish(
+                &format!("hashwarden/v1/{SITE}/market"),
+                &format!("{{\"v\":1,\"at\":{at},\"hashprice_usd_per_ph_day\":{hashprice}}}"),
+                true,
+            )
+            .await;
+    }
+}
+
+fn breakeven(j_per_th: f64) -> f64 {
+    j_per_th * 24.0 * POWER_PRICE
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_price_between_two_breakevens_sleeps_exactly_the_one_under_water() {
-    let dir = scratch("curtail");
-    let broker = Broker::start(&dir);
-    let (agent_bin, firmware_bin) = (binary("hashwarden"), binary("hashwarden-fw"));
-    let key = dir.join("host.key");
-    let output = std::process::Command::new(&agent_bin)
-        .args(["keys", "init", "--out"])
-        .arg(&key)
-        .args(["--key-id", "host-test"])
-        .output()
-        .expect("runs");
-    assert!(output.status.success());
-    let public_key = String::from_utf8_lossy(&output.stdout).trim().to_string();
-    assert_eq!(public_key.len(), 64, "{public_key}");
-
-    let mut watcher = Watcher::connect(
-        broker.port,
-        "test-watch",
-        &format!("hashwarden/v1/{SITE}/#"),
-    )
-    .await;
-    // An efficient machine (1.30 V, 250 MHz) and a hot one (1.50 V at its default clock).
-    let efficient = miner(&dir, "efficient", broker.port, &public_key, 1300, 250.0);
-    let hot = miner(&dir, "hot", broker.port, &public_key, 1500, 425.0);
-    let fw_args = |config: &str| -> Vec<String> {
-        [
-            "--sim",
-            "--speed",
-            "5",
-            "--api-listen",
-            "off",
-            "--http-listen",
-            "off",
-            "--config",
-            config,
-        ]
-        .map(String::from)
-        .to_vec()
-    };
-    let args_efficient = fw_args(&efficient);
-    let args_hot = fw_args(&hot);
-    let _efficient = Process::start(
-        &firmware_bin,
-        &args_efficient
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-        dir.join("efficient.log"),
-    );
-    let hot_miner = Process::start(
-        &firmware_bin,
-        &args_hot.iter().map(String::as_str).collect::<Vec<_>>(),
-        dir.join("hot.log"),
-    );
-
-    let site = dir.join("site.toml");
-    let metrics_port = free_port();
-    std::fs::write(
-        &site,
-        format!(
-            "[site]\nname = \"{SITE}\"\npool_fee = 0.0\n\
-             [tariff]\nkind = \"fixed\"\nprice = {POWER_PRICE}\n\
-             [policy]\nmode = \"threshold\"\nband = 0.05\nmin_on_s = 2\nmin_off_s = 2\n\
-             restore_cooldown_s = 2\nbatch_size = 10\nbatch_interval_s = 1\n\
-             [agent]\nmqtt_url = \"mqtt://127.0.0.1:{}\"\nkey_file = \"{}\"\nkey_id = \"host-test\"\n\
-             plan_interval_s = 0.5\nstore = \"{}\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n",
-            broker.port,
-            key.display(),
-            dir.join("agent.db").display()
-        ),
-    )
-    .expect("writes");
-    let site = site.display().to_string();
-    let agent = Process::start(
-        &agent_bin,
-        &["run", "--config", &site],
-        dir.join("agent.log"),
-    );
+    let mut site = Site::start("curtail").await;
+    let agent = site.agent("first");
+    let (dir, metrics_port, agent_bin) =
+        (site.dir.clone(), site.metrics_port, site.agent_bin.clone());
+    let site_config = site.config.clone();
+    let watcher = &mut site.watcher;
     watcher
         .wait_for("/agent", SOON, |s| s.payload == b"online")
         .await;
 
     // Both mining; their efficiencies set the price between their breakevens. The nameplate is
     // what the machine does at the clock it was left at: 12 BM1397 at 250 MHz, 672 cores each.
-    let efficient_state = measured_state(&mut watcher, "efficient").await;
-    let hot_state = measured_state(&mut watcher, "hot").await;
+    let efficient_state = measured_state(watcher, "efficient").await;
+    let hot_state = measured_state(watcher, "hot").await;
     let expected_ths = 12.0 * 250e6 * 672.0 / 1e12;
     let nameplate_ths = efficient_state["nameplate"]["hashrate_ths"]
         .as_f64()
@@ -172,12 +211,11 @@ async fn a_price_between_two_breakevens_sleeps_exactly_the_one_under_water() {
         e_hot > e_efficient * 1.15,
         "the setup needs two distinct efficiencies: {e_efficient:.1} vs {e_hot:.1} J/TH"
     );
-    let breakeven = |e: f64| e * 24.0 * POWER_PRICE;
     let between = (breakeven(e_efficient) * breakeven(e_hot)).sqrt();
+    let market_topic = format!("hashwarden/v1/{SITE}/market");
     let market = |hashprice: f64, at: u64| {
         format!("{{\"v\":1,\"at\":{at},\"hashprice_usd_per_ph_day\":{hashprice}}}")
     };
-    let market_topic = format!("hashwarden/v1/{SITE}/market");
     watcher
         .publish(&market_topic, &market(between, unix_now()), true)
         .await;
@@ -236,14 +274,14 @@ async fn a_price_between_two_breakevens_sleeps_exactly_the_one_under_water() {
         String::from_utf8_lossy(&output.stdout).into_owned()
     };
     let table: serde_json::Value =
-        serde_json::from_str(&cli(&["status", "--config", &site, "--json"])).expect("json");
+        serde_json::from_str(&cli(&["status", "--config", &site_config, "--json"])).expect("json");
     let rows = table.as_array().cloned().unwrap_or_default();
     assert_eq!(rows.len(), 2, "{table}");
     assert!(
         rows.iter().all(|r| r["breakeven"].as_f64().is_some()),
         "{table}"
     );
-    let explained = cli(&["explain", "hot", "--config", &site]);
+    let explained = cli(&["explain", "hot", "--config", &site_config]);
     for step in ["planned", "sent", "ack", "verified"] {
         assert!(
             explained.contains(step),
@@ -264,7 +302,14 @@ async fn a_price_between_two_breakevens_sleeps_exactly_the_one_under_water() {
     }
 
     // By hand: the efficient one sleeps for ten minutes whatever the price.
-    cli(&["curtail", "efficient", "--for", "10m", "--config", &site]);
+    cli(&[
+        "curtail",
+        "efficient",
+        "--for",
+        "10m",
+        "--config",
+        &site_config,
+    ]);
     watcher
         .wait_for("/efficient/telemetry", SOON, |s| mode(s) == "sleeping")
         .await;
@@ -295,7 +340,7 @@ async fn a_price_between_two_breakevens_sleeps_exactly_the_one_under_water() {
     // sends nothing: every target is already in effect.
     let again = Process::start(
         &agent_bin,
-        &["run", "--config", &site, "--duration", "6"],
+        &["run", "--config", &site_config, "--duration", "6"],
         dir.join("agent-2.log"),
     );
     watcher
@@ -306,9 +351,81 @@ async fn a_price_between_two_breakevens_sleeps_exactly_the_one_under_water() {
     assert!(summary["plans"].as_u64().unwrap_or(0) > 0, "{summary}");
     assert_eq!(summary["commands_sent"], 0, "nothing re-sent: {summary}");
     assert!(
-        !hot_miner.log_text().contains("rejected"),
+        !site.hot_miner.log_text().contains("rejected"),
         "every command verified: {}",
-        hot_miner.log_text()
+        site.hot_miner.log_text()
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The agent killed (-9) just after sending a curtailment, then restarted: the miner sleeps
+/// once, and the new agent sends it nothing (the change is in effect). Then the broker itself
+/// restarts: miners and agent reconnect by themselves, and a recovering price still wakes the
+/// machine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_agent_and_a_restarted_broker_leave_a_consistent_site() {
+    let mut site = Site::start("restart").await;
+    let agent = site.agent("first");
+    site.watcher
+        .wait_for("/agent", SOON, |s| s.payload == b"online")
+        .await;
+    let (e_efficient, e_hot) = site.efficiencies().await;
+    let between = (breakeven(e_efficient) * breakeven(e_hot)).sqrt();
+    site.market(between, unix_now()).await;
+    // Killed the moment the hot one has its command, before anything is verified.
+    site.watcher
+        .wait_for("/hot/ack", SOON, |s| s.json()["status"] == "accepted")
+        .await;
+    agent.kill();
+    site.watcher
+        .wait_for("/agent", SOON, |s| s.payload == b"offline")
+        .await;
+    site.watcher
+        .wait_for("/hot/telemetry", SOON, |s| mode(s) == "sleeping")
+        .await;
+
+    let again = site.agent("second");
+    site.watcher
+        .wait_for("/agent", SOON, |s| s.payload == b"online")
+        .await;
+    // A few rounds of planning: the hot one is asleep as planned, the efficient one mines.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        !again.log_text().contains("command sent"),
+        "nothing re-sent after the restart: {}",
+        again.log_text()
+    );
+    for _ in 0..4 {
+        let seen = site
+            .watcher
+            .wait_for("/efficient/telemetry", SOON, |_| true)
+            .await;
+        assert_eq!(mode(&seen), "mining");
+    }
+
+    // The broker goes away and comes back on the same port (with nothing retained).
+    let port = site.broker.port;
+    site.broker.restart(&site.dir);
+    let mut watcher =
+        Watcher::connect(port, "test-watch-2", &format!("hashwarden/v1/{SITE}/#")).await;
+    watcher
+        .wait_for("/agent", SOON, |s| s.payload == b"online")
+        .await;
+    watcher
+        .wait_for("/hot/status", SOON, |s| s.payload == b"online")
+        .await;
+    site.watcher = watcher;
+    site.market(breakeven(e_hot) * 1.3, unix_now() + 1).await;
+    site.watcher
+        .wait_for("/hot/telemetry", SOON, |s| {
+            mode(s) == "mining" && s.json()["power_w"].as_f64().is_some_and(|w| w > 10.0)
+        })
+        .await;
+    let (status, summary) = again.terminate();
+    assert!(status.success());
+    assert_eq!(summary["commands_sent"], 1, "only the wake: {summary}");
+    // The hot miner obeyed exactly two commands: one sleep, one wake.
+    let acks = site.hot_miner.log_text();
+    assert_eq!(acks.matches("action=Sleep").count(), 1, "{acks}");
+    let _ = std::fs::remove_dir_all(&site.dir);
 }
