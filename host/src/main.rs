@@ -269,7 +269,7 @@ fn parse_duration(text: &str) -> Result<u64, String> {
 
 fn override_miners(manual: &Manual, to: Setting) -> Result<(), String> {
     let seconds = parse_duration(&manual.duration)?;
-    let store = open_store(&manual.config)?;
+    let mut store = open_store(&manual.config)?;
     let miners: Vec<String> = match (manual.all, manual.miners.is_empty()) {
         (true, true) => store
             .fleet()

@@ -253,14 +253,37 @@ impl Store {
         Ok(out)
     }
 
-    pub fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
-        self.db
-            .execute(
-                "INSERT INTO audit (at, miner, kind, detail) VALUES (?1, ?2, ?3, ?4)",
-                params![entry.at as i64, entry.miner, entry.kind, entry.detail],
-            )
-            .map(|_| ())
-            .map_err(self.fail())
+    pub fn audit(&mut self, entry: &AuditEntry) -> Result<(), StoreError> {
+        self.audit_all(std::slice::from_ref(entry))
+    }
+
+    /// Many entries in one transaction: one sync for a whole round of a large fleet instead of
+    /// one per entry.
+    pub fn audit_all(&mut self, entries: &[AuditEntry]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let fail = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.db.transaction().map_err(fail)?;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO audit (at, miner, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(fail)?;
+            for entry in entries {
+                insert
+                    .execute(params![
+                        entry.at as i64,
+                        entry.miner,
+                        entry.kind,
+                        entry.detail
+                    ])
+                    .map_err(fail)?;
+            }
+        }
+        tx.commit().map_err(fail)
     }
 
     /// The last `limit` entries for `miner` (all miners when `None`), oldest first.
@@ -308,7 +331,7 @@ mod tests {
     fn what_is_stored_is_there_after_a_reopen() {
         let path = scratch("reopen");
         {
-            let store = Store::open(&path).expect("opens");
+            let mut store = Store::open(&path).expect("opens");
             assert_eq!(store.last_seq().expect("reads"), None);
             store.save_seq(1_771_900_000_123).expect("saves");
             store.save_switch("m1", 1_000, false).expect("saves");

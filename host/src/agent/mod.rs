@@ -51,6 +51,8 @@ struct Agent {
     /// Market readings still to replay, oldest first.
     replay: std::collections::VecDeque<fleet_proto::Market>,
     metrics: crate::metrics::FleetMetrics,
+    /// Audit entries written at the end of each round, in one transaction.
+    audit_queue: Vec<AuditEntry>,
     /// When each command in flight was published (host monotonic clock), for its latency.
     sent_at: std::collections::HashMap<String, std::time::Instant>,
     /// Each miner's last reported phase, to log every change once.
@@ -192,6 +194,7 @@ pub async fn run(
             () = &mut deadline => break,
         }
     }
+    agent.flush_audit();
     for task in [poller_task, metrics_server].into_iter().flatten() {
         task.abort();
     }
@@ -237,6 +240,7 @@ impl Agent {
             last_hashprice: None,
             replay: std::collections::VecDeque::new(),
             metrics: crate::metrics::FleetMetrics::default(),
+            audit_queue: Vec::new(),
             sent_at: std::collections::HashMap::new(),
             reported: BTreeMap::new(),
             summary: Summary::default(),
@@ -259,16 +263,28 @@ impl Agent {
 
     /// Writes `entry` to the audit log (a store error is logged: the fleet must not stop for
     /// a full disk).
-    fn audit(&self, at: u64, miner: &str, kind: &str, detail: String) {
-        if let Some(store) = &self.store
-            && let Err(e) = store.audit(&AuditEntry {
+    fn audit(&mut self, at: u64, miner: &str, kind: &str, detail: String) {
+        if self.store.is_some() {
+            self.audit_queue.push(AuditEntry {
                 at,
                 miner: miner.to_string(),
                 kind: kind.to_string(),
                 detail,
-            })
+            });
+        }
+    }
+
+    /// Writes the queued audit entries in one transaction (a store error is logged: the fleet
+    /// must not stop for a full disk).
+    fn flush_audit(&mut self) {
+        if self.audit_queue.is_empty() {
+            return;
+        }
+        let entries = std::mem::take(&mut self.audit_queue);
+        if let Some(store) = &mut self.store
+            && let Err(e) = store.audit_all(&entries)
         {
-            warn!(error = %e, "audit log write failed");
+            warn!(error = %e, entries = entries.len(), "audit log write failed");
         }
     }
 
@@ -480,6 +496,7 @@ impl Agent {
             }
         }
         self.sync_counters();
+        self.flush_audit();
         out
     }
 
@@ -552,10 +569,9 @@ impl Agent {
             self.reported.insert(op.miner.clone(), phase);
             changes.push(op.clone());
         }
-        for op in changes {
+        for op in &changes {
             match &op.phase {
                 Phase::Verified { at } => {
-                    // Stored before it is logged: whoever reads the log finds it in the store.
                     self.summary.verified += 1;
                     let power = self.fleet.get(&op.miner).and_then(|h| h.power());
                     self.audit(
@@ -573,22 +589,35 @@ impl Agent {
                     {
                         warn!(error = %e, "cannot store a switch");
                     }
-                    info!(miner = %op.miner, want = ?op.want, "verified by telemetry");
                 }
                 Phase::Failed { reason } => {
                     self.summary.failed += 1;
-                    warn!(miner = %op.miner, want = ?op.want, %reason, "change failed");
                     self.audit(now, &op.miner, "failed", format!("{:?}: {reason}", op.want));
                 }
                 Phase::Unresponsive { attempts } => {
                     self.summary.unresponsive += 1;
-                    warn!(miner = %op.miner, attempts, "miner unresponsive");
                     self.audit(
                         now,
                         &op.miner,
                         "unresponsive",
                         format!("no final ack after {attempts} attempts"),
                     );
+                }
+                _ => {}
+            }
+        }
+        // Stored before it is logged: whoever reads the log finds it in the store.
+        self.flush_audit();
+        for op in &changes {
+            match &op.phase {
+                Phase::Verified { .. } => {
+                    info!(miner = %op.miner, want = ?op.want, "verified by telemetry");
+                }
+                Phase::Failed { reason } => {
+                    warn!(miner = %op.miner, want = ?op.want, %reason, "change failed");
+                }
+                Phase::Unresponsive { attempts } => {
+                    warn!(miner = %op.miner, attempts, "miner unresponsive");
                 }
                 _ => {}
             }
@@ -719,6 +748,59 @@ mod tests {
         );
         assert_eq!(actions(&agent.round(NOW + 100)), ["m1:sleep"]);
         assert!(agent.replay.is_empty());
+    }
+
+    #[test]
+    fn wakes_go_out_in_staggered_batches_most_efficient_first() {
+        let mut agent = agent("batch_size = 1\nbatch_interval_s = 30\n");
+        // Two sleeping machines: the documented S19 XP (21.6 J/TH) and a 30 J/TH one.
+        let mut state: fleet_proto::State =
+            serde_json::from_slice(&example("/state")).expect("parses");
+        state.mode = fleet_proto::Mode::Sleeping;
+        let mut telemetry: fleet_proto::Telemetry =
+            serde_json::from_slice(&example("/telemetry")).expect("parses");
+        telemetry.mode = fleet_proto::Mode::Sleeping;
+        telemetry.power_w = 20.0;
+        for (miner, watts) in [("m1", 3_031.0), ("m2", 4_230.0)] {
+            let mut state = state.clone();
+            state.nameplate.power_w = watts;
+            let t = |kind| format!("hashwarden/v1/tx-west/{miner}/{kind}");
+            agent.take_at(&t("status"), b"online", NOW);
+            agent.take_at(
+                &t("state"),
+                &serde_json::to_vec(&state).expect("encodes"),
+                NOW,
+            );
+            agent.take_at(
+                &t("telemetry"),
+                &serde_json::to_vec(&telemetry).expect("encodes"),
+                NOW,
+            );
+        }
+        agent.take_at("hashwarden/v1/tx-west/market", &market(60.0, NOW), NOW);
+        let first = agent.round(NOW);
+        assert_eq!(actions(&first), ["m1:wake"], "the efficient one first");
+        let signed: fleet_proto::SignedCommand =
+            serde_json::from_slice(&first[0].1).expect("signed");
+        let id =
+            serde_json::from_str::<serde_json::Value>(&signed.payload).expect("json")["id"].clone();
+        let ack = format!(
+            "{{\"v\":1,\"id\":{id},\"miner\":\"m1\",\"status\":\"applied\",\"reason\":null,\"at\":{NOW}}}"
+        );
+        agent.take_at("hashwarden/v1/tx-west/m1/ack", ack.as_bytes(), NOW + 1);
+        assert!(
+            agent.round(NOW + 29).is_empty(),
+            "the next batch waits its interval"
+        );
+        for miner in ["m1", "m2"] {
+            let t = format!("hashwarden/v1/tx-west/{miner}/telemetry");
+            agent.take_at(
+                &t,
+                &serde_json::to_vec(&telemetry).expect("encodes"),
+                NOW + 29,
+            );
+        }
+        assert_eq!(actions(&agent.round(NOW + 30)), ["m2:wake"]);
     }
 
     #[test]
