@@ -40,22 +40,26 @@ pub fn free_port() -> u16 {
 
 /// `GET path` on a loopback port over plain HTTP/1.1: the body, for the APIs' tests.
 pub fn http_get(port: u16, path: &str) -> String {
+    try_http_get(port, path).expect("the server answers")
+}
+
+/// Like [`http_get`], `None` while nothing listens or answers.
+pub fn try_http_get(port: u16, path: &str) -> Option<String> {
     use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connects");
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
+        .ok()?;
     write!(
         stream,
         "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     )
-    .expect("writes");
+    .ok()?;
     let mut response = String::new();
-    stream.read_to_string(&mut response).expect("reads");
+    stream.read_to_string(&mut response).ok()?;
     response
         .split_once("\r\n\r\n")
         .map(|(_, body)| body.to_string())
-        .unwrap_or_default()
 }
 
 /// A scratch directory unique to this test.
@@ -78,6 +82,12 @@ impl Broker {
         Self::start_on(dir, free_port())
     }
 
+    /// With more mosquitto configuration lines (queue limits for a large fleet, say).
+    pub fn start_with(dir: &Path, extra: &str) -> Self {
+        std::fs::write(dir.join("mosquitto-extra.conf"), extra).expect("writes");
+        Self::start_on(dir, free_port())
+    }
+
     /// Stops the broker and starts a new one on the same port: the clients must reconnect, and
     /// nothing retained survives (persistence is off).
     pub fn restart(&mut self, dir: &Path) {
@@ -89,9 +99,10 @@ impl Broker {
     /// On `port`: a broker restarted where the clients expect it.
     pub fn start_on(dir: &Path, port: u16) -> Self {
         let conf = dir.join("mosquitto.conf");
+        let extra = std::fs::read_to_string(dir.join("mosquitto-extra.conf")).unwrap_or_default();
         std::fs::write(
             &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{extra}"),
         )
         .expect("writes");
         let child = Command::new("mosquitto")

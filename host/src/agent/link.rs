@@ -140,11 +140,13 @@ async fn run(
 }
 
 impl Link {
-    /// A signed command to `topic`, QoS 1.
-    pub fn command(&self, topic: &str, payload: Vec<u8>) {
+    /// A signed command to `topic`, QoS 1. Waits for room in the client's queue rather than
+    /// dropping: a plan for ten thousand miners is ten thousand commands in one round.
+    pub async fn command(&self, topic: &str, payload: Vec<u8>) {
         if let Err(e) = self
             .client
-            .try_publish(topic, QoS::AtLeastOnce, false, payload)
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
         {
             warn!(%topic, error = %e, "command not queued");
         }

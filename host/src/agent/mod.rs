@@ -21,6 +21,9 @@ use crate::planner::{Economics, Inputs, Setting, plan};
 use crate::site::SiteConfig;
 use crate::store::{AuditEntry, FleetRow, Store};
 
+/// How often the fleet table for `hashwarden status` is rewritten, s.
+const FLEET_TABLE_EVERY_S: u64 = 5;
+
 /// How long a stopping agent waits for the broker to take its goodbye.
 const GOODBYE_GRACE: Duration = Duration::from_secs(2);
 
@@ -53,6 +56,8 @@ struct Agent {
     metrics: crate::metrics::FleetMetrics,
     /// Audit entries written at the end of each round, in one transaction.
     audit_queue: Vec<AuditEntry>,
+    /// When the fleet table was last written (unix s).
+    fleet_saved_at: u64,
     /// When each command in flight was published (host monotonic clock), for its latency.
     sent_at: std::collections::HashMap<String, std::time::Instant>,
     /// Each miner's last reported phase, to log every change once.
@@ -186,7 +191,7 @@ pub async fn run(
             },
             _ = ticks.tick() => {
                 for (miner, payload) in agent.round(unix_now()) {
-                    link.command(&MinerTopic::new(&agent.site, &miner, Kind::Cmd).to_string(), payload);
+                    link.command(&MinerTopic::new(&agent.site, &miner, Kind::Cmd).to_string(), payload).await;
                 }
                 metrics_tx.send_replace(agent.metrics.render());
             }
@@ -241,6 +246,7 @@ impl Agent {
             replay: std::collections::VecDeque::new(),
             metrics: crate::metrics::FleetMetrics::default(),
             audit_queue: Vec::new(),
+            fleet_saved_at: 0,
             sent_at: std::collections::HashMap::new(),
             reported: BTreeMap::new(),
             summary: Summary::default(),
@@ -459,7 +465,12 @@ impl Agent {
             );
         }
         self.last_hashprice = economics.map(|e| e.hashprice.0);
-        self.save_fleet(&machines, &plan, now);
+        // The fleet table is for people: every few seconds is fresh enough, and rewriting ten
+        // thousand rows each half second would slow the round that carries a curtailment.
+        if now >= self.fleet_saved_at + FLEET_TABLE_EVERY_S {
+            self.save_fleet(&machines, &plan, now);
+            self.fleet_saved_at = now;
+        }
         self.metrics
             .plan(&plan, &machines, economics.map(|e| e.power_price.0));
         let commands = self.executor.tick(now, &self.fleet);
