@@ -88,6 +88,9 @@ pub enum Phase {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Op {
     pub miner: String,
+    /// The miner's name as commands carry it (checked when the op was made).
+    #[serde(skip)]
+    name: Name,
     pub want: Setting,
     /// Not before this (the plan's batch time).
     pub due: u64,
@@ -157,10 +160,16 @@ impl Executor {
         if self.ops.get(miner).is_some_and(|op| op.want == to) {
             return;
         }
+        // Miners are known by the topics they publish on, which only valid names reach; a name
+        // that is not one could not be addressed, so it gets no op.
+        let Ok(name) = Name::new(miner) else {
+            return;
+        };
         self.ops.insert(
             miner.to_string(),
             Op {
                 miner: miner.to_string(),
+                name,
                 want: to,
                 due,
                 baseline,
@@ -321,8 +330,7 @@ fn issue(
         v: VERSION,
         id,
         site: site.clone(),
-        // Names came from topics, which only valid names reach.
-        miner: Name::new(&op.miner).unwrap_or_else(|_| site.clone()),
+        miner: op.name.clone(),
         issued_at: now,
         expires_at: now + config.command_ttl_s,
         seq,

@@ -218,3 +218,13 @@ fn the_steps_for_every_transition() {
         [Action::SetPowerTarget { watts: 2_000.0 }]
     );
 }
+
+#[test]
+fn a_name_that_cannot_be_a_topic_gets_no_op() {
+    let fleet = fleet();
+    let mut executor = Executor::new(site(), ExecutorConfig::default(), 1);
+    executor.want("m1/../m2", Setting::Full, Setting::Sleep, NOW, None, FULL);
+    executor.want("+", Setting::Full, Setting::Sleep, NOW, None, FULL);
+    assert_eq!(executor.ops().count(), 0);
+    assert!(executor.tick(NOW, &fleet).is_empty());
+}
