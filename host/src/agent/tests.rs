@@ -1,0 +1,184 @@
+use super::*;
+use fleet_proto::examples;
+
+const NOW: u64 = 1_771_900_000;
+
+fn agent(extra: &str) -> Agent {
+    let text = format!(
+        "[site]\nname = \"tx-west\"\n[tariff]\nkind = \"fixed\"\nprice = 0.06\n\
+         [policy]\nmin_on_s = 0\nmin_off_s = 0\nrestore_cooldown_s = 0\n{extra}"
+    );
+    let config = SiteConfig::parse(std::path::Path::new("site.toml"), &text).expect("valid");
+    let site = Name::new("tx-west").expect("valid");
+    Agent::new(
+        config,
+        site,
+        CommandSigner::from_seed("h", &[3; 32]),
+        false,
+        NOW,
+    )
+    .expect("starts")
+}
+
+fn example(suffix: &str) -> Vec<u8> {
+    examples::payload(suffix).expect("a documented example")
+}
+
+/// The documented S19 XP (21.6 J/TH) as miner `m1`, online and mining.
+fn hear_miner(agent: &mut Agent) {
+    let t = |kind| format!("hashwarden/v1/tx-west/m1/{kind}");
+    agent.take_at(&t("status"), b"online", NOW);
+    agent.take_at(&t("state"), &example("/state"), NOW);
+    agent.take_at(&t("telemetry"), &example("/telemetry"), NOW);
+}
+
+fn market(hashprice: f64, at: u64) -> Vec<u8> {
+    format!("{{\"v\":1,\"at\":{at},\"hashprice_usd_per_ph_day\":{hashprice}}}").into_bytes()
+}
+
+fn actions(sent: &[(Name, Vec<u8>)]) -> Vec<String> {
+    sent.iter()
+        .map(|(miner, bytes)| {
+            let signed: fleet_proto::SignedCommand =
+                serde_json::from_slice(bytes).expect("a signed command");
+            let command: serde_json::Value = serde_json::from_str(&signed.payload).expect("json");
+            format!("{miner}:{}", command["action"].as_str().unwrap_or(""))
+        })
+        .collect()
+}
+
+#[test]
+fn a_market_drop_sleeps_the_machine_with_a_signed_command() {
+    let mut agent = agent("");
+    hear_miner(&mut agent);
+    // No market yet: the safe policy keeps it as it is.
+    assert!(agent.round(NOW + 1).is_empty());
+    agent.take_at("hashwarden/v1/tx-west/market", &market(40.0, NOW), NOW);
+    assert!(agent.round(NOW + 2).is_empty(), "profitable at $40");
+    agent.take_at(
+        "hashwarden/v1/tx-west/market",
+        &market(25.0, NOW + 3),
+        NOW + 3,
+    );
+    let sent = agent.round(NOW + 3);
+    assert_eq!(actions(&sent), ["m1:sleep"]);
+    // Verifiable by the miners: signed by the agent's key.
+    let signed: fleet_proto::SignedCommand = serde_json::from_slice(&sent[0].1).expect("signed");
+    assert_eq!(signed.key_id, "h");
+    // In flight: nothing more is sent, and the plan does not flip it back.
+    assert!(agent.round(NOW + 4).is_empty());
+}
+
+#[test]
+fn bad_inputs_are_counted_and_change_nothing() {
+    let mut agent = agent("");
+    hear_miner(&mut agent);
+    agent.take_at("hashwarden/v1/tx-west/market", &market(40.0, NOW), NOW);
+    for (topic, payload) in [
+        ("hashwarden/v1/tx-west/market", market(0.0, NOW + 1)),
+        ("hashwarden/v1/tx-west/market", market(400.0, NOW + 1)),
+        ("hashwarden/v1/tx-west/market", market(25.0, NOW + 9_999)),
+        ("hashwarden/v1/tx-west/market", b"{".to_vec()),
+        ("hashwarden/v1/tx-west/grid", b"[]".to_vec()),
+        ("maestro/target", b"{\"target\":\"x\"}".to_vec()),
+        ("hashwarden/v1/tx-west/m1/telemetry", b"\xff".to_vec()),
+        ("hashwarden/v1/tx-west/m1/ack", b"null".to_vec()),
+    ] {
+        agent.take_at(topic, &payload, NOW + 1);
+    }
+    assert_eq!(agent.summary.refused_messages, 8);
+    assert!(agent.round(NOW + 2).is_empty(), "still $40, still mining");
+    // Another site's messages are not this agent's.
+    agent.take_at("hashwarden/v1/other/m9/status", b"online", NOW + 2);
+    assert_eq!(agent.fleet.len(), 1);
+}
+
+#[test]
+fn a_replayed_reading_is_taken_when_its_time_comes() {
+    let mut agent = agent("");
+    hear_miner(&mut agent);
+    let reading = |at: u64, hashprice: f64| fleet_proto::Market {
+        v: 1,
+        at,
+        hashprice_usd_per_ph_day: Some(hashprice),
+        difficulty: None,
+        height: None,
+        fees_per_block_btc: None,
+        btc_usd: None,
+    };
+    agent.replay = vec![reading(NOW - 10, 40.0), reading(NOW + 100, 25.0)].into();
+    assert!(agent.round(NOW).is_empty(), "$40 now");
+    assert!(agent.round(NOW + 99).is_empty());
+    // Still reporting (a miner silent for a minute counts as offline).
+    agent.take_at(
+        "hashwarden/v1/tx-west/m1/telemetry",
+        &example("/telemetry"),
+        NOW + 99,
+    );
+    assert_eq!(actions(&agent.round(NOW + 100)), ["m1:sleep"]);
+    assert!(agent.replay.is_empty());
+}
+
+#[test]
+fn wakes_go_out_in_staggered_batches_most_efficient_first() {
+    let mut agent = agent("batch_size = 1\nbatch_interval_s = 30\n");
+    // Two sleeping machines: the documented S19 XP (21.6 J/TH) and a 30 J/TH one.
+    let mut state: fleet_proto::State = serde_json::from_slice(&example("/state")).expect("parses");
+    state.mode = fleet_proto::Mode::Sleeping;
+    let mut telemetry: fleet_proto::Telemetry =
+        serde_json::from_slice(&example("/telemetry")).expect("parses");
+    telemetry.mode = fleet_proto::Mode::Sleeping;
+    telemetry.power_w = 20.0;
+    for (miner, watts) in [("m1", 3_031.0), ("m2", 4_230.0)] {
+        let mut state = state.clone();
+        state.nameplate.power_w = watts;
+        let t = |kind| format!("hashwarden/v1/tx-west/{miner}/{kind}");
+        agent.take_at(&t("status"), b"online", NOW);
+        agent.take_at(
+            &t("state"),
+            &serde_json::to_vec(&state).expect("encodes"),
+            NOW,
+        );
+        agent.take_at(
+            &t("telemetry"),
+            &serde_json::to_vec(&telemetry).expect("encodes"),
+            NOW,
+        );
+    }
+    agent.take_at("hashwarden/v1/tx-west/market", &market(60.0, NOW), NOW);
+    let first = agent.round(NOW);
+    assert_eq!(actions(&first), ["m1:wake"], "the efficient one first");
+    let signed: fleet_proto::SignedCommand = serde_json::from_slice(&first[0].1).expect("signed");
+    let id =
+        serde_json::from_str::<serde_json::Value>(&signed.payload).expect("json")["id"].clone();
+    let ack = format!(
+        "{{\"v\":1,\"id\":{id},\"miner\":\"m1\",\"status\":\"applied\",\"reason\":null,\"at\":{NOW}}}"
+    );
+    agent.take_at("hashwarden/v1/tx-west/m1/ack", ack.as_bytes(), NOW + 1);
+    assert!(
+        agent.round(NOW + 29).is_empty(),
+        "the next batch waits its interval"
+    );
+    for miner in ["m1", "m2"] {
+        let t = format!("hashwarden/v1/tx-west/{miner}/telemetry");
+        agent.take_at(
+            &t,
+            &serde_json::to_vec(&telemetry).expect("encodes"),
+            NOW + 29,
+        );
+    }
+    assert_eq!(actions(&agent.round(NOW + 30)), ["m2:wake"]);
+}
+
+#[test]
+fn a_grid_cap_sleeps_a_profitable_machine() {
+    let mut agent = agent("");
+    hear_miner(&mut agent);
+    agent.take_at("hashwarden/v1/tx-west/market", &market(40.0, NOW), NOW);
+    let cap = format!(
+        "{{\"v\":1,\"at\":{NOW},\"cap_kw\":1.0,\"until\":{}}}",
+        NOW + 600
+    );
+    agent.take_at("hashwarden/v1/tx-west/grid", cap.as_bytes(), NOW + 1);
+    assert_eq!(actions(&agent.round(NOW + 1)), ["m1:sleep"]);
+}
