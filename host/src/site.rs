@@ -21,6 +21,22 @@ pub struct SiteConfig {
     pub market: MarketSection,
     /// How the agent reaches the fleet (`hashwarden run`).
     pub agent: Option<AgentSection>,
+    /// What the operator knows of particular machines: maintenance, costs besides power.
+    #[serde(default)]
+    pub machines: Vec<MachineSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MachineSection {
+    /// The miner's name, as it publishes.
+    pub id: String,
+    /// In maintenance: the planner leaves it as it is.
+    #[serde(default)]
+    pub exempt: bool,
+    /// Hosting, maintenance and the like, $ per day, on top of its power.
+    #[serde(default)]
+    pub overhead_usd_per_day: f64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -153,6 +169,21 @@ impl SiteConfig {
                 return Err(invalid("agent.key_id", "must not be empty".into()));
             }
         }
+        for (i, machine) in config.machines.iter().enumerate() {
+            if fleet_proto::Name::new(&machine.id).is_err() {
+                return Err(invalid(
+                    "machines.id",
+                    format!("machines[{i}]: {:?} is not a miner name", machine.id),
+                ));
+            }
+            let overhead = machine.overhead_usd_per_day;
+            if !(overhead.is_finite() && overhead >= 0.0) {
+                return Err(invalid(
+                    "machines.overhead_usd_per_day",
+                    format!("machines[{i}]: {overhead} is not a cost"),
+                ));
+            }
+        }
         if fleet_proto::Name::new(&config.site.name).is_err() {
             return Err(invalid(
                 "site.name",
@@ -270,6 +301,17 @@ btc_usd = 63000
             ),
             (("mode = \"optimise\"", "mode = \"yolo\""), "mode"),
             (("[site]", "[site]\ncolour = \"red\""), "colour"),
+            (
+                ("[tariff]", "[[machines]]\nid = \"a/b\"\n[tariff]"),
+                "machines.id",
+            ),
+            (
+                (
+                    "[tariff]",
+                    "[[machines]]\nid = \"m1\"\noverhead_usd_per_day = -2\n[tariff]",
+                ),
+                "machines.overhead_usd_per_day",
+            ),
         ] {
             let text = GOOD.replace(change.0, change.1);
             let message = parse(&text).expect_err(key).to_string();

@@ -171,6 +171,21 @@ fn wakes_go_out_in_staggered_batches_most_efficient_first() {
 }
 
 #[test]
+fn a_machine_in_maintenance_is_left_alone_and_overheads_count() {
+    // Exempt: a market far under water changes nothing.
+    let mut exempt = agent("[[machines]]\nid = \"m1\"\nexempt = true\n");
+    hear_miner(&mut exempt);
+    exempt.take_at("hashwarden/v1/tx-west/market", &market(25.0, NOW), NOW);
+    assert!(exempt.round(NOW + 1).is_empty());
+    // An overhead of $2 a day on 140 TH/s lifts its breakeven by ~$14.5/PH/day: at $40 the
+    // documented S19 XP is profitable on power alone (breakeven $31.7), not with the overhead.
+    let mut costly = agent("[[machines]]\nid = \"m1\"\noverhead_usd_per_day = 2.0\n");
+    hear_miner(&mut costly);
+    costly.take_at("hashwarden/v1/tx-west/market", &market(40.0, NOW), NOW);
+    assert_eq!(actions(&costly.round(NOW + 1)), ["m1:sleep"]);
+}
+
+#[test]
 fn a_grid_cap_sleeps_a_profitable_machine() {
     let mut agent = agent("");
     hear_miner(&mut agent);
