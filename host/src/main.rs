@@ -362,8 +362,9 @@ fn hashprice(network: Network, json: bool) -> Result<(), String> {
 fn plan_command(site: &Path, fleet: &Path, at: Option<u64>, json: bool) -> Result<(), String> {
     let site = SiteConfig::load(site).map_err(|e| e.to_string())?;
     let text = std::fs::read_to_string(fleet).map_err(|e| format!("{}: {e}", fleet.display()))?;
-    let machines: Vec<Machine> =
+    let mut machines: Vec<Machine> =
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", fleet.display()))?;
+    site.apply_to(&mut machines);
     let now = at.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

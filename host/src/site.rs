@@ -228,6 +228,16 @@ impl SiteConfig {
             .or_else(|| self.market.network.map(|n| n.hashprice()))
     }
 
+    /// What the configuration says of particular machines (maintenance, overheads), onto them.
+    pub fn apply_to(&self, machines: &mut [crate::planner::Machine]) {
+        for machine in machines {
+            if let Some(known) = self.machines.iter().find(|m| m.id == machine.id) {
+                machine.exempt = known.exempt;
+                machine.overhead = crate::units::UsdPerDay(known.overhead_usd_per_day);
+            }
+        }
+    }
+
     pub fn cap(&self) -> Option<Watts> {
         self.site.cap_w.map(Watts)
     }

@@ -344,11 +344,8 @@ impl Agent {
             }),
             None => Vec::new(),
         };
+        self.config.apply_to(&mut machines);
         for machine in &mut machines {
-            if let Some(known) = self.config.machines.iter().find(|m| m.id == machine.id) {
-                machine.exempt = known.exempt;
-                machine.overhead = crate::units::UsdPerDay(known.overhead_usd_per_day);
-            }
             machine.manual = overrides
                 .iter()
                 .find(|(miner, _)| *miner == machine.id)
