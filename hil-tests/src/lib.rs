@@ -205,11 +205,16 @@ impl Drop for Process {
 pub struct Seen {
     pub topic: String,
     pub payload: Vec<u8>,
+    pub retain: bool,
 }
 
 impl Seen {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.payload).unwrap_or(serde_json::Value::Null)
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.payload).into_owned()
     }
 }
 
@@ -236,6 +241,7 @@ impl Watcher {
                         let _ = tx.send(Seen {
                             topic: String::from_utf8_lossy(&p.topic).into_owned(),
                             payload: p.payload.to_vec(),
+                            retain: p.retain,
                         });
                     }
                     Ok(_) => {}
@@ -295,8 +301,13 @@ impl Watcher {
     }
 
     pub async fn publish(&self, topic: &str, payload: &str, retain: bool) {
+        self.publish_bytes(topic, payload.as_bytes().to_vec(), retain)
+            .await;
+    }
+
+    pub async fn publish_bytes(&self, topic: &str, payload: Vec<u8>, retain: bool) {
         self.client
-            .publish(topic, QoS::AtLeastOnce, retain, payload.as_bytes().to_vec())
+            .publish(topic, QoS::AtLeastOnce, retain, payload)
             .await
             .expect("publishes");
     }

@@ -6,10 +6,6 @@ use std::time::{Duration, Instant};
 
 use fleet_proto::examples::example_command;
 use fleet_proto::{Action, Command as FleetCommand, CommandSigner};
-use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::mqttbytes::v5::Packet;
-use rumqttc::v5::{AsyncClient, Event, MqttOptions};
-use tokio::sync::mpsc;
 
 pub const SITE: &str = "tx-west";
 pub const MINER: &str = "s19xp-r04-017";
@@ -147,59 +143,19 @@ pub fn command(action: Action, seq: u64) -> FleetCommand {
     command
 }
 
-/// A message the watcher saw.
-#[derive(Debug, Clone)]
-pub struct Seen {
-    pub topic: String,
-    pub payload: Vec<u8>,
-    pub retain: bool,
-}
-
-impl Seen {
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.payload).unwrap_or(serde_json::Value::Null)
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.payload).into_owned()
-    }
-}
+pub use hil_tests::Seen;
 
 /// The host's side: sees everything the miner publishes and sends (signed) commands.
 pub struct Host {
-    client: AsyncClient,
-    seen: mpsc::UnboundedReceiver<Seen>,
+    watcher: hil_tests::Watcher,
     signer: CommandSigner,
 }
 
 impl Host {
     pub async fn connect(port: u16, client_id: &str) -> Self {
-        let mut options = MqttOptions::new(client_id, "127.0.0.1", port);
-        options.set_keep_alive(Duration::from_secs(5));
-        let (client, mut eventloop) = AsyncClient::new(options, 64);
-        let (tx, seen) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            loop {
-                match eventloop.poll().await {
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        let _ = tx.send(Seen {
-                            topic: String::from_utf8_lossy(&p.topic).into_owned(),
-                            payload: p.payload.to_vec(),
-                            retain: p.retain,
-                        });
-                    }
-                    Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                }
-            }
-        });
-        client
-            .subscribe(format!("hashwarden/v1/{SITE}/{MINER}/+"), QoS::AtLeastOnce)
-            .await
-            .expect("subscribes");
+        let filter = format!("hashwarden/v1/{SITE}/{MINER}/+");
         Self {
-            client,
-            seen,
+            watcher: hil_tests::Watcher::connect(port, client_id, &filter).await,
             signer: signer(),
         }
     }
@@ -211,15 +167,9 @@ impl Host {
         within: Duration,
         wanted: impl Fn(&Seen) -> bool,
     ) -> Seen {
-        let topic = topic(kind);
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            match tokio::time::timeout_at(deadline, self.seen.recv()).await {
-                Ok(Some(seen)) if seen.topic == topic && wanted(&seen) => return seen,
-                Ok(Some(_)) => {}
-                Ok(None) | Err(_) => panic!("nothing wanted on {kind} within {within:?}"),
-            }
-        }
+        self.watcher
+            .wait_for(&format!("/{MINER}/{kind}"), within, wanted)
+            .await
     }
 
     /// The acks for command `id` until one with a final status (not `accepted`).
@@ -242,16 +192,12 @@ impl Host {
     }
 
     pub async fn send(&self, payload: Vec<u8>) {
-        self.client
-            .publish(topic("cmd"), QoS::AtLeastOnce, false, payload)
-            .await
-            .expect("publishes");
+        self.watcher
+            .publish_bytes(&topic("cmd"), payload, false)
+            .await;
     }
 
     pub async fn publish(&self, topic: String, payload: &str, retain: bool) {
-        self.client
-            .publish(topic, QoS::AtLeastOnce, retain, payload.as_bytes().to_vec())
-            .await
-            .expect("publishes");
+        self.watcher.publish(&topic, payload, retain).await;
     }
 }
