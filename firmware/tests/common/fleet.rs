@@ -1,8 +1,7 @@
 //! A real MQTT broker (mosquitto), a host that signs commands, and the daemon as a process.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 use fleet_proto::examples::example_command;
 use fleet_proto::{Action, Command as FleetCommand, CommandSigner};
@@ -21,7 +20,7 @@ pub fn agent_topic() -> String {
 
 // Not every suite that includes this module uses each of these.
 #[allow(unused_imports)]
-pub use hil_tests::{Broker, free_port, scratch};
+pub use hil_tests::{Broker, Process, free_port, scratch};
 
 /// The daemon's configuration for the fleet tests.
 pub fn config(port: u16, data_dir: &Path, extra: &str) -> String {
@@ -40,87 +39,35 @@ pub fn config(port: u16, data_dir: &Path, extra: &str) -> String {
     )
 }
 
-/// The daemon as a process: stderr goes to a file so a chatty log cannot block it.
-pub struct Daemon {
-    child: Child,
-    pub log: PathBuf,
-}
+/// Starts the daemon as a process (`hil_tests::Process`: stderr to a file so a chatty log cannot
+/// block it, SIGTERM or kill -9, the summary line at exit).
+pub struct Daemon;
 
 impl Daemon {
-    pub fn start(dir: &Path, config_text: &str, run: &str) -> Self {
+    pub fn start(dir: &Path, config_text: &str, run: &str) -> Process {
         Self::start_at(dir, config_text, run, 5.0)
     }
 
     /// Like [`Daemon::start`], with the simulator at `speed` times real time.
-    pub fn start_at(dir: &Path, config_text: &str, run: &str, speed: f64) -> Self {
+    pub fn start_at(dir: &Path, config_text: &str, run: &str, speed: f64) -> Process {
         let config = dir.join("hw.toml");
         std::fs::write(&config, config_text).expect("writes");
-        let log = dir.join(format!("daemon-{run}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_hashwarden-fw"))
-            .arg("--sim")
-            .arg("--speed")
-            .arg(speed.to_string())
-            .arg("--api-listen")
-            .arg("off")
-            .arg("--config")
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("the daemon starts");
-        Self { child, log }
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([name, &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
-    }
-
-    /// SIGTERM, then the exit status and the summary line.
-    pub fn terminate(mut self) -> (std::process::ExitStatus, serde_json::Value) {
-        self.signal("-TERM");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("waits") {
-                let mut stdout = String::new();
-                if let Some(mut out) = self.child.stdout.take() {
-                    use std::io::Read;
-                    out.read_to_string(&mut stdout).expect("reads");
-                }
-                let summary = stdout
-                    .lines()
-                    .last()
-                    .and_then(|l| serde_json::from_str(l).ok())
-                    .unwrap_or(serde_json::Value::Null);
-                return (status, summary);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the daemon did not stop on SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// kill -9: no goodbye, only the broker's last will.
-    pub fn kill(mut self) {
-        self.signal("-KILL");
-        let _ = self.child.wait();
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let speed = speed.to_string();
+        let config = config.display().to_string();
+        let args = [
+            "--sim",
+            "--speed",
+            &speed,
+            "--api-listen",
+            "off",
+            "--config",
+            &config,
+        ];
+        Process::start(
+            Path::new(env!("CARGO_BIN_EXE_hashwarden-fw")),
+            &args,
+            dir.join(format!("daemon-{run}.log")),
+        )
     }
 }
 
