@@ -285,6 +285,10 @@ impl<H: Hardware> Unit<H> {
     /// One round: when the current window has run its course, hand the tuner the measurement
     /// and start the next window, or finish.
     pub async fn tune_round(&mut self, settings: &TunerSettings) -> Option<TuneEvent> {
+        // A chain left out after an I/O failure is not touched again.
+        if self.failed.is_some() {
+            return None;
+        }
         let chip_s = self.chip_s();
         self.mining.settle_ticket_if_due(chip_s);
         if self.autotune.session.is_none() {
@@ -381,7 +385,10 @@ impl<H: Hardware> Unit<H> {
     /// its own profile: erring chips step down in a few windows.
     async fn check_drift(&mut self, chip_s: f64, settings: &TunerSettings) -> Option<TuneEvent> {
         let watch = self.autotune.watch?;
-        if chip_s - watch.since_s < RETUNE_CHECK_S || self.hw.asleep() {
+        // While the thermal guard holds the clocks the chain is not at its profile: a retune
+        // started now would only be stopped by the guard and given up.
+        if chip_s - watch.since_s < RETUNE_CHECK_S || self.hw.asleep() || !self.cooling.guard_idle()
+        {
             return None;
         }
         let now_c = self.hw.board_temp_c();

@@ -21,7 +21,7 @@ const SPEED: f64 = 40.0;
 /// Mining at ticket 16 gives the 5 s hash-rate windows that J/TH is read from enough nonces
 /// (hundreds, not tens) to tell stock from tuned.
 const TUNER: &str = "[mining]\nticket_difficulty = 16\n\
-                     [tuner]\nticket_difficulty = 1\nsearch_window_s = 3\nsettle_window_s = 6\n";
+                     [tuner]\nticket_difficulty = 1\nsearch_window_s = 3\nsettle_window_s = 12\n";
 
 fn mode(seen: &Seen) -> String {
     seen.json()["mode"].as_str().unwrap_or("").to_string()
