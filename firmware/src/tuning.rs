@@ -385,10 +385,7 @@ impl<H: Hardware> Unit<H> {
     /// its own profile: erring chips step down in a few windows.
     async fn check_drift(&mut self, chip_s: f64, settings: &TunerSettings) -> Option<TuneEvent> {
         let watch = self.autotune.watch?;
-        // While the thermal guard holds the clocks the chain is not at its profile: a retune
-        // started now would only be stopped by the guard and given up.
-        if chip_s - watch.since_s < RETUNE_CHECK_S || self.hw.asleep() || !self.cooling.guard_idle()
-        {
+        if chip_s - watch.since_s < RETUNE_CHECK_S || self.hw.asleep() {
             return None;
         }
         let now_c = self.hw.board_temp_c();
