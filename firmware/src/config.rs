@@ -79,13 +79,15 @@ impl Default for DaemonSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttSection {
-    /// `mqtt://HOST:PORT`.
+    /// `mqtt://HOST[:PORT]`, or `mqtts://HOST[:PORT]` for TLS.
     pub url: String,
+    /// The roots a `mqtts://` broker's certificate is checked against (default: the system's).
+    pub ca_file: Option<std::path::PathBuf>,
     pub site: fleet_proto::Name,
     pub miner: fleet_proto::Name,
     pub username: Option<String>,
     /// Sent only to the broker, never logged.
-    pub password: Option<String>,
+    pub password: Option<fleet_mqtt::Secret>,
     #[serde(default = "default_telemetry_interval")]
     pub telemetry_interval_s: f64,
     /// Host keys whose signed commands this miner obeys.
@@ -138,9 +140,14 @@ impl Default for FailsafeSection {
 }
 
 impl MqttSection {
-    /// (host, port) from `mqtt://HOST:PORT[/]`; `None` for anything else.
-    pub fn broker(&self) -> Option<(&str, u16)> {
-        fleet_proto::topic::broker_address(&self.url)
+    /// The broker as configured, checked: URL, CA file, credentials.
+    pub fn connection(&self) -> Result<fleet_mqtt::Connection, fleet_mqtt::LinkError> {
+        fleet_mqtt::Connection::new(
+            &self.url,
+            self.ca_file.as_deref(),
+            self.username.as_deref(),
+            self.password.as_ref(),
+        )
     }
 
     /// The configured keys, checked.
@@ -474,11 +481,13 @@ fn check_mqtt(
     mqtt: &MqttSection,
     invalid: &impl Fn(&str, String) -> ConfigError,
 ) -> Result<(), ConfigError> {
-    if mqtt.broker().is_none() {
-        return Err(invalid(
-            "mqtt.url",
-            format!("{:?} is not mqtt://HOST:PORT", mqtt.url),
-        ));
+    if let Err(e) = mqtt.connection() {
+        let key = match e {
+            fleet_mqtt::LinkError::Url(_) => "mqtt.url",
+            fleet_mqtt::LinkError::Credentials(_) => "mqtt.username",
+            _ => "mqtt.ca_file",
+        };
+        return Err(invalid(key, e.to_string()));
     }
     if let Err((i, reason)) = mqtt.trusted_keys() {
         return Err(invalid(
@@ -638,12 +647,24 @@ mod tests {
         );
         let (config, _) = parse(&with_mqtt(&good)).expect("valid");
         let mqtt = config.mqtt.expect("present");
-        assert_eq!(mqtt.broker(), Some(("127.0.0.1", 1883)));
+        let url = mqtt.connection().expect("connects").url;
+        assert_eq!(
+            (url.host.as_str(), url.port, url.tls),
+            ("127.0.0.1", 1883, false)
+        );
         assert_eq!(mqtt.failsafe.action, crate::control::FailsafeAction::Keep);
         assert_eq!(mqtt.telemetry_interval_s, 5.0);
 
         let message = |text: String| parse(&with_mqtt(&text)).expect_err("invalid").to_string();
         assert!(message(good.replace("mqtt://127.0.0.1:1883", "tcp://x:1")).contains("mqtt.url"));
+        let ca_on_plain = good.replace("site =", "ca_file = \"ca.pem\"\nsite =");
+        assert!(message(ca_on_plain).contains("mqtt.ca_file"));
+        let missing_ca = good
+            .replace("mqtt://", "mqtts://")
+            .replace("site =", "ca_file = \"/nonexistent/ca.pem\"\nsite =");
+        assert!(message(missing_ca).contains("mqtt.ca_file"));
+        let no_password = good.replace("site =", "username = \"m1\"\nsite =");
+        assert!(message(no_password).contains("mqtt.username"));
         assert!(message(good.replace(KEY, "abcd")).contains("mqtt.trusted_keys[0].public_key"));
         assert!(message(good.replace("\"tx-west\"", "\"tx/west\"")).contains("tx/west"));
         let no_keys = "url = \"mqtt://h:1\"\nsite = \"s\"\nminer = \"m\"\n".to_string();

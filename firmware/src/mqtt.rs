@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use fleet_proto::{Kind, MinerTopic, messages};
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::mqttbytes::v5::{ConnectProperties, LastWill, Packet};
-use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use rumqttc::v5::mqttbytes::v5::{ConnectProperties, Packet};
+use rumqttc::v5::{AsyncClient, Event};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
@@ -82,27 +82,17 @@ impl Topics {
 
 /// Connects in the background and returns at once; `section` was checked at config load.
 pub fn spawn(section: &MqttSection) -> Result<MqttLink, String> {
-    let (host, port) = section
-        .broker()
-        .ok_or_else(|| format!("mqtt.url {:?} is not mqtt://HOST:PORT", section.url))?;
+    let connection = section.connection().map_err(|e| format!("mqtt: {e}"))?;
     let topics = Topics::new(section);
     let client_id = format!("hashwarden-fw-{}-{}", section.site, section.miner);
-    let mut options = MqttOptions::new(client_id, host, port);
+    let mut options = connection
+        .client_options(client_id, Some(&topics.status))
+        .map_err(|e| format!("mqtt: {e}"))?;
     options.set_keep_alive(KEEP_ALIVE);
     options.set_clean_start(false);
     let mut properties = ConnectProperties::new();
     properties.session_expiry_interval = Some(SESSION_EXPIRY_S);
     options.set_connect_properties(properties);
-    options.set_last_will(LastWill::new(
-        topics.status.clone(),
-        messages::OFFLINE,
-        QoS::AtLeastOnce,
-        true,
-        None,
-    ));
-    if let (Some(user), Some(password)) = (&section.username, &section.password) {
-        options.set_credentials(user.clone(), password.clone());
-    }
     let (client, eventloop) = AsyncClient::new(options, REQUEST_QUEUE);
     let (command_tx, commands) = mpsc::channel(COMMAND_QUEUE);
     let (presence_tx, presence) = watch::channel(Presence::default());
@@ -115,7 +105,7 @@ pub fn spawn(section: &MqttSection) -> Result<MqttLink, String> {
         command_tx,
         presence_tx,
     ));
-    info!(broker = %format!("{host}:{port}"), topic = %topics.cmd, "MQTT link starting");
+    info!(broker = %connection.url, topic = %topics.cmd, "MQTT link starting");
     Ok(MqttLink {
         client,
         topics,

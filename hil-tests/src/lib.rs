@@ -14,6 +14,9 @@ use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 use tokio::sync::mpsc;
 
+mod pki;
+pub use pki::TestPki;
+
 /// A workspace binary, built by `cargo test --workspace` before any suite runs.
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test's own path");
@@ -230,7 +233,22 @@ pub struct Watcher {
 
 impl Watcher {
     pub async fn connect(port: u16, client_id: &str, filter: &str) -> Self {
-        let mut options = MqttOptions::new(client_id, "127.0.0.1", port);
+        Self::connect_with(MqttOptions::new(client_id, "127.0.0.1", port), filter).await
+    }
+
+    /// Through a configured connection: TLS, credentials.
+    pub async fn connect_to(
+        connection: &fleet_mqtt::Connection,
+        client_id: &str,
+        filter: &str,
+    ) -> Self {
+        let options = connection
+            .client_options(client_id, None)
+            .expect("client options");
+        Self::connect_with(options, filter).await
+    }
+
+    pub async fn connect_with(mut options: MqttOptions, filter: &str) -> Self {
         options.set_keep_alive(Duration::from_secs(5));
         let (client, mut eventloop) = AsyncClient::new(options, 256);
         let (tx, seen) = mpsc::unbounded_channel();
@@ -279,6 +297,13 @@ impl Watcher {
                 Ok(None) | Err(_) => panic!("nothing wanted on …{suffix} within {within:?}"),
             }
         }
+    }
+
+    /// A message already received, without waiting.
+    pub fn try_next(&mut self) -> Option<Seen> {
+        let seen = self.seen.try_recv().ok()?;
+        self.last.insert(seen.topic.clone(), seen.clone());
+        Some(seen)
     }
 
     /// Like [`Watcher::wait_for`], but the last message already seen on the topic counts: for

@@ -76,7 +76,9 @@ fn unix_now() -> u64 {
 /// and 250 MHz, a hot one at 1.50 V and its default clock), and the agent's configuration.
 struct Site {
     dir: std::path::PathBuf,
-    broker: Broker,
+    /// mosquitto, or `None` when the agent runs the embedded broker on `port`.
+    broker: Option<Broker>,
+    port: u16,
     watcher: Watcher,
     agent_bin: std::path::PathBuf,
     config: String,
@@ -85,10 +87,19 @@ struct Site {
     _efficient_miner: Process,
 }
 
+/// Which broker the site runs on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Via {
+    Mosquitto,
+    /// The agent's own (rumqttd): it comes and goes with the agent.
+    Embedded,
+}
+
 impl Site {
-    async fn start(name: &str) -> Self {
+    async fn start(name: &str, via: Via) -> Self {
         let dir = scratch(name);
-        let broker = Broker::start(&dir);
+        let broker = (via == Via::Mosquitto).then(|| Broker::start(&dir));
+        let port = broker.as_ref().map_or_else(free_port, |b| b.port);
         let (agent_bin, firmware_bin) = (binary("hashwarden"), binary("hashwarden-fw"));
         let key = dir.join("host.key");
         let output = std::process::Command::new(&agent_bin)
@@ -100,14 +111,10 @@ impl Site {
         assert!(output.status.success());
         let public_key = String::from_utf8_lossy(&output.stdout).trim().to_string();
         assert_eq!(public_key.len(), 64, "{public_key}");
-        let watcher = Watcher::connect(
-            broker.port,
-            "test-watch",
-            &format!("hashwarden/v1/{SITE}/#"),
-        )
-        .await;
+        let watcher =
+            Watcher::connect(port, "test-watch", &format!("hashwarden/v1/{SITE}/#")).await;
         let start_miner = |name: &str, core_mv: u32, mhz: f64| {
-            let config = miner(&dir, name, broker.port, &public_key, core_mv, mhz);
+            let config = miner(&dir, name, port, &public_key, core_mv, mhz);
             let args = [
                 "--sim",
                 "--speed",
@@ -124,6 +131,16 @@ impl Site {
         let efficient_miner = start_miner("efficient", 1300, 250.0);
         let hot_miner = start_miner("hot", 1500, 425.0);
         let metrics_port = free_port();
+        let (broker_lines, embedded) = match via {
+            Via::Mosquitto => (
+                format!("mqtt_url = \"mqtt://127.0.0.1:{port}\"\n"),
+                String::new(),
+            ),
+            Via::Embedded => (
+                String::new(),
+                format!("[broker]\nlisten = \"127.0.0.1:{port}\"\n"),
+            ),
+        };
         let config = dir.join("site.toml");
         std::fs::write(
             &config,
@@ -132,9 +149,8 @@ impl Site {
                  [tariff]\nkind = \"fixed\"\nprice = {POWER_PRICE}\n\
                  [policy]\nmode = \"threshold\"\nband = 0.05\nmin_on_s = 2\nmin_off_s = 2\n\
                  restore_cooldown_s = 2\nbatch_size = 10\nbatch_interval_s = 1\n\
-                 [agent]\nmqtt_url = \"mqtt://127.0.0.1:{}\"\nkey_file = \"{}\"\nkey_id = \"host-test\"\n\
-                 plan_interval_s = 0.5\nstore = \"{}\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n",
-                broker.port,
+                 [agent]\n{broker_lines}key_file = \"{}\"\nkey_id = \"host-test\"\n\
+                 plan_interval_s = 0.5\nstore = \"{}\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n{embedded}",
                 key.display(),
                 dir.join("agent.db").display()
             ),
@@ -144,6 +160,7 @@ impl Site {
             config: config.display().to_string(),
             dir,
             broker,
+            port,
             watcher,
             agent_bin,
             metrics_port,
@@ -184,7 +201,7 @@ fn breakeven(j_per_th: f64) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_price_between_two_breakevens_sleeps_exactly_the_one_under_water() {
-    let mut site = Site::start("curtail").await;
+    let mut site = Site::start("curtail", Via::Mosquitto).await;
     let agent = site.agent("first");
     let (dir, metrics_port, agent_bin) =
         (site.dir.clone(), site.metrics_port, site.agent_bin.clone());
@@ -364,7 +381,7 @@ async fn a_price_between_two_breakevens_sleeps_exactly_the_one_under_water() {
 /// machine.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_agent_and_a_restarted_broker_leave_a_consistent_site() {
-    let mut site = Site::start("restart").await;
+    let mut site = Site::start("restart", Via::Mosquitto).await;
     let agent = site.agent("first");
     site.watcher
         .wait_for("/agent", SOON, |s| s.payload == b"online")
@@ -404,8 +421,11 @@ async fn a_killed_agent_and_a_restarted_broker_leave_a_consistent_site() {
     }
 
     // The broker goes away and comes back on the same port (with nothing retained).
-    let port = site.broker.port;
-    site.broker.restart(&site.dir);
+    let port = site.port;
+    site.broker
+        .as_mut()
+        .expect("this test runs on mosquitto")
+        .restart(&site.dir);
     let mut watcher =
         Watcher::connect(port, "test-watch-2", &format!("hashwarden/v1/{SITE}/#")).await;
     watcher
@@ -425,6 +445,75 @@ async fn a_killed_agent_and_a_restarted_broker_leave_a_consistent_site() {
     assert!(status.success());
     assert_eq!(summary["commands_sent"], 1, "only the wake: {summary}");
     // The hot miner obeyed exactly two commands: one sleep, one wake.
+    let acks = site.hot_miner.log_text();
+    assert_eq!(acks.matches("action=Sleep").count(), 1, "{acks}");
+    let _ = std::fs::remove_dir_all(&site.dir);
+}
+
+/// One command runs everything: the agent's embedded broker carries the same site, and since
+/// that broker lives and dies with the agent, a kill -9 takes the broker (and every retained
+/// message) with it. The restarted agent brings the broker back, the miners reconnect and
+/// republish, the last market reading comes back from the store, and nothing is switched twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_broker_carries_the_site_and_survives_the_agent_being_killed() {
+    let mut site = Site::start("embedded", Via::Embedded).await;
+    let agent = site.agent("first");
+    site.watcher
+        .wait_for("/agent", SOON, |s| s.payload == b"online")
+        .await;
+    assert!(agent.log_text().contains("embedded MQTT broker up"));
+    let (e_efficient, e_hot) = site.efficiencies().await;
+    let between = (breakeven(e_efficient) * breakeven(e_hot)).sqrt();
+    site.market(between, unix_now()).await;
+    site.watcher
+        .wait_for("/hot/telemetry", SOON, |s| {
+            mode(s) == "sleeping" && s.json()["power_w"].as_f64() == Some(0.0)
+        })
+        .await;
+    let deadline = std::time::Instant::now() + SOON;
+    while !agent
+        .log_text()
+        .contains("verified by telemetry miner=hot want=Sleep")
+    {
+        assert!(std::time::Instant::now() < deadline, "{}", agent.log_text());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    agent.kill();
+    let again = site.agent("second");
+    // A new watcher: the old one's subscription died with the broker.
+    let mut watcher = Watcher::connect(
+        site.port,
+        "test-watch-2",
+        &format!("hashwarden/v1/{SITE}/#"),
+    )
+    .await;
+    watcher
+        .wait_for("/agent", SOON, |s| s.payload == b"online")
+        .await;
+    for name in ["hot", "efficient"] {
+        measured_state(&mut watcher, name).await;
+    }
+    site.watcher = watcher;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let log = again.log_text();
+    assert!(log.contains("market reading restored"), "{log}");
+    assert!(!log.contains("command sent"), "nothing re-sent: {log}");
+    let seen = site
+        .watcher
+        .wait_for("/hot/telemetry", SOON, |_| true)
+        .await;
+    assert_eq!(mode(&seen), "sleeping", "still asleep as planned");
+
+    site.market(breakeven(e_hot) * 1.3, unix_now() + 1).await;
+    site.watcher
+        .wait_for("/hot/telemetry", SOON, |s| {
+            mode(s) == "mining" && s.json()["power_w"].as_f64().is_some_and(|w| w > 10.0)
+        })
+        .await;
+    let (status, summary) = again.terminate();
+    assert!(status.success());
+    assert_eq!(summary["commands_sent"], 1, "only the wake: {summary}");
     let acks = site.hot_miner.log_text();
     assert_eq!(acks.matches("action=Sleep").count(), 1, "{acks}");
     let _ = std::fs::remove_dir_all(&site.dir);

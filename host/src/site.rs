@@ -21,6 +21,8 @@ pub struct SiteConfig {
     pub market: MarketSection,
     /// How the agent reaches the fleet (`hashwarden run`).
     pub agent: Option<AgentSection>,
+    /// The embedded broker's listeners and users, when `agent.mqtt_url` names no external one.
+    pub broker: Option<fleet_mqtt::embedded::BrokerSettings>,
     /// What the operator knows of particular machines: maintenance, costs besides power.
     #[serde(default)]
     pub machines: Vec<MachineSection>,
@@ -42,11 +44,13 @@ pub struct MachineSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentSection {
-    /// The broker, `mqtt://HOST:PORT`.
-    pub mqtt_url: String,
+    /// An external broker, `mqtt://HOST[:PORT]` or `mqtts://HOST[:PORT]`; without it the agent
+    /// runs the embedded one (`[broker]`).
+    pub mqtt_url: Option<String>,
+    /// The roots a `mqtts://` broker's certificate is checked against (default: the system's).
+    pub ca_file: Option<std::path::PathBuf>,
     pub username: Option<String>,
-    /// A secret: never logged.
-    pub password: Option<String>,
+    pub password: Option<fleet_mqtt::Secret>,
     /// The command-signing key (`hashwarden keys init`), mode 0600.
     pub key_file: std::path::PathBuf,
     /// The key's id, as the miners' `[[mqtt.trusted_keys]]` name it.
@@ -102,6 +106,76 @@ pub struct MarketSection {
 
 pub use cli_common::config::ConfigError as SiteError;
 
+/// The agent's broker: an external one by URL, or the embedded one, never both; the embedded
+/// one's TLS files readable; the agent able to log in to it when it has users.
+fn check_broker(
+    agent: &AgentSection,
+    embedded: Option<&fleet_mqtt::embedded::BrokerSettings>,
+) -> Result<(), (&'static str, String)> {
+    if agent.mqtt_url.is_some() && embedded.is_some() {
+        return Err((
+            "agent.mqtt_url",
+            "an external broker and [broker] (the embedded one) exclude each other".into(),
+        ));
+    }
+    let connection = agent.connection(embedded).map_err(|e| {
+        let key = match e {
+            fleet_mqtt::LinkError::Url(_) => "agent.mqtt_url",
+            fleet_mqtt::LinkError::Credentials(_) => "agent.username",
+            _ => "agent.ca_file",
+        };
+        (key, e.to_string())
+    })?;
+    if let Some(broker) = embedded {
+        broker.check().map_err(|e| ("broker.tls", e.to_string()))?;
+        let admitted = match &connection.credentials {
+            _ if broker.users.is_empty() => true,
+            Some((user, password)) => broker.users.get(user) == Some(password),
+            None => false,
+        };
+        if !admitted {
+            return Err((
+                "agent.username",
+                "the embedded broker has [broker.users]: the agent needs one of them, with its password".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl AgentSection {
+    /// How the agent connects: to the external broker, or to the embedded one's plain listener.
+    pub fn connection(
+        &self,
+        embedded: Option<&fleet_mqtt::embedded::BrokerSettings>,
+    ) -> Result<fleet_mqtt::Connection, fleet_mqtt::LinkError> {
+        let url = match (&self.mqtt_url, embedded) {
+            (Some(url), _) => url.clone(),
+            (None, Some(broker)) => broker.local_url().to_string(),
+            (None, None) => fleet_mqtt::embedded::BrokerSettings::default()
+                .local_url()
+                .to_string(),
+        };
+        fleet_mqtt::Connection::new(
+            &url,
+            self.ca_file.as_deref(),
+            self.username.as_deref(),
+            self.password.as_ref(),
+        )
+    }
+
+    /// The embedded broker to start, if the agent runs one.
+    pub fn embedded_broker(
+        &self,
+        configured: Option<&fleet_mqtt::embedded::BrokerSettings>,
+    ) -> Option<fleet_mqtt::embedded::BrokerSettings> {
+        match &self.mqtt_url {
+            Some(_) => None,
+            None => Some(configured.cloned().unwrap_or_default()),
+        }
+    }
+}
+
 impl SiteConfig {
     pub fn load(path: &Path) -> Result<Self, SiteError> {
         let text = cli_common::config::read(path)?;
@@ -151,12 +225,7 @@ impl SiteConfig {
             ));
         }
         if let Some(agent) = &config.agent {
-            if fleet_proto::topic::broker_address(&agent.mqtt_url).is_none() {
-                return Err(invalid(
-                    "agent.mqtt_url",
-                    format!("{:?} is not mqtt://HOST:PORT", agent.mqtt_url),
-                ));
-            }
+            check_broker(agent, config.broker.as_ref()).map_err(|(key, e)| invalid(key, e))?;
             if !(agent.plan_interval_s.is_finite()
                 && (0.1..=3600.0).contains(&agent.plan_interval_s))
             {
@@ -295,6 +364,58 @@ btc_usd = 63000
             lines.insert(at, &junk);
             let _ = parse(&lines.join("\n"));
         }
+    }
+
+    #[test]
+    fn the_agent_uses_the_embedded_broker_unless_given_an_external_one() {
+        let agent = "[agent]\nkey_file = \"k\"\nkey_id = \"host\"\n";
+        let site = parse(&format!("{GOOD}{agent}")).expect("valid");
+        let section = site.agent.as_ref().expect("agent");
+        let embedded = section
+            .embedded_broker(site.broker.as_ref())
+            .expect("embedded");
+        assert_eq!(embedded.listen.to_string(), "127.0.0.1:1883");
+        assert_eq!(
+            section.connection(None).expect("connects").url.to_string(),
+            "mqtt://127.0.0.1:1883"
+        );
+
+        let listening = format!("{GOOD}{agent}[broker]\nlisten = \"0.0.0.0:1999\"\n");
+        let site = parse(&listening).expect("valid");
+        let section = site.agent.as_ref().expect("agent");
+        assert_eq!(
+            section
+                .connection(site.broker.as_ref())
+                .expect("connects")
+                .url
+                .to_string(),
+            "mqtt://127.0.0.1:1999",
+            "the agent reaches an all-interfaces listener on loopback"
+        );
+
+        let external = format!("{GOOD}{agent}mqtt_url = \"mqtts://broker.site\"\n");
+        let site = parse(&external).expect("valid");
+        let section = site.agent.as_ref().expect("agent");
+        assert!(section.embedded_broker(site.broker.as_ref()).is_none());
+        let url = section.connection(None).expect("connects").url;
+        assert!(url.tls && url.port == 8883, "{url}");
+
+        let error = |text: String| parse(&text).expect_err("invalid").to_string();
+        let both = format!("{external}[broker]\nlisten = \"127.0.0.1:1999\"\n");
+        assert!(error(both).contains("agent.mqtt_url"));
+        let users = format!("{GOOD}{agent}[broker.users]\nminer = \"pw\"\n");
+        assert!(error(users.clone()).contains("agent.username"));
+        let logged_in = users.replace(
+            "key_id = \"host\"\n",
+            "key_id = \"host\"\nusername = \"miner\"\npassword = \"pw\"\n",
+        );
+        parse(&logged_in).expect("the agent is one of the broker's users");
+        let ca_on_plain = format!("{GOOD}{agent}mqtt_url = \"mqtt://h\"\nca_file = \"ca.pem\"\n");
+        assert!(error(ca_on_plain).contains("agent.ca_file"));
+        let tls_missing = format!(
+            "{GOOD}{agent}[broker.tls]\nlisten = \"0.0.0.0:8883\"\ncert_file = \"/nonexistent.pem\"\nkey_file = \"/nonexistent.key\"\n"
+        );
+        assert!(error(tls_missing).contains("broker.tls"));
     }
 
     #[test]

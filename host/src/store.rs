@@ -77,6 +77,9 @@ impl Store {
                  miner TEXT PRIMARY KEY, setting TEXT NOT NULL, until INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS fleet (
                  miner TEXT PRIMARY KEY, row TEXT NOT NULL, updated_at INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS market (
+                 id INTEGER PRIMARY KEY CHECK (id = 1), at INTEGER NOT NULL,
+                 hashprice REAL NOT NULL, difficulty REAL);
              CREATE TABLE IF NOT EXISTS audit (
                  id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL,
                  miner TEXT NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL);
@@ -122,6 +125,37 @@ impl Store {
                 params![key, value],
             )
             .map(|_| ())
+            .map_err(self.fail())
+    }
+
+    /// The last good market reading: retained messages die with an embedded broker, and a
+    /// restarted agent must not plan blind until the feed speaks again.
+    pub fn save_market(&self, reading: &crate::market::Reading) -> Result<(), StoreError> {
+        self.db
+            .execute(
+                "INSERT INTO market (id, at, hashprice, difficulty) VALUES (1, ?1, ?2, ?3)
+                 ON CONFLICT (id) DO UPDATE SET at = excluded.at,
+                     hashprice = excluded.hashprice, difficulty = excluded.difficulty",
+                params![reading.at as i64, reading.hashprice.0, reading.difficulty],
+            )
+            .map(|_| ())
+            .map_err(self.fail())
+    }
+
+    pub fn last_market(&self) -> Result<Option<crate::market::Reading>, StoreError> {
+        self.db
+            .query_row(
+                "SELECT at, hashprice, difficulty FROM market WHERE id = 1",
+                [],
+                |r| {
+                    Ok(crate::market::Reading {
+                        at: r.get::<_, i64>(0)?.max(0) as u64,
+                        hashprice: crate::units::UsdPerPhDay(r.get(1)?),
+                        difficulty: r.get(2)?,
+                    })
+                },
+            )
+            .optional()
             .map_err(self.fail())
     }
 
@@ -336,6 +370,15 @@ mod tests {
             store.save_seq(1_771_900_000_123).expect("saves");
             store.save_switch("m1", 1_000, false).expect("saves");
             store.save_switch("m1", 2_000, true).expect("saves");
+            assert_eq!(store.last_market().expect("reads"), None);
+            for hashprice in [31.0, 27.58] {
+                let reading = crate::market::Reading {
+                    at: 1_771_900_000,
+                    hashprice: crate::units::UsdPerPhDay(hashprice),
+                    difficulty: Some(144.5e12),
+                };
+                store.save_market(&reading).expect("saves");
+            }
             store
                 .set_override(
                     "m2",
@@ -358,6 +401,12 @@ mod tests {
         }
         let store = Store::open(&path).expect("reopens");
         assert_eq!(store.last_seq().expect("reads"), Some(1_771_900_000_123));
+        let market = store.last_market().expect("reads").expect("kept");
+        assert_eq!(
+            market.hashprice.0, 27.58,
+            "the latest reading replaces the one before"
+        );
+        assert_eq!(market.difficulty, Some(144.5e12));
         assert_eq!(
             store.switches().expect("reads"),
             [("m1".to_string(), 2_000, true)]

@@ -166,14 +166,6 @@ impl fmt::Display for MinerTopic {
     }
 }
 
-/// `(host, port)` of a broker URL, `mqtt://HOST:PORT[/]`; `None` for anything else.
-pub fn broker_address(url: &str) -> Option<(&str, u16)> {
-    let rest = url.strip_prefix("mqtt://")?.trim_end_matches('/');
-    let (host, port) = rest.rsplit_once(':')?;
-    let port = port.parse().ok()?;
-    (!host.is_empty()).then_some((host, port))
-}
-
 /// Site-wide inputs the agent listens to.
 pub fn market(site: &Name) -> String {
     format!("{ROOT}/{site}/market")
@@ -203,27 +195,6 @@ pub fn every_miner(site: &Name, kind: Kind, share_group: Option<&Name>) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn broker_urls_need_a_host_and_a_port() {
-        assert_eq!(
-            broker_address("mqtt://127.0.0.1:1883"),
-            Some(("127.0.0.1", 1883))
-        );
-        assert_eq!(
-            broker_address("mqtt://broker.site:8883/"),
-            Some(("broker.site", 8883))
-        );
-        for bad in [
-            "mqtt://:1883",
-            "mqtt://h",
-            "mqtt://h:99999",
-            "tcp://h:1",
-            "",
-        ] {
-            assert_eq!(broker_address(bad), None, "{bad}");
-        }
-    }
 
     fn name(s: &str) -> Name {
         Name::new(s).expect("valid")

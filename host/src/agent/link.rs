@@ -9,12 +9,12 @@ use std::time::Duration;
 use fleet_proto::messages::{OFFLINE, ONLINE};
 use fleet_proto::{Kind, Name, topic};
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::mqttbytes::v5::{LastWill, Packet};
-use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use rumqttc::v5::mqttbytes::v5::Packet;
+use rumqttc::v5::{AsyncClient, Event};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::site::AgentSection;
+use fleet_mqtt::Connection;
 
 /// Messages waiting for the loop; a flood beyond this is dropped (and logged).
 const INCOMING_QUEUE: usize = 65_536;
@@ -40,27 +40,13 @@ pub struct Link {
 }
 
 /// Connects in the background and returns at once.
-pub fn spawn(section: &AgentSection, site: &Name) -> Result<Link, String> {
-    let (host, port) = topic::broker_address(&section.mqtt_url).ok_or_else(|| {
-        format!(
-            "agent.mqtt_url {:?} is not mqtt://HOST:PORT",
-            section.mqtt_url
-        )
-    })?;
+pub fn spawn(connection: &Connection, site: &Name) -> Result<Link, String> {
     let presence = topic::agent_status(site);
-    let mut options = MqttOptions::new(format!("hashwarden-{site}"), host, port);
+    let mut options = connection
+        .client_options(format!("hashwarden-{site}"), Some(&presence))
+        .map_err(|e| format!("agent broker {}: {e}", connection.url))?;
     options.set_keep_alive(KEEP_ALIVE);
     options.set_max_packet_size(Some(MAX_MESSAGE_BYTES as u32 * 2));
-    options.set_last_will(LastWill::new(
-        presence.clone(),
-        OFFLINE,
-        QoS::AtLeastOnce,
-        true,
-        None,
-    ));
-    if let (Some(user), Some(password)) = (&section.username, &section.password) {
-        options.set_credentials(user.clone(), password.clone());
-    }
     let (client, eventloop) = AsyncClient::new(options, REQUEST_QUEUE);
     let (tx, incoming) = mpsc::channel(INCOMING_QUEUE);
     let filters: Vec<String> = [Kind::Status, Kind::State, Kind::Telemetry, Kind::Ack]
@@ -79,7 +65,7 @@ pub fn spawn(section: &AgentSection, site: &Name) -> Result<Link, String> {
         filters,
         tx,
     ));
-    info!(broker = %format!("{host}:{port}"), %site, "MQTT link starting");
+    info!(broker = %connection.url, %site, "MQTT link starting");
     Ok(Link {
         client,
         presence,

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use fleet_proto::{Ack, CommandSigner, GridSignal, Kind, MaestroTarget, MinerTopic, Name, topic};
 use serde::Serialize;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::executor::{Executor, ExecutorConfig, Phase};
 use crate::fleet::FleetView;
@@ -79,11 +79,11 @@ pub async fn run(
     duration: Option<Duration>,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<Summary, String> {
-    let section = config
-        .agent
-        .clone()
-        .ok_or("the site has no [agent] section: mqtt_url, key_file, key_id")?;
+    let section = config.agent.clone().ok_or(
+        "the site has no [agent] section: key_file, key_id (and mqtt_url for an external broker)",
+    )?;
     let site = Name::new(&config.site.name).map_err(|e| format!("site.name: {e}"))?;
+    let broker = config.broker.clone();
     let signer = crate::keys::load(&section.key_file, &section.key_id)
         .map_err(|e| format!("agent.key_file: {e}"))?;
     let store = Store::open(&section.store).map_err(|e| format!("agent.store: {e}"))?;
@@ -118,7 +118,13 @@ pub async fn run(
         }
         None => None,
     };
-    let mut link = link::spawn(&section, &site)?;
+    if let Some(settings) = section.embedded_broker(broker.as_ref()) {
+        fleet_mqtt::embedded::start(&settings).map_err(|e| format!("broker: {e}"))?;
+    }
+    let connection = section
+        .connection(broker.as_ref())
+        .map_err(|e| format!("agent: {e}"))?;
+    let mut link = link::spawn(&connection, &site)?;
     let mut ticks = tokio::time::interval(Duration::from_secs_f64(section.plan_interval_s));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let deadline = async {
@@ -213,6 +219,15 @@ impl Agent {
         }
         for (miner, at, on) in store.switches().map_err(|e| e.to_string())? {
             self.executor.restore_switch(&miner, at, on);
+        }
+        if let Some(reading) = store.last_market().map_err(|e| e.to_string())? {
+            // Through the guard like any reading: too old, and the safe policy applies.
+            match self.market.offer(reading, unix_now()) {
+                Ok(()) => {
+                    info!(hashprice = %reading.hashprice, at = reading.at, "market reading restored")
+                }
+                Err(reason) => debug!(%reason, "stored market reading not used"),
+            }
         }
         self.store = Some(store);
         Ok(())
@@ -315,7 +330,14 @@ impl Agent {
         let taken = Reading::from_message(market)
             .and_then(|reading| self.market.offer(reading, now).map(|()| reading));
         match taken {
-            Ok(reading) => info!(hashprice = %reading.hashprice, source, "market reading taken"),
+            Ok(reading) => {
+                info!(hashprice = %reading.hashprice, source, "market reading taken");
+                if let Some(store) = &self.store
+                    && let Err(e) = store.save_market(&reading)
+                {
+                    warn!(error = %e, "market reading not stored");
+                }
+            }
             Err(reason) => {
                 self.summary.refused_messages += 1;
                 warn!(source, %reason, "market reading refused");

@@ -1,0 +1,235 @@
+//! The embedded broker (rumqttd inside `hashwarden run`) against what the miners and the agent
+//! rely on from any broker: retained presence and state for late subscribers, a retained last
+//! will when a client vanishes, a persistent session that delivers a command sent while its
+//! miner was away, shared subscriptions splitting telemetry, passwords, and TLS that trusts only
+//! the configured CA.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use fleet_mqtt::embedded::{BrokerSettings, TlsListener};
+use fleet_mqtt::{Connection, LinkError, Secret};
+use hil_tests::{TestPki, Watcher, free_port, scratch};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::{ConnectProperties, Packet};
+use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
+
+const SOON: Duration = Duration::from_secs(20);
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+struct Running {
+    plain: u16,
+    tls: u16,
+    pki: TestPki,
+}
+
+fn start(name: &str) -> Running {
+    let dir = scratch(name);
+    let pki = TestPki::generate(&dir);
+    let (plain, tls) = (free_port(), free_port());
+    let settings = BrokerSettings {
+        listen: loopback(plain),
+        tls: Some(TlsListener {
+            listen: loopback(tls),
+            cert_file: pki.cert.clone(),
+            key_file: pki.key.clone(),
+        }),
+        users: BTreeMap::from([
+            ("agent".to_string(), Secret::new("agent-pw")),
+            ("miner".to_string(), Secret::new("miner-pw")),
+        ]),
+        ..BrokerSettings::default()
+    };
+    fleet_mqtt::embedded::start(&settings).expect("the embedded broker starts");
+    Running { plain, tls, pki }
+}
+
+fn plain(port: u16, user: &str, password: &str) -> Connection {
+    Connection::new(
+        &format!("mqtt://127.0.0.1:{port}"),
+        None,
+        Some(user),
+        Some(&Secret::new(password)),
+    )
+    .expect("valid")
+}
+
+/// Connects and reports whether the broker accepted (CONNACK success) within `SOON`.
+async fn accepted(options: MqttOptions) -> bool {
+    let (_client, mut eventloop) = AsyncClient::new(options, 8);
+    let attempt = async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    return ack.code == rumqttc::v5::mqttbytes::v5::ConnectReturnCode::Success;
+                }
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+    };
+    tokio::time::timeout(SOON, attempt).await.unwrap_or(false)
+}
+
+/// A client whose connection can be cut without a DISCONNECT, as a miner losing power does.
+fn vanishing(options: MqttOptions) -> (AsyncClient, tokio::task::JoinHandle<()>) {
+    let (client, eventloop) = AsyncClient::new(options, 64);
+    let task = tokio::spawn(drive(eventloop));
+    (client, task)
+}
+
+async fn drive(mut eventloop: EventLoop) {
+    loop {
+        if eventloop.poll().await.is_err() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retained_presence_and_the_last_will_reach_late_subscribers() {
+    let broker = start("embedded-will");
+    let miner = plain(broker.plain, "miner", "miner-pw");
+    let status = "hashwarden/v1/site/m1/status";
+    let (client, task) = vanishing(miner.client_options("m1", Some(status)).expect("options"));
+    client
+        .publish(status, QoS::AtLeastOnce, true, "online")
+        .await
+        .expect("queued");
+    client
+        .publish(
+            "hashwarden/v1/site/m1/state",
+            QoS::AtLeastOnce,
+            true,
+            "{\"v\":1}",
+        )
+        .await
+        .expect("queued");
+
+    let agent = plain(broker.plain, "agent", "agent-pw");
+    let mut watcher = Watcher::connect_to(&agent, "agent", "hashwarden/v1/site/+/+").await;
+    let state = watcher.wait_for("/m1/state", SOON, |s| s.retain).await;
+    assert_eq!(state.text(), "{\"v\":1}");
+    watcher
+        .current("/m1/status", SOON, |s| s.text() == "online")
+        .await;
+
+    // Power cut: no DISCONNECT, so the broker publishes the will.
+    task.abort();
+    drop(client);
+    watcher
+        .wait_for("/m1/status", Duration::from_secs(40), |s| {
+            s.text() == "offline"
+        })
+        .await;
+    // And keeps it: an agent starting now reads the miner as offline.
+    let mut late = Watcher::connect_to(&agent, "agent-2", "hashwarden/v1/site/#").await;
+    let retained = late.wait_for("/m1/status", SOON, |s| s.retain).await;
+    assert_eq!(retained.text(), "offline");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_sent_while_a_miner_was_away_arrives_when_it_returns() {
+    let broker = start("embedded-session");
+    let miner = plain(broker.plain, "miner", "miner-pw");
+    let cmd = "hashwarden/v1/site/m2/cmd";
+    let persistent = || {
+        let mut options = miner.client_options("m2", None).expect("options");
+        options.set_clean_start(false);
+        let mut properties = ConnectProperties::new();
+        properties.session_expiry_interval = Some(3_600);
+        options.set_connect_properties(properties);
+        options
+    };
+    let (away, task) = vanishing(persistent());
+    away.subscribe(cmd, QoS::AtLeastOnce).await.expect("queued");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    task.abort();
+    drop(away);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let agent = plain(broker.plain, "agent", "agent-pw");
+    let host = Watcher::connect_to(&agent, "host", "hashwarden/v1/site/+/ack").await;
+    host.publish(cmd, "{\"sleep\":true}", false).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Back with the same session: the command waited for it.
+    let mut back = Watcher::connect_with(persistent(), "hashwarden/v1/site/m2/unused").await;
+    let delivered = back.wait_for("/m2/cmd", SOON, |_| true).await;
+    assert_eq!(delivered.text(), "{\"sleep\":true}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_subscription_splits_telemetry_between_agents() {
+    let broker = start("embedded-share");
+    let agent = plain(broker.plain, "agent", "agent-pw");
+    let filter = "$share/agents/hashwarden/v1/site/+/telemetry";
+    let mut first = Watcher::connect_to(&agent, "agent-a", filter).await;
+    let mut second = Watcher::connect_to(&agent, "agent-b", filter).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let miner = Watcher::connect_to(&plain(broker.plain, "miner", "miner-pw"), "m", "none").await;
+    let sent = 40;
+    for i in 0..sent {
+        miner
+            .publish(&format!("hashwarden/v1/site/m{i}/telemetry"), "{}", false)
+            .await;
+    }
+    let count = |watcher: &mut Watcher| {
+        let mut n = 0;
+        while watcher.try_next().is_some() {
+            n += 1;
+        }
+        n
+    };
+    let (mut a, mut b) = (0, 0);
+    let deadline = tokio::time::Instant::now() + SOON;
+    while a + b < sent && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        a += count(&mut first);
+        b += count(&mut second);
+    }
+    assert_eq!(a + b, sent, "each message to exactly one agent ({a} + {b})");
+    assert!(a > 0 && b > 0, "both agents take a share ({a} + {b})");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passwords_and_tls_roots_are_enforced() {
+    let broker = start("embedded-auth");
+    let with = |url: String, ca: Option<&std::path::Path>, user: Option<(&str, &str)>| {
+        let password = user.map(|(_, p)| Secret::new(p));
+        Connection::new(&url, ca, user.map(|(u, _)| u), password.as_ref())
+            .expect("valid")
+            .client_options(format!("probe-{}", free_port()), None)
+            .expect("options")
+    };
+    let plain_url = format!("mqtt://127.0.0.1:{}", broker.plain);
+    let tls_url = format!("mqtts://localhost:{}", broker.tls);
+    assert!(accepted(with(plain_url.clone(), None, Some(("miner", "miner-pw")))).await);
+    assert!(!accepted(with(plain_url.clone(), None, Some(("miner", "wrong")))).await);
+    assert!(
+        !accepted(with(plain_url, None, None)).await,
+        "anonymous refused"
+    );
+    let ca = Some(broker.pki.ca.as_path());
+    assert!(accepted(with(tls_url.clone(), ca, Some(("miner", "miner-pw")))).await);
+    let unrelated = Some(broker.pki.unrelated_ca.as_path());
+    assert!(
+        !accepted(with(tls_url, unrelated, Some(("miner", "miner-pw")))).await,
+        "a broker certificate from another CA is refused"
+    );
+}
+
+#[test]
+fn a_taken_port_is_an_error_not_a_silent_second_broker() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+    let settings = BrokerSettings {
+        listen: taken.local_addr().expect("bound"),
+        ..BrokerSettings::default()
+    };
+    let error = fleet_mqtt::embedded::start(&settings).expect_err("the port is taken");
+    assert!(matches!(error, LinkError::Listen { .. }), "{error}");
+}
