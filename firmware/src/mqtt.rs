@@ -124,11 +124,13 @@ async fn run_eventloop(
     commands: mpsc::Sender<Vec<u8>>,
     presence: watch::Sender<Presence>,
 ) {
+    let mut refused: Option<String> = None;
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 info!("MQTT connected");
                 presence.send_modify(|p| p.broker_connected = true);
+                refused = None;
                 announce(&client, &topics, &last_state);
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
@@ -149,11 +151,8 @@ async fn run_eventloop(
             }
             Ok(_) => {}
             Err(e) => {
-                if presence.borrow().broker_connected {
-                    warn!(error = %e, "MQTT connection lost; reconnecting");
-                } else {
-                    debug!(error = %e, "MQTT broker unreachable; retrying");
-                }
+                let was_connected = presence.borrow().broker_connected;
+                fleet_mqtt::log_failure(&e, was_connected, &mut refused);
                 // With the broker gone the agent cannot be heard either.
                 presence.send_replace(Presence::default());
                 tokio::time::sleep(RECONNECT_DELAY).await;

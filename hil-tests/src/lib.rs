@@ -101,13 +101,45 @@ impl Broker {
 
     /// On `port`: a broker restarted where the clients expect it.
     pub fn start_on(dir: &Path, port: u16) -> Self {
-        let conf = dir.join("mosquitto.conf");
         let extra = std::fs::read_to_string(dir.join("mosquitto-extra.conf")).unwrap_or_default();
-        std::fs::write(
-            &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{extra}"),
+        Self::launch(
+            dir,
+            port,
+            &format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{extra}"),
         )
-        .expect("writes");
+    }
+
+    /// TLS only (the broker certificate from `pki`), and only `users` may log in.
+    pub fn start_secured(dir: &Path, pki: &TestPki, users: &[(&str, &str)]) -> Self {
+        let passwords = dir.join("mosquitto.passwd");
+        std::fs::write(&passwords, "").expect("writes");
+        for (user, password) in users {
+            let status = Command::new("mosquitto_passwd")
+                .args(["-b"])
+                .arg(&passwords)
+                .args([user, password])
+                .status()
+                .expect("mosquitto_passwd runs (it comes with mosquitto)");
+            assert!(status.success(), "mosquitto_passwd {user}");
+        }
+        let port = free_port();
+        Self::launch(
+            dir,
+            port,
+            &format!(
+                "listener {port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n\
+                 allow_anonymous false\npassword_file {}\npersistence false\n",
+                pki.ca.display(),
+                pki.cert.display(),
+                pki.key.display(),
+                passwords.display()
+            ),
+        )
+    }
+
+    fn launch(dir: &Path, port: u16, config: &str) -> Self {
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(&conf, config).expect("writes");
         let child = Command::new("mosquitto")
             .arg("-c")
             .arg(&conf)

@@ -165,6 +165,40 @@ pub fn offline_will(presence: &str) -> LastWill {
     )
 }
 
+/// Whether a failed connection is the operator's to fix — the broker refused the login, or TLS
+/// does not trust its certificate — rather than a broker that is down or restarting. Those are
+/// worth a warning; retrying will not mend them.
+pub fn is_misconfiguration(error: &rumqttc::v5::ConnectionError) -> bool {
+    use rumqttc::v5::ConnectionError;
+    match error {
+        ConnectionError::ConnectionRefused(_) | ConnectionError::Tls(_) => true,
+        // tokio-rustls reports a certificate it does not trust as invalid data.
+        ConnectionError::Io(e) => e.kind() == std::io::ErrorKind::InvalidData,
+        _ => false,
+    }
+}
+
+/// Logs a connection failure: a misconfiguration as a warning once per distinct cause, a broker
+/// that is away at debug level (the reconnect loop would otherwise fill the log every second).
+/// `last` is the caller's memory of the previous warning, cleared on a good connection.
+pub fn log_failure(
+    error: &rumqttc::v5::ConnectionError,
+    was_connected: bool,
+    last: &mut Option<String>,
+) {
+    if is_misconfiguration(error) {
+        let cause = error.to_string();
+        if last.as_deref() != Some(cause.as_str()) {
+            tracing::warn!(error = %cause, "the MQTT broker refuses this client (url, ca_file, username and password?)");
+            *last = Some(cause);
+        }
+    } else if was_connected {
+        tracing::warn!(error = %error, "MQTT connection lost; reconnecting");
+    } else {
+        tracing::debug!(error = %error, "MQTT broker unreachable; retrying");
+    }
+}
+
 /// The PEM file's bytes, once it is known to hold at least one certificate.
 pub(crate) fn read_certificates(path: &Path) -> Result<Vec<u8>, LinkError> {
     let pem = std::fs::read(path).map_err(|source| LinkError::File {

@@ -10,7 +10,7 @@ pub mod embedded;
 pub mod endpoint;
 mod secret;
 
-pub use endpoint::{BrokerUrl, Connection, offline_will};
+pub use endpoint::{BrokerUrl, Connection, is_misconfiguration, log_failure, offline_will};
 pub use secret::Secret;
 
 #[derive(Debug, thiserror::Error)]

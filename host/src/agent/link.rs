@@ -12,7 +12,7 @@ use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::{AsyncClient, Event};
 use tokio::sync::mpsc;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use fleet_mqtt::Connection;
 
@@ -82,11 +82,13 @@ async fn run(
     incoming: mpsc::Sender<Incoming>,
 ) {
     let mut connected = false;
+    let mut refused: Option<String> = None;
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 info!("MQTT connected");
                 connected = true;
+                refused = None;
                 let announced = client
                     .try_publish(&presence, QoS::AtLeastOnce, true, ONLINE.as_bytes())
                     .is_ok();
@@ -113,11 +115,7 @@ async fn run(
             Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return,
             Ok(_) => {}
             Err(e) => {
-                if connected {
-                    warn!(error = %e, "MQTT connection lost; reconnecting");
-                } else {
-                    debug!(error = %e, "MQTT broker unreachable; retrying");
-                }
+                fleet_mqtt::log_failure(&e, connected, &mut refused);
                 connected = false;
                 tokio::time::sleep(RECONNECT_DELAY).await;
             }
