@@ -64,6 +64,8 @@ struct Topics {
     cmd: String,
     ack: String,
     agent: String,
+    /// Several agents sharing the site, each under its own name.
+    agent_peers: String,
 }
 
 impl Topics {
@@ -76,6 +78,7 @@ impl Topics {
             cmd: topic(Kind::Cmd),
             ack: topic(Kind::Ack),
             agent: fleet_proto::topic::agent_status(&section.site),
+            agent_peers: fleet_proto::topic::every_agent_peer(&section.site),
         }
     }
 }
@@ -125,6 +128,7 @@ async fn run_eventloop(
     presence: watch::Sender<Presence>,
 ) {
     let mut refused: Option<String> = None;
+    let mut agents_online = std::collections::BTreeSet::new();
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -135,10 +139,18 @@ async fn run_eventloop(
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 let topic = String::from_utf8_lossy(&publish.topic);
-                if topic == topics.agent {
+                let is_peer = topic.starts_with(topics.agent_peers.trim_end_matches('+'));
+                if topic == topics.agent || is_peer {
+                    // One agent, or several sharing the site: the host is there while any is.
                     let online = publish.payload.as_ref() == messages::ONLINE.as_bytes();
-                    debug!(online, "agent presence");
-                    presence.send_modify(|p| p.agent_online = online);
+                    if online {
+                        agents_online.insert(topic.to_string());
+                    } else {
+                        agents_online.remove(topic.as_ref());
+                    }
+                    debug!(%topic, online, agents = agents_online.len(), "agent presence");
+                    let any = !agents_online.is_empty();
+                    presence.send_modify(|p| p.agent_online = any);
                 } else if topic == topics.cmd {
                     take_command(&commands, publish.payload.to_vec());
                 } else {
@@ -153,7 +165,9 @@ async fn run_eventloop(
             Err(e) => {
                 let was_connected = presence.borrow().broker_connected;
                 fleet_mqtt::log_failure(&e, was_connected, &mut refused);
-                // With the broker gone the agent cannot be heard either.
+                // With the broker gone the agent cannot be heard either; the retained presences
+                // come again on reconnecting.
+                agents_online.clear();
                 presence.send_replace(Presence::default());
                 tokio::time::sleep(RECONNECT_DELAY).await;
             }
@@ -184,6 +198,7 @@ fn announce(client: &AsyncClient, topics: &Topics, last_state: &Mutex<Option<Vec
         ),
         client.try_subscribe(&topics.cmd, QoS::AtLeastOnce),
         client.try_subscribe(&topics.agent, QoS::AtLeastOnce),
+        client.try_subscribe(&topics.agent_peers, QoS::AtLeastOnce),
     ];
     if let Some(state) = state {
         results.push(client.try_publish(&topics.state, QoS::AtLeastOnce, true, state));

@@ -245,7 +245,7 @@ impl Executor {
         let config = self.config;
         for op in self.ops.values_mut() {
             let heard = fleet.get(&op.miner);
-            let reachable = heard.is_some_and(|h| h.reachable(now));
+            let reachable = fleet.reachable(&op.miner, now);
             match op.phase.clone() {
                 Phase::Queued => {
                     // Already there (a restarted host re-deriving its plan): nothing to send.

@@ -48,12 +48,35 @@ pub enum IngestError {
 }
 
 /// What the host knows of each miner, by name.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct FleetView {
     miners: BTreeMap<String, Heard>,
+    /// Telemetry gap after which a miner counts as unreachable: longer when agents share the
+    /// telemetry stream, since each then hears a miner only every n-th report.
+    silent_after_s: u64,
+}
+
+impl Default for FleetView {
+    fn default() -> Self {
+        Self {
+            miners: BTreeMap::new(),
+            silent_after_s: SILENT_AFTER_S,
+        }
+    }
 }
 
 impl FleetView {
+    pub fn set_silent_after(&mut self, seconds: u64) {
+        self.silent_after_s = seconds;
+    }
+
+    /// Whether `miner` can be commanded now: `online`, and telemetry within the silence bound.
+    pub fn reachable(&self, miner: &str, now: u64) -> bool {
+        self.miners
+            .get(miner)
+            .is_some_and(|heard| heard.reachable(now, self.silent_after_s))
+    }
+
     /// Takes one message from `miner` on `kind`, received at host time `now`.
     pub fn ingest(
         &mut self,
@@ -127,15 +150,14 @@ impl FleetView {
     pub fn machines(&self, now: u64) -> Vec<Machine> {
         self.miners
             .iter()
-            .filter_map(|(id, heard)| heard.machine(id, now))
+            .filter_map(|(id, heard)| heard.machine(id, now, self.silent_after_s))
             .collect()
     }
 }
 
 impl Heard {
-    /// Whether it is reachable now: `online`, and telemetry within [`SILENT_AFTER_S`].
-    pub fn reachable(&self, now: u64) -> bool {
-        self.online && now.saturating_sub(self.last_seen) <= SILENT_AFTER_S
+    fn reachable(&self, now: u64, silent_after_s: u64) -> bool {
+        self.online && now.saturating_sub(self.last_seen) <= silent_after_s
     }
 
     /// What it runs at, from its latest telemetry's mode (its state's when there is none yet).
@@ -156,7 +178,7 @@ impl Heard {
         self.telemetry.as_ref().map(|t| Watts(t.power_w))
     }
 
-    fn machine(&self, id: &str, now: u64) -> Option<Machine> {
+    fn machine(&self, id: &str, now: u64, silent_after_s: u64) -> Option<Machine> {
         let state = self.state.as_ref()?;
         let full = full_point(state)?;
         let curve = state
@@ -182,7 +204,7 @@ impl Heard {
         });
         Some(Machine {
             id: id.to_string(),
-            online: self.reachable(now),
+            online: self.reachable(now, silent_after_s),
             setting: self.setting()?,
             full,
             curve,

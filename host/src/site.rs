@@ -66,6 +66,17 @@ pub struct AgentSection {
     pub store: std::path::PathBuf,
     /// Where to serve Prometheus `/metrics` (`ADDR:PORT`); not served when absent.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// One of several agents splitting the site (docs/operations.md).
+    pub share: Option<ShareSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShareSection {
+    /// The shared subscription's group: the same on every agent of the site.
+    pub group: fleet_proto::Name,
+    /// This agent's name in the group: different on every agent.
+    pub instance: fleet_proto::Name,
 }
 
 fn default_store() -> std::path::PathBuf {

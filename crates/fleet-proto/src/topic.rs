@@ -182,6 +182,18 @@ pub fn agent_status(site: &Name) -> String {
     format!("{ROOT}/{site}/agent")
 }
 
+/// One agent's presence when several share a site (`[agent.share]`): a level deeper than any
+/// miner topic, so no miner name collides with it. Miners count the host as present while any
+/// agent is online, here or on [`agent_status`].
+pub fn agent_peer_status(site: &Name, instance: &Name) -> String {
+    format!("{ROOT}/{site}/agent/peers/{instance}")
+}
+
+/// Every agent's presence on a site, when several share it.
+pub fn every_agent_peer(site: &Name) -> String {
+    format!("{ROOT}/{site}/agent/peers/+")
+}
+
 /// A filter for one kind of message from every miner of a site, optionally as an MQTT v5 shared
 /// subscription so several agents split the load.
 pub fn every_miner(site: &Name, kind: Kind, share_group: Option<&Name>) -> String {
@@ -213,6 +225,12 @@ mod tests {
         }
         assert_eq!(market(&name("tx1")), "hashwarden/v1/tx1/market");
         assert!(MinerTopic::parse(&agent_status(&name("tx1"))).is_err());
+        let peer = agent_peer_status(&name("tx1"), &name("status"));
+        assert_eq!(peer, "hashwarden/v1/tx1/agent/peers/status");
+        assert!(
+            MinerTopic::parse(&peer).is_err(),
+            "an agent named like a kind is no miner's topic"
+        );
         assert_eq!(
             every_miner(&name("tx1"), Kind::Telemetry, Some(&name("agents"))),
             "$share/agents/hashwarden/v1/tx1/+/telemetry"

@@ -16,6 +16,8 @@ use tracing::{info, warn};
 
 use fleet_mqtt::Connection;
 
+use crate::site::ShareSection;
+
 /// Messages waiting for the loop; a flood beyond this is dropped (and logged).
 const INCOMING_QUEUE: usize = 65_536;
 /// The largest message taken; telemetry and state are a few kilobytes.
@@ -39,24 +41,41 @@ pub struct Link {
     task: tokio::task::JoinHandle<()>,
 }
 
-/// Connects in the background and returns at once.
-pub fn spawn(connection: &Connection, site: &Name) -> Result<Link, String> {
-    let presence = topic::agent_status(site);
+/// Connects in the background and returns at once. With `share`, this agent is one of a group:
+/// telemetry through the group's shared subscription, its presence under its own name, and the
+/// peers' presence read to split the fleet (`crate::shard`).
+pub fn spawn(
+    connection: &Connection,
+    site: &Name,
+    share: Option<&ShareSection>,
+) -> Result<Link, String> {
+    let (presence, client_id) = match share {
+        Some(share) => (
+            topic::agent_peer_status(site, &share.instance),
+            format!("hashwarden-{site}-{}", share.instance),
+        ),
+        None => (topic::agent_status(site), format!("hashwarden-{site}")),
+    };
     let mut options = connection
-        .client_options(format!("hashwarden-{site}"), Some(&presence))
+        .client_options(client_id, Some(&presence))
         .map_err(|e| format!("agent broker {}: {e}", connection.url))?;
     options.set_keep_alive(KEEP_ALIVE);
     options.set_max_packet_size(Some(MAX_MESSAGE_BYTES as u32 * 2));
     let (client, eventloop) = AsyncClient::new(options, REQUEST_QUEUE);
     let (tx, incoming) = mpsc::channel(INCOMING_QUEUE);
-    let filters: Vec<String> = [Kind::Status, Kind::State, Kind::Telemetry, Kind::Ack]
+    let group = share.map(|share| &share.group);
+    // Retained state and presence never reach a shared subscription (MQTT v5 §4.8.2), and acks
+    // must reach the agent that sent the command: only telemetry is shared.
+    let filters: Vec<String> = [Kind::Status, Kind::State, Kind::Ack]
         .into_iter()
         .map(|kind| topic::every_miner(site, kind, None))
         .chain([
+            topic::every_miner(site, Kind::Telemetry, group),
             topic::market(site),
             topic::grid(site),
             topic::MAESTRO_TARGET.to_string(),
         ])
+        .chain(share.map(|_| topic::every_agent_peer(site)))
         .collect();
     let task = tokio::spawn(run(
         eventloop,

@@ -65,6 +65,8 @@ struct Agent {
     /// Each miner's last reported phase, to log every change once.
     reported: BTreeMap<String, &'static str>,
     summary: Summary,
+    /// Set when this agent is one of several sharing the site.
+    group: Option<crate::shard::Group>,
 }
 
 pub fn unix_now() -> u64 {
@@ -101,6 +103,10 @@ pub async fn run(
         spawn_poller(source, every)
     });
     let mut agent = Agent::new(config, site.clone(), signer, section.maestro, unix_now())?;
+    agent.group = section
+        .share
+        .as_ref()
+        .map(|share| crate::shard::Group::new(share.instance.as_str()));
     agent.attach(store)?;
     agent.replay = replay.into();
     let (poller_task, mut polled) = match poller {
@@ -124,7 +130,7 @@ pub async fn run(
     let connection = section
         .connection(broker.as_ref())
         .map_err(|e| format!("agent: {e}"))?;
-    let mut link = link::spawn(&connection, &site)?;
+    let mut link = link::spawn(&connection, &site, section.share.as_ref())?;
     let mut ticks = tokio::time::interval(Duration::from_secs_f64(section.plan_interval_s));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let deadline = async {
@@ -207,6 +213,7 @@ impl Agent {
             sent_at: std::collections::HashMap::new(),
             reported: BTreeMap::new(),
             summary: Summary::default(),
+            group: None,
         })
     }
 
@@ -260,6 +267,32 @@ impl Agent {
         }
     }
 
+    fn peer_prefix(&self) -> String {
+        let any = topic::every_agent_peer(&self.site);
+        any.trim_end_matches('+').to_string()
+    }
+
+    /// Another agent of the group came or went: the fleet's split changes with it, and each
+    /// agent now hears a miner's telemetry only every `size`-th report.
+    fn peer_presence(&mut self, instance: &str, payload: &[u8]) {
+        let Some(group) = &mut self.group else {
+            return;
+        };
+        if group.presence(
+            instance,
+            payload == fleet_proto::messages::ONLINE.as_bytes(),
+        ) {
+            let size = group.size();
+            info!(
+                peer = instance,
+                agents = size,
+                "agent group changed; the fleet is split anew"
+            );
+            self.fleet
+                .set_silent_after(crate::fleet::SILENT_AFTER_S * size as u64);
+        }
+    }
+
     /// One incoming message.
     fn take(&mut self, topic_name: &str, payload: &[u8]) {
         self.take_at(topic_name, payload, unix_now());
@@ -270,6 +303,10 @@ impl Agent {
             summary.refused_messages += 1;
             warn!(topic = topic_name, what, %reason, "message refused");
         };
+        if let Some(instance) = topic_name.strip_prefix(&self.peer_prefix()) {
+            self.peer_presence(instance, payload);
+            return;
+        }
         if let Ok(miner_topic) = MinerTopic::parse(topic_name) {
             if miner_topic.site != self.site {
                 return;
@@ -399,7 +436,20 @@ impl Agent {
             }),
             MarketView::Expired { .. } => None,
         };
-        let cap = self.grid.cap(now).map(|(watts, _)| watts);
+        let mut cap = self.grid.cap(now).map(|(watts, _)| watts);
+        if let Some(group) = &self.group {
+            // This agent's part of the site cap: its miners' share of the site's full power.
+            let full = |m: &crate::planner::Machine| m.full.watts.0;
+            let site_w: f64 = machines.iter().map(full).sum();
+            machines.retain(|m| group.owns(&m.id));
+            let own_w: f64 = machines.iter().map(full).sum();
+            let share = if site_w > 0.0 {
+                own_w / site_w
+            } else {
+                1.0 / group.size() as f64
+            };
+            cap = cap.map(|watts| crate::units::Watts(watts.0 * share));
+        }
         let plan = plan(&Inputs {
             now,
             economics,
