@@ -10,6 +10,7 @@ pub mod keys;
 pub mod market;
 pub mod metrics;
 pub mod planner;
+pub mod power;
 pub mod shard;
 pub mod site;
 pub mod sources;

@@ -19,6 +19,9 @@ pub struct SiteConfig {
     pub policy: Policy,
     #[serde(default)]
     pub market: MarketSection,
+    /// A real-time power price feed over the tariff.
+    #[serde(default)]
+    pub power: PowerSection,
     /// How the agent reaches the fleet (`hashwarden run`).
     pub agent: Option<AgentSection>,
     /// The embedded broker's listeners and users, when `agent.mqtt_url` names no external one.
@@ -26,6 +29,30 @@ pub struct SiteConfig {
     /// What the operator knows of particular machines: maintenance, costs besides power.
     #[serde(default)]
     pub machines: Vec<MachineSection>,
+}
+
+/// The real-time power price: `hashwarden/v1/<site>/power` always, and a replay file if given.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PowerSection {
+    /// How long a feed price stands before the tariff applies again, s.
+    #[serde(default = "default_power_max_age")]
+    pub max_age_s: u64,
+    /// `at,usd_per_kwh` rows replayed as their time comes.
+    pub csv: Option<std::path::PathBuf>,
+}
+
+fn default_power_max_age() -> u64 {
+    3_600
+}
+
+impl Default for PowerSection {
+    fn default() -> Self {
+        Self {
+            max_age_s: default_power_max_age(),
+            csv: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -216,6 +243,12 @@ impl SiteConfig {
             return Err(invalid(
                 "policy.band",
                 format!("{} is not a fraction in 0..1", policy.band),
+            ));
+        }
+        if !(60..=7 * 86_400).contains(&config.power.max_age_s) {
+            return Err(invalid(
+                "power.max_age_s",
+                format!("{} s is not within 60..=604800", config.power.max_age_s),
             ));
         }
         if policy.batch_size == 0 {

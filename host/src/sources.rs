@@ -103,62 +103,126 @@ fn timestamp(value: &Value) -> Option<u64> {
     u64::try_from(days * 86_400 + hour * 3_600 + minute * 60 + second).ok()
 }
 
-/// A CSV replay file: a header naming the columns, then one reading per line. Columns: `at`
-/// (unix s) and either `hashprice` or all of `difficulty`, `height`, `fees_per_block_btc`,
-/// `btc_usd`. `#` starts a comment line.
-pub fn csv(text: &str) -> Result<Vec<fleet_proto::Market>, SourceError> {
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
-    let (header_line, header) = lines.next().ok_or(SourceError::Csv {
-        line: 1,
-        reason: "empty: a header line is needed".into(),
-    })?;
-    let columns: Vec<&str> = header.split(',').map(str::trim).collect();
-    let index = |name: &str| columns.iter().position(|c| *c == name);
-    let at = index("at").ok_or(SourceError::Csv {
-        line: header_line + 1,
-        reason: "no `at` column".into(),
-    })?;
-    let mut out = Vec::new();
-    for (n, line) in lines {
-        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
-        let bad = |reason: String| SourceError::Csv {
-            line: n + 1,
-            reason,
-        };
-        let field = |name: &str| -> Result<Option<f64>, SourceError> {
-            match index(name).and_then(|i| fields.get(i)) {
-                None | Some(&"") => Ok(None),
-                Some(text) => text
-                    .parse::<f64>()
-                    .map(Some)
-                    .map_err(|_| bad(format!("{name} {text:?} is not a number"))),
+/// A CSV of timestamped rows: a header naming the columns (one of them `at`, unix seconds), then
+/// one row per line; `#` starts a comment line. Rows come out in time order.
+struct Table<'a> {
+    columns: Vec<&'a str>,
+    /// (1-based line number, fields, `at`)
+    rows: Vec<(usize, Vec<&'a str>, u64)>,
+}
+
+impl<'a> Table<'a> {
+    fn parse(text: &'a str) -> Result<Self, SourceError> {
+        let mut lines = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
+        let (header_line, header) = lines.next().ok_or(SourceError::Csv {
+            line: 1,
+            reason: "empty: a header line is needed".into(),
+        })?;
+        let columns: Vec<&str> = header.split(',').map(str::trim).collect();
+        let at = columns
+            .iter()
+            .position(|c| *c == "at")
+            .ok_or(SourceError::Csv {
+                line: header_line + 1,
+                reason: "no `at` column".into(),
+            })?;
+        let mut rows = Vec::new();
+        for (n, line) in lines {
+            let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+            let bad = |reason: String| SourceError::Csv {
+                line: n + 1,
+                reason,
+            };
+            if fields.len() != columns.len() {
+                return Err(bad(format!(
+                    "{} fields, the header has {}",
+                    fields.len(),
+                    columns.len()
+                )));
             }
-        };
-        if fields.len() != columns.len() {
-            return Err(bad(format!(
-                "{} fields, the header has {}",
-                fields.len(),
-                columns.len()
-            )));
+            let at_s = fields[at]
+                .parse::<u64>()
+                .map_err(|_| bad(format!("at {:?} is not unix seconds", fields[at])))?;
+            rows.push((n + 1, fields, at_s));
         }
-        let at_s = fields[at]
-            .parse::<u64>()
-            .map_err(|_| bad(format!("at {:?} is not unix seconds", fields[at])))?;
-        out.push(fleet_proto::Market {
-            v: fleet_proto::command::VERSION,
-            at: at_s,
-            hashprice_usd_per_ph_day: field("hashprice")?,
-            difficulty: field("difficulty")?,
-            height: field("height")?.map(|h| h as u64),
-            fees_per_block_btc: field("fees_per_block_btc")?,
-            btc_usd: field("btc_usd")?,
+        rows.sort_by_key(|(_, _, at)| *at);
+        Ok(Self { columns, rows })
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.columns.contains(&name)
+    }
+
+    /// A numeric field of a row; `None` when the column is absent or the field empty.
+    fn number(
+        &self,
+        row: &(usize, Vec<&str>, u64),
+        name: &str,
+    ) -> Result<Option<f64>, SourceError> {
+        let (line, fields, _) = row;
+        match self
+            .columns
+            .iter()
+            .position(|c| *c == name)
+            .and_then(|i| fields.get(i))
+        {
+            None | Some(&"") => Ok(None),
+            Some(text) => text.parse::<f64>().map(Some).map_err(|_| SourceError::Csv {
+                line: *line,
+                reason: format!("{name} {text:?} is not a number"),
+            }),
+        }
+    }
+}
+
+/// A market replay file. Columns: `at` and either `hashprice` or all of `difficulty`, `height`,
+/// `fees_per_block_btc`, `btc_usd`.
+pub fn csv(text: &str) -> Result<Vec<fleet_proto::Market>, SourceError> {
+    let table = Table::parse(text)?;
+    table
+        .rows
+        .iter()
+        .map(|row| {
+            Ok(fleet_proto::Market {
+                v: fleet_proto::command::VERSION,
+                at: row.2,
+                hashprice_usd_per_ph_day: table.number(row, "hashprice")?,
+                difficulty: table.number(row, "difficulty")?,
+                height: table.number(row, "height")?.map(|h| h as u64),
+                fees_per_block_btc: table.number(row, "fees_per_block_btc")?,
+                btc_usd: table.number(row, "btc_usd")?,
+            })
+        })
+        .collect()
+}
+
+/// A power price replay file: columns `at` and `usd_per_kwh`.
+pub fn power_csv(text: &str) -> Result<Vec<fleet_proto::PowerPrice>, SourceError> {
+    let table = Table::parse(text)?;
+    if !table.has("usd_per_kwh") {
+        return Err(SourceError::Csv {
+            line: 1,
+            reason: "no `usd_per_kwh` column".into(),
         });
     }
-    out.sort_by_key(|m| m.at);
-    Ok(out)
+    table
+        .rows
+        .iter()
+        .map(|row| {
+            let price = table.number(row, "usd_per_kwh")?.ok_or(SourceError::Csv {
+                line: row.0,
+                reason: "usd_per_kwh is empty".into(),
+            })?;
+            Ok(fleet_proto::PowerPrice {
+                v: fleet_proto::command::VERSION,
+                at: row.2,
+                usd_per_kwh: price,
+            })
+        })
+        .collect()
 }
 
 /// One poll of `source` (blocking: run it off the agent's loop). `now` stamps sources that give
@@ -307,6 +371,29 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_power_price_csv_needs_its_column_and_keeps_negative_prices() {
+        let text = "at,usd_per_kwh\n1771894800,-0.012\n1771891200,0.043\n";
+        let prices = power_csv(text).expect("parses");
+        assert_eq!(
+            prices
+                .iter()
+                .map(|p| (p.at, p.usd_per_kwh))
+                .collect::<Vec<_>>(),
+            [(1_771_891_200, 0.043), (1_771_894_800, -0.012)]
+        );
+        for (bad, line) in [
+            ("at,price\n1,0.04\n", 1),
+            ("at,usd_per_kwh\n1,\n", 2),
+            ("at,usd_per_kwh\n1,4 cents\n", 2),
+        ] {
+            match power_csv(bad) {
+                Err(SourceError::Csv { line: l, .. }) => assert_eq!(l, line, "{bad:?}"),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+    }
+
     proptest::proptest! {
         #[test]
         fn any_body_is_parsed_or_refused(body in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
@@ -315,6 +402,7 @@ mod tests {
             let _ = mempool_price(&body);
             let _ = hashrate_index(&body);
             let _ = csv(&String::from_utf8_lossy(&body));
+            let _ = power_csv(&String::from_utf8_lossy(&body));
         }
     }
 }

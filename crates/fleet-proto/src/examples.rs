@@ -4,7 +4,7 @@
 use crate::command::{Action, Command, CommandSigner, TuneMode, VERSION};
 use crate::messages::{
     Ack, AckStatus, ChainHealth, CurvePoint, Fan, GridSignal, Hashrate, MaestroTarget, Market,
-    Mode, Nameplate, State, Telemetry,
+    Mode, Nameplate, PowerPrice, State, Telemetry,
 };
 use crate::topic::{self, Kind, MinerTopic, Name};
 
@@ -270,6 +270,16 @@ pub fn all() -> Vec<Example> {
                 height: Some(935_000),
                 fees_per_block_btc: Some(0.02),
                 btc_usd: Some(63_000.0),
+            }),
+        },
+        Example {
+            title: "power (the site's real-time power price, $/kWh)",
+            topic: topic::power(&site),
+            retained: true,
+            json: pretty(&PowerPrice {
+                v: VERSION,
+                at: 1_771_891_200,
+                usd_per_kwh: 0.043,
             }),
         },
         Example {

@@ -28,5 +28,7 @@ pub use command::{
     Action, Command, CommandSigner, CommandVerifier, Rejection, SignedCommand, TrustedKeys,
     TuneMode, Verdict,
 };
-pub use messages::{Ack, AckStatus, GridSignal, MaestroTarget, Market, Mode, State, Telemetry};
+pub use messages::{
+    Ack, AckStatus, GridSignal, MaestroTarget, Market, Mode, PowerPrice, State, Telemetry,
+};
 pub use topic::{Kind, MinerTopic, Name};

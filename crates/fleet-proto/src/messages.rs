@@ -153,6 +153,18 @@ pub struct Market {
     pub btc_usd: Option<f64>,
 }
 
+/// `hashwarden/v1/<site>/power`: the site's power price now, from a real-time feed (a utility's
+/// or an ISO's, through whatever bridge the site runs). It may be negative: some markets pay for
+/// consumption at times.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PowerPrice {
+    pub v: u32,
+    /// Unix seconds the price holds from.
+    pub at: u64,
+    pub usd_per_kwh: f64,
+}
+
 /// `maestro/target`: demand response as many sites run it. 0 = curtail, 100 = run; a site that
 /// hears nothing for four minutes curtails by itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

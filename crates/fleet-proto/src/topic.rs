@@ -171,6 +171,11 @@ pub fn market(site: &Name) -> String {
     format!("{ROOT}/{site}/market")
 }
 
+/// The site's real-time power price.
+pub fn power(site: &Name) -> String {
+    format!("{ROOT}/{site}/power")
+}
+
 pub fn grid(site: &Name) -> String {
     format!("{ROOT}/{site}/grid")
 }

@@ -72,6 +72,7 @@ pub fn spawn(
         .chain([
             topic::every_miner(site, Kind::Telemetry, group),
             topic::market(site),
+            topic::power(site),
             topic::grid(site),
             topic::MAESTRO_TARGET.to_string(),
         ])

@@ -65,6 +65,9 @@ struct Agent {
     /// Each miner's last reported phase, to log every change once.
     reported: BTreeMap<String, &'static str>,
     summary: Summary,
+    /// The real-time power price over the tariff, and its replay file's readings to come.
+    power: crate::power::PowerPrice,
+    power_replay: std::collections::VecDeque<fleet_proto::PowerPrice>,
     /// Set when this agent is one of several sharing the site.
     group: Option<crate::shard::Group>,
 }
@@ -98,6 +101,15 @@ pub async fn run(
         }
         None => Vec::new(),
     };
+    let power_replay = match &config.power.csv {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("power.csv: {}: {e}", path.display()))?;
+            crate::sources::power_csv(&text)
+                .map_err(|e| format!("power.csv: {}: {e}", path.display()))?
+        }
+        None => Vec::new(),
+    };
     let poller = config.market.poll.clone().map(|source| {
         let every = Duration::from_secs_f64(config.market.poll_interval_s.unwrap_or(300.0));
         spawn_poller(source, every)
@@ -109,6 +121,7 @@ pub async fn run(
         .map(|share| crate::shard::Group::new(share.instance.as_str()));
     agent.attach(store)?;
     agent.replay = replay.into();
+    agent.power_replay = power_replay.into();
     let (poller_task, mut polled) = match poller {
         Some((task, rx)) => (Some(task), Some(rx)),
         None => (None, None),
@@ -180,6 +193,7 @@ impl Agent {
         maestro: bool,
         now: u64,
     ) -> Result<Self, String> {
+        let power_max_age_s = config.power.max_age_s;
         let mut market = MarketGuard::new(Plausibility::default());
         if let Some(hashprice) = config.hashprice() {
             // The configured market stands until a feed says otherwise (and for its bound only).
@@ -214,6 +228,8 @@ impl Agent {
             reported: BTreeMap::new(),
             summary: Summary::default(),
             group: None,
+            power: crate::power::PowerPrice::new(power_max_age_s),
+            power_replay: std::collections::VecDeque::new(),
         })
     }
 
@@ -354,6 +370,11 @@ impl Agent {
                 }
                 Err(e) => refused(&mut self.summary, "grid", e.to_string()),
             }
+        } else if topic_name == topic::power(&self.site) {
+            match serde_json::from_slice::<fleet_proto::PowerPrice>(payload) {
+                Ok(price) => self.take_power(&price, "the power topic", now),
+                Err(e) => refused(&mut self.summary, "power", e.to_string()),
+            }
         } else if topic_name == topic::MAESTRO_TARGET {
             match serde_json::from_slice::<MaestroTarget>(payload) {
                 Ok(target) => self.grid.maestro(target, now),
@@ -382,12 +403,28 @@ impl Agent {
         }
     }
 
+    /// A power price from the feed, through its guard.
+    fn take_power(&mut self, price: &fleet_proto::PowerPrice, source: &str, now: u64) {
+        match self.power.offer(price.at, price.usd_per_kwh, now) {
+            Ok(()) => info!(usd_per_kwh = price.usd_per_kwh, source, "power price taken"),
+            Err(reason) => {
+                self.summary.refused_messages += 1;
+                warn!(source, %reason, "power price refused");
+            }
+        }
+    }
+
     /// The replay's readings whose time has come, newest last.
     fn replay(&mut self, now: u64) {
         let due = self.replay.iter().take_while(|m| m.at <= now).count();
         let readings: Vec<fleet_proto::Market> = self.replay.drain(..due).collect();
         if let Some(latest) = readings.last() {
             self.take_market(latest, "the replay file", now);
+        }
+        let due = self.power_replay.iter().take_while(|p| p.at <= now).count();
+        let prices: Vec<fleet_proto::PowerPrice> = self.power_replay.drain(..due).collect();
+        if let Some(latest) = prices.last() {
+            self.take_power(latest, "the power replay file", now);
         }
     }
 
@@ -431,7 +468,7 @@ impl Agent {
         let economics = match self.market.view(now) {
             MarketView::Current { hashprice, .. } => Some(Economics {
                 hashprice,
-                power_price: self.config.tariff.price_at(now),
+                power_price: self.power.at(&self.config.tariff, now).0,
                 pool_fee: self.config.site.pool_fee,
             }),
             MarketView::Expired { .. } => None,

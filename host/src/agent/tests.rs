@@ -197,3 +197,82 @@ fn a_grid_cap_sleeps_a_profitable_machine() {
     agent.take_at("hashwarden/v1/tx-west/grid", cap.as_bytes(), NOW + 1);
     assert_eq!(actions(&agent.round(NOW + 1)), ["m1:sleep"]);
 }
+
+fn power(usd_per_kwh: f64, at: u64) -> Vec<u8> {
+    format!("{{\"v\":1,\"at\":{at},\"usd_per_kwh\":{usd_per_kwh}}}").into_bytes()
+}
+
+#[test]
+fn a_real_time_power_price_moves_the_breakeven_until_it_goes_stale() {
+    let mut agent = agent("[power]\nmax_age_s = 60\n");
+    hear_miner(&mut agent);
+    // 21.6 J/TH: breakeven $31.1/PH/day on the $0.06 tariff, $46.7 at $0.09.
+    agent.take_at("hashwarden/v1/tx-west/market", &market(40.0, NOW), NOW);
+    assert!(agent.round(NOW + 1).is_empty(), "profitable on the tariff");
+    agent.take_at(
+        "hashwarden/v1/tx-west/power",
+        &power(0.09, NOW + 2),
+        NOW + 2,
+    );
+    assert_eq!(actions(&agent.round(NOW + 2)), ["m1:sleep"]);
+    // A unit error (cents for dollars) is refused; the last good price stands.
+    agent.take_at(
+        "hashwarden/v1/tx-west/power",
+        &power(4.3e1, NOW + 3),
+        NOW + 3,
+    );
+    assert_eq!(agent.summary.refused_messages, 1);
+    // The feed falls silent: after its bound the tariff is back and the machine (asleep, still
+    // reporting) above water again.
+    let sleeping = examples::payload("/telemetry")
+        .map(|t| String::from_utf8_lossy(&t).replace("\"mining\"", "\"sleeping\""))
+        .expect("telemetry");
+    agent.take_at(
+        "hashwarden/v1/tx-west/m1/telemetry",
+        sleeping.as_bytes(),
+        NOW + 70,
+    );
+    assert_eq!(actions(&agent.round(NOW + 70)), ["m1:wake"]);
+}
+
+#[test]
+fn one_agent_of_a_group_plans_only_its_own_miners() {
+    let mut agent = agent("");
+    let mut group = crate::shard::Group::new("agent-a");
+    group.presence("agent-b", true);
+    let fleet: Vec<String> = (1..=8).map(|i| format!("m{i}")).collect();
+    for miner in &fleet {
+        let t = |kind| format!("hashwarden/v1/tx-west/{miner}/{kind}");
+        agent.take_at(&t("status"), b"online", NOW);
+        agent.take_at(&t("state"), &example("/state"), NOW);
+        agent.take_at(&t("telemetry"), &example("/telemetry"), NOW);
+    }
+    // Peer presence arrives on its topic; the agent's own echo is not a peer.
+    agent.take_at("hashwarden/v1/tx-west/agent/peers/agent-b", b"online", NOW);
+    assert!(agent.group.is_none(), "not in a group unless configured");
+    agent.group = Some(crate::shard::Group::new("agent-a"));
+    agent.take_at("hashwarden/v1/tx-west/agent/peers/agent-a", b"online", NOW);
+    agent.take_at("hashwarden/v1/tx-west/agent/peers/agent-b", b"online", NOW);
+    assert_eq!(agent.group.as_ref().map(|g| g.size()), Some(2));
+    agent.take_at("hashwarden/v1/tx-west/market", &market(25.0, NOW), NOW);
+    let mut slept: Vec<String> = agent
+        .round(NOW + 1)
+        .iter()
+        .map(|(miner, _)| miner.to_string())
+        .collect();
+    slept.sort();
+    let mine: Vec<String> = fleet.iter().filter(|m| group.owns(m)).cloned().collect();
+    assert!(
+        !mine.is_empty() && mine.len() < fleet.len(),
+        "a split: {mine:?}"
+    );
+    assert_eq!(slept, mine);
+
+    // agent-b goes: its miners are this agent's now.
+    agent.take_at(
+        "hashwarden/v1/tx-west/agent/peers/agent-b",
+        b"offline",
+        NOW + 2,
+    );
+    assert_eq!(agent.round(NOW + 2).len(), fleet.len() - mine.len());
+}
