@@ -318,15 +318,26 @@ async fn a_price_between_two_breakevens_sleeps_exactly_the_one_under_water() {
         assert!(metrics.contains(line), "{line} missing from\n{metrics}");
     }
 
-    // By hand: the efficient one sleeps for ten minutes whatever the price.
-    cli(&[
+    // By hand: the efficient one sleeps for ten minutes whatever the price; `--wait` follows
+    // the change through the running agent's store until it is verified by telemetry.
+    let followed: serde_json::Value = serde_json::from_str(&cli(&[
         "curtail",
         "efficient",
         "--for",
         "10m",
+        "--wait",
+        "--timeout",
+        "45s",
+        "--json",
         "--config",
         &site_config,
-    ]);
+    ]))
+    .expect("json");
+    assert_eq!(followed["failed"], 0, "{followed}");
+    assert_eq!(
+        followed["miners"][0]["outcome"]["result"], "verified",
+        "{followed}"
+    );
     watcher
         .wait_for("/efficient/telemetry", SOON, |s| mode(s) == "sleeping")
         .await;

@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod executor;
 pub mod fleet;
+pub mod follow;
 pub mod grid;
 pub mod keys;
 pub mod market;

@@ -102,6 +102,16 @@ struct Manual {
     /// How long the override holds: `90s`, `30m`, `4h`, `2d` (default 1h).
     #[arg(long = "for", default_value = "1h")]
     duration: String,
+    /// Follow the change until every miner is verified (or failed), with a progress bar;
+    /// exits non-zero if any did not get there.
+    #[arg(long)]
+    wait: bool,
+    /// How long `--wait` waits: `90s`, `30m`, …
+    #[arg(long, default_value = "10m")]
+    timeout: String,
+    /// With `--wait`: the outcomes as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -269,6 +279,7 @@ fn parse_duration(text: &str) -> Result<u64, String> {
 
 fn override_miners(manual: &Manual, to: Setting) -> Result<(), String> {
     let seconds = parse_duration(&manual.duration)?;
+    let timeout_s = parse_duration(&manual.timeout)?;
     let mut store = open_store(&manual.config)?;
     let miners: Vec<String> = match (manual.all, manual.miners.is_empty()) {
         (true, true) => store
@@ -283,6 +294,8 @@ fn override_miners(manual: &Manual, to: Setting) -> Result<(), String> {
     };
     let now = hashwarden::agent::unix_now();
     let until = now + seconds;
+    // Outcomes logged from here on may answer this override.
+    let mark = store.audit_mark().map_err(|e| e.to_string())?;
     for miner in &miners {
         store
             .set_override(miner, PlannerManual { setting: to, until })
@@ -296,7 +309,89 @@ fn override_miners(manual: &Manual, to: Setting) -> Result<(), String> {
             })
             .map_err(|e| e.to_string())?;
     }
-    println!("{} miner(s) to {} until {until}", miners.len(), setting(to));
+    if !manual.wait {
+        println!("{} miner(s) to {} until {until}", miners.len(), setting(to));
+        return Ok(());
+    }
+    follow(&store, mark, &miners, to, now, timeout_s, manual.json)
+}
+
+/// Follows an override to its end in the store the running agent writes, with a progress bar on
+/// a terminal, then prints each miner's outcome.
+fn follow(
+    store: &Store,
+    mark: i64,
+    miners: &[String],
+    to: Setting,
+    since: u64,
+    timeout_s: u64,
+    json: bool,
+) -> Result<(), String> {
+    use hashwarden::follow::{Follow, Outcome};
+    let mut follow = Follow::new(miners, to, since);
+    // Drawn only when stderr is a terminal: scripts and logs get the final table alone.
+    let bar = indicatif::ProgressBar::new(follow.total() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{bar:40}] {pos}/{len} {msg} ({elapsed})",
+        )
+        .map_err(|e| e.to_string())?
+        .progress_chars("=> "),
+    );
+    bar.set_message(format!("to {}", setting(to)));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout_s);
+    while follow.finished() < follow.total() && std::time::Instant::now() < deadline {
+        let outcomes = store.outcomes_after(mark).map_err(|e| e.to_string())?;
+        let fleet = store.fleet().map_err(|e| e.to_string())?;
+        for (miner, outcome) in follow.take(&outcomes, &fleet) {
+            if !outcome.succeeded() {
+                bar.println(format!("{miner}: {outcome:?}"));
+            }
+            bar.inc(1);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    bar.finish_and_clear();
+    let failed = follow
+        .outcomes()
+        .values()
+        .filter(|o| !o.as_ref().is_some_and(Outcome::succeeded))
+        .count();
+    if json {
+        let rows: Vec<serde_json::Value> = follow
+            .outcomes()
+            .iter()
+            .map(|(miner, outcome)| {
+                serde_json::json!({"miner": miner, "outcome": outcome.as_ref().map_or(
+                    serde_json::json!({"result": "timed_out"}),
+                    |o| serde_json::to_value(o).unwrap_or_default(),
+                )})
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"to": setting(to), "miners": rows, "failed": failed})
+        );
+    } else {
+        println!("{:<28}  outcome", "miner");
+        for (miner, outcome) in follow.outcomes() {
+            let text = match outcome {
+                Some(Outcome::Verified) => "verified by telemetry".to_string(),
+                Some(Outcome::InEffect) => "already in effect".to_string(),
+                Some(Outcome::Failed(reason)) => format!("failed: {reason}"),
+                Some(Outcome::Unresponsive) => "unresponsive".to_string(),
+                None => "timed out".to_string(),
+            };
+            println!("{miner:<28}  {text}");
+        }
+    }
+    if failed > 0 {
+        return Err(format!(
+            "{failed} of {} miner(s) did not get to {}",
+            follow.total(),
+            setting(to)
+        ));
+    }
     Ok(())
 }
 

@@ -321,6 +321,35 @@ impl Store {
     }
 
     /// The last `limit` entries for `miner` (all miners when `None`), oldest first.
+    /// The audit log's newest entry id (0 when empty): a mark to read outcomes after.
+    pub fn audit_mark(&self) -> Result<i64, StoreError> {
+        self.db
+            .query_row("SELECT COALESCE(MAX(id), 0) FROM audit", [], |r| r.get(0))
+            .map_err(self.fail())
+    }
+
+    /// Final outcomes (`verified`, `failed`, `unresponsive`) logged after `mark`, oldest first.
+    pub fn outcomes_after(&self, mark: i64) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut query = self
+            .db
+            .prepare(
+                "SELECT at, miner, kind, detail FROM audit WHERE id > ?1
+                 AND kind IN ('verified', 'failed', 'unresponsive') ORDER BY id",
+            )
+            .map_err(self.fail())?;
+        let rows = query
+            .query_map([mark], |r| {
+                Ok(AuditEntry {
+                    at: r.get::<_, i64>(0)?.max(0) as u64,
+                    miner: r.get(1)?,
+                    kind: r.get(2)?,
+                    detail: r.get(3)?,
+                })
+            })
+            .map_err(self.fail())?;
+        rows.collect::<Result<_, _>>().map_err(self.fail())
+    }
+
     pub fn history(
         &self,
         miner: Option<&str>,

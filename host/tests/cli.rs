@@ -152,3 +152,40 @@ fn bad_input_is_one_line_and_exit_code_2() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn waiting_on_a_change_no_agent_carries_out_times_out_and_says_so() {
+    let dir = std::env::temp_dir().join(format!("hashwarden-cli-wait-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let site = dir.join("site.toml");
+    let text = std::fs::read_to_string(example("site.toml")).expect("example");
+    std::fs::write(
+        &site,
+        format!(
+            "{text}\n[agent]\nkey_file = \"{}\"\nkey_id = \"h\"\nstore = \"{}\"\n",
+            dir.join("k").display(),
+            dir.join("agent.db").display()
+        ),
+    )
+    .expect("writes");
+    let site = site.display().to_string();
+    let output = hashwarden(&[
+        "curtail",
+        "m1",
+        "m2",
+        "--wait",
+        "--timeout",
+        "1s",
+        "--json",
+        "--config",
+        &site,
+    ]);
+    assert!(!output.status.success(), "nobody verified it");
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("one JSON object on stdout");
+    assert_eq!(report["failed"], 2, "{report}");
+    assert_eq!(report["miners"][1]["miner"], "m2");
+    assert_eq!(report["miners"][1]["outcome"]["result"], "timed_out");
+    assert!(stderr(&output).contains("2 of 2 miner(s) did not get to sleep"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
