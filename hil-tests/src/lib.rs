@@ -65,6 +65,20 @@ pub fn try_http_get(port: u16, path: &str) -> Option<String> {
         .map(|(_, body)| body.to_string())
 }
 
+/// `hashwarden keys init`: a signing key at `path` with `key_id`; its public key (hex).
+pub fn agent_key(path: &Path, key_id: &str) -> String {
+    let output = Command::new(binary("hashwarden"))
+        .args(["keys", "init", "--out"])
+        .arg(path)
+        .args(["--key-id", key_id])
+        .output()
+        .expect("runs");
+    assert!(output.status.success(), "keys init: {output:?}");
+    let public_key = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    assert_eq!(public_key.len(), 64, "{public_key}");
+    public_key
+}
+
 /// A scratch directory unique to this test.
 pub fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("hw-hil-{name}-{}", std::process::id()));
@@ -184,6 +198,35 @@ impl Process {
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until its log says `needle`; panics with the log after `within`.
+    pub async fn wait_for_log(&self, needle: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self.log_text().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "{needle:?} not logged within {within:?}:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `hashwarden-fw --sim` on `config`, at 5× speed, without its local APIs.
+    pub fn sim_miner(config: &str, log: PathBuf) -> Self {
+        let args = [
+            "--sim",
+            "--speed",
+            "5",
+            "--api-listen",
+            "off",
+            "--http-listen",
+            "off",
+            "--config",
+            config,
+        ];
+        Self::start(&binary("hashwarden-fw"), &args, log)
     }
 
     /// kill -9: no goodbye, no flush.

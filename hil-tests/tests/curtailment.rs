@@ -100,33 +100,14 @@ impl Site {
         let dir = scratch(name);
         let broker = (via == Via::Mosquitto).then(|| Broker::start(&dir));
         let port = broker.as_ref().map_or_else(free_port, |b| b.port);
-        let (agent_bin, firmware_bin) = (binary("hashwarden"), binary("hashwarden-fw"));
+        let agent_bin = binary("hashwarden");
         let key = dir.join("host.key");
-        let output = std::process::Command::new(&agent_bin)
-            .args(["keys", "init", "--out"])
-            .arg(&key)
-            .args(["--key-id", "host-test"])
-            .output()
-            .expect("runs");
-        assert!(output.status.success());
-        let public_key = String::from_utf8_lossy(&output.stdout).trim().to_string();
-        assert_eq!(public_key.len(), 64, "{public_key}");
+        let public_key = hil_tests::agent_key(&key, "host-test");
         let watcher =
             Watcher::connect(port, "test-watch", &format!("hashwarden/v1/{SITE}/#")).await;
         let start_miner = |name: &str, core_mv: u32, mhz: f64| {
             let config = miner(&dir, name, port, &public_key, core_mv, mhz);
-            let args = [
-                "--sim",
-                "--speed",
-                "5",
-                "--api-listen",
-                "off",
-                "--http-listen",
-                "off",
-                "--config",
-                &config,
-            ];
-            Process::start(&firmware_bin, &args, dir.join(format!("{name}.log")))
+            Process::sim_miner(&config, dir.join(format!("{name}.log")))
         };
         let efficient_miner = start_miner("efficient", 1300, 250.0);
         let hot_miner = start_miner("hot", 1500, 425.0);
@@ -269,14 +250,7 @@ async fn a_price_between_two_breakevens_sleeps_exactly_the_one_under_water() {
         .await;
 
     // The agent verifies the wake by the power coming back.
-    let deadline = std::time::Instant::now() + SOON;
-    while !agent
-        .log_text()
-        .contains("verified by telemetry miner=hot want=Full")
-    {
-        assert!(std::time::Instant::now() < deadline, "{}", agent.log_text());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    agent.wait_for_log("verified by telemetry miner=hot want=Full", SOON).await;
     // What the store says while the agent runs: the fleet table and the miner's history.
     let cli = |args: &[&str]| {
         let output = std::process::Command::new(&agent_bin)
@@ -341,14 +315,7 @@ async fn a_price_between_two_breakevens_sleeps_exactly_the_one_under_water() {
     watcher
         .wait_for("/efficient/telemetry", SOON, |s| mode(s) == "sleeping")
         .await;
-    let deadline = std::time::Instant::now() + SOON;
-    while !agent
-        .log_text()
-        .contains("verified by telemetry miner=efficient want=Sleep")
-    {
-        assert!(std::time::Instant::now() < deadline, "{}", agent.log_text());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    agent.wait_for_log("verified by telemetry miner=efficient want=Sleep", SOON).await;
 
     let (status, summary) = agent.terminate();
     assert!(status.success());
@@ -481,14 +448,7 @@ async fn the_embedded_broker_carries_the_site_and_survives_the_agent_being_kille
             mode(s) == "sleeping" && s.json()["power_w"].as_f64() == Some(0.0)
         })
         .await;
-    let deadline = std::time::Instant::now() + SOON;
-    while !agent
-        .log_text()
-        .contains("verified by telemetry miner=hot want=Sleep")
-    {
-        assert!(std::time::Instant::now() < deadline, "{}", agent.log_text());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    agent.wait_for_log("verified by telemetry miner=hot want=Sleep", SOON).await;
 
     agent.kill();
     let again = site.agent("second");

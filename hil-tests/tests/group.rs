@@ -39,19 +39,11 @@ fn split_fleet() -> Vec<String> {
 async fn two_agents_split_a_site_and_one_takes_over_when_the_other_dies() {
     let dir = scratch("group");
     let broker = Broker::start(&dir);
-    let (agent_bin, firmware_bin) = (binary("hashwarden"), binary("hashwarden-fw"));
+    let agent_bin = binary("hashwarden");
     // One key per agent: each keeps its own sequence numbers, and the miners trust both.
     let mut trusted = String::new();
     for agent in AGENTS {
-        let key = dir.join(format!("{agent}.key"));
-        let output = std::process::Command::new(&agent_bin)
-            .args(["keys", "init", "--out"])
-            .arg(&key)
-            .args(["--key-id", agent])
-            .output()
-            .expect("runs");
-        assert!(output.status.success());
-        let public_key = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        let public_key = hil_tests::agent_key(&dir.join(format!("{agent}.key")), agent);
         trusted.push_str(&format!(
             "[[mqtt.trusted_keys]]\nid = \"{agent}\"\npublic_key = \"{public_key}\"\n"
         ));
@@ -80,19 +72,10 @@ async fn two_agents_split_a_site_and_one_takes_over_when_the_other_dies() {
                 ),
             )
             .expect("writes");
-            let config = config.display().to_string();
-            let args = [
-                "--sim",
-                "--speed",
-                "5",
-                "--api-listen",
-                "off",
-                "--http-listen",
-                "off",
-                "--config",
-                &config,
-            ];
-            Process::start(&firmware_bin, &args, dir.join(format!("{name}.log")))
+            Process::sim_miner(
+                &config.display().to_string(),
+                dir.join(format!("{name}.log")),
+            )
         })
         .collect();
     let agents: Vec<Process> = AGENTS
@@ -147,11 +130,7 @@ async fn two_agents_split_a_site_and_one_takes_over_when_the_other_dies() {
     let highest = breakevens.iter().copied().fold(0.0, f64::max);
     // Both agents must have seen each other before the price moves, or both would plan alone.
     for agent in &agents {
-        let deadline = std::time::Instant::now() + SOON;
-        while !agent.log_text().contains("agent group changed") {
-            assert!(std::time::Instant::now() < deadline, "{}", agent.log_text());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        agent.wait_for_log("agent group changed", SOON).await;
     }
 
     // A price under every breakeven: the whole site sleeps, each miner by its own agent.

@@ -51,16 +51,9 @@ async fn a_curtailment_goes_through_tls_and_passwords_and_strangers_stay_out() {
         ],
     );
     let url = format!("mqtts://localhost:{}", broker.port);
-    let (agent_bin, firmware_bin) = (binary("hashwarden"), binary("hashwarden-fw"));
+    let agent_bin = binary("hashwarden");
     let key = dir.join("host.key");
-    let output = std::process::Command::new(&agent_bin)
-        .args(["keys", "init", "--out"])
-        .arg(&key)
-        .args(["--key-id", "host-test"])
-        .output()
-        .expect("runs");
-    assert!(output.status.success());
-    let public_key = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    let public_key = hil_tests::agent_key(&key, "host-test");
 
     let watch = Connection::new(
         &url,
@@ -74,18 +67,7 @@ async fn a_curtailment_goes_through_tls_and_passwords_and_strangers_stay_out() {
 
     let sim = |name: &str, password: &str| {
         let config = miner_config(&dir, name, &url, &pki, password, &public_key);
-        let args = [
-            "--sim",
-            "--speed",
-            "5",
-            "--api-listen",
-            "off",
-            "--http-listen",
-            "off",
-            "--config",
-            &config,
-        ];
-        Process::start(&firmware_bin, &args, dir.join(format!("{name}.log")))
+        Process::sim_miner(&config, dir.join(format!("{name}.log")))
     };
     let miner = sim("m1", "m1-secret-2");
     let stranger = sim("stranger", "a-guess");

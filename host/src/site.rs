@@ -150,6 +150,12 @@ fn check_broker(
     agent: &AgentSection,
     embedded: Option<&fleet_mqtt::embedded::BrokerSettings>,
 ) -> Result<(), (&'static str, String)> {
+    if agent.share.is_some() && agent.mqtt_url.is_none() {
+        return Err((
+            "agent.share",
+            "agents sharing a site need one broker they all reach: give agent.mqtt_url".into(),
+        ));
+    }
     if agent.mqtt_url.is_some() && embedded.is_some() {
         return Err((
             "agent.mqtt_url",
@@ -460,6 +466,17 @@ btc_usd = 63000
             "{GOOD}{agent}[broker.tls]\nlisten = \"0.0.0.0:8883\"\ncert_file = \"/nonexistent.pem\"\nkey_file = \"/nonexistent.key\"\n"
         );
         assert!(error(tls_missing).contains("broker.tls"));
+        let shared_alone = format!(
+            "{GOOD}{agent}[agent.share]\ngroup = \"agents\"\ninstance = \"a1\"\n"
+        );
+        assert!(error(shared_alone.clone()).contains("agent.share"));
+        let shared = shared_alone.replace(
+            "[agent.share]",
+            "mqtt_url = \"mqtt://broker\"\n[agent.share]",
+        );
+        parse(&shared).expect("a group behind an external broker");
+        let wildcard = shared.replace("instance = \"a1\"", "instance = \"a/#\"");
+        assert!(error(wildcard).contains("not a valid name"));
     }
 
     #[test]

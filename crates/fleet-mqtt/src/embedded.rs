@@ -17,8 +17,9 @@ use crate::{BrokerUrl, LinkError, Secret};
 const MAX_PAYLOAD: usize = 1 << 20;
 /// QoS 1 messages in flight per connection: the agent takes a whole fleet's telemetry on one.
 const MAX_INFLIGHT: usize = 1_000;
-/// Packets queued towards one connection before the router waits for it to drain.
-const MAX_OUTGOING_PACKETS: u64 = 2_000;
+/// Packets queued towards one connection before the router waits for it to drain: the agent's
+/// one connection takes a whole fleet's acks and telemetry in a burst.
+const MAX_OUTGOING_PACKETS: u64 = 20_000;
 /// The commit log kept per subscription filter: how far a slow subscriber may fall behind.
 const SEGMENT_BYTES: usize = 16 << 20;
 const SEGMENTS: usize = 8;

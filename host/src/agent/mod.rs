@@ -70,6 +70,8 @@ struct Agent {
     power_replay: std::collections::VecDeque<fleet_proto::PowerPrice>,
     /// Set when this agent is one of several sharing the site.
     group: Option<crate::shard::Group>,
+    /// `hashwarden/v1/<site>/agent/peers/`: where the group's presences arrive.
+    peer_prefix: String,
 }
 
 pub fn unix_now() -> u64 {
@@ -115,10 +117,6 @@ pub async fn run(
         spawn_poller(source, every)
     });
     let mut agent = Agent::new(config, site.clone(), signer, section.maestro, unix_now())?;
-    agent.group = section
-        .share
-        .as_ref()
-        .map(|share| crate::shard::Group::new(share.instance.as_str()));
     agent.attach(store)?;
     agent.replay = replay.into();
     agent.power_replay = power_replay.into();
@@ -194,6 +192,14 @@ impl Agent {
         now: u64,
     ) -> Result<Self, String> {
         let power_max_age_s = config.power.max_age_s;
+        let group = config
+            .agent
+            .as_ref()
+            .and_then(|agent| agent.share.as_ref())
+            .map(|share| crate::shard::Group::new(share.instance.as_str()));
+        let peer_prefix = topic::every_agent_peer(&site)
+            .trim_end_matches('+')
+            .to_string();
         let mut market = MarketGuard::new(Plausibility::default());
         if let Some(hashprice) = config.hashprice() {
             // The configured market stands until a feed says otherwise (and for its bound only).
@@ -227,7 +233,8 @@ impl Agent {
             sent_at: std::collections::HashMap::new(),
             reported: BTreeMap::new(),
             summary: Summary::default(),
-            group: None,
+            group,
+            peer_prefix,
             power: crate::power::PowerPrice::new(power_max_age_s),
             power_replay: std::collections::VecDeque::new(),
         })
@@ -283,11 +290,6 @@ impl Agent {
         }
     }
 
-    fn peer_prefix(&self) -> String {
-        let any = topic::every_agent_peer(&self.site);
-        any.trim_end_matches('+').to_string()
-    }
-
     /// Another agent of the group came or went: the fleet's split changes with it, and each
     /// agent now hears a miner's telemetry only every `size`-th report.
     fn peer_presence(&mut self, instance: &str, payload: &[u8]) {
@@ -319,7 +321,7 @@ impl Agent {
             summary.refused_messages += 1;
             warn!(topic = topic_name, what, %reason, "message refused");
         };
-        if let Some(instance) = topic_name.strip_prefix(&self.peer_prefix()) {
+        if let Some(instance) = topic_name.strip_prefix(self.peer_prefix.as_str()) {
             self.peer_presence(instance, payload);
             return;
         }
