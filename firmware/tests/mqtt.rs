@@ -226,13 +226,13 @@ async fn a_silent_host_trips_the_failsafe_and_a_killed_miner_leaves_its_will() {
     // One of a group of agents is there (its own presence topic): the single presence going
     // offline is not the host going silent.
     let peer = agent_topic().replace("/agent", "/agent/peers/agent-b");
-    host.publish(&peer, "online", true).await;
+    host.publish(peer.clone(), "online", true).await;
     host.publish(agent_topic(), "offline", true).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     host.wait_for("telemetry", SOON, |s| mode(s) == "mining")
         .await;
     // The last agent gone: the host is silent.
-    host.publish(&peer, "offline", true).await;
+    host.publish(peer, "offline", true).await;
     let state = host
         .wait_for("state", SOON, |s| s.json()["durable_sleep"] == true)
         .await;

@@ -250,7 +250,9 @@ async fn a_price_between_two_breakevens_sleeps_exactly_the_one_under_water() {
         .await;
 
     // The agent verifies the wake by the power coming back.
-    agent.wait_for_log("verified by telemetry miner=hot want=Full", SOON).await;
+    agent
+        .wait_for_log("verified by telemetry miner=hot want=Full", SOON)
+        .await;
     // What the store says while the agent runs: the fleet table and the miner's history.
     let cli = |args: &[&str]| {
         let output = std::process::Command::new(&agent_bin)
@@ -315,7 +317,9 @@ async fn a_price_between_two_breakevens_sleeps_exactly_the_one_under_water() {
     watcher
         .wait_for("/efficient/telemetry", SOON, |s| mode(s) == "sleeping")
         .await;
-    agent.wait_for_log("verified by telemetry miner=efficient want=Sleep", SOON).await;
+    agent
+        .wait_for_log("verified by telemetry miner=efficient want=Sleep", SOON)
+        .await;
 
     let (status, summary) = agent.terminate();
     assert!(status.success());
@@ -448,7 +452,9 @@ async fn the_embedded_broker_carries_the_site_and_survives_the_agent_being_kille
             mode(s) == "sleeping" && s.json()["power_w"].as_f64() == Some(0.0)
         })
         .await;
-    agent.wait_for_log("verified by telemetry miner=hot want=Sleep", SOON).await;
+    agent
+        .wait_for_log("verified by telemetry miner=hot want=Sleep", SOON)
+        .await;
 
     agent.kill();
     let again = site.agent("second");

@@ -288,7 +288,11 @@ async fn main() {
     assert!(status.success());
     let mut times: Vec<f64> = arrivals.values().copied().collect();
     times.sort_by(f64::total_cmp);
-    let which = if embedded { "the embedded broker (rumqttd)" } else { "mosquitto" };
+    let which = if embedded {
+        "the embedded broker (rumqttd)"
+    } else {
+        "mosquitto"
+    };
     println!("{MINERS} miners through {which}; the market drops below every breakeven");
     println!();
     println!(

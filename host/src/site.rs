@@ -466,9 +466,8 @@ btc_usd = 63000
             "{GOOD}{agent}[broker.tls]\nlisten = \"0.0.0.0:8883\"\ncert_file = \"/nonexistent.pem\"\nkey_file = \"/nonexistent.key\"\n"
         );
         assert!(error(tls_missing).contains("broker.tls"));
-        let shared_alone = format!(
-            "{GOOD}{agent}[agent.share]\ngroup = \"agents\"\ninstance = \"a1\"\n"
-        );
+        let shared_alone =
+            format!("{GOOD}{agent}[agent.share]\ngroup = \"agents\"\ninstance = \"a1\"\n");
         assert!(error(shared_alone.clone()).contains("agent.share"));
         let shared = shared_alone.replace(
             "[agent.share]",
