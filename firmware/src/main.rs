@@ -14,6 +14,7 @@ mod cooling;
 mod daemon;
 mod fleet;
 mod http;
+mod image_cli;
 mod metrics;
 mod mining;
 mod mqtt;
@@ -39,9 +40,12 @@ use tracing::warn;
 #[command(
     name = "hashwarden-fw",
     version,
-    about = "hashwarden control-board daemon"
+    about = "hashwarden control-board daemon",
+    args_conflicts_with_subcommands = true
 )]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Tool>,
     /// TOML configuration: board, chains, pools, mining.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -69,6 +73,14 @@ struct Cli {
     /// Overrides `[api] http_listen`; default 0.0.0.0:80.
     #[arg(long)]
     http_listen: Option<String>,
+}
+
+/// What the binary does besides being the daemon.
+#[derive(Debug, clap::Subcommand)]
+enum Tool {
+    /// Signed firmware images: build one, or check one.
+    #[command(subcommand)]
+    Image(image_cli::ImageCommand),
 }
 
 /// The command desk: with a fleet link, over the durable state in the data directory (commands
@@ -103,6 +115,15 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
+    if let Some(Tool::Image(command)) = cli.command {
+        return match image_cli::run(command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     cli_common::init_logging();
 
     let (config, board): (Option<config::Config>, &'static BoardDescription) = match &cli.config {

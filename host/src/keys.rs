@@ -1,145 +1,36 @@
-//! The host's command-signing key on disk: a 32-byte Ed25519 seed as hex, readable by its owner
-//! only. A key file anyone else can read is refused — it would let them command the fleet.
+//! The host's command-signing key: a key file (`cli_common::keyfile`) and its key id.
 
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+pub use cli_common::keyfile::{KeyError, hex};
 use fleet_proto::CommandSigner;
-
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: readable by others (mode {mode:o}): chmod 600 it")]
-    Exposed { path: PathBuf, mode: u32 },
-    #[error("{path}: not a key file (64 hex characters)")]
-    Malformed { path: PathBuf },
-    #[error("{path}: exists; refusing to overwrite a signing key")]
-    Exists { path: PathBuf },
-}
-
-fn io(path: &Path) -> impl Fn(std::io::Error) -> KeyError + '_ {
-    move |source| KeyError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
 
 /// Creates a new key at `path` (0600, never over an existing file) and returns its public half.
 pub fn init(path: &Path, key_id: &str) -> Result<[u8; 32], KeyError> {
-    let mut seed = [0u8; 32];
-    let mut random = std::fs::File::open("/dev/urandom").map_err(io(path))?;
-    std::io::Read::read_exact(&mut random, &mut seed).map_err(io(path))?;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|source| match source.kind() {
-            std::io::ErrorKind::AlreadyExists => KeyError::Exists {
-                path: path.to_path_buf(),
-            },
-            _ => io(path)(source),
-        })?;
-    let hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
-    writeln!(file, "{hex}").map_err(io(path))?;
-    file.sync_all().map_err(io(path))?;
+    let seed = cli_common::keyfile::create_seed(path)?;
     Ok(CommandSigner::from_seed(key_id, &seed).public_key())
 }
 
 /// The signer for the key at `path`, refused if others can read it.
 pub fn load(path: &Path, key_id: &str) -> Result<CommandSigner, KeyError> {
-    let metadata = std::fs::metadata(path).map_err(io(path))?;
-    let mode = metadata.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(KeyError::Exposed {
-            path: path.to_path_buf(),
-            mode,
-        });
-    }
-    let text = std::fs::read_to_string(path).map_err(io(path))?;
-    let malformed = || KeyError::Malformed {
-        path: path.to_path_buf(),
-    };
-    let hex = text.trim();
-    if hex.len() != 64 || !hex.is_ascii() {
-        return Err(malformed());
-    }
-    let mut seed = [0u8; 32];
-    for (byte, pair) in seed.iter_mut().zip(hex.as_bytes().chunks(2)) {
-        let pair = std::str::from_utf8(pair).map_err(|_| malformed())?;
-        *byte = u8::from_str_radix(pair, 16).map_err(|_| malformed())?;
-    }
+    let seed = cli_common::keyfile::read_seed(path)?;
     Ok(CommandSigner::from_seed(key_id, &seed))
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("hw-keys-{name}-{}", std::process::id()));
+    #[test]
+    fn the_public_key_printed_is_the_one_that_signs() {
+        let dir = std::env::temp_dir().join(format!("hw-keys-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("dir");
-        dir
-    }
-
-    #[test]
-    fn a_new_key_is_private_loads_back_and_is_never_overwritten() {
-        let dir = scratch("init");
         let path = dir.join("host.key");
         let public = init(&path, "host-1").expect("created");
-        let mode = std::fs::metadata(&path)
-            .expect("exists")
-            .permissions()
-            .mode()
-            & 0o777;
-        assert_eq!(mode, 0o600);
         let signer = load(&path, "host-1").expect("loads");
         assert_eq!(signer.public_key(), public);
-        assert!(matches!(
-            init(&path, "host-1"),
-            Err(KeyError::Exists { .. })
-        ));
-        assert_eq!(
-            load(&path, "host-1").expect("unchanged").public_key(),
-            public
-        );
-        // Two keys are not the same key.
-        assert_ne!(
-            init(&dir.join("other.key"), "host-2").expect("created"),
-            public
-        );
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn exposed_or_malformed_keys_are_refused() {
-        let dir = scratch("refuse");
-        let path = dir.join("host.key");
-        init(&path, "h").expect("created");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-        assert!(matches!(
-            load(&path, "h"),
-            Err(KeyError::Exposed { mode: 0o644, .. })
-        ));
-        let bad = dir.join("bad.key");
-        for text in ["", "zz", &"g".repeat(64), &"é".repeat(32)] {
-            std::fs::write(&bad, text).expect("writes");
-            std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-            assert!(
-                matches!(load(&bad, "h"), Err(KeyError::Malformed { .. })),
-                "{text:?}"
-            );
-        }
+        assert_eq!(signer.key_id(), "host-1");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

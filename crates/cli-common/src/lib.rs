@@ -4,6 +4,7 @@
 //! filtered by `RUST_LOG`, coloured only on a terminal.
 
 pub mod config;
+pub mod keyfile;
 pub mod prometheus;
 
 use std::process::ExitCode;

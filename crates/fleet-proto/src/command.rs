@@ -215,6 +215,45 @@ impl TrustedKeys {
     pub fn revoke(&mut self, key_id: &str) {
         self.revoked.push(key_id.to_string());
     }
+
+    /// Whether `signature` over `message` is by the trusted, unrevoked key `key_id`.
+    pub fn verify(
+        &self,
+        key_id: &str,
+        message: &[u8],
+        signature: &[u8; 64],
+    ) -> Result<(), KeyRefusal> {
+        if self.revoked.iter().any(|r| r == key_id) {
+            return Err(KeyRefusal::Revoked(key_id.to_string()));
+        }
+        let key = self
+            .keys
+            .get(key_id)
+            .ok_or_else(|| KeyRefusal::Unknown(key_id.to_string()))?;
+        key.verify_strict(message, &Signature::from_bytes(signature))
+            .map_err(|_| KeyRefusal::BadSignature)
+    }
+}
+
+/// Why a signature is not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyRefusal {
+    #[error("signed by unknown key {0:?}")]
+    Unknown(String),
+    #[error("signed by revoked key {0:?}")]
+    Revoked(String),
+    #[error("bad signature")]
+    BadSignature,
+}
+
+impl From<KeyRefusal> for Rejection {
+    fn from(refusal: KeyRefusal) -> Self {
+        match refusal {
+            KeyRefusal::Unknown(id) => Rejection::UnknownKey(id),
+            KeyRefusal::Revoked(id) => Rejection::RevokedKey(id),
+            KeyRefusal::BadSignature => Rejection::BadSignature,
+        }
+    }
 }
 
 /// What a miner remembers to check commands: who it is, whom it trusts, and the last sequence
@@ -294,17 +333,11 @@ impl CommandVerifier {
             .ok()
             .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(str::to_string));
         let reject = |reason| (claimed_id.clone(), reason);
-        if self.keys.revoked.contains(&envelope.key_id) {
-            return Err(reject(Rejection::RevokedKey(envelope.key_id)));
-        }
-        let key = self
-            .keys
-            .keys
-            .get(&envelope.key_id)
-            .ok_or_else(|| reject(Rejection::UnknownKey(envelope.key_id.clone())))?;
-        let sig = unhex::<64>(&envelope.sig).ok_or_else(|| reject(Rejection::BadSignature))?;
-        key.verify_strict(envelope.payload.as_bytes(), &Signature::from_bytes(&sig))
-            .map_err(|_| reject(Rejection::BadSignature))?;
+        // Key first: an unknown or revoked signer is named even when its signature is garbage.
+        let sig = unhex::<64>(&envelope.sig).unwrap_or([0; 64]);
+        self.keys
+            .verify(&envelope.key_id, envelope.payload.as_bytes(), &sig)
+            .map_err(|refusal| reject(refusal.into()))?;
 
         let command: Command = serde_json::from_str(&envelope.payload)
             .map_err(|e| reject(Rejection::Malformed(e.to_string())))?;
