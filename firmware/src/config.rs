@@ -24,6 +24,8 @@ pub struct Config {
     pub api: ApiSection,
     #[serde(default)]
     pub tuner: TunerSection,
+    /// Firmware updates: the release keys and limits (`hashwarden-fw install|supervise`).
+    pub update: Option<crate::update::UpdateSection>,
 }
 
 /// How the autotuner measures (`set_mode efficiency|hashrate`).
@@ -408,6 +410,20 @@ impl Config {
         }
         if let Some(mqtt) = &config.mqtt {
             check_mqtt(mqtt, &invalid)?;
+        }
+        if let Some(update) = &config.update {
+            update
+                .trusted_keys()
+                .map_err(|e| invalid("update.release_keys", e))?;
+            update
+                .min_version()
+                .map_err(|e| invalid("update.min_version", e))?;
+            if update.release_keys.is_empty() {
+                return Err(invalid(
+                    "update.release_keys",
+                    "no release key: nothing could ever be installed".into(),
+                ));
+            }
         }
         for (key, value) in [
             ("api.listen", &config.api.listen),

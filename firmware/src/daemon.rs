@@ -233,6 +233,7 @@ pub async fn run<H: Hardware>(
     let mut host_watch = fleet
         .as_ref()
         .map(|f| crate::control::HostWatch::new(f.failsafe.0));
+    let mut health = crate::update::HealthReport::from_env();
     if let Some(fleet) = &fleet {
         commands::publish_state(fleet, &units, desk.intent());
     }
@@ -273,6 +274,13 @@ pub async fn run<H: Hardware>(
         }
         if now >= next_snapshot {
             snapshot_tx.send_replace(machine_snapshot(&mut units, &source, now));
+            // Healthy, for a supervisor trying this build: chains up, and the broker reached
+            // when there is a fleet link. A machine left asleep counts as up.
+            let chains_up = units.iter().any(|u| u.failed.is_none());
+            let connected = fleet
+                .as_ref()
+                .is_none_or(|f| f.link.presence.borrow().broker_connected);
+            health.observe(chains_up, connected);
             if let (Some(fleet), Some(watch)) = (&mut fleet, &mut host_watch) {
                 let heard = fleet.link.presence.borrow().host_heard();
                 if watch.observe(now - started, heard) {

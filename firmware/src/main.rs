@@ -26,6 +26,7 @@ mod snapshot;
 mod telemetry;
 mod tuning;
 mod unit;
+mod update;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -81,6 +82,21 @@ enum Tool {
     /// Signed firmware images: build one, or check one.
     #[command(subcommand)]
     Image(image_cli::ImageCommand),
+    /// Installs a signed image into the inactive slot and puts it on trial (`[update]`).
+    Install {
+        image: PathBuf,
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Runs the daemon from the committed slot (or this binary), boots a newly installed build
+    /// on trial, commits it once healthy, rolls it back when not. Arguments after `--` go to
+    /// the daemon (`--config` is passed on by itself).
+    Supervise {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(last = true)]
+        daemon_args: Vec<String>,
+    },
 }
 
 /// The command desk: with a fleet link, over the durable state in the data directory (commands
@@ -110,13 +126,63 @@ fn open_desk(config: Option<&config::Config>) -> Result<fleet::CommandDesk, Stri
     }
 }
 
+/// The configuration's data directory, board and `[update]` section, for the update tools.
+fn update_config(
+    path: &std::path::Path,
+) -> Result<
+    (
+        config::Config,
+        &'static BoardDescription,
+        update::UpdateSection,
+    ),
+    String,
+> {
+    let (config, board) = config::Config::load(path).map_err(|e| e.to_string())?;
+    let section = config
+        .update
+        .clone()
+        .ok_or("the configuration has no [update] section (release_keys)")?;
+    Ok((config, board, section))
+}
+
+fn run_tool(tool: Tool) -> Result<(), String> {
+    match tool {
+        Tool::Image(command) => image_cli::run(command),
+        Tool::Install { image, config } => {
+            let (settings, board, section) = update_config(&config)?;
+            let (slot, manifest) =
+                update::install(&image, &settings.daemon.data_dir, board.name, &section)?;
+            println!(
+                "version {} installed in slot {slot:?}, on trial: the supervisor boots it next",
+                manifest.version
+            );
+            Ok(())
+        }
+        Tool::Supervise {
+            config,
+            daemon_args,
+        } => {
+            cli_common::init_logging();
+            let (settings, _, section) = update_config(&config)?;
+            let mut args = vec!["--config".to_string(), config.display().to_string()];
+            args.extend(daemon_args);
+            let supervision = update::Supervision::new(&settings.daemon.data_dir, &section, args);
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start the runtime: {e}"))?
+                .block_on(update::supervise(supervision))
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli: Cli = match cli_common::parse_args() {
         Ok(cli) => cli,
         Err(code) => return code,
     };
-    if let Some(Tool::Image(command)) = cli.command {
-        return match image_cli::run(command) {
+    if let Some(tool) = cli.command {
+        return match run_tool(tool) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");
