@@ -22,6 +22,8 @@ use crate::config::MqttSection;
 const COMMAND_QUEUE: usize = 64;
 /// The largest command accepted; a signed command is a few hundred bytes.
 pub const MAX_COMMAND_BYTES: usize = 4096;
+/// The largest packet this miner takes: a command and its topic with room to spare.
+const MAX_INCOMING_PACKET: u32 = 16 * 1024;
 /// Outgoing messages rumqttc may hold while the broker is away.
 const REQUEST_QUEUE: usize = 256;
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -95,6 +97,10 @@ pub fn spawn(section: &MqttSection) -> Result<MqttLink, String> {
     options.set_clean_start(false);
     let mut properties = ConnectProperties::new();
     properties.session_expiry_interval = Some(SESSION_EXPIRY_S);
+    // Told to the broker in CONNECT, so it drops anything bigger instead of sending it: an
+    // oversized message on the command topic would otherwise break the connection, and, kept
+    // in the session, again on every reconnect.
+    properties.max_packet_size = Some(MAX_INCOMING_PACKET);
     options.set_connect_properties(properties);
     let (client, eventloop) = AsyncClient::new(options, REQUEST_QUEUE);
     let (command_tx, commands) = mpsc::channel(COMMAND_QUEUE);

@@ -123,8 +123,14 @@ impl Broker {
         )
     }
 
-    /// TLS only (the broker certificate from `pki`), and only `users` may log in.
-    pub fn start_secured(dir: &Path, pki: &TestPki, users: &[(&str, &str)]) -> Self {
+    /// TLS only (the broker certificate from `pki`), and only `users` may log in; with `acl`
+    /// (mosquitto's ACL file text), each only where it allows.
+    pub fn start_secured(
+        dir: &Path,
+        pki: &TestPki,
+        users: &[(&str, &str)],
+        acl: Option<&str>,
+    ) -> Self {
         let passwords = dir.join("mosquitto.passwd");
         std::fs::write(&passwords, "").expect("writes");
         for (user, password) in users {
@@ -136,13 +142,21 @@ impl Broker {
                 .expect("mosquitto_passwd runs (it comes with mosquitto)");
             assert!(status.success(), "mosquitto_passwd {user}");
         }
+        let acl_line = match acl {
+            Some(text) => {
+                let path = dir.join("mosquitto.acl");
+                std::fs::write(&path, text).expect("writes");
+                format!("acl_file {}\n", path.display())
+            }
+            None => String::new(),
+        };
         let port = free_port();
         Self::launch(
             dir,
             port,
             &format!(
                 "listener {port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n\
-                 allow_anonymous false\npassword_file {}\npersistence false\n",
+                 allow_anonymous false\npassword_file {}\npersistence false\n{acl_line}",
                 pki.ca.display(),
                 pki.cert.display(),
                 pki.key.display(),
@@ -325,6 +339,9 @@ impl Watcher {
 
     pub async fn connect_with(mut options: MqttOptions, filter: &str) -> Self {
         options.set_keep_alive(Duration::from_secs(5));
+        // A test watches whatever goes by, hostile payloads included (rumqttc's own default
+        // would drop the connection over anything above 10 KiB).
+        options.set_max_packet_size(Some(1 << 20));
         let (client, mut eventloop) = AsyncClient::new(options, 256);
         let (tx, seen) = mpsc::unbounded_channel();
         tokio::spawn(async move {

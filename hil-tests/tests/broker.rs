@@ -233,3 +233,74 @@ fn a_taken_port_is_an_error_not_a_silent_second_broker() {
     let error = fleet_mqtt::embedded::start(&settings).expect_err("the port is taken");
     assert!(matches!(error, LinkError::Listen { .. }), "{error}");
 }
+
+/// An oversized message on a miner's command topic must not reach the miner: it would break its
+/// connection and, kept in its session, break it again on every reconnect. rumqttd ignores the
+/// Maximum Packet Size a client declares (MQTT v5 §3.1.2.11.4), so the embedded broker refuses
+/// such messages at the door instead (`fleet_mqtt::embedded::MAX_PAYLOAD`, below what a miner
+/// takes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_message_never_reaches_a_miner() {
+    let broker = start("embedded-oversize");
+    let miner = plain(broker.plain, "miner", "miner-pw");
+    let cmd = "hashwarden/v1/site/m3/cmd";
+    let mut options = miner.client_options("m3", None).expect("options");
+    options.set_max_packet_size(Some(16 * 1024));
+    let (client, mut eventloop) = AsyncClient::new(options, 16);
+    client
+        .subscribe(cmd, QoS::AtLeastOnce)
+        .await
+        .expect("queued");
+    let (tx, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let (up_tx, up) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut up_tx = Some(up_tx);
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    if let Some(up) = up_tx.take() {
+                        let _ = up.send(());
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let _ = tx.send(Ok(p.payload.len()));
+                }
+                Ok(_) => {}
+                // Before the subscription the broker may still be starting.
+                Err(e) if up_tx.is_some() => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e.to_string()));
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    });
+    tokio::time::timeout(SOON, up)
+        .await
+        .expect("subscribed")
+        .expect("up");
+    for size in [200_000, fleet_mqtt::embedded::MAX_PAYLOAD + 1] {
+        let attacker = Watcher::connect_to(
+            &plain(broker.plain, "agent", "agent-pw"),
+            "attacker",
+            "none",
+        )
+        .await;
+        attacker.publish_bytes(cmd, vec![b'x'; size], false).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let host = Watcher::connect_to(&plain(broker.plain, "agent", "agent-pw"), "host", "none").await;
+    host.publish(cmd, "{\"small\":true}", false).await;
+    let next = tokio::time::timeout(SOON, received.recv())
+        .await
+        .expect("something arrives")
+        .expect("open");
+    assert_eq!(
+        next,
+        Ok(14),
+        "the small message, not the big one nor a broken connection"
+    );
+}

@@ -49,6 +49,7 @@ async fn a_curtailment_goes_through_tls_and_passwords_and_strangers_stay_out() {
             ("watch", "watch-secret-3"),
             ("stranger", "the-real-one"),
         ],
+        None,
     );
     let url = format!("mqtts://localhost:{}", broker.port);
     let agent_bin = binary("hashwarden");

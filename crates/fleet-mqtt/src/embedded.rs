@@ -13,8 +13,12 @@ use tracing::{error, info};
 use crate::endpoint::read_certificates;
 use crate::{BrokerUrl, LinkError, Secret};
 
-/// Big enough for a state message with a 24-point curve and, later, firmware image chunks.
-const MAX_PAYLOAD: usize = 1 << 20;
+/// The largest message the broker takes from anyone. A state message with a 24-point curve is
+/// ~2 KB. It must stay below what a miner accepts (16 KiB a packet): rumqttd does not honour a
+/// client's declared Maximum Packet Size, so a bigger message on a miner's command topic would
+/// reach the miner, break its connection, and, kept in its session, break it again on every
+/// reconnect.
+pub const MAX_PAYLOAD: usize = 12 * 1024;
 /// QoS 1 messages in flight per connection: the agent takes a whole fleet's telemetry on one.
 const MAX_INFLIGHT: usize = 1_000;
 /// Packets queued towards one connection before the router waits for it to drain: the agent's
