@@ -320,7 +320,29 @@ pub use cli_common::config::ConfigError;
 impl Config {
     pub fn load(path: &Path) -> Result<(Self, &'static BoardDescription), ConfigError> {
         let text = cli_common::config::read(path)?;
-        Self::parse(path, &text)
+        let parsed = Self::parse(path, &text)?;
+        cli_common::config::check_private(path, &parsed.0.secrets())?;
+        Ok(parsed)
+    }
+
+    /// The secrets this file holds (their keys): a broker password, the API token, a pool
+    /// password other than the customary placeholder.
+    pub fn secrets(&self) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        if self.mqtt.as_ref().is_some_and(|m| m.password.is_some()) {
+            keys.push("mqtt.password");
+        }
+        if self.api.token.is_some() {
+            keys.push("api.token");
+        }
+        if self
+            .pools
+            .iter()
+            .any(|p| !matches!(p.password.as_str(), "" | "x"))
+        {
+            keys.push("pools.password");
+        }
+        keys
     }
 
     pub fn parse(

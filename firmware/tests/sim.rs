@@ -136,6 +136,41 @@ fn a_broken_config_is_one_clear_line_and_exit_code_2() {
 }
 
 #[test]
+fn a_config_with_a_secret_that_everyone_can_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let text = "[board]\nname = \"bm1397-hashboard-12\"\n[api]\ntoken = \"0123456789abcdef0123\"\n";
+    let config = write_config("exposed.toml", text);
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let output = daemon(&[
+        "--sim",
+        "--config",
+        config.to_str().expect("utf-8"),
+        "--duration",
+        "1",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let message = stderr(&output);
+    assert!(
+        message.contains("api.token") && message.contains("chmod 600"),
+        "{message}"
+    );
+    // The same file, private: it runs.
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let output = daemon(&[
+        "--sim",
+        "--config",
+        config.to_str().expect("utf-8"),
+        "--duration",
+        "1",
+        "--api-listen",
+        "off",
+        "--http-listen",
+        "off",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
+#[test]
 fn without_a_chain_or_sim_the_daemon_says_what_is_missing() {
     let output = daemon(&[]);
     assert_eq!(output.status.code(), Some(2));

@@ -260,6 +260,9 @@ fn tuned_machine(name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
         ),
     )
     .expect("writes");
+    // It holds the API token: private, or the daemon refuses it.
+    std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
     (dir, config)
 }
 

@@ -79,6 +79,14 @@ pub fn agent_key(path: &Path, key_id: &str) -> String {
     public_key
 }
 
+/// Writes a file that holds secrets, readable by its owner only (the binaries refuse a
+/// world-readable one).
+pub fn write_private(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).expect("writes");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+}
+
 /// A scratch directory unique to this test.
 pub fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("hw-hil-{name}-{}", std::process::id()));

@@ -69,9 +69,9 @@ async fn hostile_clients_change_nothing_and_every_attempt_is_visible() {
     let data = dir.join("data-m1");
     std::fs::create_dir_all(&data).expect("dir");
     let config = dir.join("m1.toml");
-    std::fs::write(
+    hil_tests::write_private(
         &config,
-        format!(
+        &format!(
             "[board]\nname = \"bm1397-hashboard-12\"\n[daemon]\ndata_dir = \"{}\"\n\
              [mqtt]\nurl = \"{url}\"\nca_file = \"{}\"\nusername = \"m1\"\npassword = \"m1-pw\"\n\
              site = \"{SITE}\"\nminer = \"m1\"\ntelemetry_interval_s = 0.5\n\
@@ -79,8 +79,7 @@ async fn hostile_clients_change_nothing_and_every_attempt_is_visible() {
             data.display(),
             pki.ca.display()
         ),
-    )
-    .expect("writes");
+    );
     let miner = Process::sim_miner(&config.display().to_string(), dir.join("m1.log"));
     let mut agent = Watcher::connect_to(
         &login("agent", "agent-pw"),

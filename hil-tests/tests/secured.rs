@@ -21,9 +21,9 @@ fn miner_config(
     let data = dir.join(format!("data-{name}"));
     std::fs::create_dir_all(&data).expect("data dir");
     let config = dir.join(format!("{name}.toml"));
-    std::fs::write(
+    hil_tests::write_private(
         &config,
-        format!(
+        &format!(
             "[board]\nname = \"bm1397-hashboard-12\"\n[daemon]\ndata_dir = \"{}\"\n\
              [mqtt]\nurl = \"{url}\"\nca_file = \"{}\"\nusername = \"{name}\"\npassword = \"{password}\"\n\
              site = \"{SITE}\"\nminer = \"{name}\"\ntelemetry_interval_s = 0.5\n\
@@ -31,8 +31,7 @@ fn miner_config(
             data.display(),
             pki.ca.display(),
         ),
-    )
-    .expect("writes");
+    );
     config.display().to_string()
 }
 
@@ -74,9 +73,9 @@ async fn a_curtailment_goes_through_tls_and_passwords_and_strangers_stay_out() {
     let stranger = sim("stranger", "a-guess");
 
     let site = dir.join("site.toml");
-    std::fs::write(
+    hil_tests::write_private(
         &site,
-        format!(
+        &format!(
             "[site]\nname = \"{SITE}\"\n[tariff]\nkind = \"fixed\"\nprice = 0.06\n\
              [policy]\nmode = \"threshold\"\nmin_on_s = 2\nmin_off_s = 2\nbatch_interval_s = 1\n\
              [agent]\nmqtt_url = \"{url}\"\nca_file = \"{}\"\nusername = \"agent\"\npassword = \"agent-secret-1\"\n\
@@ -85,8 +84,7 @@ async fn a_curtailment_goes_through_tls_and_passwords_and_strangers_stay_out() {
             key.display(),
             dir.join("agent.db").display()
         ),
-    )
-    .expect("writes");
+    );
     let agent = Process::start(
         &agent_bin,
         &["run", "--config", &site.display().to_string()],

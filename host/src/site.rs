@@ -223,7 +223,16 @@ impl AgentSection {
 impl SiteConfig {
     pub fn load(path: &Path) -> Result<Self, SiteError> {
         let text = cli_common::config::read(path)?;
-        Self::parse(path, &text)
+        let site = Self::parse(path, &text)?;
+        let mut secrets = Vec::new();
+        if site.agent.as_ref().is_some_and(|a| a.password.is_some()) {
+            secrets.push("agent.password");
+        }
+        if site.broker.as_ref().is_some_and(|b| !b.users.is_empty()) {
+            secrets.push("broker.users");
+        }
+        cli_common::config::check_private(path, &secrets)?;
+        Ok(site)
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Self, SiteError> {

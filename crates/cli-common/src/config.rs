@@ -41,6 +41,32 @@ pub fn read(path: &Path) -> Result<String, ConfigError> {
     })
 }
 
+/// A file that holds secrets (`secrets` names the keys that are set) must not be readable by
+/// everyone: a password or token there is as good as published. Group-readable is allowed (a
+/// service group); world-readable is refused with the keys and the fix.
+pub fn check_private(path: &Path, secrets: &[&str]) -> Result<(), ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    if secrets.is_empty() {
+        return Ok(());
+    }
+    let mode = std::fs::metadata(path)
+        .map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o004 != 0 {
+        return Err(ConfigError::invalid(
+            path,
+            &secrets.join(", "),
+            format!("a secret in a file everyone can read (mode {mode:o}): chmod 600 (or 640) it"),
+        ));
+    }
+    Ok(())
+}
+
 /// Parses `text` (the contents of `path`). toml's own rendering spans several lines; the error
 /// here is one, with the line number and the offending line's text where toml knows them.
 pub fn parse_toml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
@@ -100,5 +126,27 @@ mod tests {
             read(Path::new("/nonexistent/x.toml")),
             Err(ConfigError::Io { .. })
         ));
+    }
+
+    #[test]
+    fn secrets_in_a_world_readable_file_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = std::env::temp_dir().join(format!("hw-private-{}.toml", std::process::id()));
+        std::fs::write(&path, "password = \"x\"\n").expect("writes");
+        for (mode, refused) in [(0o644, true), (0o604, true), (0o640, false), (0o600, false)] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            let result = check_private(&path, &["mqtt.password"]);
+            assert_eq!(result.is_err(), refused, "mode {mode:o}");
+            if let Err(e) = result {
+                let text = e.to_string();
+                assert!(
+                    text.contains("mqtt.password") && text.contains("chmod 600"),
+                    "{text}"
+                );
+            }
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        check_private(&path, &[]).expect("no secrets, no rule");
+        let _ = std::fs::remove_file(path);
     }
 }

@@ -58,6 +58,9 @@ pub fn write_config(name: &str, text: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let path = dir.join(name);
     std::fs::write(&path, text).expect("write config");
+    // Private, as on a board: a file with a token or password that everyone can read is refused.
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
     path
 }
 
