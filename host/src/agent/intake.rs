@@ -1,0 +1,151 @@
+//! What comes in: every message off the broker, and the replay files' readings as their time
+//! comes — each checked where it enters and refused with a logged reason, the agent's state
+//! changed only by what passes.
+
+use fleet_proto::{Ack, GridSignal, Kind, MaestroTarget, MinerTopic, topic};
+use tracing::{info, warn};
+
+use super::{Agent, Summary, unix_now};
+use crate::market::Reading;
+
+impl Agent {
+    /// Another agent of the group came or went: the fleet's split changes with it, and each
+    /// agent now hears a miner's telemetry only every `size`-th report.
+    fn peer_presence(&mut self, instance: &str, payload: &[u8]) {
+        let Some(group) = &mut self.group else {
+            return;
+        };
+        if group.presence(
+            instance,
+            payload == fleet_proto::messages::ONLINE.as_bytes(),
+        ) {
+            let size = group.size();
+            info!(
+                peer = instance,
+                agents = size,
+                "agent group changed; the fleet is split anew"
+            );
+            self.fleet
+                .set_silent_after(crate::fleet::SILENT_AFTER_S * size as u64);
+        }
+    }
+
+    /// One incoming message.
+    pub(super) fn take(&mut self, topic_name: &str, payload: &[u8]) {
+        self.take_at(topic_name, payload, unix_now());
+    }
+
+    pub(super) fn take_at(&mut self, topic_name: &str, payload: &[u8], now: u64) {
+        let refused = |summary: &mut Summary, what: &str, reason: String| {
+            summary.refused_messages += 1;
+            warn!(topic = topic_name, what, %reason, "message refused");
+        };
+        if let Some(instance) = topic_name.strip_prefix(self.peer_prefix.as_str()) {
+            self.peer_presence(instance, payload);
+            return;
+        }
+        if let Ok(miner_topic) = MinerTopic::parse(topic_name) {
+            if miner_topic.site != self.site {
+                return;
+            }
+            let miner = miner_topic.miner.as_str();
+            if miner_topic.kind == Kind::Ack {
+                match serde_json::from_slice::<Ack>(payload) {
+                    Ok(ack) => {
+                        self.audit(
+                            now,
+                            miner,
+                            "ack",
+                            format!(
+                                "{} {:?}{}",
+                                ack.id.as_deref().unwrap_or("-"),
+                                ack.status,
+                                ack.reason
+                                    .as_deref()
+                                    .map_or(String::new(), |r| format!(": {r}"))
+                            ),
+                        );
+                        if ack.status != fleet_proto::AckStatus::Accepted
+                            && let Some(sent) =
+                                ack.id.as_ref().and_then(|id| self.sent_at.remove(id))
+                        {
+                            self.metrics.latency(sent.elapsed().as_secs_f64());
+                        }
+                        self.executor.on_ack(miner, &ack, now);
+                    }
+                    Err(e) => refused(&mut self.summary, "ack", e.to_string()),
+                }
+            } else if let Err(e) = self.fleet.ingest(miner, miner_topic.kind, payload, now) {
+                refused(&mut self.summary, "miner message", e.to_string());
+            }
+        } else if topic_name == topic::market(&self.site) {
+            match serde_json::from_slice::<fleet_proto::Market>(payload) {
+                Ok(market) => self.take_market(&market, "the market topic", now),
+                Err(e) => refused(&mut self.summary, "market", e.to_string()),
+            }
+        } else if topic_name == topic::grid(&self.site) {
+            match serde_json::from_slice::<GridSignal>(payload) {
+                Ok(signal) => {
+                    info!(cap_kw = ?signal.cap_kw, until = ?signal.until, "grid signal");
+                    self.grid.signal(signal);
+                }
+                Err(e) => refused(&mut self.summary, "grid", e.to_string()),
+            }
+        } else if topic_name == topic::power(&self.site) {
+            match serde_json::from_slice::<fleet_proto::PowerPrice>(payload) {
+                Ok(price) => self.take_power(&price, "the power topic", now),
+                Err(e) => refused(&mut self.summary, "power", e.to_string()),
+            }
+        } else if topic_name == topic::MAESTRO_TARGET {
+            match serde_json::from_slice::<MaestroTarget>(payload) {
+                Ok(target) => self.grid.maestro(target, now),
+                Err(e) => refused(&mut self.summary, "maestro", e.to_string()),
+            }
+        }
+    }
+
+    /// A market reading from any source, through the plausibility guard.
+    pub(super) fn take_market(&mut self, market: &fleet_proto::Market, source: &str, now: u64) {
+        let taken = Reading::from_message(market)
+            .and_then(|reading| self.market.offer(reading, now).map(|()| reading));
+        match taken {
+            Ok(reading) => {
+                info!(hashprice = %reading.hashprice, source, "market reading taken");
+                if let Some(store) = &self.store
+                    && let Err(e) = store.save_market(&reading)
+                {
+                    warn!(error = %e, "market reading not stored");
+                }
+            }
+            Err(reason) => {
+                self.summary.refused_messages += 1;
+                warn!(source, %reason, "market reading refused");
+            }
+        }
+    }
+
+    /// A power price from the feed, through its guard.
+    fn take_power(&mut self, price: &fleet_proto::PowerPrice, source: &str, now: u64) {
+        match self.power.offer(price.at, price.usd_per_kwh, now) {
+            Ok(()) => info!(usd_per_kwh = price.usd_per_kwh, source, "power price taken"),
+            Err(reason) => {
+                self.summary.refused_messages += 1;
+                warn!(source, %reason, "power price refused");
+            }
+        }
+    }
+
+    /// The replay's readings whose time has come, newest last.
+    pub(super) fn replay(&mut self, now: u64) {
+        let due = self.replay.iter().take_while(|m| m.at <= now).count();
+        let readings: Vec<fleet_proto::Market> = self.replay.drain(..due).collect();
+        if let Some(latest) = readings.last() {
+            self.take_market(latest, "the replay file", now);
+        }
+        let due = self.power_replay.iter().take_while(|p| p.at <= now).count();
+        let prices: Vec<fleet_proto::PowerPrice> = self.power_replay.drain(..due).collect();
+        if let Some(latest) = prices.last() {
+            self.take_power(latest, "the power replay file", now);
+        }
+    }
+}
