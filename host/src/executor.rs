@@ -185,6 +185,22 @@ impl Executor {
         self.ops.values()
     }
 
+    /// `miner` is another agent's now (a group's membership changed): its unfinished op is
+    /// dropped, so two agents never chase the same miner. Returns the op dropped.
+    pub fn hand_over(&mut self, miner: &str) -> Option<Op> {
+        let unfinished = self.ops.get(miner).is_some_and(|op| {
+            matches!(
+                op.phase,
+                Phase::Queued | Phase::Sent { .. } | Phase::Applied { .. }
+            )
+        });
+        if unfinished {
+            self.ops.remove(miner)
+        } else {
+            None
+        }
+    }
+
     pub fn op(&self, miner: &str) -> Option<&Op> {
         self.ops.get(miner)
     }

@@ -337,11 +337,18 @@ impl Agent {
             MarketView::Expired { .. } => None,
         };
         let mut cap = self.grid.cap(now).map(|(watts, _)| watts);
+        let mut moved: Vec<String> = Vec::new();
         if let Some(group) = &self.group {
             // This agent's part of the site cap: its miners' share of the site's full power.
             let full = |m: &crate::planner::Machine| m.full.watts.0;
             let site_w: f64 = machines.iter().map(full).sum();
             machines.retain(|m| group.owns(&m.id));
+            moved = self
+                .executor
+                .ops()
+                .filter(|op| !group.owns(&op.miner))
+                .map(|op| op.miner.clone())
+                .collect();
             let own_w: f64 = machines.iter().map(full).sum();
             let share = if site_w > 0.0 {
                 own_w / site_w
@@ -349,6 +356,12 @@ impl Agent {
                 1.0 / group.size() as f64
             };
             cap = cap.map(|watts| crate::units::Watts(watts.0 * share));
+        }
+        for miner in moved {
+            if let Some(op) = self.executor.hand_over(&miner) {
+                info!(%miner, want = ?op.want, "another agent's miner now: its change handed over");
+                self.audit(now, &miner, "handed over", format!("{:?}", op.want));
+            }
         }
         let plan = plan(&Inputs {
             now,

@@ -275,4 +275,22 @@ fn one_agent_of_a_group_plans_only_its_own_miners() {
         NOW + 2,
     );
     assert_eq!(agent.round(NOW + 2).len(), fleet.len() - mine.len());
+
+    // agent-b is back before those changes are done: they are its again, and this agent
+    // drops them instead of retrying them behind its back.
+    agent.take_at(
+        "hashwarden/v1/tx-west/agent/peers/agent-b",
+        b"online",
+        NOW + 3,
+    );
+    agent.round(NOW + 3);
+    let chased: Vec<&str> = agent.executor.ops().map(|op| op.miner.as_str()).collect();
+    assert!(chased.iter().all(|m| group.owns(m)), "{chased:?}");
+    for retry in 1..=6 {
+        let sent = agent.round(NOW + 3 + retry * 30);
+        assert!(
+            sent.iter().all(|(miner, _)| group.owns(miner.as_str())),
+            "retry {retry}"
+        );
+    }
 }
