@@ -370,8 +370,12 @@ pub async fn run<H: Hardware>(
                 if let Some(fleet) = &mut fleet {
                     commands::obey(fleet, &mut desk, &mut units, &bytes).await;
                 }
+                // The next telemetry must not describe the machine from before the change the
+                // state just announced.
+                next_snapshot = tokio::time::Instant::now();
             }
             Woken::Local(request) => {
+                next_snapshot = tokio::time::Instant::now();
                 let outcome = commands::apply_local(&mut desk, &mut units, request.action).await;
                 if let Some(fleet) = &fleet {
                     commands::publish_state(fleet, &units, desk.intent());

@@ -103,6 +103,9 @@ pub struct Op {
     pub phase: Phase,
     /// Commands sent for this change, including retries.
     pub sent: u32,
+    /// It replaced a change still in flight, whose command the miner may yet carry out: what
+    /// the miner shows now proves nothing, so this one is sent even if it looks in effect.
+    pub after_in_flight: bool,
 }
 
 /// The commands that take a miner from `from` to `to`. A power target set while asleep applies
@@ -160,6 +163,10 @@ impl Executor {
         if self.ops.get(miner).is_some_and(|op| op.want == to) {
             return;
         }
+        let after_in_flight = self
+            .ops
+            .get(miner)
+            .is_some_and(|op| matches!(op.phase, Phase::Sent { .. } | Phase::Applied { .. }));
         // Miners are known by the topics they publish on, which only valid names reach; a name
         // that is not one could not be addressed, so it gets no op.
         let Ok(name) = Name::new(miner) else {
@@ -177,6 +184,7 @@ impl Executor {
                 steps: steps(from, to, full),
                 phase: Phase::Queued,
                 sent: 0,
+                after_in_flight,
             },
         );
     }
@@ -266,7 +274,7 @@ impl Executor {
                 Phase::Queued => {
                     // Already there (a restarted host re-deriving its plan): nothing to send.
                     let in_effect = heard.and_then(|h| h.setting()) == Some(op.want);
-                    if in_effect && op.sent == 0 {
+                    if in_effect && op.sent == 0 && !op.after_in_flight {
                         op.steps.clear();
                         op.phase = Phase::Verified { at: now };
                     } else if op.steps.is_empty() {

@@ -160,10 +160,17 @@ impl Heard {
         self.online && now.saturating_sub(self.last_seen) <= silent_after_s
     }
 
-    /// What it runs at, from its latest telemetry's mode (its state's when there is none yet).
+    /// What it runs at: the mode of whichever is newer by the miner's clock, its telemetry or its
+    /// retained state (republished on every change; it wins a tie, since timestamps are whole
+    /// seconds and a report sent in the second of a change may describe the moment before it).
+    /// Telemetry alone can be stale: with agents sharing a site each hears only every n-th
+    /// report, and an agent taking a miner over may hold one from before its last change.
     pub fn setting(&self) -> Option<Setting> {
         let state = self.state.as_ref()?;
-        let mode = self.telemetry.as_ref().map_or(state.mode, |t| t.mode);
+        let mode = match &self.telemetry {
+            Some(telemetry) if telemetry.at > state.at => telemetry.mode,
+            _ => state.mode,
+        };
         Some(match mode {
             Mode::Sleeping => Setting::Sleep,
             _ => match state.power_target_w {
@@ -295,6 +302,36 @@ mod tests {
             .ingest("s19xp-r04-017", Kind::Status, b"offline", NOW + 62)
             .expect("status");
         assert!(!fleet.machines(NOW + 63)[0].online);
+    }
+
+    #[test]
+    fn the_newer_of_state_and_telemetry_says_what_it_runs_at() {
+        let miner = "s19xp-r04-017";
+        let mut fleet = FleetView::default();
+        let mut state: fleet_proto::State =
+            serde_json::from_slice(&example("/state")).expect("parses");
+        let mut telemetry: fleet_proto::Telemetry =
+            serde_json::from_slice(&example("/telemetry")).expect("parses");
+        let mut hear = |state: &fleet_proto::State, telemetry: &fleet_proto::Telemetry| {
+            let state = serde_json::to_vec(state).expect("encodes");
+            let telemetry = serde_json::to_vec(telemetry).expect("encodes");
+            fleet
+                .ingest(miner, Kind::Telemetry, &telemetry, NOW)
+                .expect("telemetry");
+            fleet
+                .ingest(miner, Kind::State, &state, NOW)
+                .expect("state");
+            fleet.get(miner).and_then(Heard::setting)
+        };
+        // Telemetry from before a sleep (as an agent sharing the site may hold), the state
+        // republished on the sleep: asleep.
+        telemetry.at = state.at - 10;
+        state.mode = Mode::Sleeping;
+        assert_eq!(hear(&state, &telemetry), Some(Setting::Sleep));
+        // Telemetry after the state: it speaks for the miner now.
+        telemetry.at = state.at + 10;
+        telemetry.mode = Mode::Mining;
+        assert_eq!(hear(&state, &telemetry), Some(Setting::Full));
     }
 
     #[test]

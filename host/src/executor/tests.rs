@@ -177,6 +177,32 @@ fn what_is_already_in_effect_is_not_sent_again() {
 }
 
 #[test]
+fn a_change_that_replaces_one_in_flight_is_sent_even_if_it_looks_in_effect() {
+    // A sleep goes out; before the miner shows it, the price recovers and the plan wants it at
+    // full again. The miner still looks "full", but the sleep may yet be carried out: the wake
+    // must go out regardless.
+    let fleet = fleet();
+    let mut executor = Executor::new(site(), ExecutorConfig::default(), 1);
+    executor.want("m1", Setting::Full, Setting::Sleep, NOW, Some(FULL), FULL);
+    let sleep = executor.tick(NOW, &fleet);
+    executor.on_ack("m1", &ack(&sleep[0].id, AckStatus::Applied), NOW + 1);
+    executor.want(
+        "m1",
+        Setting::Sleep,
+        Setting::Full,
+        NOW + 1,
+        Some(FULL),
+        FULL,
+    );
+    let wake = executor.tick(NOW + 1, &fleet);
+    assert_eq!(wake.len(), 1, "{:?}", executor.op("m1"));
+    assert!(matches!(
+        wake[0].action,
+        Action::Wake | Action::SetPowerTarget { .. }
+    ));
+}
+
+#[test]
 fn a_power_target_from_asleep_is_set_before_the_wake_and_a_failure_is_kept() {
     let mut fleet = fleet();
     telemetry(&mut fleet, Mode::Sleeping, 15.0, NOW);
