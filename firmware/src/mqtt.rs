@@ -22,6 +22,9 @@ use crate::config::MqttSection;
 const COMMAND_QUEUE: usize = 64;
 /// The largest command accepted; a signed command is a few hundred bytes.
 pub const MAX_COMMAND_BYTES: usize = 4096;
+/// Agents' presences remembered at most: a site runs a handful, and a client flooding made-up
+/// peer names (on a broker without ACLs) must not grow the miner's memory.
+const MAX_AGENTS: usize = 64;
 /// The largest packet this miner takes: a command and its topic with room to spare.
 const MAX_INCOMING_PACKET: u32 = 16 * 1024;
 /// Outgoing messages rumqttc may hold while the broker is away.
@@ -149,7 +152,7 @@ async fn run_eventloop(
                 if topic == topics.agent || is_peer {
                     // One agent, or several sharing the site: the host is there while any is.
                     let online = publish.payload.as_ref() == messages::ONLINE.as_bytes();
-                    if online {
+                    if online && agents_online.len() < MAX_AGENTS {
                         agents_online.insert(topic.to_string());
                     } else {
                         agents_online.remove(topic.as_ref());
