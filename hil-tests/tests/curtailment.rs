@@ -165,6 +165,24 @@ impl Site {
         (efficiency(&efficient), efficiency(&hot))
     }
 
+    /// The end of a restart scenario: the price recovers past the hot machine's band, it wakes,
+    /// and the restarted agent sent that wake and nothing else — the hot miner obeyed exactly
+    /// one sleep in the whole run.
+    async fn recover_and_finish(mut self, again: Process, e_hot: f64) {
+        self.market(breakeven(e_hot) * 1.3, unix_now() + 1).await;
+        self.watcher
+            .wait_for("/hot/telemetry", SOON, |s| {
+                mode(s) == "mining" && s.json()["power_w"].as_f64().is_some_and(|w| w > 10.0)
+            })
+            .await;
+        let (status, summary) = again.terminate();
+        assert!(status.success());
+        assert_eq!(summary["commands_sent"], 1, "only the wake: {summary}");
+        let acks = self.hot_miner.log_text();
+        assert_eq!(acks.matches("action=Sleep").count(), 1, "{acks}");
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+
     async fn market(&self, hashprice: f64, at: u64) {
         self.watcher
             .publish(
@@ -417,19 +435,7 @@ async fn a_killed_agent_and_a_restarted_broker_leave_a_consistent_site() {
         .wait_for("/hot/status", SOON, |s| s.payload == b"online")
         .await;
     site.watcher = watcher;
-    site.market(breakeven(e_hot) * 1.3, unix_now() + 1).await;
-    site.watcher
-        .wait_for("/hot/telemetry", SOON, |s| {
-            mode(s) == "mining" && s.json()["power_w"].as_f64().is_some_and(|w| w > 10.0)
-        })
-        .await;
-    let (status, summary) = again.terminate();
-    assert!(status.success());
-    assert_eq!(summary["commands_sent"], 1, "only the wake: {summary}");
-    // The hot miner obeyed exactly two commands: one sleep, one wake.
-    let acks = site.hot_miner.log_text();
-    assert_eq!(acks.matches("action=Sleep").count(), 1, "{acks}");
-    let _ = std::fs::remove_dir_all(&site.dir);
+    site.recover_and_finish(again, e_hot).await;
 }
 
 /// One command runs everything: the agent's embedded broker carries the same site, and since
@@ -482,16 +488,5 @@ async fn the_embedded_broker_carries_the_site_and_survives_the_agent_being_kille
         .await;
     assert_eq!(mode(&seen), "sleeping", "still asleep as planned");
 
-    site.market(breakeven(e_hot) * 1.3, unix_now() + 1).await;
-    site.watcher
-        .wait_for("/hot/telemetry", SOON, |s| {
-            mode(s) == "mining" && s.json()["power_w"].as_f64().is_some_and(|w| w > 10.0)
-        })
-        .await;
-    let (status, summary) = again.terminate();
-    assert!(status.success());
-    assert_eq!(summary["commands_sent"], 1, "only the wake: {summary}");
-    let acks = site.hot_miner.log_text();
-    assert_eq!(acks.matches("action=Sleep").count(), 1, "{acks}");
-    let _ = std::fs::remove_dir_all(&site.dir);
+    site.recover_and_finish(again, e_hot).await;
 }
