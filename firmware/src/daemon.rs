@@ -49,6 +49,9 @@ pub struct RunOptions {
     pub speed: f64,
     /// Wall time to run; until stopped when absent.
     pub duration: Option<Duration>,
+    /// Chip seconds to run (the simulator's clock in `--sim`): the run ends when every working
+    /// chain has run this long.
+    pub chip_duration_s: Option<f64>,
     /// Where to serve the cgminer API; not served when absent.
     pub api_listen: Option<SocketAddr>,
     /// Where to serve the HTTP API (AxeOS, `/metrics`); not served when absent.
@@ -171,6 +174,7 @@ pub async fn run<H: Hardware>(
     let RunOptions {
         speed,
         duration,
+        chip_duration_s,
         api_listen,
         http_listen,
         http_token,
@@ -245,6 +249,14 @@ pub async fn run<H: Hardware>(
     loop {
         let now = tokio::time::Instant::now();
         if deadline.is_some_and(|d| now >= d) {
+            break;
+        }
+        if chip_duration_s.is_some_and(|s| {
+            units
+                .iter()
+                .filter(|u| u.failed.is_none())
+                .all(|u| u.chip_s() >= s)
+        }) {
             break;
         }
         deal_pool_work(&mut source, units.iter_mut().map(|u| &mut u.mining));

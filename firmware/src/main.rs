@@ -66,6 +66,10 @@ struct Cli {
     /// Stop after this many seconds (wall time) and print a summary.
     #[arg(long)]
     duration: Option<f64>,
+    /// In --sim: stop once the simulated chips have run this many seconds, however long that
+    /// takes on a loaded machine (a reproducible run; --duration still caps the wall time).
+    #[arg(long, requires = "sim")]
+    sim_duration: Option<f64>,
     /// Where the cgminer-compatible API listens (read-only); `off` to not serve it. Overrides
     /// `[api] listen`; default 0.0.0.0:4028.
     #[arg(long)]
@@ -227,6 +231,13 @@ fn main() -> ExitCode {
         }
         None => None,
     };
+    if cli
+        .sim_duration
+        .is_some_and(|s| !(s.is_finite() && s > 0.0))
+    {
+        eprintln!("error: --sim-duration must be a positive number of seconds");
+        return ExitCode::from(2);
+    }
     let api_section = config.as_ref().map(|c| c.api.clone()).unwrap_or_default();
     let listen =
         |flag: &str, given: &Option<String>, configured: &Option<String>, default: &str| {
@@ -307,6 +318,7 @@ fn main() -> ExitCode {
         let options = daemon::RunOptions {
             speed: if cli.sim { cli.speed } else { 1.0 },
             duration,
+            chip_duration_s: cli.sim_duration,
             api_listen,
             http_listen,
             http_token: api_section.token.clone(),

@@ -223,13 +223,36 @@ fn without_a_chain_or_sim_the_daemon_says_what_is_missing() {
 
 #[test]
 fn bad_numbers_on_the_command_line_are_rejected() {
-    for args in [
-        ["--sim", "--speed", "0"],
-        ["--sim", "--duration", "-1"],
-        ["--sim", "--speed", "fast"],
-    ] {
-        let output = daemon(&args);
+    let cases: [&[&str]; 5] = [
+        &["--sim", "--speed", "0"],
+        &["--sim", "--duration", "-1"],
+        &["--sim", "--speed", "fast"],
+        &["--sim", "--sim-duration", "0"],
+        // Chip time means nothing on real chains.
+        &["--duration", "5", "--sim-duration", "5"],
+    ];
+    for args in cases {
+        let output = daemon(args);
         assert_eq!(output.status.code(), Some(2), "{args:?}");
         assert!(!output.stderr.is_empty());
     }
+}
+
+/// `--sim-duration` ends a run by the chips' clock: the summary covers that span, not less, and
+/// the wall cap is not what ended it.
+#[test]
+fn a_run_by_chip_time_covers_exactly_that_span() {
+    let output = daemon(&[
+        "--sim",
+        "--speed",
+        "50",
+        "--sim-duration",
+        "40",
+        "--duration",
+        "120",
+    ]);
+    assert!(output.status.success(), "stderr: {}", stderr(&output));
+    let ran_s = number(&summary(&output), "simulated_s");
+    // One loop round past the mark at most: rounds are milliseconds of wall time.
+    assert!((40.0..45.0).contains(&ran_s), "ran {ran_s} chip seconds");
 }

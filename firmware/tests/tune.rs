@@ -276,8 +276,13 @@ fn a_tuned_chain_that_drifts_is_tuned_again() {
             "--sim".to_string(),
             "--config".into(),
             config.display().to_string(),
+            // Chip time, not wall time: on a loaded machine the simulator falls behind its
+            // speed, and a wall-clock run could end before the fault (at 400 s) or the drift
+            // checks (every 300 s) came round. The wall cap only bounds a hang.
+            "--sim-duration".into(),
+            "1200".into(),
             "--duration".into(),
-            "20".into(),
+            "180".into(),
             "--speed".into(),
             "60".into(),
             "--api-listen".into(),
@@ -293,6 +298,11 @@ fn a_tuned_chain_that_drifts_is_tuned_again() {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let output = common::daemon(&args);
         assert!(output.status.success(), "{}", common::stderr(&output));
+        let ran_s = common::number(&common::summary(&output), "simulated_s");
+        assert!(
+            ran_s >= 1200.0,
+            "ran {ran_s} chip seconds, not the whole span"
+        );
         common::stderr(&output)
     };
     let (hot, calm) = std::thread::scope(|s| {
