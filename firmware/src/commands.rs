@@ -11,6 +11,7 @@ use crate::daemon::Fleet;
 use crate::fleet::{CommandDesk, Received};
 use crate::telemetry;
 use crate::unit::Unit;
+use crate::update::{Expected, Fetch};
 
 /// A change asked for through the local API.
 #[derive(Debug, Clone, PartialEq)]
@@ -173,6 +174,32 @@ pub async fn obey<H: Hardware>(
         Received::Apply {
             accepted,
             id,
+            action:
+                fleet_proto::Action::Update {
+                    url,
+                    sha256,
+                    version,
+                },
+            ..
+        } => {
+            fleet.link.ack(&accepted);
+            let fetch = Fetch {
+                url,
+                expected: Expected { sha256, version },
+            };
+            let started = match &mut fleet.updater {
+                Some(updater) => updater.start(id.clone(), fetch),
+                None => Err("this miner has no [update] section: it installs no images".into()),
+            };
+            // Under way: the final ack comes when it ends (`finish_update`).
+            if let Err(reason) = started {
+                let ack = desk.finish(id, Err(reason), telemetry::unix_now());
+                fleet.link.ack(&ack);
+            }
+        }
+        Received::Apply {
+            accepted,
+            id,
             decision,
             ..
         } => {
@@ -183,6 +210,22 @@ pub async fn obey<H: Hardware>(
             publish_state(fleet, units, desk.intent());
         }
     }
+}
+
+/// The final ack of an `update` command once its image is installed on trial, or refused.
+pub fn finish_update(
+    fleet: &Fleet,
+    desk: &mut CommandDesk,
+    id: String,
+    outcome: Result<String, String>,
+) {
+    let intent = desk.intent();
+    let ack = desk.finish(
+        id,
+        outcome.map(|note| (intent, Some(note))),
+        telemetry::unix_now(),
+    );
+    fleet.link.ack(&ack);
 }
 
 /// One local change, decided and made like a fleet command, and as durable.

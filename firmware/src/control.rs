@@ -215,6 +215,9 @@ pub fn decide(
         ),
         Action::Reboot => apply(intent, Change::Reboot, None),
         Action::Identify => apply(intent, Change::Identify, None),
+        // Not a change to the chains: the daemon fetches and installs it beside the mining loop
+        // (`commands::obey`), and the chains mine on until the supervisor restarts into it.
+        Action::Update { .. } => apply(intent, Change::Nothing, None),
     }
 }
 

@@ -75,6 +75,8 @@ pub struct Fleet {
     pub failsafe: (Duration, FailsafeAction),
     /// The machine's power and hash rate at its configured clock, once measured.
     pub nameplate: Option<telemetry::NameplateReading>,
+    /// Fetches and installs images an `update` command asks for; none without `[update]`.
+    pub updater: Option<crate::update::Updater>,
 }
 
 /// A chain's settings at start: the configuration's, then what the operator set since.
@@ -331,9 +333,19 @@ pub async fn run<H: Hardware>(
             );
             next_report = now + REPORT_INTERVAL;
         }
+        let (commands_in, updater) = match &mut fleet {
+            Some(fleet) => (Some(&mut fleet.link.commands), fleet.updater.as_mut()),
+            None => (None, None),
+        };
         let command = async {
-            match &mut fleet {
-                Some(fleet) => fleet.link.commands.recv().await,
+            match commands_in {
+                Some(commands_in) => commands_in.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        let updated = async {
+            match updater {
+                Some(updater) => updater.finished().await,
                 None => std::future::pending().await,
             }
         };
@@ -360,12 +372,14 @@ pub async fn run<H: Hardware>(
             Chain(u32, Result<Option<Response>, String>),
             Command(Vec<u8>),
             Local(LocalRequest),
+            Updated(String, Result<String, String>),
             Stop,
         }
         let woken = tokio::select! {
             ((index, response), _, _) = responses => Woken::Chain(index, response),
             Some(bytes) = command => Woken::Command(bytes),
             Some(request) = local_request => Woken::Local(request),
+            (id, outcome) = updated => Woken::Updated(id, outcome),
             () = &mut stop => Woken::Stop,
         };
         match woken {
@@ -395,6 +409,11 @@ pub async fn run<H: Hardware>(
                 // The requester may have given up waiting; the change stands either way.
                 let _ = request.reply.send(outcome);
             }
+            Woken::Updated(id, outcome) => {
+                if let Some(fleet) = &fleet {
+                    commands::finish_update(fleet, &mut desk, id, outcome);
+                }
+            }
             Woken::Stop => break,
         }
     }
@@ -409,7 +428,12 @@ pub async fn run<H: Hardware>(
             Err(e) => warn!(chain = unit.index, error = %e, "could not drain the chain"),
         }
     }
-    if let Some(fleet) = fleet {
+    if let Some(mut fleet) = fleet {
+        if let Some(updater) = &mut fleet.updater
+            && let Some((id, outcome)) = updater.ended().await
+        {
+            commands::finish_update(&fleet, &mut desk, id, outcome);
+        }
         fleet.link.finish(MQTT_GOODBYE_GRACE).await;
     }
     summarise(board, &settings, &units, ran_s, source).await

@@ -102,7 +102,7 @@ pub fn system_info_json(s: &Snapshot) -> Value {
         "deviceModel": s.board,
         "boardVersion": s.board,
         "hostname": s.board,
-        "version": crate::telemetry::FIRMWARE,
+        "version": crate::telemetry::firmware_version(),
         "power": s.power_w.unwrap_or(0.0),
         "hashRate": s.hashrate.s5 * 1e3,
         "hashRate_1m": s.hashrate.m1 * 1e3,

@@ -333,6 +333,14 @@ fn main() -> ExitCode {
                     mqtt.failsafe.action,
                 ),
                 nameplate: None,
+                updater: config.as_ref().and_then(|c| {
+                    let section = c.update.clone()?;
+                    Some(update::Updater::new(
+                        c.daemon.data_dir.clone(),
+                        board.name,
+                        section,
+                    ))
+                }),
             }),
             None => None,
         };

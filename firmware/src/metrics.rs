@@ -26,7 +26,7 @@ pub fn render(s: &Snapshot) -> String {
         "hashwarden_info",
         &format!(
             "{{version=\"{}\",board=\"{board}\",asic=\"{}\"}}",
-            crate::telemetry::FIRMWARE,
+            crate::telemetry::firmware_version(),
             s.asic_model
         ),
         1.0,

@@ -12,7 +12,17 @@ use tokio::time::Instant;
 use crate::control::Intent;
 use crate::snapshot::Snapshot;
 
-pub const FIRMWARE: &str = env!("CARGO_PKG_VERSION");
+/// The running build's version: its manifest's when the supervisor started it from a slot (the
+/// version the fleet rolled out), else this binary's own.
+pub fn firmware_version() -> &'static str {
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VERSION.get_or_init(|| {
+        std::env::var(crate::update::VERSION_VAR)
+            .ok()
+            .filter(|v| v.parse::<fleet_proto::image::Version>().is_ok())
+            .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string())
+    })
+}
 
 /// The hash-rate windows fleet tools expect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +108,7 @@ pub fn from_snapshot(snapshot: &Snapshot) -> Telemetry {
         v: fleet_proto::command::VERSION,
         at: unix_now(),
         uptime_s: snapshot.elapsed_s,
-        firmware: FIRMWARE.into(),
+        firmware: firmware_version().into(),
         mode: snapshot.mode,
         hashrate_ths: hashrate,
         share_difficulty: snapshot.share_difficulty,
@@ -178,7 +188,7 @@ pub fn state(
         },
         power_target_w: intent.power_target_w,
         tune: intent.tune,
-        firmware: FIRMWARE.into(),
+        firmware: firmware_version().into(),
         nameplate: Nameplate {
             model: board.name.into(),
             chip: board.model.name().into(),

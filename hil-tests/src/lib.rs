@@ -199,11 +199,25 @@ impl Drop for Broker {
     }
 }
 
+/// How a simulated miner runs in the suites: 5× real time, no local APIs (they would fight
+/// over ports).
+pub const SIM_DAEMON_ARGS: [&str; 7] = [
+    "--sim",
+    "--speed",
+    "5",
+    "--api-listen",
+    "off",
+    "--http-listen",
+    "off",
+];
+
 /// A process killed when dropped, its stderr in a file.
 #[derive(Debug)]
 pub struct Process {
     child: Child,
     pub log: PathBuf,
+    /// SIGTERM before the kill when dropped, for a process with children of its own.
+    stop_politely: bool,
 }
 
 impl Process {
@@ -215,7 +229,11 @@ impl Process {
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("starts");
-        Self { child, log }
+        Self {
+            child,
+            log,
+            stop_politely: false,
+        }
     }
 
     pub fn log_text(&self) -> String {
@@ -237,18 +255,25 @@ impl Process {
 
     /// `hashwarden-fw --sim` on `config`, at 5× speed, without its local APIs.
     pub fn sim_miner(config: &str, log: PathBuf) -> Self {
-        let args = [
-            "--sim",
-            "--speed",
-            "5",
-            "--api-listen",
-            "off",
-            "--http-listen",
-            "off",
-            "--config",
-            config,
-        ];
+        let args: Vec<&str> = SIM_DAEMON_ARGS
+            .iter()
+            .copied()
+            .chain(["--config", config])
+            .collect();
         Self::start(&binary("hashwarden-fw"), &args, log)
+    }
+
+    /// `hashwarden-fw supervise` on `config`, starting [`SIM_DAEMON_ARGS`] builds: a board that
+    /// takes updates. Dropped, it gets SIGTERM first, which the supervisor passes on, so its
+    /// build does not outlive the test.
+    pub fn supervised_sim_miner(config: &str, log: PathBuf) -> Self {
+        let args: Vec<&str> = ["supervise", "--config", config, "--"]
+            .into_iter()
+            .chain(SIM_DAEMON_ARGS)
+            .collect();
+        let mut process = Self::start(&binary("hashwarden-fw"), &args, log);
+        process.stop_politely = true;
+        process
     }
 
     /// kill -9: no goodbye, no flush.
@@ -295,6 +320,18 @@ impl Process {
 
 impl Drop for Process {
     fn drop(&mut self) {
+        if self.stop_politely {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

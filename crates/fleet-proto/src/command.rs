@@ -44,6 +44,15 @@ pub enum Action {
     Reboot,
     /// Blink, beep: find this machine on the rack.
     Identify,
+    /// Fetch a signed firmware image from `url` and install it on trial. The image carries its
+    /// own release signature; `sha256` (of the payload, as in its manifest) and `version` pin
+    /// which image the host meant, so whoever serves the URL cannot hand over another build
+    /// that is also validly signed.
+    Update {
+        url: String,
+        sha256: String,
+        version: crate::image::Version,
+    },
 }
 
 /// What the tuner optimises for.

@@ -206,6 +206,20 @@ pub fn all() -> Vec<Example> {
             json: signed(Action::Identify, 49),
         },
         Example {
+            title: "cmd: update (fetch a signed image and boot it on trial)",
+            topic: topic(Kind::Cmd),
+            retained: false,
+            json: signed(
+                Action::Update {
+                    url: "http://10.20.0.5:8090/images/hashwarden-fw-0.4.2.img".into(),
+                    sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+                        .into(),
+                    version: crate::image::Version(0, 4, 2),
+                },
+                50,
+            ),
+        },
+        Example {
             title: "ack: accepted",
             topic: topic(Kind::Ack),
             retained: false,

@@ -11,12 +11,53 @@ use fleet_proto::image::{self, Manifest, Policy};
 use super::slots::{Boot, Slot, Slots, Trial, write_atomically};
 use super::{UpdateSection, crash_point};
 
-/// Installs `image` for `board`; returns the slot it went to, now on trial.
+/// The image a fleet command asked for: the one received must be it, not merely signed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expected {
+    pub sha256: String,
+    pub version: image::Version,
+}
+
+impl Expected {
+    fn check(&self, manifest: &Manifest) -> Result<(), String> {
+        if !manifest.sha256.eq_ignore_ascii_case(&self.sha256) {
+            return Err(format!(
+                "refused: the image's payload is {}, not the {} asked for",
+                manifest.sha256, self.sha256
+            ));
+        }
+        if manifest.version != self.version {
+            return Err(format!(
+                "refused: the image is version {}, not the {} asked for",
+                manifest.version, self.version
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Installs the image file at `image_path` for `board`; returns the slot it went to, now on
+/// trial.
 pub fn install(
     image_path: &Path,
     data_dir: &Path,
     board: &str,
     update: &UpdateSection,
+) -> Result<(Slot, Manifest), String> {
+    let source = std::fs::File::open(image_path)
+        .map(std::io::BufReader::new)
+        .map_err(|e| format!("{}: {e}", image_path.display()))?;
+    install_from(source, data_dir, board, update, None)
+}
+
+/// Installs the image read from `source` (a file, a download), checked against `expected`
+/// when given, before the slot's binary or the pointer changes.
+pub fn install_from(
+    source: impl std::io::Read,
+    data_dir: &Path,
+    board: &str,
+    update: &UpdateSection,
+    expected: Option<&Expected>,
 ) -> Result<(Slot, Manifest), String> {
     let slots = Slots::new(data_dir);
     let boot = slots.boot();
@@ -39,14 +80,14 @@ pub fn install(
         max_size: update.max_size,
     };
     let written = (|| -> Result<Manifest, String> {
-        let source = std::fs::File::open(image_path)
-            .map(std::io::BufReader::new)
-            .map_err(|e| format!("{}: {e}", image_path.display()))?;
         let file =
             std::fs::File::create(&partial).map_err(|e| format!("{}: {e}", partial.display()))?;
         let mut sink = CrashAfterFirstWrite(std::io::BufWriter::new(file), false);
         let manifest =
             image::verify(source, &policy, &mut sink).map_err(|e| format!("refused: {e}"))?;
+        if let Some(expected) = expected {
+            expected.check(&manifest)?;
+        }
         let file = sink
             .0
             .into_inner()

@@ -3,14 +3,16 @@
 //! supervisor that boots a new slot on trial and rolls back by itself when it does not come up
 //! healthy. `docs/flashing.md` has the whole story.
 
+mod fetch;
 mod install;
 mod slots;
 mod supervise;
 
 use serde::Deserialize;
 
-pub use install::install;
-pub use supervise::{HealthReport, Supervision, supervise};
+pub use fetch::{Fetch, Updater};
+pub use install::{Expected, install};
+pub use supervise::{HEALTH_FILE_VAR, HealthReport, Supervision, VERSION_VAR, supervise};
 
 /// `[update]`: what this board accepts and how long a new build gets to prove itself.
 #[derive(Debug, Clone, Deserialize)]

@@ -74,6 +74,14 @@ impl Slots {
         self.root.join(slot.dir_name()).join("manifest.json")
     }
 
+    /// The version of the build in `slot`, from the manifest installed beside it.
+    pub fn version(&self, slot: Slot) -> Option<fleet_proto::image::Version> {
+        let bytes = std::fs::read(self.manifest(slot)).ok()?;
+        serde_json::from_slice::<fleet_proto::image::Manifest>(&bytes)
+            .ok()
+            .map(|m| m.version)
+    }
+
     pub fn dir(&self, slot: Slot) -> PathBuf {
         self.root.join(slot.dir_name())
     }

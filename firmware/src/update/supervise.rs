@@ -81,6 +81,12 @@ pub fn give_up(boot: Boot) -> Boot {
     }
 }
 
+/// Where the supervisor tells a build to report health; set for every build it starts, so its
+/// presence also says the daemon runs supervised.
+pub const HEALTH_FILE_VAR: &str = "HASHWARDEN_HEALTH_FILE";
+/// The running slot's version, from its manifest.
+pub const VERSION_VAR: &str = "HASHWARDEN_FIRMWARE_VERSION";
+
 /// The daemon's side: `HASHWARDEN_HEALTH_FILE` (set by the supervisor) is created once the
 /// chains are up and, with a fleet link, the broker is connected.
 #[derive(Debug, Default)]
@@ -92,7 +98,7 @@ pub struct HealthReport {
 impl HealthReport {
     pub fn from_env() -> Self {
         Self {
-            path: std::env::var_os("HASHWARDEN_HEALTH_FILE").map(PathBuf::from),
+            path: std::env::var_os(HEALTH_FILE_VAR).map(PathBuf::from),
             reported: false,
         }
     }
@@ -169,10 +175,21 @@ pub async fn supervise(supervision: Supervision) -> Result<(), String> {
             Start::Slot(slot) => slots.binary(slot),
         };
         info!(start = ?plan.start, on_trial = plan.on_trial, attempt = plan.boot.trial.map(|t| t.attempts), "starting");
-        let mut child = tokio::process::Command::new(&binary)
+        let mut command = tokio::process::Command::new(&binary);
+        command
             .args(&supervision.daemon_args)
-            .env("HASHWARDEN_HEALTH_FILE", &health)
-            .kill_on_drop(true)
+            .env(HEALTH_FILE_VAR, &health)
+            .kill_on_drop(true);
+        // A slot's build reports the version its signed manifest names (what the fleet rolled
+        // out), not whatever its own build metadata says; the factory build reports its own.
+        match plan.start {
+            Start::Slot(slot) => match slots.version(slot) {
+                Some(version) => command.env(VERSION_VAR, version.to_string()),
+                None => command.env_remove(VERSION_VAR),
+            },
+            Start::Factory => command.env_remove(VERSION_VAR),
+        };
+        let mut child = command
             .spawn()
             .map_err(|e| format!("{}: {e}", binary.display()))?;
         let deadline = tokio::time::Instant::now() + supervision.health_deadline;
