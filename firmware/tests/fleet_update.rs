@@ -14,10 +14,10 @@ use std::time::Duration;
 use common::fleet::{Broker, Host, Process, config, scratch};
 use fleet_proto::Action;
 use fleet_proto::image::Version;
+use hil_tests::release;
 
 const SOON: Duration = Duration::from_secs(30);
 const BOARD: &str = "bm1397-hashboard-12";
-const RELEASE_SEED: [u8; 32] = [33; 32];
 
 /// Serves `files` (path → bytes) over HTTP/1.0 on loopback, one connection at a time, for as
 /// long as the test runs; anything else is a 404. Returns the base URL.
@@ -46,25 +46,14 @@ fn serve(files: Vec<(String, Vec<u8>)>) -> String {
     base
 }
 
-/// A signed image whose payload runs this very daemon: the "new build" mines like the old one,
-/// and only its manifest's version tells them apart.
+/// A signed image whose payload runs this very daemon, and its payload's hash.
 fn image(version: Version) -> (Vec<u8>, String) {
-    let script = format!(
-        "#!/bin/sh\n# {version}\nexec '{}' \"$@\"\n",
-        env!("CARGO_BIN_EXE_hashwarden-fw")
-    );
-    let bytes = fleet_proto::image::build(
-        script.as_bytes(),
-        version,
-        &[BOARD.to_string()],
-        "release",
-        &RELEASE_SEED,
-        0,
-    );
+    let script = release::script_running(Path::new(env!("CARGO_BIN_EXE_hashwarden-fw")), version);
+    let bytes = release::image(&script, version, BOARD);
     let manifest = fleet_proto::image::verify(
         bytes.as_slice(),
         &fleet_proto::image::Policy {
-            keys: &release_keys(),
+            keys: &release::trusted(),
             board: Some(BOARD),
             min_version: None,
             max_size: 1 << 20,
@@ -75,14 +64,13 @@ fn image(version: Version) -> (Vec<u8>, String) {
     (bytes, manifest.sha256)
 }
 
-fn release_keys() -> fleet_proto::TrustedKeys {
-    let mut keys = fleet_proto::TrustedKeys::default();
-    keys.trust(
-        "release",
-        &fleet_proto::CommandSigner::from_seed("release", &RELEASE_SEED).public_key(),
+/// The `[update]` section of a board that trusts the release key.
+fn update_section(extra: &str) -> String {
+    format!(
+        "[update]\nrelease_keys = [{{ id = \"{}\", public_key = \"{}\" }}]\n{extra}",
+        release::KEY_ID,
+        release::public_key()
     )
-    .expect("valid");
-    keys
 }
 
 fn boot(data: &Path) -> serde_json::Value {
@@ -98,15 +86,7 @@ async fn an_update_command_is_fetched_checked_installed_and_comes_back_as_the_ne
     let data = dir.join("data");
     let broker = Broker::start(&dir);
     let mut host = Host::connect(broker.port, "update-host").await;
-    let release: String = fleet_proto::CommandSigner::from_seed("release", &RELEASE_SEED)
-        .public_key()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let update_section = format!(
-        "[update]\nrelease_keys = [{{ id = \"release\", public_key = \"{release}\" }}]\n\
-         health_deadline_s = 30\n"
-    );
+    let update_section = update_section("health_deadline_s = 30\n");
     let new_version = Version(0, 9, 0);
     let (good, good_sha) = image(new_version);
     // Another build, validly signed: its payload (and version) differ from the one pinned.
@@ -245,16 +225,9 @@ async fn an_update_is_refused_where_it_could_never_run() {
         sha256,
         version: Version(0, 9, 0),
     };
-    let release: String = fleet_proto::CommandSigner::from_seed("release", &RELEASE_SEED)
-        .public_key()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
     let cases = [
         (
-            format!(
-                "[update]\nrelease_keys = [{{ id = \"release\", public_key = \"{release}\" }}]\n"
-            ),
+            update_section(""),
             "not running under `hashwarden-fw supervise`",
         ),
         (String::new(), "no [update] section"),

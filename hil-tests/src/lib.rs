@@ -15,6 +15,7 @@ use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 use tokio::sync::mpsc;
 
 mod pki;
+pub mod release;
 pub use pki::TestPki;
 
 /// A workspace binary, built by `cargo test --workspace` before any suite runs.

@@ -218,6 +218,12 @@ impl Executor {
         self.switched.insert(miner.to_string(), (at, on));
     }
 
+    /// The counter the executor numbers its commands from, for other commands to the same
+    /// miners (a rollout's): one counter, so every number is above the last any miner saw.
+    pub fn seq_counter(&mut self) -> &mut u64 {
+        &mut self.next_seq
+    }
+
     /// The sequence number the next command gets.
     pub fn next_seq(&self) -> u64 {
         self.next_seq

@@ -180,6 +180,18 @@ impl Heard {
         })
     }
 
+    /// The build it runs, by whichever of its state and telemetry is newer: the version that
+    /// ends what it reports (`0.4.2`, or `hashwarden-fw 0.4.2`), `None` when that is no version.
+    pub fn firmware(&self) -> Option<fleet_proto::image::Version> {
+        let reported = match (&self.state, &self.telemetry) {
+            (Some(state), Some(telemetry)) if telemetry.at > state.at => &telemetry.firmware,
+            (Some(state), _) => &state.firmware,
+            (None, Some(telemetry)) => &telemetry.firmware,
+            (None, None) => return None,
+        };
+        reported.split_whitespace().last()?.parse().ok()
+    }
+
     /// The watts it draws now, by its telemetry.
     pub fn power(&self) -> Option<Watts> {
         self.telemetry.as_ref().map(|t| Watts(t.power_w))

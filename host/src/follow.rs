@@ -91,6 +91,40 @@ impl Follow {
     }
 }
 
+/// The bar long operations show: drawn only when stderr is a terminal, so scripts and logs get
+/// the final table alone.
+pub fn progress_bar(len: u64, message: &str) -> Result<indicatif::ProgressBar, String> {
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{bar:40}] {pos}/{len} {msg} ({elapsed})",
+        )
+        .map_err(|e| e.to_string())?
+        .progress_chars("=> "),
+    );
+    bar.set_message(message.to_string());
+    Ok(bar)
+}
+
+/// The miners a command names, or with `all` every miner in the agent's fleet table.
+pub fn chosen_miners(
+    store: &crate::store::Store,
+    named: &[String],
+    all: bool,
+) -> Result<Vec<String>, String> {
+    match (all, named.is_empty()) {
+        (true, true) => Ok(store
+            .fleet()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|r| r.miner)
+            .collect()),
+        (false, false) => Ok(named.to_vec()),
+        (true, false) => Err("name miners or give --all, not both".into()),
+        (false, true) => Err("name the miners, or give --all".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

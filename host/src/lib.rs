@@ -12,6 +12,7 @@ pub mod market;
 pub mod metrics;
 pub mod planner;
 pub mod power;
+pub mod rollout;
 pub mod shard;
 pub mod site;
 pub mod sources;

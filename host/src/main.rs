@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use cli_common::parse_duration;
 use hashwarden::market::Network;
 use hashwarden::planner::{
     Economics, Inputs, Machine, Manual as PlannerManual, Plan, Setting, plan,
@@ -56,6 +57,10 @@ enum Command {
     Curtail(Manual),
     /// Runs miners at full power by hand, whatever the plan says, for a while.
     Resume(Manual),
+    /// Rolls a signed firmware image out to miners: a canary first, then staged waves while
+    /// the failures stay under the threshold (the running agent carries it out and serves the
+    /// image); follows it with a progress bar and ends with every miner's outcome.
+    Flash(hashwarden::rollout::flash::FlashArgs),
     /// The command-signing key.
     Keys {
         #[command(subcommand)]
@@ -142,6 +147,7 @@ fn main() -> ExitCode {
         } => explain(&config, &miner, last, json),
         Command::Curtail(manual) => override_miners(&manual, Setting::Sleep),
         Command::Resume(manual) => override_miners(&manual, Setting::Full),
+        Command::Flash(args) => hashwarden::rollout::flash::run(&args),
         Command::Keys {
             command: KeysCommand::Init { out, key_id },
         } => hashwarden::keys::init(&out, &key_id)
@@ -256,42 +262,11 @@ fn explain(config: &Path, miner: &str, last: usize, json: bool) -> Result<(), St
     Ok(())
 }
 
-/// `90s`, `30m`, `4h`, `2d` → seconds.
-fn parse_duration(text: &str) -> Result<u64, String> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("--for {text:?}: a number and s, m, h or d"))?;
-    let scale = match unit {
-        "s" | "" => 1,
-        "m" => 60,
-        "h" => 3_600,
-        "d" => 86_400,
-        _ => return Err(format!("--for {text:?}: a number and s, m, h or d")),
-    };
-    n.checked_mul(scale)
-        .filter(|&s| s > 0)
-        .ok_or_else(|| format!("--for {text:?} is not a duration"))
-}
-
 fn override_miners(manual: &Manual, to: Setting) -> Result<(), String> {
-    let seconds = parse_duration(&manual.duration)?;
-    let timeout_s = parse_duration(&manual.timeout)?;
+    let seconds = parse_duration(&manual.duration).map_err(|e| format!("--for {e}"))?;
+    let timeout_s = parse_duration(&manual.timeout).map_err(|e| format!("--timeout {e}"))?;
     let mut store = open_store(&manual.config)?;
-    let miners: Vec<String> = match (manual.all, manual.miners.is_empty()) {
-        (true, true) => store
-            .fleet()
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .map(|r| r.miner)
-            .collect(),
-        (false, false) => manual.miners.clone(),
-        (true, false) => return Err("name miners or give --all, not both".into()),
-        (false, true) => return Err("name the miners, or give --all".into()),
-    };
+    let miners = hashwarden::follow::chosen_miners(&store, &manual.miners, manual.all)?;
     let now = hashwarden::agent::unix_now();
     let until = now + seconds;
     // Outcomes logged from here on may answer this override.
@@ -329,16 +304,8 @@ fn follow(
 ) -> Result<(), String> {
     use hashwarden::follow::{Follow, Outcome};
     let mut follow = Follow::new(miners, to, since);
-    // Drawn only when stderr is a terminal: scripts and logs get the final table alone.
-    let bar = indicatif::ProgressBar::new(follow.total() as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} [{bar:40}] {pos}/{len} {msg} ({elapsed})",
-        )
-        .map_err(|e| e.to_string())?
-        .progress_chars("=> "),
-    );
-    bar.set_message(format!("to {}", setting(to)));
+    let bar =
+        hashwarden::follow::progress_bar(follow.total() as u64, &format!("to {}", setting(to)))?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout_s);
     while follow.finished() < follow.total() && std::time::Instant::now() < deadline {
         let outcomes = store.outcomes_after(mark).map_err(|e| e.to_string())?;
@@ -534,21 +501,4 @@ fn print_plan(plan: &Plan, economics: Option<&Economics>) {
         plan.power,
         plan.cap.map_or(String::new(), |c| format!(" of a {c} cap"))
     );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_duration;
-
-    #[test]
-    fn durations_read_as_operators_write_them() {
-        assert_eq!(parse_duration("90s"), Ok(90));
-        assert_eq!(parse_duration("90"), Ok(90));
-        assert_eq!(parse_duration("30m"), Ok(1_800));
-        assert_eq!(parse_duration("4h"), Ok(14_400));
-        assert_eq!(parse_duration("2d"), Ok(172_800));
-        for bad in ["", "0m", "h", "5w", "-1h", "99999999999999999999d"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-    }
 }

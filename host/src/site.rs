@@ -91,8 +91,12 @@ pub struct AgentSection {
     /// The agent's store (SQLite): switch history, sequence numbers, overrides, audit log.
     #[serde(default = "default_store")]
     pub store: std::path::PathBuf,
-    /// Where to serve Prometheus `/metrics` (`ADDR:PORT`); not served when absent.
+    /// Where to serve Prometheus `/metrics` and the images of firmware rollouts (`ADDR:PORT`);
+    /// not served when absent.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// How the miners reach that listener (`http://10.20.0.5:9100`), when not by
+    /// `metrics_listen` itself (a wildcard address, a proxy, NAT).
+    pub public_url: Option<String>,
     /// One of several agents splitting the site (docs/operations.md).
     pub share: Option<ShareSection>,
 }
@@ -162,6 +166,14 @@ fn check_broker(
             "an external broker and [broker] (the embedded one) exclude each other".into(),
         ));
     }
+    if let Some(url) = &agent.public_url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        return Err((
+            "agent.public_url",
+            format!("{url:?}: an http:// or https:// URL the miners can reach"),
+        ));
+    }
     let connection = agent.connection(embedded).map_err(|e| {
         let key = match e {
             fleet_mqtt::LinkError::Url(_) => "agent.mqtt_url",
@@ -188,6 +200,16 @@ fn check_broker(
 }
 
 impl AgentSection {
+    /// Where the miners fetch rollouts' images from: `public_url`, or the listener's own address
+    /// when it is a definite one.
+    pub fn images_base_url(&self) -> Option<String> {
+        if let Some(url) = &self.public_url {
+            return Some(url.clone());
+        }
+        let address = self.metrics_listen?;
+        (!address.ip().is_unspecified()).then(|| format!("http://{address}"))
+    }
+
     /// How the agent connects: to the external broker, or to the embedded one's plain listener.
     pub fn connection(
         &self,
@@ -460,6 +482,28 @@ btc_usd = 63000
         assert!(url.tls && url.port == 8883, "{url}");
 
         let error = |text: String| parse(&text).expect_err("invalid").to_string();
+        // Where the miners fetch a rollout's image: the listener, unless it is a wildcard.
+        let images = |extra: &str| {
+            parse(&format!("{GOOD}{agent}{extra}"))
+                .expect("valid")
+                .agent
+                .and_then(|a| a.images_base_url())
+        };
+        assert_eq!(images(""), None);
+        assert_eq!(
+            images("metrics_listen = \"10.20.0.5:9100\"\n").as_deref(),
+            Some("http://10.20.0.5:9100")
+        );
+        assert_eq!(images("metrics_listen = \"0.0.0.0:9100\"\n"), None);
+        assert_eq!(
+            images("metrics_listen = \"0.0.0.0:9100\"\npublic_url = \"http://agent.site:9100\"\n")
+                .as_deref(),
+            Some("http://agent.site:9100")
+        );
+        assert!(
+            error(format!("{GOOD}{agent}public_url = \"agent.site:9100\"\n"))
+                .contains("agent.public_url")
+        );
         let both = format!("{external}[broker]\nlisten = \"127.0.0.1:1999\"\n");
         assert!(error(both).contains("agent.mqtt_url"));
         let users = format!("{GOOD}{agent}[broker.users]\nminer = \"pw\"\n");

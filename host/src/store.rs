@@ -51,6 +51,15 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
+/// A rollout as the store keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRollout {
+    pub id: i64,
+    pub request: crate::rollout::Request,
+    pub progress: Option<crate::rollout::Rollout>,
+    pub finished: bool,
+}
+
 #[derive(Debug)]
 pub struct Store {
     path: PathBuf,
@@ -83,7 +92,10 @@ impl Store {
              CREATE TABLE IF NOT EXISTS audit (
                  id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL,
                  miner TEXT NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL);
-             CREATE INDEX IF NOT EXISTS audit_by_miner ON audit (miner, id);",
+             CREATE INDEX IF NOT EXISTS audit_by_miner ON audit (miner, id);
+             CREATE TABLE IF NOT EXISTS rollouts (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT, created_at INTEGER NOT NULL,
+                 request TEXT NOT NULL, state TEXT, finished INTEGER NOT NULL DEFAULT 0);",
         )
         .map_err(fail)?;
         let store = Self {
@@ -318,6 +330,89 @@ impl Store {
             }
         }
         tx.commit().map_err(fail)
+    }
+
+    /// Queues a firmware rollout for the running agent; its id.
+    pub fn request_rollout(
+        &self,
+        request: &crate::rollout::Request,
+        now: u64,
+    ) -> Result<i64, StoreError> {
+        let json = serde_json::to_string(request).unwrap_or_default();
+        self.db
+            .execute(
+                "INSERT INTO rollouts (created_at, request) VALUES (?1, ?2)",
+                params![now as i64, json],
+            )
+            .map_err(self.fail())?;
+        Ok(self.db.last_insert_rowid())
+    }
+
+    /// The rollouts not yet finished, oldest first: each one's id, request and progress (none
+    /// before the agent has taken it up). A row that no longer parses is left out.
+    pub fn open_rollouts(&self) -> Result<Vec<StoredRollout>, StoreError> {
+        self.rollouts_where("finished = 0", None)
+    }
+
+    pub fn rollout(&self, id: i64) -> Result<Option<StoredRollout>, StoreError> {
+        Ok(self.rollouts_where("id = ?1", Some(id))?.into_iter().next())
+    }
+
+    fn rollouts_where(
+        &self,
+        condition: &str,
+        id: Option<i64>,
+    ) -> Result<Vec<StoredRollout>, StoreError> {
+        let mut query = self
+            .db
+            .prepare(&format!(
+                "SELECT id, request, state, finished FROM rollouts WHERE {condition} ORDER BY id"
+            ))
+            .map_err(self.fail())?;
+        let read = |r: &rusqlite::Row<'_>| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, bool>(3)?,
+            ))
+        };
+        let rows = match id {
+            Some(id) => query.query_map([id], read),
+            None => query.query_map([], read),
+        }
+        .map_err(self.fail())?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, request, state, finished) = row.map_err(self.fail())?;
+            let Ok(request) = serde_json::from_str(&request) else {
+                continue;
+            };
+            out.push(StoredRollout {
+                id,
+                request,
+                progress: state.and_then(|s| serde_json::from_str(&s).ok()),
+                finished,
+            });
+        }
+        Ok(out)
+    }
+
+    /// A rollout's progress; `finished` once nothing more will happen.
+    pub fn save_rollout(
+        &self,
+        id: i64,
+        progress: &crate::rollout::Rollout,
+        finished: bool,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(progress).unwrap_or_default();
+        self.db
+            .execute(
+                "UPDATE rollouts SET state = ?2, finished = ?3 WHERE id = ?1",
+                params![id, json, finished],
+            )
+            .map(|_| ())
+            .map_err(self.fail())
     }
 
     /// The last `limit` entries for `miner` (all miners when `None`), oldest first.

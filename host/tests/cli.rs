@@ -157,18 +157,7 @@ fn bad_input_is_one_line_and_exit_code_2() {
 fn waiting_on_a_change_no_agent_carries_out_times_out_and_says_so() {
     let dir = std::env::temp_dir().join(format!("hashwarden-cli-wait-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
-    let site = dir.join("site.toml");
-    let text = std::fs::read_to_string(example("site.toml")).expect("example");
-    std::fs::write(
-        &site,
-        format!(
-            "{text}\n[agent]\nkey_file = \"{}\"\nkey_id = \"h\"\nstore = \"{}\"\n",
-            dir.join("k").display(),
-            dir.join("agent.db").display()
-        ),
-    )
-    .expect("writes");
-    let site = site.display().to_string();
+    let site = site_with_store(&dir);
     let output = hashwarden(&[
         "curtail",
         "m1",
@@ -187,5 +176,102 @@ fn waiting_on_a_change_no_agent_carries_out_times_out_and_says_so() {
     assert_eq!(report["miners"][1]["miner"], "m2");
     assert_eq!(report["miners"][1]["outcome"]["result"], "timed_out");
     assert!(stderr(&output).contains("2 of 2 miner(s) did not get to sleep"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A site whose `[agent]` keeps its store in `dir`.
+fn site_with_store(dir: &std::path::Path) -> String {
+    let site = dir.join("site.toml");
+    let text = std::fs::read_to_string(example("site.toml")).expect("example");
+    std::fs::write(
+        &site,
+        format!(
+            "{text}\n[agent]\nkey_file = \"{}\"\nkey_id = \"h\"\nstore = \"{}\"\n",
+            dir.join("k").display(),
+            dir.join("agent.db").display()
+        ),
+    )
+    .expect("writes");
+    site.display().to_string()
+}
+
+#[test]
+fn flash_queues_only_an_image_it_can_vouch_for() {
+    use fleet_proto::image::Version;
+    let dir = std::env::temp_dir().join(format!("hashwarden-cli-flash-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let site = site_with_store(&dir);
+    let release = [5u8; 32];
+    let public: String = fleet_proto::CommandSigner::from_seed("release", &release)
+        .public_key()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let write = |name: &str, seed: &[u8; 32], tamper: bool| {
+        let mut bytes = fleet_proto::image::build(
+            b"#!/bin/sh\nexit 0\n",
+            Version(0, 9, 0),
+            &["bm1397-hashboard-12".to_string()],
+            "release",
+            seed,
+            0,
+        );
+        if tamper {
+            let last = bytes.len() - 1;
+            bytes[last] ^= 0x40;
+        }
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).expect("writes");
+        path.display().to_string()
+    };
+    let good = write("good.img", &release, false);
+    let other_key = write("other.img", &[6u8; 32], false);
+    let tampered = write("tampered.img", &release, true);
+    let flash = |image: &str, extra: &[&str]| {
+        let mut args = vec![
+            "flash", "m1", "m2", "--config", &site, "--image", image, "--pubkey", &public,
+        ];
+        args.extend_from_slice(extra);
+        hashwarden(&args)
+    };
+    let refusals: [(&str, &[&str], &str); 6] = [
+        (&other_key, &[], "refused: "),
+        (&tampered, &[], "refused: payload"),
+        (&good, &["--max-failure-rate", "1.5"], "--max-failure-rate"),
+        (&good, &["--canary", "0"], "at least 1"),
+        (&good, &["--deadline", "soon"], "--deadline"),
+        (&good, &["--all"], "not both"),
+    ];
+    for (image, extra, wanted) in refusals {
+        let output = flash(image, extra);
+        assert_eq!(output.status.code(), Some(2), "{extra:?}");
+        let message = stderr(&output);
+        assert_eq!(message.trim().lines().count(), 1, "{message}");
+        assert!(message.contains(wanted), "{extra:?}: {message}");
+    }
+    let store = hashwarden::store::Store::open(&dir.join("agent.db")).expect("opens");
+    assert!(
+        store.open_rollouts().expect("reads").is_empty(),
+        "nothing queued"
+    );
+
+    let output = flash(&good, &["--detach", "--batch", "5"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let queued = store.open_rollouts().expect("reads");
+    assert_eq!(queued.len(), 1);
+    let request = &queued[0].request;
+    assert_eq!(request.miners, ["m1", "m2"]);
+    assert_eq!(request.manifest.version, Version(0, 9, 0));
+    assert_eq!(request.staging.batch, 5);
+    assert!(queued[0].progress.is_none(), "no agent has taken it up");
+
+    // Followed with no agent running: it says so once the wait is over.
+    let output = flash(&good, &["--timeout", "1s"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("did not take rollout 2 up"),
+        "{}",
+        stderr(&output)
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

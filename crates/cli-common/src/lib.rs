@@ -41,6 +41,26 @@ pub fn first_line(e: &clap::Error) -> String {
         .to_string()
 }
 
+/// A span of time as operators write it — `90s` (or `90`), `30m`, `4h`, `2d` — in seconds.
+pub fn parse_duration(text: &str) -> Result<u64, String> {
+    let bad = || format!("{text:?}: a number and s, m, h or d");
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let scale = match unit {
+        "s" | "" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(scale)
+        .filter(|&s| s > 0)
+        .ok_or_else(|| format!("{text:?} is not a duration"))
+}
+
 /// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, not when the
 /// future is first polled, so a signal during start-up is not the default (fatal) action.
 pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
@@ -78,6 +98,19 @@ pub fn init_logging() {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn durations_read_as_operators_write_them() {
+        use super::parse_duration;
+        assert_eq!(parse_duration("90s"), Ok(90));
+        assert_eq!(parse_duration("90"), Ok(90));
+        assert_eq!(parse_duration("30m"), Ok(1_800));
+        assert_eq!(parse_duration("4h"), Ok(14_400));
+        assert_eq!(parse_duration("2d"), Ok(172_800));
+        for bad in ["", "0m", "h", "5w", "-1h", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
     use super::*;
 
     #[derive(Debug, Parser)]

@@ -72,6 +72,7 @@ impl Agent {
                             self.metrics.latency(sent.elapsed().as_secs_f64());
                         }
                         self.executor.on_ack(miner, &ack, now);
+                        self.rollout_ack(miner, &ack, now);
                     }
                     Err(e) => refused(&mut self.summary, "ack", e.to_string()),
                 }

@@ -6,9 +6,11 @@
 
 mod intake;
 mod link;
+mod rollouts;
 mod tasks;
 
-pub use tasks::serve_metrics;
+pub use rollouts::{Shelf, describe as describe_update};
+pub use tasks::serve_http;
 use tasks::spawn_poller;
 
 use std::collections::BTreeMap;
@@ -73,6 +75,8 @@ struct Agent {
     group: Option<crate::shard::Group>,
     /// `hashwarden/v1/<site>/agent/peers/`: where the group's presences arrive.
     peer_prefix: String,
+    /// Firmware rollouts under way, and the images they serve.
+    rollouts: rollouts::Rollouts,
 }
 
 pub fn unix_now() -> u64 {
@@ -131,8 +135,9 @@ pub async fn run(
             let listener = tokio::net::TcpListener::bind(address)
                 .await
                 .map_err(|e| format!("agent.metrics_listen {address}: {e}"))?;
-            info!(%address, "metrics on /metrics");
-            Some(tokio::spawn(serve_metrics(listener, metrics_rx)))
+            info!(%address, "metrics on /metrics, rollouts' images on /images/");
+            let shelf = agent.rollouts.shelf();
+            Some(tokio::spawn(serve_http(listener, metrics_rx, shelf)))
         }
         None => None,
     };
@@ -198,6 +203,7 @@ impl Agent {
             .as_ref()
             .and_then(|agent| agent.share.as_ref())
             .map(|share| crate::shard::Group::new(share.instance.as_str()));
+        let images_base = config.agent.as_ref().and_then(|a| a.images_base_url());
         let peer_prefix = topic::every_agent_peer(&site)
             .trim_end_matches('+')
             .to_string();
@@ -238,6 +244,7 @@ impl Agent {
             peer_prefix,
             power: crate::power::PowerPrice::new(power_max_age_s),
             power_replay: std::collections::VecDeque::new(),
+            rollouts: rollouts::Rollouts::new(images_base),
         })
     }
 
@@ -409,7 +416,8 @@ impl Agent {
         }
         self.metrics
             .plan(&plan, &machines, economics.map(|e| e.power_price.0));
-        let commands = self.executor.tick(now, &self.fleet);
+        let mut commands = self.executor.tick(now, &self.fleet);
+        commands.extend(self.rollouts_round(now));
         if let (Some(store), Some(last)) = (&self.store, commands.iter().map(|c| c.seq).max())
             && let Err(e) = store.save_seq(last)
         {

@@ -1,4 +1,5 @@
-//! The agent's helpers that run beside its loop: the metrics server and the market poller.
+//! The agent's helpers that run beside its loop: the HTTP listener (metrics, images being
+//! rolled out) and the market poller.
 
 use std::time::Duration;
 
@@ -6,12 +7,30 @@ use tracing::warn;
 
 use super::unix_now;
 
-/// Serves the latest rendering on `GET /metrics` until aborted.
-pub async fn serve_metrics(
+/// Serves the latest rendering on `GET /metrics`, and the images of the rollouts under way on
+/// `GET /images/<sha256>.img`, until aborted.
+pub async fn serve_http(
     listener: tokio::net::TcpListener,
     rendered: tokio::sync::watch::Receiver<String>,
+    shelf: super::Shelf,
 ) {
-    let app = axum::Router::new().route(
+    let images = axum::routing::get(
+        move |axum::extract::Path(file): axum::extract::Path<String>| {
+            let image = shelf.lock().ok().and_then(|s| s.get(&file).cloned());
+            async move {
+                use axum::response::IntoResponse;
+                match image {
+                    Some(bytes) => (
+                        [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+                        bytes,
+                    )
+                        .into_response(),
+                    None => axum::http::StatusCode::NOT_FOUND.into_response(),
+                }
+            }
+        },
+    );
+    let app = axum::Router::new().route("/images/{file}", images).route(
         "/metrics",
         axum::routing::get(move || {
             let body = rendered.borrow().clone();
@@ -27,7 +46,7 @@ pub async fn serve_metrics(
         }),
     );
     if let Err(e) = axum::serve(listener, app).await {
-        warn!(error = %e, "metrics server stopped");
+        warn!(error = %e, "HTTP listener stopped");
     }
 }
 
