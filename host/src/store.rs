@@ -354,6 +354,18 @@ impl Store {
         self.rollouts_where("finished = 0", None)
     }
 
+    /// The ids of the rollouts not yet finished, oldest first: cheap enough for every round.
+    pub fn open_rollout_ids(&self) -> Result<Vec<i64>, StoreError> {
+        let mut query = self
+            .db
+            .prepare("SELECT id FROM rollouts WHERE finished = 0 ORDER BY id")
+            .map_err(self.fail())?;
+        let ids = query
+            .query_map([], |r| r.get::<_, i64>(0))
+            .map_err(self.fail())?;
+        ids.collect::<Result<_, _>>().map_err(self.fail())
+    }
+
     pub fn rollout(&self, id: i64) -> Result<Option<StoredRollout>, StoreError> {
         Ok(self.rollouts_where("id = ?1", Some(id))?.into_iter().next())
     }
@@ -548,6 +560,60 @@ mod tests {
             "the last two, oldest first"
         );
         assert!(store.history(Some("m9"), 10).expect("reads").is_empty());
+    }
+
+    #[test]
+    fn a_rollout_is_queued_taken_up_and_finished_across_reopens() {
+        use crate::rollout::{Image, Request, Rollout, Staging};
+        use fleet_proto::image::{Manifest, Version};
+        let path = scratch("rollouts");
+        let manifest = Manifest {
+            format: 1,
+            version: Version(0, 9, 0),
+            boards: vec!["bm1397-hashboard-12".into()],
+            size: 10,
+            sha256: "ab".repeat(32),
+            key_id: "release".into(),
+            built_at: 0,
+        };
+        let request = Request {
+            image_path: "/srv/fw.img".into(),
+            manifest: manifest.clone(),
+            key_id: "release".into(),
+            public_key: "cd".repeat(32),
+            miners: vec!["m1".into(), "m2".into()],
+            staging: Staging::default(),
+        };
+        let id = {
+            let store = Store::open(&path).expect("opens");
+            store.request_rollout(&request, 1_000).expect("queues")
+        };
+        let store = Store::open(&path).expect("reopens");
+        assert_eq!(store.open_rollout_ids().expect("reads"), [id]);
+        let queued = store.rollout(id).expect("reads").expect("there");
+        assert_eq!(queued.request, request);
+        assert_eq!((queued.progress, queued.finished), (None, false));
+        let image = Image {
+            version: manifest.version,
+            sha256: manifest.sha256,
+            boards: manifest.boards,
+            url: "http://agent:9100/images/x.img".into(),
+        };
+        let progress = Rollout::new(image, Staging::default(), &request.miners);
+        store.save_rollout(id, &progress, false).expect("saves");
+        assert_eq!(
+            store.rollout(id).expect("reads").and_then(|r| r.progress),
+            Some(progress.clone())
+        );
+        store.save_rollout(id, &progress, true).expect("saves");
+        assert!(store.open_rollout_ids().expect("reads").is_empty());
+        assert!(store.open_rollouts().expect("reads").is_empty());
+        assert!(
+            store
+                .rollout(id)
+                .expect("reads")
+                .is_some_and(|r| r.finished)
+        );
     }
 
     #[test]

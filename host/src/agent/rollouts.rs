@@ -109,17 +109,20 @@ impl Agent {
 
     fn take_up_rollouts(&mut self) {
         let Some(store) = &self.store else { return };
-        let open = match store.open_rollouts() {
-            Ok(open) => open,
+        let new: Result<Vec<StoredRollout>, _> = store.open_rollout_ids().and_then(|ids| {
+            ids.into_iter()
+                .filter(|id| self.rollouts.active.iter().all(|a| a.id != *id))
+                .filter_map(|id| store.rollout(id).transpose())
+                .collect()
+        });
+        let new = match new {
+            Ok(new) => new,
             Err(e) => {
                 warn!(error = %e, "cannot read the rollouts");
                 return;
             }
         };
-        for stored in open {
-            if self.rollouts.active.iter().any(|a| a.id == stored.id) {
-                continue;
-            }
+        for stored in new {
             let active = self.take_up(stored);
             info!(
                 id = active.id,
