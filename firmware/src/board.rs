@@ -19,6 +19,7 @@ use hashboard::profile::StoredProfile;
 use hashboard::uart::SetBaud;
 
 /// Waiting in real time: how the board code's settle times pass on a real board.
+#[derive(Debug)]
 pub struct TokioDelay;
 
 impl embedded_hal_async::delay::DelayNs for TokioDelay {
@@ -65,6 +66,15 @@ pub struct Board<U, RI, FI, P, D> {
     asleep: bool,
 }
 
+impl<U, RI, FI, P, D> std::fmt::Debug for Board<U, RI, FI, P, D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Board")
+            .field("board", &self.board.name)
+            .field("up", &self.chain.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 /// The peripherals a board has.
 pub struct Peripherals<RI, FI, P, D> {
     pub regulator: Option<Tps546<RI>>,
@@ -75,6 +85,15 @@ pub struct Peripherals<RI, FI, P, D> {
     pub settle: D,
     /// How ramps wait once the chain is running.
     pub wait: ChipDelay,
+}
+
+impl<RI, FI, P, D> std::fmt::Debug for Peripherals<RI, FI, P, D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peripherals")
+            .field("regulator", &self.regulator.is_some())
+            .field("fan", &self.fan.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The failure text for a peripheral error.

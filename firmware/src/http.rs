@@ -221,7 +221,7 @@ async fn request(commands: &mpsc::Sender<LocalRequest>, action: LocalAction) -> 
 }
 
 /// What `PATCH /api/system` may change, as AxeOS names it.
-fn patch_actions(body: &Value) -> Result<Vec<LocalAction>, String> {
+pub fn patch_actions(body: &Value) -> Result<Vec<LocalAction>, String> {
     let object = body.as_object().ok_or("the body must be a JSON object")?;
     let mut actions = Vec::new();
     for (key, value) in object {

@@ -5,29 +5,9 @@
 //! or a Stratum pool's; serves the cgminer API; reports to the fleet and obeys its signed
 //! commands over MQTT.
 
-mod board;
-mod cgminer;
-mod commands;
-mod config;
-mod control;
-mod cooling;
-mod daemon;
-mod fleet;
-mod http;
-mod image_cli;
-mod metrics;
-mod mining;
-mod mqtt;
-mod persist;
-mod pool;
-mod serial;
-mod sim;
-mod snapshot;
-mod telemetry;
-mod tuning;
-mod unit;
-mod update;
-
+use hashwarden_fw::{
+    config, daemon, fleet, image_cli, mining, mqtt, persist, pool, serial, sim, update,
+};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;

@@ -83,6 +83,15 @@ pub enum ResetLine {
     Absent,
 }
 
+impl std::fmt::Debug for ResetLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ResetLine::Gpio(_) => "ResetLine::Gpio",
+            ResetLine::Absent => "ResetLine::Absent",
+        })
+    }
+}
+
 impl embedded_hal::digital::ErrorType for ResetLine {
     type Error = embedded_hal::digital::ErrorKind;
 }

@@ -30,6 +30,15 @@ pub struct Rig<H> {
     pub scale: f64,
 }
 
+impl<H> std::fmt::Debug for Rig<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rig")
+            .field("simulated", &self.sim.is_some())
+            .field("ticket", &self.ticket)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The simulator's own account of a chain (`--sim` only), to check the daemon's against.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SimTruth {
@@ -55,6 +64,15 @@ pub struct Unit<H> {
     started: Instant,
     start_s: f64,
     peak_chip_c: f64,
+}
+
+impl<H> std::fmt::Debug for Unit<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unit")
+            .field("index", &self.index)
+            .field("failed", &self.failed)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<H: Hardware> Unit<H> {
