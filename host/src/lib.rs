@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod backtest;
 pub mod executor;
 pub mod fleet;
 pub mod follow;

@@ -61,6 +61,9 @@ enum Command {
     /// the failures stay under the threshold (the running agent carries it out and serves the
     /// image); follows it with a progress bar and ends with every miner's outcome.
     Flash(hashwarden::rollout::flash::FlashArgs),
+    /// Replays the planner over a market, a tariff and grid events for a fleet, against never
+    /// curtailing, a naive threshold and the perfect-foresight oracle.
+    Backtest(hashwarden::backtest::cli::BacktestArgs),
     /// The command-signing key.
     Keys {
         #[command(subcommand)]
@@ -148,6 +151,7 @@ fn main() -> ExitCode {
         Command::Curtail(manual) => override_miners(&manual, Setting::Sleep),
         Command::Resume(manual) => override_miners(&manual, Setting::Full),
         Command::Flash(args) => hashwarden::rollout::flash::run(&args),
+        Command::Backtest(args) => hashwarden::backtest::cli::run(&args),
         Command::Keys {
             command: KeysCommand::Init { out, key_id },
         } => hashwarden::keys::init(&out, &key_id)

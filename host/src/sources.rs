@@ -225,6 +225,33 @@ pub fn power_csv(text: &str) -> Result<Vec<fleet_proto::PowerPrice>, SourceError
         .collect()
 }
 
+/// A grid events file: columns `at` (when the cap starts), `until` (unix s) and `cap_kw`.
+pub fn grid_csv(text: &str) -> Result<Vec<(u64, u64, f64)>, SourceError> {
+    let table = Table::parse(text)?;
+    table
+        .rows
+        .iter()
+        .map(|row| {
+            let bad = |reason: &str| SourceError::Csv {
+                line: row.0,
+                reason: reason.into(),
+            };
+            let until = table
+                .number(row, "until")?
+                .filter(|u| *u >= 0.0)
+                .ok_or_else(|| bad("until (unix s) is needed"))? as u64;
+            let cap_kw = table
+                .number(row, "cap_kw")?
+                .filter(|c| c.is_finite() && *c >= 0.0)
+                .ok_or_else(|| bad("cap_kw (a number of kW, 0 or more) is needed"))?;
+            if until <= row.2 {
+                return Err(bad("until must come after at"));
+            }
+            Ok((row.2, until, cap_kw))
+        })
+        .collect()
+}
+
 /// One poll of `source` (blocking: run it off the agent's loop). `now` stamps sources that give
 /// no time of their own.
 pub fn poll(source: &Poll, now: u64) -> Result<fleet_proto::Market, SourceError> {

@@ -275,3 +275,67 @@ fn flash_queues_only_an_image_it_can_vouch_for() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_shipped_backtest_compares_every_strategy() {
+    let file = |name: &str| example(&format!("backtest/{name}"));
+    let (site, market, grid, fleet) = (
+        file("site.toml"),
+        file("market.csv"),
+        file("grid.csv"),
+        file("fleet.json"),
+    );
+    let args = [
+        "backtest", "--site", &site, "--market", &market, "--grid", &grid, "--fleet", &fleet,
+    ];
+    let output = hashwarden(&[&args[..], &["--json"]].concat());
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("one JSON object");
+    let names: Vec<&str> = report["strategies"]
+        .as_array()
+        .expect("strategies")
+        .iter()
+        .map(|s| s["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["never", "naive", "threshold", "optimise", "oracle"]);
+    for strategy in report["strategies"].as_array().expect("strategies") {
+        for field in ["profit_usd", "energy_kwh", "switches"] {
+            assert!(strategy[field].is_number(), "{field} in {strategy}");
+        }
+    }
+    let table = hashwarden(&args);
+    assert!(table.status.success());
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("40 machines") && text.contains("% oracle"),
+        "{text}"
+    );
+
+    let dir = std::env::temp_dir().join(format!("hashwarden-cli-backtest-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let broken = dir.join("market.csv");
+    std::fs::write(
+        &broken,
+        "at,hashprice\n1767225600,31.2\n1767229200,thirty\n",
+    )
+    .expect("writes");
+    let broken = broken.display().to_string();
+    let cases: [(Vec<&str>, &str); 4] = [
+        (vec!["--market", &broken, "--fleet", &fleet], "line 3"),
+        (vec!["--market", &market], "--fleet FILE) or --miners N"),
+        (
+            vec!["--market", &market, "--miners", "5", "--step", "0s"],
+            "--step",
+        ),
+        (vec!["--market", &market, "--miners", "0"], "--miners"),
+    ];
+    for (extra, wanted) in cases {
+        let output = hashwarden(&[&["backtest", "--site", &site][..], &extra].concat());
+        assert_eq!(output.status.code(), Some(2), "{extra:?}");
+        let message = stderr(&output);
+        assert_eq!(message.trim().lines().count(), 1, "{message}");
+        assert!(message.contains(wanted), "{extra:?}: {message}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::units::{TerahashPerSecond, UsdPerKwh, UsdPerPhDay, Watts};
 
 pub use machine::{Machine, Manual, Point};
+pub use optimise::hull;
 
 /// What a machine runs at.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

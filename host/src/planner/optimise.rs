@@ -28,7 +28,7 @@ struct Segment {
 /// The upper concave hull of a machine's points from the origin, as (W, TH/s) vertices after
 /// the origin, into `hull` (`points` is scratch). Points above its full power are not its to
 /// run. Both buffers are reused across the fleet: a plan allocates per fleet, not per machine.
-fn hull(machine: &Machine, points: &mut Vec<(f64, f64)>, hull: &mut Vec<(f64, f64)>) {
+pub fn hull(machine: &Machine, points: &mut Vec<(f64, f64)>, hull: &mut Vec<(f64, f64)>) {
     let full = machine.full.watts.0;
     points.clear();
     points.extend(

@@ -199,16 +199,16 @@ impl Tally {
 
 impl Rollout {
     pub fn new(image: Image, staging: Staging, miners: &[String]) -> Self {
-        let mut targets: Vec<Target> = Vec::with_capacity(miners.len());
-        for miner in miners {
-            if targets.iter().all(|t| &t.miner != miner) {
-                targets.push(Target {
-                    miner: miner.clone(),
-                    step: Step::Waiting,
-                    wave: None,
-                });
-            }
-        }
+        let mut named = std::collections::HashSet::with_capacity(miners.len());
+        let targets: Vec<Target> = miners
+            .iter()
+            .filter(|miner| named.insert(miner.as_str()))
+            .map(|miner| Target {
+                miner: miner.clone(),
+                step: Step::Waiting,
+                wave: None,
+            })
+            .collect();
         Self {
             image,
             staging: Staging {

@@ -536,3 +536,14 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_miner_named_twice_is_updated_once_in_the_order_first_given() {
+    let miners: Vec<String> = ["m2", "m1", "m2", "m0", "m1"]
+        .iter()
+        .map(|m| m.to_string())
+        .collect();
+    let rollout = Rollout::new(image(), staging(), &miners);
+    let order: Vec<&str> = rollout.targets.iter().map(|t| t.miner.as_str()).collect();
+    assert_eq!(order, ["m2", "m1", "m0"]);
+}
