@@ -139,27 +139,38 @@ fn latest<T: Copy>(series: &[(u64, T)], at: u64) -> Option<T> {
     after.checked_sub(1).map(|i| series[i].1)
 }
 
+/// The strategies a backtest compares, in the report's order.
+pub const STRATEGIES: [&str; 5] = ["never", "naive", "threshold", "optimise", "oracle"];
+
 /// Runs every strategy over `scenario`.
 pub fn run(scenario: &Scenario) -> Report {
     let steps = scenario.steps();
-    let mut strategies = vec![
-        replay(scenario, &steps, "never", |_, _, _| Setting::Full),
-        replay(scenario, &steps, "naive", |machine, economics, _| {
+    Report {
+        strategies: STRATEGIES
+            .iter()
+            .filter_map(|name| strategy(scenario, &steps, name))
+            .collect(),
+        steps: steps.len(),
+        machines: scenario.machines.len(),
+    }
+}
+
+/// One strategy (of [`STRATEGIES`]) over `steps`; `None` for a name that is none of them.
+pub fn strategy(scenario: &Scenario, steps: &[Step], name: &str) -> Option<Outcome> {
+    Some(match name {
+        "never" => replay(scenario, steps, "never", |_, _, _| Setting::Full),
+        "naive" => replay(scenario, steps, "naive", |machine, economics, _| {
             if economics.hashprice.0 >= machine.breakeven(economics).0 {
                 Setting::Full
             } else {
                 Setting::Sleep
             }
         }),
-        planned(scenario, &steps, "threshold", Mode::Threshold),
-        planned(scenario, &steps, "optimise", Mode::Optimise),
-    ];
-    strategies.push(oracle::run(scenario, &steps));
-    Report {
-        strategies,
-        steps: steps.len(),
-        machines: scenario.machines.len(),
-    }
+        "threshold" => planned(scenario, steps, "threshold", Mode::Threshold),
+        "optimise" => planned(scenario, steps, "optimise", Mode::Optimise),
+        "oracle" => oracle::run(scenario, steps),
+        _ => return None,
+    })
 }
 
 /// A strategy that decides each machine alone from the step's economics; the cap is then

@@ -6,10 +6,11 @@
 //! freely) or asleep, and it may switch only once it has been on for `min_on_s` (and the restore
 //! cooldown) or off for `min_off_s`; a wake costs its ramp. That is exact: no schedule under those
 //! rules earns more. A cap couples the machines at the steps it binds; there the oracle prices
-//! each watt (a Lagrange multiplier per capped step, found by subgradient steps), solves every
-//! machine alone at those prices, and makes each candidate schedule fit the cap by sleeping the
-//! machines that earn least per watt — keeping the best that fits. The cap then wins over dwell,
-//! as it does in the planner.
+//! each watt (a Lagrange multiplier per capped step, started by bisection where the machines fit
+//! at that step alone, then corrected by subgradient steps), solves every machine alone at those
+//! prices, and makes each candidate schedule fit the cap by sleeping the machines that earn least
+//! per watt — keeping the best that fits. The cap then wins over dwell, as it does in the
+//! planner.
 
 use super::accounting::{Value, value};
 use super::{Ledger, Outcome, Scenario, Step};
@@ -17,9 +18,9 @@ use crate::planner::Setting;
 use crate::units::Watts;
 
 /// Subgradient rounds when a cap binds, at most…
-const ROUNDS: usize = 60;
+const ROUNDS: usize = 24;
 /// …ending once this many in a row found nothing better.
-const PATIENCE: usize = 15;
+const PATIENCE: usize = 6;
 
 /// A machine's choices: asleep, or one of its hull's vertices.
 #[derive(Debug, Clone)]
@@ -76,7 +77,7 @@ pub fn schedule(scenario: &Scenario, steps: &[Step]) -> Vec<Vec<Setting>> {
     let capped: Vec<usize> = (0..steps.len())
         .filter(|&t| steps[t].cap.is_some())
         .collect();
-    let mut prices = vec![0.0; steps.len()];
+    let mut prices = first_prices(scenario, steps, &capped, &options);
     // Gains at every step once; only the capped steps' are worked out again as their watts are
     // priced.
     let mut gains: Vec<Gains> = scenario
@@ -138,12 +139,60 @@ pub fn schedule(scenario: &Scenario, steps: &[Step]) -> Vec<Vec<Setting>> {
             }
         }
         // Watts at a step over its cap get dearer, under it cheaper (never below free).
-        let size = 0.2 / (1.0 + round as f64 / 5.0);
+        let size = 0.05 / (1.0 + round as f64 / 3.0);
         for (t, over) in excess {
             prices[t] = f64::max(0.0, prices[t] + size * over);
         }
     }
     best.map(|(_, s)| s).unwrap_or_default()
+}
+
+/// Each capped step's price of a watt to start the rounds from: the least at which the machines,
+/// each choosing its best point (or sleep) at that step alone, fit under the cap — found by
+/// bisection, since what they want only falls as the price rises. The rounds then only correct
+/// for what a step alone cannot see (dwell, ramps).
+fn first_prices(
+    scenario: &Scenario,
+    steps: &[Step],
+    capped: &[usize],
+    options: &[Options],
+) -> Vec<f64> {
+    let mut prices = vec![0.0; steps.len()];
+    for &t in capped {
+        let step = &steps[t];
+        let Some(cap) = step.cap else { continue };
+        let wanted = |price: f64| -> f64 {
+            scenario
+                .machines
+                .iter()
+                .zip(options)
+                .map(|(machine, opts)| {
+                    let (gain, vertex) = best_point(scenario, step, machine, opts, price, false);
+                    match vertex {
+                        Some(i) if gain > 0.0 => opts.points[i].0,
+                        _ => 0.0,
+                    }
+                })
+                .sum()
+        };
+        if wanted(0.0) <= cap.0 {
+            continue;
+        }
+        let (mut low, mut high) = (0.0, 1.0);
+        while wanted(high) > cap.0 && high < 1e6 {
+            (low, high) = (high, high * 2.0);
+        }
+        for _ in 0..40 {
+            let middle = (low + high) / 2.0;
+            if wanted(middle) > cap.0 {
+                low = middle;
+            } else {
+                high = middle;
+            }
+        }
+        prices[t] = high;
+    }
+    prices
 }
 
 /// The schedule's outcome, by the same ledger every strategy is counted with.
