@@ -195,6 +195,8 @@ pub trait Hardware {
     fn fan(&mut self) -> Option<(u32, f32)>;
     /// The board sensor's temperature (the EMC2101's external diode, on the hottest chip).
     fn board_temp_c(&mut self) -> Option<f64>;
+    /// The voltage regulator's own temperature (PMBus READ_TEMPERATURE_1), when it has one.
+    fn regulator_temp_c(&mut self) -> Option<f64>;
     /// Whether a temperature sensor is wired at all (thermal protection needs one).
     fn has_thermal_sensor(&self) -> bool;
     /// Sets the fan duty (clamped to the board's minimum safe duty).
@@ -464,6 +466,14 @@ where
 
     fn board_temp_c(&mut self) -> Option<f64> {
         self.fan.as_mut()?.external_temp_c().ok().map(f64::from)
+    }
+
+    fn regulator_temp_c(&mut self) -> Option<f64> {
+        self.regulator
+            .as_mut()?
+            .telemetry()
+            .ok()
+            .map(|t| f64::from(t.temperature_c))
     }
 
     fn set_fan_percent(&mut self, percent: f32) -> Result<(), String> {

@@ -37,6 +37,7 @@ struct Api {
 /// Builds the router; `token` enables writes.
 fn router(api: Api) -> Router {
     Router::new()
+        .route("/", get(landing))
         .route("/api/system/info", get(system_info))
         .route("/api/system/asic", get(system_asic))
         .route("/api/system", axum::routing::patch(patch_system))
@@ -71,6 +72,30 @@ pub async fn serve(
     if let Err(e) = axum::serve(listener, router(api)).await {
         warn!(error = %e, "HTTP API stopped");
     }
+}
+
+/// `GET /`: a page for a person who types the miner's address, and what fleet tools read to
+/// tell which firmware answers — "AxeOS" in it, since the API under it is AxeOS's (pyasic and
+/// similar scanners pick the API by the landing page).
+async fn landing(State(api): State<Api>) -> axum::response::Html<String> {
+    let s = api.snapshots.borrow().clone();
+    axum::response::Html(format!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\">\
+         <title>hashwarden {version} (AxeOS-compatible API)</title></head>\n\
+         <body><h1>hashwarden {version}</h1>\n\
+         <p>{board}, {chips}/{expected} {asic} chips up, {mode:?}: {ths:.3} TH/s at {watts:.0} W.</p>\n\
+         <p>AxeOS API: <a href=\"/api/system/info\">/api/system/info</a>, \
+         <a href=\"/api/system/asic\">/api/system/asic</a>; \
+         Prometheus: <a href=\"/metrics\">/metrics</a>.</p></body></html>\n",
+        version = crate::telemetry::firmware_version(),
+        board = s.board,
+        chips = s.chips_up,
+        expected = s.chips_expected,
+        asic = s.asic_model,
+        mode = s.mode,
+        ths = s.hashrate.s5,
+        watts = s.power_w.unwrap_or(0.0),
+    ))
 }
 
 /// ESP-Miner shows best difficulties with an SI suffix ("4.29G").
@@ -112,7 +137,7 @@ pub fn system_info_json(s: &Snapshot) -> Value {
         "bestDiff": si(s.best_difficulty),
         "bestSessionDiff": si(s.best_difficulty),
         "temp": s.hottest_chip_c.or(s.board_temp_c).unwrap_or(0.0),
-        "vrTemp": Value::Null,
+        "vrTemp": s.regulator_temp_c,
         "coreVoltage": s.core_mv,
         "coreVoltageActual": s.core_mv,
         "frequency": s.frequency_mhz,

@@ -66,11 +66,12 @@ pub fn render(s: &Snapshot) -> String {
     out.family(
         "hashwarden_temperature_celsius",
         "gauge",
-        "Temperatures: the board sensor and the hottest chip.",
+        "Temperatures: the board sensor, the hottest chip and the hottest voltage regulator.",
     );
     for (sensor, value) in [
         ("board", s.board_temp_c),
         ("hottest_chip", s.hottest_chip_c),
+        ("regulator", s.regulator_temp_c),
     ] {
         if let Some(value) = value {
             out.sample(

@@ -33,6 +33,8 @@ pub struct Snapshot {
     pub fan: Option<(u32, f32)>,
     /// The board sensor (on the hottest chip) and the hottest chip itself (`--sim` knows it).
     pub board_temp_c: Option<f64>,
+    /// The hottest voltage regulator, when the boards can read theirs.
+    pub regulator_temp_c: Option<f64>,
     pub hottest_chip_c: Option<f64>,
     pub core_mv: u32,
     pub frequency_mhz: f64,
@@ -98,6 +100,7 @@ impl Snapshot {
             };
             machine.fan = machine.fan.or(chain.fan);
             machine.board_temp_c = hotter(machine.board_temp_c, chain.board_temp_c);
+            machine.regulator_temp_c = hotter(machine.regulator_temp_c, chain.regulator_temp_c);
             machine.hottest_chip_c = hotter(machine.hottest_chip_c, chain.hottest_chip_c);
             machine.chips_up += chain.chips_up;
             machine.chips_expected += chain.chips_expected;

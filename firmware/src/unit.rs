@@ -273,6 +273,7 @@ impl<H: Hardware> Unit<H> {
             power_w: self.hw.power_w(),
             fan: self.hw.fan(),
             board_temp_c,
+            regulator_temp_c: self.hw.regulator_temp_c(),
             hottest_chip_c,
             core_mv: self.hw.core_mv(),
             frequency_mhz: self.hw.frequency().mhz(),

@@ -147,6 +147,21 @@ fn bitaxe_tools_read_it_and_the_token_guards_its_writes() {
     );
     assert!(info["uptimeSeconds"].is_u64());
     assert!(info["version"].is_string());
+    // The regulator's own reading (PMBus READ_TEMPERATURE_1), warmer than the room.
+    assert!(
+        info["vrTemp"]
+            .as_f64()
+            .is_some_and(|t| t > 25.0 && t < 125.0),
+        "{info}"
+    );
+    // The landing page fleet scanners identify an AxeOS-compatible miner by.
+    let (status, page) = http(&address, "GET", "/", None, "");
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("AxeOS") && page.contains("hashwarden"),
+        "{page}"
+    );
+    assert!(!page.contains(TOKEN));
     let text = info.to_string();
     assert!(!text.contains(TOKEN) && !text.to_lowercase().contains("password"));
 

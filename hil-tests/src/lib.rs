@@ -49,14 +49,19 @@ pub fn http_get(port: u16, path: &str) -> String {
 
 /// Like [`http_get`], `None` while nothing listens or answers.
 pub fn try_http_get(port: u16, path: &str) -> Option<String> {
+    try_http_get_at("127.0.0.1", port, path)
+}
+
+/// Like [`try_http_get`], on another loopback address (`127.0.0.2`, say).
+pub fn try_http_get_at(address: &str, port: u16, path: &str) -> Option<String> {
     use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    let mut stream = std::net::TcpStream::connect((address, port)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .ok()?;
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
     )
     .ok()?;
     let mut response = String::new();
