@@ -74,8 +74,8 @@ fn load(request: &Request) -> Result<Bytes, String> {
 }
 
 impl Agent {
-    /// Takes up rollouts queued since the last round (or left unfinished by the last run) and
-    /// moves every active one on: the update commands to sign and send.
+    /// Takes up the oldest rollout queued (or left unfinished by the last run) once none is
+    /// under way, and moves it on: the update commands to sign and send.
     pub(super) fn rollouts_round(&mut self, now: u64) -> Vec<Command> {
         self.take_up_rollouts();
         let mut commands = Vec::new();
@@ -107,12 +107,18 @@ impl Agent {
         }
     }
 
+    /// One rollout at a time, oldest first: two at once would send a miner two updates, and
+    /// it installs one at a time. A newer one waits in the store (`flash` shows it waiting).
     fn take_up_rollouts(&mut self) {
         let Some(store) = &self.store else { return };
+        if !self.rollouts.active.is_empty() {
+            return;
+        }
         let new: Result<Vec<StoredRollout>, _> = store.open_rollout_ids().and_then(|ids| {
+            // A row that no longer parses is passed over, not allowed to block the queue.
             ids.into_iter()
-                .filter(|id| self.rollouts.active.iter().all(|a| a.id != *id))
                 .filter_map(|id| store.rollout(id).transpose())
+                .take(1)
                 .collect()
         });
         let new = match new {

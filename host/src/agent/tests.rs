@@ -294,3 +294,93 @@ fn one_agent_of_a_group_plans_only_its_own_miners() {
         );
     }
 }
+
+/// The agent's part of a rollout: one at a time from the store, the image checked again before
+/// anything is sent, update commands from the one counter, acks moving it on.
+#[test]
+fn rollouts_are_taken_up_one_at_a_time_and_only_with_an_image_that_checks() {
+    use crate::rollout::{Request, Staging};
+    use fleet_proto::image::Version;
+    let dir = std::env::temp_dir().join(format!("hw-agent-rollouts-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let seed = [4u8; 32];
+    let public_key: String = CommandSigner::from_seed("release", &seed)
+        .public_key()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let image = fleet_proto::image::build(
+        b"#!/bin/sh\n",
+        Version(0, 9, 0),
+        &["S19 XP".to_string()],
+        "release",
+        &seed,
+        0,
+    );
+    let path = dir.join("fw.img");
+    std::fs::write(&path, &image).expect("writes");
+    let manifest = crate::rollout::check_image(image.as_slice(), "release", &public_key)
+        .expect("a good image");
+    let request = |image_path: std::path::PathBuf| Request {
+        image_path,
+        manifest: manifest.clone(),
+        key_id: "release".into(),
+        public_key: public_key.clone(),
+        miners: vec!["m1".into()],
+        staging: Staging::default(),
+    };
+    let store = Store::open(&dir.join("agent.db")).expect("opens");
+    let gone = store
+        .request_rollout(&request(dir.join("deleted.img")), NOW)
+        .expect("queues");
+    let good = store.request_rollout(&request(path), NOW).expect("queues");
+    let mut agent = agent("");
+    agent.rollouts = rollouts::Rollouts::new(Some("http://10.20.0.5:9100/".into()));
+    agent
+        .attach(Store::open(&dir.join("agent.db")).expect("opens"))
+        .expect("attaches");
+    hear_miner(&mut agent);
+
+    // The first can never run (its file is gone): it halts and ends; the second waits.
+    assert!(agent.round(NOW + 1).is_empty());
+    let first = store.rollout(gone).expect("reads").expect("there");
+    assert!(first.finished);
+    let halted = first.progress.and_then(|p| p.halted).unwrap_or_default();
+    assert!(halted.contains("deleted.img"), "{halted}");
+    assert!(
+        store
+            .rollout(good)
+            .expect("reads")
+            .expect("there")
+            .progress
+            .is_none()
+    );
+
+    // Then the second: the canary (the only miner) gets its update, numbered like any command.
+    let sent = agent.round(NOW + 2);
+    assert_eq!(actions(&sent), ["m1:update"]);
+    let signed: fleet_proto::SignedCommand = serde_json::from_slice(&sent[0].1).expect("signed");
+    let command: serde_json::Value = serde_json::from_str(&signed.payload).expect("json");
+    assert_eq!(
+        command["url"],
+        format!("http://10.20.0.5:9100/images/{}.img", manifest.sha256)
+    );
+    assert_eq!(command["sha256"], manifest.sha256);
+    assert_eq!(command["version"], "0.9.0");
+    let id = command["id"].as_str().expect("id").to_string();
+    let ack = format!(
+        "{{\"v\":1,\"id\":\"{id}\",\"miner\":\"m1\",\"status\":\"applied\",\"reason\":\"installed\",\"at\":{}}}",
+        NOW + 3
+    );
+    agent.take_at("hashwarden/v1/tx-west/m1/ack", ack.as_bytes(), NOW + 3);
+    agent.flush_audit();
+    let history = store.history(Some("m1"), 10).expect("reads");
+    assert!(
+        history
+            .iter()
+            .any(|e| e.kind == "update" && e.detail == "installed on trial"),
+        "{history:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
