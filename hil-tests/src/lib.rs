@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 
 mod pki;
 pub mod release;
+pub mod site;
 pub use pki::TestPki;
 
 /// A workspace binary, built by `cargo test --workspace` before any suite runs.

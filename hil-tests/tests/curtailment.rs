@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use hil_tests::site::{efficiency, miner_config, unix_now};
 use hil_tests::{Broker, Process, Seen, Watcher, binary, free_port, http_get, scratch};
 
 const SITE: &str = "tx-west";
@@ -14,62 +15,8 @@ fn mode(seen: &Seen) -> String {
     seen.json()["mode"].as_str().unwrap_or("").to_string()
 }
 
-/// A miner's configuration, left by its operator at `core_mv` and `mhz` (its efficiency).
-fn miner(
-    dir: &std::path::Path,
-    name: &str,
-    port: u16,
-    public_key: &str,
-    core_mv: u32,
-    mhz: f64,
-) -> String {
-    let data = dir.join(format!("data-{name}"));
-    std::fs::create_dir_all(&data).expect("data dir");
-    let state = serde_json::json!({
-        "v": 1,
-        "intent": {"sleeping": null, "frequency_mhz": mhz, "core_mv": core_mv},
-        "commands": []
-    });
-    std::fs::write(data.join("state.json"), state.to_string()).expect("writes");
-    let config = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &config,
-        format!(
-            "[board]\nname = \"bm1397-hashboard-12\"\n[daemon]\ndata_dir = \"{}\"\n\
-             [mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\nsite = \"{SITE}\"\nminer = \"{name}\"\n\
-             telemetry_interval_s = 0.5\n\
-             [[mqtt.trusted_keys]]\nid = \"host-test\"\npublic_key = \"{public_key}\"\n",
-            data.display()
-        ),
-    )
-    .expect("writes");
-    config.display().to_string()
-}
-
-/// A miner's retained state once its nameplate is measured: its power and hash rate at its
-/// clock, measured together — what the agent plans with until it has a settled minute of
-/// telemetry.
 async fn measured_state(watcher: &mut Watcher, name: &str) -> serde_json::Value {
-    watcher
-        .current(&format!("/{name}/state"), SOON, |s| {
-            s.json()["nameplate"]["power_w"]
-                .as_f64()
-                .is_some_and(|w| w > 0.0)
-        })
-        .await
-        .json()
-}
-
-/// J/TH by the nameplate.
-fn efficiency(state: &serde_json::Value) -> f64 {
-    let nameplate = &state["nameplate"];
-    nameplate["power_w"].as_f64().unwrap_or(0.0) / nameplate["hashrate_ths"].as_f64().unwrap_or(1.0)
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    hil_tests::site::measured_state(watcher, name, SOON).await
 }
 
 /// A site on a real broker: the agent's key, two miners trusting it (an efficient one at 1.30 V
@@ -106,7 +53,7 @@ impl Site {
         let watcher =
             Watcher::connect(port, "test-watch", &format!("hashwarden/v1/{SITE}/#")).await;
         let start_miner = |name: &str, core_mv: u32, mhz: f64| {
-            let config = miner(&dir, name, port, &public_key, core_mv, mhz);
+            let config = miner_config(&dir, SITE, name, port, &public_key, core_mv, mhz);
             Process::sim_miner(&config, dir.join(format!("{name}.log")))
         };
         let efficient_miner = start_miner("efficient", 1300, 250.0);

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use fleet_proto::image::Version;
-use hil_tests::{Broker, Process, Watcher, binary, free_port, release, scratch};
+use hil_tests::{Broker, Process, Watcher, binary, release, scratch};
 
 const SITE: &str = "tx-west";
 const BOARD: &str = "bm1397-hashboard-12";
@@ -142,27 +142,12 @@ async fn a_bad_build_halts_at_the_canary_and_a_good_one_reaches_every_miner() {
             .clone();
     }
     // A market far above every breakeven: the plan leaves every miner mining throughout.
-    let config = dir.join("site.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[site]\nname = \"{SITE}\"\n[tariff]\nkind = \"fixed\"\nprice = 0.05\n\
-             [market]\nhashprice = 500.0\n\
-             [agent]\nmqtt_url = \"mqtt://127.0.0.1:{port}\"\nkey_file = \"{}\"\n\
-             key_id = \"host-test\"\nplan_interval_s = 0.5\nstore = \"{}\"\n\
-             metrics_listen = \"127.0.0.1:{}\"\n",
-            agent_key_file.display(),
-            dir.join("agent.db").display(),
-            free_port()
-        ),
-    )
-    .expect("writes");
-    let config = config.display().to_string();
-    let agent = Process::start(
-        &binary("hashwarden"),
-        &["run", "--config", &config],
-        dir.join("agent.log"),
+    let head = format!(
+        "[site]\nname = \"{SITE}\"\n[tariff]\nkind = \"fixed\"\nprice = 0.05\n\
+         [market]\nhashprice = 500.0\n"
     );
+    let config = hil_tests::site::agent_config(&dir, &head, port, &agent_key_file);
+    let agent = hil_tests::site::agent(&dir, &config);
 
     // A build that exits at once: the canary's supervisor gives it two starts and goes back to
     // the factory build; the rollout halts there.

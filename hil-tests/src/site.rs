@@ -1,0 +1,107 @@
+//! Simulated miners on a site: a miner's configuration left by its operator at a voltage and a
+//! clock (so machines of one model differ in efficiency), and what its retained state says once
+//! it has measured its nameplate.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::Watcher;
+
+/// Writes `name`'s configuration (on the broker at `port`, trusting the agent key
+/// `public_key` as `host-test`, at `core_mv` and `mhz`) and its data directory; the
+/// configuration's path.
+pub fn miner_config(
+    dir: &Path,
+    site: &str,
+    name: &str,
+    port: u16,
+    public_key: &str,
+    core_mv: u32,
+    mhz: f64,
+) -> String {
+    let data = dir.join(format!("data-{name}"));
+    std::fs::create_dir_all(&data).expect("data dir");
+    let state = serde_json::json!({
+        "v": 1,
+        "intent": {"sleeping": null, "frequency_mhz": mhz, "core_mv": core_mv},
+        "commands": []
+    });
+    std::fs::write(data.join("state.json"), state.to_string()).expect("writes");
+    let config = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "[board]\nname = \"bm1397-hashboard-12\"\n[daemon]\ndata_dir = \"{}\"\n\
+             [mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\nsite = \"{site}\"\nminer = \"{name}\"\n\
+             telemetry_interval_s = 0.5\n\
+             [[mqtt.trusted_keys]]\nid = \"host-test\"\npublic_key = \"{public_key}\"\n",
+            data.display()
+        ),
+    )
+    .expect("writes");
+    config.display().to_string()
+}
+
+/// A miner's retained state once its nameplate is measured: its power and hash rate at its
+/// clock, measured together — what the agent plans with until it has a settled minute of
+/// telemetry.
+pub async fn measured_state(
+    watcher: &mut Watcher,
+    name: &str,
+    within: Duration,
+) -> serde_json::Value {
+    watcher
+        .current(&format!("/{name}/state"), within, |s| {
+            s.json()["nameplate"]["power_w"]
+                .as_f64()
+                .is_some_and(|w| w > 0.0)
+        })
+        .await
+        .json()
+}
+
+/// J/TH by the nameplate.
+pub fn efficiency(state: &serde_json::Value) -> f64 {
+    let nameplate = &state["nameplate"];
+    nameplate["power_w"].as_f64().unwrap_or(0.0) / nameplate["hashrate_ths"].as_f64().unwrap_or(1.0)
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A market reading as the agent's `…/market` topic takes it.
+pub fn market(hashprice: f64, at: u64) -> String {
+    format!("{{\"v\":1,\"at\":{at},\"hashprice_usd_per_ph_day\":{hashprice}}}")
+}
+
+/// Writes `dir/site.toml` — `head` (the site, tariff, policy and market sections) and an
+/// `[agent]` on the broker at `port` with the signing key at `key`, its store in `dir`, planning
+/// every half second, its HTTP listener on a free port — and returns its path.
+pub fn agent_config(dir: &Path, head: &str, port: u16, key: &Path) -> String {
+    let config = dir.join("site.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{head}[agent]\nmqtt_url = \"mqtt://127.0.0.1:{port}\"\nkey_file = \"{}\"\n\
+             key_id = \"host-test\"\nplan_interval_s = 0.5\nstore = \"{}\"\n\
+             metrics_listen = \"127.0.0.1:{}\"\n",
+            key.display(),
+            dir.join("agent.db").display(),
+            crate::free_port()
+        ),
+    )
+    .expect("writes");
+    config.display().to_string()
+}
+
+/// `hashwarden run --config config`, its log in `dir/agent.log`.
+pub fn agent(dir: &Path, config: &str) -> crate::Process {
+    crate::Process::start(
+        &crate::binary("hashwarden"),
+        &["run", "--config", config],
+        dir.join("agent.log"),
+    )
+}
