@@ -77,10 +77,18 @@ pub fn market(hashprice: f64, at: u64) -> String {
     format!("{{\"v\":1,\"at\":{at},\"hashprice_usd_per_ph_day\":{hashprice}}}")
 }
 
+/// The agent's configuration file and the port of its HTTP listener (dashboard, metrics).
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub path: String,
+    pub http_port: u16,
+}
+
 /// Writes `dir/site.toml` — `head` (the site, tariff, policy and market sections) and an
 /// `[agent]` on the broker at `port` with the signing key at `key`, its store in `dir`, planning
-/// every half second, its HTTP listener on a free port — and returns its path.
-pub fn agent_config(dir: &Path, head: &str, port: u16, key: &Path) -> String {
+/// every half second, its HTTP listener on a free port.
+pub fn agent_config(dir: &Path, head: &str, port: u16, key: &Path) -> AgentConfig {
+    let http_port = crate::free_port();
     let config = dir.join("site.toml");
     std::fs::write(
         &config,
@@ -90,11 +98,14 @@ pub fn agent_config(dir: &Path, head: &str, port: u16, key: &Path) -> String {
              metrics_listen = \"127.0.0.1:{}\"\n",
             key.display(),
             dir.join("agent.db").display(),
-            crate::free_port()
+            http_port
         ),
     )
     .expect("writes");
-    config.display().to_string()
+    AgentConfig {
+        path: config.display().to_string(),
+        http_port,
+    }
 }
 
 /// `hashwarden run --config config`, its log in `dir/agent.log`.

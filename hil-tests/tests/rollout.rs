@@ -146,7 +146,7 @@ async fn a_bad_build_halts_at_the_canary_and_a_good_one_reaches_every_miner() {
         "[site]\nname = \"{SITE}\"\n[tariff]\nkind = \"fixed\"\nprice = 0.05\n\
          [market]\nhashprice = 500.0\n"
     );
-    let config = hil_tests::site::agent_config(&dir, &head, port, &agent_key_file);
+    let config = hil_tests::site::agent_config(&dir, &head, port, &agent_key_file).path;
     let agent = hil_tests::site::agent(&dir, &config);
 
     // A build that exits at once: the canary's supervisor gives it two starts and goes back to

@@ -128,7 +128,7 @@ async fn fifty_miners_follow_the_price_the_grid_and_the_operator() {
          [policy]\nmode = \"threshold\"\nband = 0.02\nmin_on_s = 2\nmin_off_s = 2\n\
          restore_cooldown_s = 2\nbatch_size = 10\nbatch_interval_s = 1\n"
     );
-    let config = agent_config(&dir, &head, port, &key);
+    let config = agent_config(&dir, &head, port, &key).path;
     let agent = agent(&dir, &config);
     let market_topic = format!("hashwarden/v1/{SITE}/market");
 

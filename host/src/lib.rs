@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod backtest;
+pub mod dashboard;
 pub mod executor;
 pub mod fleet;
 pub mod follow;

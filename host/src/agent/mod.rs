@@ -31,6 +31,9 @@ use crate::store::{AuditEntry, FleetRow, Store};
 /// How often the fleet table for `hashwarden status` is rewritten, s.
 const FLEET_TABLE_EVERY_S: u64 = 5;
 
+/// The dashboard's charts keep a point per this many seconds.
+const DASHBOARD_EVERY_S: u64 = 2;
+
 /// How long a stopping agent waits for the broker to take its goodbye.
 const GOODBYE_GRACE: Duration = Duration::from_secs(2);
 
@@ -77,6 +80,10 @@ struct Agent {
     peer_prefix: String,
     /// Firmware rollouts under way, and the images they serve.
     rollouts: rollouts::Rollouts,
+    /// The dashboard's document (JSON), its history, and when it was last rebuilt.
+    dashboard: String,
+    history: crate::dashboard::History,
+    dashboard_at: Option<u64>,
 }
 
 pub fn unix_now() -> u64 {
@@ -130,14 +137,22 @@ pub async fn run(
         None => (None, None),
     };
     let (metrics_tx, metrics_rx) = tokio::sync::watch::channel(String::new());
+    let (dashboard_tx, dashboard_rx) = tokio::sync::watch::channel(String::new());
     let metrics_server = match section.metrics_listen {
         Some(address) => {
             let listener = tokio::net::TcpListener::bind(address)
                 .await
                 .map_err(|e| format!("agent.metrics_listen {address}: {e}"))?;
-            info!(%address, "metrics on /metrics, rollouts' images on /images/");
+            info!(%address, "dashboard on /, metrics on /metrics, rollouts' images on /images/");
             let shelf = agent.rollouts.shelf();
-            Some(tokio::spawn(serve_http(listener, metrics_rx, shelf)))
+            Some(tokio::spawn(serve_http(
+                listener,
+                tasks::Served {
+                    metrics: metrics_rx,
+                    dashboard: dashboard_rx,
+                    images: shelf,
+                },
+            )))
         }
         None => None,
     };
@@ -175,6 +190,9 @@ pub async fn run(
                     link.command(&MinerTopic::new(&agent.site, &miner, Kind::Cmd).to_string(), payload).await;
                 }
                 metrics_tx.send_replace(agent.metrics.render());
+                if *dashboard_tx.borrow() != agent.dashboard {
+                    dashboard_tx.send_replace(agent.dashboard.clone());
+                }
             }
             () = &mut stop => break,
             () = &mut deadline => break,
@@ -245,6 +263,9 @@ impl Agent {
             power: crate::power::PowerPrice::new(power_max_age_s),
             power_replay: std::collections::VecDeque::new(),
             rollouts: rollouts::Rollouts::new(images_base),
+            dashboard: String::new(),
+            history: crate::dashboard::History::default(),
+            dashboard_at: None,
         })
     }
 
@@ -416,6 +437,7 @@ impl Agent {
         }
         self.metrics
             .plan(&plan, &machines, economics.map(|e| e.power_price.0));
+        self.refresh_dashboard(&machines, &plan, economics.map(|e| e.power_price.0), now);
         let mut commands = self.executor.tick(now, &self.fleet);
         commands.extend(self.rollouts_round(now));
         if let (Some(store), Some(last)) = (&self.store, commands.iter().map(|c| c.seq).max())
@@ -464,17 +486,14 @@ impl Agent {
         self.metrics.refused_messages = s.refused_messages;
     }
 
-    /// The fleet table for `hashwarden status`, as this plan saw it.
-    fn save_fleet(
-        &mut self,
+    /// The fleet as this plan saw it, a row per machine: the `hashwarden status` table and the
+    /// dashboard's.
+    fn fleet_rows(
+        &self,
         machines: &[crate::planner::Machine],
         plan: &crate::planner::Plan,
-        now: u64,
-    ) {
-        let Some(store) = &mut self.store else {
-            return;
-        };
-        let rows: Vec<FleetRow> = machines
+    ) -> Vec<FleetRow> {
+        machines
             .iter()
             .zip(&plan.decisions)
             .map(|(machine, decision)| {
@@ -500,7 +519,68 @@ impl Agent {
                     last_seen: heard.map_or(0, |h| h.last_seen),
                 }
             })
+            .collect()
+    }
+
+    /// The dashboard's document as of this plan (at most once a second: a large fleet's table
+    /// is not rebuilt every half-second round).
+    fn refresh_dashboard(
+        &mut self,
+        machines: &[crate::planner::Machine],
+        plan: &crate::planner::Plan,
+        power_price: Option<f64>,
+        now: u64,
+    ) {
+        self.history
+            .record(crate::dashboard::moment(plan), DASHBOARD_EVERY_S);
+        if self.dashboard_at.is_some_and(|at| now < at + 1) {
+            return;
+        }
+        self.dashboard_at = Some(now);
+        let pending = self
+            .executor
+            .ops()
+            .filter_map(|op| {
+                let phase = match op.phase {
+                    Phase::Queued => "queued",
+                    Phase::Sent { .. } => "sent",
+                    Phase::Applied { .. } => "applied",
+                    _ => return None,
+                };
+                Some(crate::dashboard::Pending {
+                    miner: op.miner.clone(),
+                    want: op.want,
+                    phase,
+                })
+            })
             .collect();
+        let view = crate::dashboard::View {
+            site: self.site.to_string(),
+            at: now,
+            hashprice: plan.hashprice.map(|h| h.0),
+            power_price,
+            cap_w: plan.cap.map(|c| c.0),
+            fleet: self.fleet_rows(machines, plan),
+            pending,
+            history: self.history.moments(),
+        };
+        match serde_json::to_string(&view) {
+            Ok(json) => self.dashboard = json,
+            Err(e) => warn!(error = %e, "cannot encode the dashboard"),
+        }
+    }
+
+    /// The fleet table for `hashwarden status`, as this plan saw it.
+    fn save_fleet(
+        &mut self,
+        machines: &[crate::planner::Machine],
+        plan: &crate::planner::Plan,
+        now: u64,
+    ) {
+        let rows = self.fleet_rows(machines, plan);
+        let Some(store) = &mut self.store else {
+            return;
+        };
         if let Err(e) = store.save_fleet(&rows, now) {
             warn!(error = %e, "cannot store the fleet table");
         }
