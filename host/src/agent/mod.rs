@@ -577,6 +577,9 @@ impl Agent {
         plan: &crate::planner::Plan,
         now: u64,
     ) {
+        if self.store.is_none() {
+            return;
+        }
         let rows = self.fleet_rows(machines, plan);
         let Some(store) = &mut self.store else {
             return;
