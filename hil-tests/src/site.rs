@@ -116,3 +116,37 @@ pub fn agent(dir: &Path, config: &str) -> crate::Process {
         dir.join("agent.log"),
     )
 }
+
+/// What every site suite starts from: a scratch directory, mosquitto on a free port, the agent's
+/// signing key (its public half for the miners' configurations) and a watcher on the site's
+/// topics.
+#[derive(Debug)]
+pub struct Bench {
+    pub dir: std::path::PathBuf,
+    pub broker: crate::Broker,
+    pub key: std::path::PathBuf,
+    pub public_key: String,
+    pub watcher: Watcher,
+}
+
+impl Bench {
+    pub async fn start(name: &str, site: &str) -> Self {
+        let dir = crate::scratch(name);
+        let broker = crate::Broker::start(&dir);
+        let key = dir.join("host.key");
+        let public_key = crate::agent_key(&key, "host-test");
+        let watcher = Watcher::connect(
+            broker.port,
+            &format!("{name}-watch"),
+            &format!("hashwarden/v1/{site}/#"),
+        )
+        .await;
+        Self {
+            dir,
+            broker,
+            key,
+            public_key,
+            watcher,
+        }
+    }
+}

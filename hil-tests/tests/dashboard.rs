@@ -8,10 +8,10 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use hil_tests::Process;
 use hil_tests::site::{
-    agent, agent_config, efficiency, market, measured_state, miner_config, unix_now,
+    Bench, agent, agent_config, efficiency, market, measured_state, miner_config, unix_now,
 };
-use hil_tests::{Broker, Process, Watcher, scratch};
 
 const SITE: &str = "tx-dash";
 const SOON: Duration = Duration::from_secs(45);
@@ -97,13 +97,14 @@ fn mode_in(document: &serde_json::Value, miner: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_the_fleet_and_a_curtailment_within_seconds() {
-    let dir = scratch("dashboard");
-    let broker = Broker::start(&dir);
+    let Bench {
+        dir,
+        broker,
+        key,
+        public_key,
+        mut watcher,
+    } = Bench::start("dashboard", SITE).await;
     let port = broker.port;
-    let key = dir.join("host.key");
-    let public_key = hil_tests::agent_key(&key, "host-test");
-    let mut watcher =
-        Watcher::connect(port, "dash-watch", &format!("hashwarden/v1/{SITE}/#")).await;
     let miners: Vec<Process> = [("efficient", 1300, 250.0), ("hot", 1500, 425.0)]
         .into_iter()
         .map(|(name, mv, mhz)| {

@@ -9,7 +9,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use fleet_proto::image::Version;
-use hil_tests::{Broker, Process, Watcher, binary, release, scratch};
+use hil_tests::site::Bench;
+use hil_tests::{Process, binary, release};
 
 const SITE: &str = "tx-west";
 const BOARD: &str = "bm1397-hashboard-12";
@@ -120,13 +121,14 @@ fn outcomes(report: &serde_json::Value) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_build_halts_at_the_canary_and_a_good_one_reaches_every_miner() {
-    let dir = scratch("rollout");
-    let broker = Broker::start(&dir);
+    let Bench {
+        dir,
+        broker,
+        key: agent_key_file,
+        public_key: agent_key,
+        mut watcher,
+    } = Bench::start("rollout", SITE).await;
     let port = broker.port;
-    let agent_key_file = dir.join("host.key");
-    let agent_key = hil_tests::agent_key(&agent_key_file, "host-test");
-    let mut watcher =
-        Watcher::connect(port, "rollout-watch", &format!("hashwarden/v1/{SITE}/#")).await;
     let miners: Vec<Process> = MINERS
         .iter()
         .map(|name| supervised_miner(&dir, name, port, &agent_key))

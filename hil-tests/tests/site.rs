@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hil_tests::site::{
-    agent, agent_config, efficiency, market, measured_state, miner_config, unix_now,
+    Bench, agent, agent_config, efficiency, market, measured_state, miner_config, unix_now,
 };
-use hil_tests::{Broker, Process, Watcher, binary, scratch};
+use hil_tests::{Process, Watcher, binary};
 
 const SITE: &str = "tx-site";
 const POWER_PRICE: f64 = 0.06;
@@ -80,13 +80,14 @@ fn mining(t: &serde_json::Value) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_miners_follow_the_price_the_grid_and_the_operator() {
-    let dir = scratch("site50");
-    let broker = Broker::start(&dir);
+    let Bench {
+        dir,
+        broker,
+        key,
+        public_key,
+        mut watcher,
+    } = Bench::start("site50", SITE).await;
     let port = broker.port;
-    let key = dir.join("host.key");
-    let public_key = hil_tests::agent_key(&key, "host-test");
-    let mut watcher =
-        Watcher::connect(port, "site-watch", &format!("hashwarden/v1/{SITE}/#")).await;
     let mut names = Vec::new();
     let mut miners = Vec::new();
     for (prefix, count, core_mv, mhz) in GROUPS {

@@ -11,6 +11,15 @@ fn fixed(price: f64) -> Tariff {
     }
 }
 
+/// Hashprices from T0, one every `step_s`.
+fn series(prices: &[f64], step_s: u64) -> Vec<(u64, f64)> {
+    prices
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (T0 + step_s * i as u64, *h))
+        .collect()
+}
+
 fn scenario(machines: Vec<Machine>, market: Vec<(u64, f64)>, step_s: u64) -> Scenario {
     let end = market.last().map_or(T0, |m| m.0) + step_s;
     Scenario {
@@ -146,11 +155,7 @@ fn without_a_cap_the_oracle_is_the_best_schedule_there_is() {
     // Five-minute steps with ten-minute dwell: two steps before a machine may switch back. The
     // hashprice swings far across the hot machine's breakeven every step, and waking is free
     // (no ramp): without the dwell rules it would sleep and wake every step.
-    let market: Vec<(u64, f64)> = [100.0, 20.0, 100.0, 20.0, 100.0]
-        .iter()
-        .enumerate()
-        .map(|(i, h)| (T0 + 300 * i as u64, *h))
-        .collect();
+    let market = series(&[100.0, 20.0, 100.0, 20.0, 100.0], 300);
     let mut scenario = scenario(pair(), market, 300);
     scenario.ramp_s = 0;
     let (best, _) = brute_force(&scenario);
@@ -169,11 +174,7 @@ fn without_a_cap_the_oracle_is_the_best_schedule_there_is() {
 
 #[test]
 fn under_a_cap_the_oracle_fits_and_comes_close_to_the_best_that_does() {
-    let market: Vec<(u64, f64)> = [45.0, 50.0, 30.0, 55.0, 48.0]
-        .iter()
-        .enumerate()
-        .map(|(i, h)| (T0 + 300 * i as u64, *h))
-        .collect();
+    let market = series(&[45.0, 50.0, 30.0, 55.0, 48.0], 300);
     let mut scenario = scenario(pair(), market, 300);
     // Room for the efficient machine at full, or both underclocked, for three steps.
     scenario.grid.push(CapWindow {
@@ -274,11 +275,7 @@ proptest! {
         seed in 0u64..1000,
         step in prop_oneof![Just(300u64), Just(900), Just(3600)],
     ) {
-        let market: Vec<(u64, f64)> = prices
-            .iter()
-            .enumerate()
-            .map(|(i, h)| (T0 + step * i as u64, *h))
-            .collect();
+        let market = series(&prices, step);
         let report = run(&scenario(fleet::generate(count, seed), market, step));
         let oracle = report.get("oracle").expect("oracle").profit_usd;
         for name in ["never", "threshold", "optimise"] {
