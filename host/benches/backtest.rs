@@ -12,7 +12,9 @@ use hashwarden::backtest::{self, STRATEGIES, Scenario, fleet, scenario};
 
 const RUNS: usize = 3;
 
-fn shipped(machines: Vec<hashwarden::planner::Machine>) -> Scenario {
+/// The shipped scenario for `machines`; with `scaled_cap`, its demand-response cap set to 40 %
+/// of their full power, so it binds whatever the fleet's size.
+fn shipped(machines: Vec<hashwarden::planner::Machine>, scaled_cap: bool) -> Scenario {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/backtest");
     let (site, market, grid) = (
         dir.join("site.toml"),
@@ -26,10 +28,11 @@ fn shipped(machines: Vec<hashwarden::planner::Machine>) -> Scenario {
         grid: Some(&grid),
     };
     let mut scenario = scenario::load(&files, machines, 900, 60).unwrap_or_else(|e| panic!("{e}"));
-    // The demand-response cap scales with the fleet: 40 % of its full power.
-    let full: f64 = scenario.machines.iter().map(|m| m.full.watts.0).sum();
-    for window in &mut scenario.grid {
-        window.cap = hashwarden::units::Watts(full * 0.4);
+    if scaled_cap {
+        let full: f64 = scenario.machines.iter().map(|m| m.full.watts.0).sum();
+        for window in &mut scenario.grid {
+            window.cap = hashwarden::units::Watts(full * 0.4);
+        }
     }
     scenario
 }
@@ -50,14 +53,14 @@ fn main() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/backtest");
     let text = std::fs::read_to_string(dir.join("fleet.json")).unwrap_or_default();
     let machines = serde_json::from_str(&text).unwrap_or_else(|e| panic!("fleet.json: {e}"));
-    let report = backtest::run(&shipped(machines));
+    let report = backtest::run(&shipped(machines, false));
     println!("The shipped crash scenario, 40 machines:\n");
     print!("{}", backtest::cli::table(&report));
     println!();
     println!("| machines | steps | strategy | time | × never (the ledger alone) |");
     println!("|---|---|---|---|---|");
     for count in [40, 400, 2_000] {
-        let scenario = shipped(fleet::generate(count, 7));
+        let scenario = shipped(fleet::generate(count, 7), true);
         let steps = scenario.steps();
         let baseline = median(|| {
             std::hint::black_box(backtest::strategy(&scenario, &steps, "never"));

@@ -190,7 +190,14 @@ fn replay(
             .iter()
             .map(|m| decide(m, &economics, step))
             .collect();
-        enforce_cap(&scenario.machines, &order, &mut settings, step.cap);
+        if let Some(cap) = step.cap {
+            sleep_until_under(
+                &scenario.machines,
+                order.iter().copied(),
+                &mut settings,
+                cap,
+            );
+        }
         ledger.record(step, &settings);
     }
     ledger.outcome(name)
@@ -208,20 +215,26 @@ fn efficiency_order(machines: &[Machine]) -> Vec<usize> {
     order
 }
 
-/// Sleeps machines, least efficient first, until the site is under `cap`.
-fn enforce_cap(
-    machines: &[Machine],
-    order: &[usize],
-    settings: &mut [Setting],
-    cap: Option<Watts>,
-) {
-    let Some(cap) = cap else { return };
-    let mut power: f64 = machines
+/// The site's power, W, with each machine at its setting (as the planner counts it against a
+/// cap).
+pub fn site_power(machines: &[Machine], settings: &[Setting]) -> f64 {
+    machines
         .iter()
-        .zip(settings.iter())
+        .zip(settings)
         .map(|(m, s)| m.power_at(*s).0)
-        .sum();
-    for &i in order {
+        .sum()
+}
+
+/// Sleeps machines in `order` until the site is under `cap`: how every strategy, the oracle's
+/// candidates included, obeys the grid (each brings its own order).
+fn sleep_until_under(
+    machines: &[Machine],
+    order: impl IntoIterator<Item = usize>,
+    settings: &mut [Setting],
+    cap: Watts,
+) {
+    let mut power = site_power(machines, settings);
+    for i in order {
         if power <= cap.0 {
             break;
         }

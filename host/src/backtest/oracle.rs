@@ -118,12 +118,7 @@ pub fn schedule(scenario: &Scenario, steps: &[Step]) -> Vec<Vec<Setting>> {
             .iter()
             .filter_map(|&t| {
                 let cap = steps[t].cap?.0;
-                let power: f64 = scenario
-                    .machines
-                    .iter()
-                    .zip(&schedule[t])
-                    .map(|(m, s)| m.power_at(*s).0)
-                    .sum();
+                let power = super::site_power(&scenario.machines, &schedule[t]);
                 Some((t, (power - cap) / cap.max(1.0)))
             })
             .collect();
@@ -302,12 +297,7 @@ fn fit_under_caps(scenario: &Scenario, steps: &[Step], schedule: &mut [Vec<Setti
     for (step, settings) in steps.iter().zip(schedule.iter_mut()) {
         let Some(cap) = step.cap else { continue };
         let machines = &scenario.machines;
-        let mut power: f64 = machines
-            .iter()
-            .zip(settings.iter())
-            .map(|(m, s)| m.power_at(*s).0)
-            .sum();
-        if power <= cap.0 {
+        if super::site_power(machines, settings) <= cap.0 {
             continue;
         }
         let mut order: Vec<(f64, usize)> = machines
@@ -322,12 +312,6 @@ fn fit_under_caps(scenario: &Scenario, steps: &[Step], schedule: &mut [Vec<Setti
             })
             .collect();
         order.sort_by(|a, b| a.0.total_cmp(&b.0));
-        for (_, i) in order {
-            if power <= cap.0 {
-                break;
-            }
-            power -= machines[i].power_at(settings[i]).0;
-            settings[i] = Setting::Sleep;
-        }
+        super::sleep_until_under(machines, order.into_iter().map(|(_, i)| i), settings, cap);
     }
 }

@@ -120,12 +120,7 @@ fn brute_force(scenario: &Scenario) -> (f64, f64) {
         let mut fits = true;
         for (step, settings) in steps.iter().zip(&schedule) {
             ledger.record(step, settings);
-            let power: f64 = scenario
-                .machines
-                .iter()
-                .zip(settings)
-                .map(|(m, s)| m.power_at(*s).0)
-                .sum();
+            let power = site_power(&scenario.machines, settings);
             fits &= step.cap.is_none_or(|c| power <= c.0 + 1e-9);
         }
         let profit = ledger.outcome("brute").profit_usd;
@@ -186,12 +181,7 @@ fn under_a_cap_the_oracle_fits_and_comes_close_to_the_best_that_does() {
     let steps = scenario.steps();
     let schedule = oracle::schedule(&scenario, &steps);
     for (step, settings) in steps.iter().zip(&schedule) {
-        let power: f64 = scenario
-            .machines
-            .iter()
-            .zip(settings)
-            .map(|(m, s)| m.power_at(*s).0)
-            .sum();
+        let power = site_power(&scenario.machines, settings);
         assert!(
             step.cap.is_none_or(|c| power <= c.0),
             "over the cap at {}",
