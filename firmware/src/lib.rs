@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod fleet;
 pub mod http;
 pub mod image_cli;
+pub mod launch;
 pub mod metrics;
 pub mod mining;
 pub mod mqtt;

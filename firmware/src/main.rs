@@ -5,17 +5,13 @@
 //! or a Stratum pool's; serves the cgminer API; reports to the fleet and obeys its signed
 //! commands over MQTT.
 
-use hashwarden_fw::{
-    config, daemon, fleet, image_cli, mining, mqtt, persist, pool, serial, sim, update,
-};
+use hashwarden_fw::{config, image_cli, launch, sim, update};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use config::MiningSettings;
 use hashboard::board::{self as boards, BoardDescription};
-use tracing::warn;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -39,6 +35,10 @@ struct Cli {
     /// Seed of the simulated silicon.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// In --sim: the simulated silicon's grade, J/TH at the chip's nominal clock and voltage
+    /// (a better bin, or a worn board); the model's typical figure by default.
+    #[arg(long, requires = "sim")]
+    sim_grade: Option<f64>,
     /// In --sim: a chipsim fault script, `[{"at_s": T, "faults": {...}}, ...]` (dead fan, chain
     /// break, UART noise, ...), to see what the daemon does about it.
     #[arg(long)]
@@ -83,33 +83,6 @@ enum Tool {
     },
 }
 
-/// The command desk: with a fleet link, over the durable state in the data directory (commands
-/// and intent); with only a write token for the HTTP API, the intent there; otherwise in memory.
-/// A damaged state file stops the daemon rather than silently waking a machine that was put to
-/// sleep.
-fn open_desk(config: Option<&config::Config>) -> Result<fleet::CommandDesk, String> {
-    let Some(config) = config else {
-        return fleet::CommandDesk::local(None).map_err(|e| e.to_string());
-    };
-    let data_dir = &config.daemon.data_dir;
-    let store = || persist::Store::open(data_dir).map_err(|e| format!("daemon.data_dir: {e}"));
-    let damaged = |e: persist::PersistError| {
-        format!("{e}; move it aside to start from defaults (awake, no command history)")
-    };
-    match (&config.mqtt, &config.api.token) {
-        (Some(mqtt), _) => {
-            let keys = mqtt
-                .trusted_keys()
-                .map_err(|(i, e)| format!("mqtt.trusted_keys[{i}]: {e}"))?;
-            let verifier =
-                fleet_proto::CommandVerifier::new(mqtt.site.clone(), mqtt.miner.clone(), keys);
-            fleet::CommandDesk::open(mqtt.miner.clone(), verifier, store()?).map_err(damaged)
-        }
-        (None, Some(_)) => fleet::CommandDesk::local(Some(store()?)).map_err(damaged),
-        (None, None) => fleet::CommandDesk::local(None).map_err(|e| e.to_string()),
-    }
-}
-
 /// The configuration's data directory, board and `[update]` section, for the update tools.
 fn update_config(
     path: &std::path::Path,
@@ -127,6 +100,75 @@ fn update_config(
         .clone()
         .ok_or("the configuration has no [update] section (release_keys)")?;
     Ok((config, board, section))
+}
+
+/// The daemon the command line asks for; an error names the flag or section at fault.
+fn launch_of(
+    cli: &Cli,
+    config: Option<config::Config>,
+    board: &'static BoardDescription,
+) -> Result<launch::Launch, String> {
+    if !(cli.speed.is_finite() && cli.speed > 0.0) {
+        return Err("--speed must be a positive number".into());
+    }
+    let duration = match cli.duration {
+        Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
+        Some(_) => return Err("--duration must be a positive number of seconds".into()),
+        None => None,
+    };
+    if cli
+        .sim_duration
+        .is_some_and(|s| !(s.is_finite() && s > 0.0))
+    {
+        return Err("--sim-duration must be a positive number of seconds".into());
+    }
+    let api_section = config.as_ref().map(|c| c.api.clone()).unwrap_or_default();
+    let listen =
+        |flag: &str, given: &Option<String>, configured: &Option<String>, default: &str| {
+            let text = given
+                .as_deref()
+                .or(configured.as_deref())
+                .unwrap_or(default);
+            config::listen_address(text).map_err(|e| format!("{flag}: {e}"))
+        };
+    let api_listen = listen(
+        "--api-listen",
+        &cli.api_listen,
+        &api_section.listen,
+        "0.0.0.0:4028",
+    )?;
+    let http_listen = listen(
+        "--http-listen",
+        &cli.http_listen,
+        &api_section.http_listen,
+        "0.0.0.0:80",
+    )?;
+    let faults = match &cli.sim_faults {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| e.to_string())
+                .and_then(|text| chipsim::FaultScript::from_json(&text).map_err(|e| e.to_string()))
+                .map_err(|e| format!("--sim-faults {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
+    let sim = cli.sim.then_some(launch::SimOptions {
+        speed: cli.speed,
+        silicon: sim::Silicon {
+            seed: cli.seed,
+            joules_per_th: cli.sim_grade,
+        },
+        faults,
+    });
+    Ok(launch::Launch {
+        config,
+        board,
+        sim,
+        duration,
+        chip_duration_s: cli.sim_duration,
+        api_listen,
+        http_listen,
+    })
 }
 
 fn run_tool(tool: Tool) -> Result<(), String> {
@@ -186,84 +228,8 @@ fn main() -> ExitCode {
         },
         None => (None, &boards::BM1397_HASHBOARD_12),
     };
-    let settings = config.as_ref().map_or_else(
-        || MiningSettings::defaults_for(board),
-        |c| c.mining_settings(board),
-    );
-    let serial_chains: Vec<config::ChainSection> =
-        config.iter().flat_map(|c| c.chains.clone()).collect();
-    if !cli.sim && serial_chains.is_empty() {
-        eprintln!(
-            "error: no chain to mine on: configure [[chains]] serial = PATH, or run with --sim"
-        );
-        return ExitCode::from(2);
-    }
-    let pools: Vec<config::PoolSection> = config.iter().flat_map(|c| c.pools.clone()).collect();
-    if !(cli.speed.is_finite() && cli.speed > 0.0) {
-        eprintln!("error: --speed must be a positive number");
-        return ExitCode::from(2);
-    }
-    let duration = match cli.duration {
-        Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
-        Some(_) => {
-            eprintln!("error: --duration must be a positive number of seconds");
-            return ExitCode::from(2);
-        }
-        None => None,
-    };
-    if cli
-        .sim_duration
-        .is_some_and(|s| !(s.is_finite() && s > 0.0))
-    {
-        eprintln!("error: --sim-duration must be a positive number of seconds");
-        return ExitCode::from(2);
-    }
-    let api_section = config.as_ref().map(|c| c.api.clone()).unwrap_or_default();
-    let listen =
-        |flag: &str, given: &Option<String>, configured: &Option<String>, default: &str| {
-            let text = given
-                .as_deref()
-                .or(configured.as_deref())
-                .unwrap_or(default);
-            config::listen_address(text).map_err(|e| format!("{flag}: {e}"))
-        };
-    let addresses = listen(
-        "--api-listen",
-        &cli.api_listen,
-        &api_section.listen,
-        "0.0.0.0:4028",
-    )
-    .and_then(|api| {
-        listen(
-            "--http-listen",
-            &cli.http_listen,
-            &api_section.http_listen,
-            "0.0.0.0:80",
-        )
-        .map(|http| (api, http))
-    });
-    let (api_listen, http_listen) = match addresses {
-        Ok(addresses) => addresses,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let fault_script = match &cli.sim_faults {
-        Some(path) => match std::fs::read_to_string(path)
-            .map_err(|e| e.to_string())
-            .and_then(|text| chipsim::FaultScript::from_json(&text).map_err(|e| e.to_string()))
-        {
-            Ok(script) => Some(script),
-            Err(e) => {
-                eprintln!("error: --sim-faults {}: {e}", path.display());
-                return ExitCode::from(2);
-            }
-        },
-        None => None,
-    };
-    let desk = match open_desk(config.as_ref()) {
-        Ok(desk) => desk,
+    let ready = match launch_of(&cli, config, board).and_then(launch::prepare) {
+        Ok(ready) => ready,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
@@ -280,70 +246,8 @@ fn main() -> ExitCode {
         }
     };
     let mined = runtime.block_on(async {
-        let stop = cli_common::shutdown_signal();
-        let source = if pools.is_empty() {
-            mining::WorkSource::Local
-        } else {
-            if cli.sim {
-                // Simulated nonces meet the share difficulty only after the simulator's scaling,
-                // so a real pool rejects them: this exercises the pool path, it does not earn.
-                warn!("--sim with pools: shares meet the pool's difficulty x 2^-26 only; real pools reject them");
-            }
-            let plan = pool::WorkPlan {
-                interval: mining::job_interval(board, if cli.sim { cli.speed } else { 1.0 }),
-                variants: board.chains as usize,
-            };
-            mining::WorkSource::Pool(pool::spawn(pools, plan))
-        };
-        let options = daemon::RunOptions {
-            speed: if cli.sim { cli.speed } else { 1.0 },
-            duration,
-            chip_duration_s: cli.sim_duration,
-            api_listen,
-            http_listen,
-            http_token: api_section.token.clone(),
-        };
-        let intent = desk.intent();
-        let fleet = match config.as_ref().and_then(|c| c.mqtt.as_ref()) {
-            Some(mqtt) => Some(daemon::Fleet {
-                link: mqtt::spawn(mqtt)?,
-                telemetry_interval: Duration::from_secs_f64(mqtt.telemetry_interval_s),
-                failsafe: (
-                    Duration::from_secs_f64(mqtt.failsafe.after_s),
-                    mqtt.failsafe.action,
-                ),
-                nameplate: None,
-                updater: config.as_ref().and_then(|c| {
-                    let section = c.update.clone()?;
-                    Some(update::Updater::new(
-                        c.daemon.data_dir.clone(),
-                        board.name,
-                        section,
-                    ))
-                }),
-            }),
-            None => None,
-        };
-        let links = daemon::Links { source, fleet };
-        if cli.sim {
-            let mut rigs = Vec::new();
-            for chain in 0..u64::from(board.chains) {
-                // Each chain its own silicon: seeds differ per chain.
-                let rig = sim::rig(board, &settings, intent, cli.seed + chain, cli.speed)?;
-                if let (Some(script), Some(control)) = (&fault_script, &rig.sim) {
-                    control.with_sim(|s| s.set_fault_script(script.clone()));
-                }
-                rigs.push(rig);
-            }
-            daemon::run(rigs, settings, desk, links, options, stop).await
-        } else {
-            let board_section = config.as_ref().map(|c| c.board.clone()).ok_or("no config")?;
-            let mut rigs = Vec::new();
-            for (index, chain) in serial_chains.iter().enumerate() {
-                rigs.push(serial::rig(board, &board_section, index, chain, &settings, intent)?);
-            }
-            daemon::run(rigs, settings, desk, links, options, stop).await
-        }
+        // The signal handlers need the runtime: made inside it.
+        launch::run(ready, cli_common::shutdown_signal()).await
     });
     match mined {
         Ok(summary) => {

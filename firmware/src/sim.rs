@@ -20,16 +20,25 @@ pub type SimBoard =
     Board<SimUart, chipsim::Tps546, chipsim::Emc2101, chipsim::ResetPin, SimTimeDelay>;
 
 /// A simulated board with `seed`'s silicon, wired like the real one.
+/// Which simulated silicon a chain gets: its seed, and its grade (J/TH at the model's nominal
+/// point; the model's typical figure when `None`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Silicon {
+    pub seed: u64,
+    pub joules_per_th: Option<f64>,
+}
+
 pub fn rig(
     board: &'static BoardDescription,
     settings: &MiningSettings,
     intent: Intent,
-    seed: u64,
+    silicon: Silicon,
     speed: f64,
 ) -> Result<Rig<SimBoard>, String> {
-    let mut chain_config = ChainConfig::new(board.model, board.chips_per_chain, seed);
+    let mut chain_config = ChainConfig::new(board.model, board.chips_per_chain, silicon.seed);
     chain_config.share_floor_log2 = SIM_FLOOR_LOG2;
     chain_config.voltage_domains = board.voltage_domains;
+    chain_config.joules_per_th = silicon.joules_per_th;
     let sim = ChainSim::new(chain_config).map_err(|e| e.to_string())?;
     let (uart, control) = SimLink::open(sim);
     let (init, core_mv) = init_config(board, settings, intent)?;

@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod backtest;
 pub mod dashboard;
+pub mod demo;
 pub mod executor;
 pub mod fleet;
 pub mod follow;

@@ -64,6 +64,10 @@ enum Command {
     /// Replays the planner over a market, a tariff and grid events for a fleet, against never
     /// curtailing, a naive threshold and the perfect-foresight oracle.
     Backtest(hashwarden::backtest::cli::BacktestArgs),
+    /// A simulated site run through the 2025-2026 crash in about a minute: real daemons on
+    /// simulated chains, the agent and its dashboard, and the verdict against never, naive,
+    /// threshold and perfect foresight.
+    Demo(hashwarden::demo::DemoArgs),
     /// The command-signing key.
     Keys {
         #[command(subcommand)]
@@ -152,6 +156,7 @@ fn main() -> ExitCode {
         Command::Resume(manual) => override_miners(&manual, Setting::Full),
         Command::Flash(args) => hashwarden::rollout::flash::run(&args),
         Command::Backtest(args) => hashwarden::backtest::cli::run(&args),
+        Command::Demo(args) => hashwarden::demo::run(&args),
         Command::Keys {
             command: KeysCommand::Init { out, key_id },
         } => hashwarden::keys::init(&out, &key_id)

@@ -39,7 +39,13 @@ pub struct ChainConfig {
     /// Chips in series on the regulator's output: each gets `vout / voltage_domains`, as on
     /// hashboards whose domains stack (the TPS546 is then commanded at the stack's voltage).
     pub voltage_domains: u32,
+    /// The silicon's grade: J/TH at the model's nominal clock and voltage, where it differs from
+    /// the model's typical figure (a better bin, an older part, a worn board). `None` is typical.
+    pub joules_per_th: Option<f64>,
 }
+
+/// The grades a chain may be given, J/TH: from better than any shipping part to a very tired one.
+pub const GRADE_RANGE_J_PER_TH: core::ops::RangeInclusive<f64> = 5.0..=200.0;
 
 impl ChainConfig {
     pub fn new(model: ChipModel, chips: u32, seed: u64) -> Self {
@@ -58,6 +64,7 @@ impl ChainConfig {
             ),
             ambient_c: 25.0,
             voltage_domains: 1,
+            joules_per_th: None,
         }
     }
 }
@@ -69,6 +76,8 @@ pub enum ConfigError {
     ChipCount(u32),
     #[error("the share floor is 2^-k with k from 0 to 32, not k = {0}")]
     ShareFloor(u32),
+    #[error("a silicon grade is 5 to 200 J/TH, not {0}")]
+    Grade(f64),
 }
 
 /// Counters of what crossed the wire.
@@ -115,8 +124,19 @@ impl ChainSim {
         if config.share_floor_log2 > 32 {
             return Err(ConfigError::ShareFloor(config.share_floor_log2));
         }
+        let grade = match config.joules_per_th {
+            Some(j) if GRADE_RANGE_J_PER_TH.contains(&j) => {
+                j / Nominal::of(config.model).joules_per_th
+            }
+            Some(j) => return Err(ConfigError::Grade(j)),
+            None => 1.0,
+        };
         let chips = (0..config.chips)
-            .map(|i| SimChip::new(config.model, i, config.seed, config.ambient_c))
+            .map(|i| {
+                let mut chip = SimChip::new(config.model, i, config.seed, config.ambient_c);
+                chip.silicon.regrade(grade);
+                chip
+            })
             .collect();
         Ok(Self {
             addressing,

@@ -102,6 +102,13 @@ impl Silicon {
         }
     }
 
+    /// The same silicon drawing `factor` times the power for the same work: a better or worse
+    /// bin of the part. Speed and the heat sink are the part's and the board's, unchanged.
+    pub fn regrade(&mut self, factor: f64) {
+        self.dynamic_w_per_v2_mhz *= factor;
+        self.leakage_w_at_60c *= factor;
+    }
+
     /// The highest frequency at which this chip hashes cleanly at `volts` and `temp_c`.
     pub fn max_stable_mhz(&self, volts: f64, temp_c: f64) -> f64 {
         let cold = self.slope_mhz_per_v * (volts - self.threshold_v).max(0.0);

@@ -283,3 +283,37 @@ fn host_after_power_loss(mut host: Host) -> Host {
     host.baud = 115_200;
     host
 }
+
+#[test]
+fn a_graded_chain_draws_its_grade_for_the_same_work() {
+    let typical =
+        chipsim::ChainSim::new(chipsim::ChainConfig::new(ChipModel::Bm1397, 3, 5)).expect("valid");
+    let mut config = chipsim::ChainConfig::new(ChipModel::Bm1397, 3, 5);
+    config.joules_per_th = Some(17.0);
+    let graded = chipsim::ChainSim::new(config).expect("valid");
+    let (typical, graded) = (Oracle::of(&typical), Oracle::of(&graded));
+    for (t, g) in typical.chips.iter().zip(&graded.chips) {
+        for (tp, gp) in t.points.iter().zip(&g.points) {
+            // Same silicon speed, power scaled from the model's 45 J/TH to the grade's 17.
+            assert_eq!(tp.max_stable_mhz, gp.max_stable_mhz);
+            assert!((gp.watts / tp.watts - 17.0 / 45.0).abs() < 1e-9);
+        }
+    }
+    let nominal = &graded.chips[0].points[4];
+    assert!((12.0..19.0).contains(&nominal.joules_per_th), "{nominal:?}");
+}
+
+#[test]
+fn a_grade_outside_any_silicon_is_refused() {
+    for bad in [0.0, -3.0, 500.0, f64::NAN, f64::INFINITY] {
+        let mut config = chipsim::ChainConfig::new(ChipModel::Bm1397, 1, 1);
+        config.joules_per_th = Some(bad);
+        assert!(
+            matches!(
+                chipsim::ChainSim::new(config),
+                Err(chipsim::ConfigError::Grade(_))
+            ),
+            "{bad}"
+        );
+    }
+}
