@@ -110,7 +110,12 @@ async fn retained_presence_and_the_last_will_reach_late_subscribers() {
         .await
         .expect("queued");
 
+    // The miner's publishes are queued, not yet at the broker: an early subscriber may get them
+    // live. Once one has arrived the broker holds it, and a subscriber arriving after that must
+    // get it as retained.
     let agent = plain(broker.plain, "agent", "agent-pw");
+    let mut early = Watcher::connect_to(&agent, "agent-early", "hashwarden/v1/site/+/+").await;
+    early.wait_for("/m1/state", SOON, |_| true).await;
     let mut watcher = Watcher::connect_to(&agent, "agent", "hashwarden/v1/site/+/+").await;
     let state = watcher.wait_for("/m1/state", SOON, |s| s.retain).await;
     assert_eq!(state.text(), "{\"v\":1}");
