@@ -240,10 +240,9 @@ where
     }
 
     fn uart_errors(&self) -> u64 {
-        self.chain.as_ref().map_or(0, |chain| {
-            let stats = chain.decoder_stats();
-            stats.preamble_errors + stats.crc_errors + stats.truncated + stats.length_errors
-        })
+        self.chain
+            .as_ref()
+            .map_or(0, Chain::uart_errors_since_bring_up)
     }
 
     fn asleep(&self) -> bool {

@@ -19,6 +19,7 @@ pub mod mqtt;
 pub mod persist;
 pub mod pool;
 pub mod serial;
+pub mod silence;
 pub mod sim;
 pub mod snapshot;
 pub mod telemetry;

@@ -13,6 +13,7 @@ use crate::board::{Hardware, hottest_chip};
 use crate::cooling::Cooling;
 use crate::mining::{Mining, WorkSource};
 use crate::persist::TunedChain;
+use crate::silence::{Change, SilenceWatch};
 use crate::snapshot::{ChainRow, Snapshot};
 use crate::telemetry::{Rates, Window};
 use crate::tuning::Autotune;
@@ -60,6 +61,8 @@ pub struct Unit<H> {
     pub cooling: Cooling,
     pub rates: Rates,
     pub autotune: Autotune,
+    /// Chips that stopped answering although the chain still enumerates them.
+    silence: SilenceWatch,
     clock: Option<tokio::task::JoinHandle<()>>,
     started: Instant,
     start_s: f64,
@@ -139,6 +142,7 @@ impl<H: Hardware> Unit<H> {
             cooling,
             rates: Rates::default(),
             autotune: Autotune::restored(tuned),
+            silence: SilenceWatch::default(),
             clock,
             started,
             start_s: 0.0,
@@ -200,6 +204,7 @@ impl<H: Hardware> Unit<H> {
     /// This chain's part of the one-second snapshot (board readings included).
     pub fn reading(&mut self, now: Instant) -> Snapshot {
         let chip_s = self.chip_s();
+        self.watch_silence(chip_s);
         self.rates.add(now, chip_s, self.mining.tally.work);
         let tally = &self.mining.tally;
         let mhs_av = crate::telemetry::terahashes(tally.work, chip_s) * 1e6;
@@ -234,7 +239,7 @@ impl<H: Hardware> Unit<H> {
         let chips_up = if self.failed.is_some() {
             0
         } else {
-            self.hw.chips_up()
+            self.hw.chips_up().saturating_sub(self.silence.silent())
         };
         Snapshot {
             elapsed_s: self.started.elapsed().as_secs(),
@@ -280,6 +285,45 @@ impl<H: Hardware> Unit<H> {
             chips_up,
             chips_expected: board.chips_per_chain,
             asic_model: board.model.part_number(),
+        }
+    }
+
+    /// Counts the chips that went silent (or came back) since the last reading, and says so.
+    fn watch_silence(&mut self, chip_s: f64) {
+        let chips = self.hw.chips_up();
+        if self.failed.is_some() || self.hw.asleep() || chips == 0 {
+            self.silence.reset();
+            return;
+        }
+        let model = self.hw.description().model;
+        let answers: Vec<u64> = self
+            .mining
+            .chip_counts(chips)
+            .iter()
+            .map(|&(valid, erring)| u64::from(valid) + u64::from(erring))
+            .collect();
+        let hashes_per_nonce = self.mining.ticket * 4_294_967_296.0;
+        let expected_per_s: Vec<f64> = self
+            .hw
+            .clocks()
+            .iter()
+            .take(chips as usize)
+            .map(|&khz| {
+                let clock = bm13xx::Frequency::from_khz(khz);
+                bm13xx::expected_hashrate(model, clock, 1).0 / hashes_per_nonce
+            })
+            .collect();
+        for change in self.silence.observe(chip_s, &answers, &expected_per_s) {
+            match change {
+                Change::Silent { chip, quiet_s } => warn!(
+                    chain = self.index,
+                    chip,
+                    quiet_s = quiet_s.round(),
+                    "chip silent: no nonce where {} were due; no longer counted up",
+                    crate::silence::SILENT_AFTER_NONCES
+                ),
+                Change::Back { chip } => info!(chain = self.index, chip, "chip answering again"),
+            }
         }
     }
 

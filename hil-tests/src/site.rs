@@ -2,6 +2,7 @@
 //! clock (so machines of one model differ in efficiency), and what its retained state says once
 //! it has measured its nameplate.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -75,6 +76,65 @@ pub fn unix_now() -> u64 {
 /// A market reading as the agent's `…/market` topic takes it.
 pub fn market(hashprice: f64, at: u64) -> String {
     format!("{{\"v\":1,\"at\":{at},\"hashprice_usd_per_ph_day\":{hashprice}}}")
+}
+
+/// Sets the site's grid cap on `…/grid` (`None` lifts it), stamped now, standing for an hour;
+/// the unix time it was sent.
+pub async fn grid_cap(watcher: &Watcher, site: &str, cap_w: Option<f64>) -> u64 {
+    let at = unix_now();
+    let (cap_kw, until) = match cap_w {
+        Some(watts) => ((watts / 1000.0).to_string(), (at + 3_600).to_string()),
+        None => ("null".to_string(), "null".to_string()),
+    };
+    watcher
+        .publish(
+            &format!("hashwarden/v1/{site}/grid"),
+            &format!("{{\"v\":1,\"at\":{at},\"cap_kw\":{cap_kw},\"until\":{until}}}"),
+            true,
+        )
+        .await;
+    at
+}
+
+/// Reads the site's telemetry until `done` holds for the latest report of every miner named (and
+/// all of them have reported); those reports by name. Panics with each miner's last mode and
+/// power when that has not happened within `within`.
+pub async fn telemetry_until<S: AsRef<str>>(
+    watcher: &mut Watcher,
+    names: &[S],
+    within: Duration,
+    done: impl Fn(&BTreeMap<String, serde_json::Value>) -> bool,
+) -> BTreeMap<String, serde_json::Value> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut latest: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    loop {
+        if names.iter().all(|n| latest.contains_key(n.as_ref())) && done(&latest) {
+            return latest;
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        assert!(
+            !left.is_zero(),
+            "not reached within {within:?}: {:?}",
+            latest
+                .iter()
+                .map(|(n, t)| format!("{n}: {} {} W", t["mode"], t["power_w"]))
+                .collect::<Vec<_>>()
+        );
+        let seen = watcher.wait_for("/telemetry", left, |_| true).await;
+        if let Some(name) = seen.topic.split('/').nth(3) {
+            latest.insert(name.to_string(), seen.json());
+        }
+    }
+}
+
+/// A miner's telemetry says it is asleep and draws nothing.
+pub fn asleep(telemetry: &serde_json::Value) -> bool {
+    telemetry["mode"] == "sleeping" && telemetry["power_w"].as_f64() == Some(0.0)
+}
+
+/// A miner's telemetry says it mines, drawing real power.
+pub fn mining(telemetry: &serde_json::Value) -> bool {
+    telemetry["mode"] == "mining" && telemetry["power_w"].as_f64().is_some_and(|w| w > 10.0)
 }
 
 /// The agent's configuration file and the port of its HTTP listener (dashboard, metrics).

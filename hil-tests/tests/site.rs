@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hil_tests::site::{
-    Bench, agent, agent_config, efficiency, market, measured_state, miner_config, unix_now,
+    Bench, agent, agent_config, asleep, efficiency, grid_cap, market, measured_state, miner_config,
+    mining, telemetry_until, unix_now,
 };
 use hil_tests::{Process, Watcher, binary};
 
@@ -29,7 +30,7 @@ fn breakeven(j_per_th: f64) -> f64 {
 }
 
 /// Every miner's latest telemetry, by name, once each has reported since `since` (unix s) in a
-/// way `settled` accepts; panics with the ones that did not within `within`.
+/// way `settled` accepts.
 async fn settle(
     watcher: &mut Watcher,
     names: &[String],
@@ -37,45 +38,12 @@ async fn settle(
     within: Duration,
     settled: impl Fn(&str, &serde_json::Value) -> bool,
 ) -> BTreeMap<String, serde_json::Value> {
-    let deadline = tokio::time::Instant::now() + within;
-    let mut latest: BTreeMap<String, serde_json::Value> = BTreeMap::new();
-    loop {
-        let done = names.iter().all(|n| {
-            latest
-                .get(n)
-                .is_some_and(|t| t["at"].as_u64().unwrap_or(0) >= since && settled(n, t))
-        });
-        if done {
-            return latest;
-        }
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        assert!(
-            !left.is_zero(),
-            "not settled: {:?}",
-            names
-                .iter()
-                .filter(|n| !latest.get(*n).is_some_and(|t| settled(n, t)))
-                .map(|n| format!(
-                    "{n}: {}",
-                    latest
-                        .get(n)
-                        .map_or("-".into(), |t| format!("{} {}", t["mode"], t["power_w"]))
-                ))
-                .collect::<Vec<_>>()
-        );
-        let seen = watcher.wait_for("/telemetry", left, |_| true).await;
-        if let Some(name) = seen.topic.split('/').nth(3) {
-            latest.insert(name.to_string(), seen.json());
-        }
-    }
-}
-
-fn asleep(t: &serde_json::Value) -> bool {
-    t["mode"] == "sleeping" && t["power_w"].as_f64() == Some(0.0)
-}
-
-fn mining(t: &serde_json::Value) -> bool {
-    t["mode"] == "mining" && t["power_w"].as_f64().is_some_and(|w| w > 10.0)
+    telemetry_until(watcher, names, within, |latest| {
+        latest
+            .iter()
+            .all(|(n, t)| t["at"].as_u64().unwrap_or(0) >= since && settled(n, t))
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,45 +135,20 @@ async fn fifty_miners_follow_the_price_the_grid_and_the_operator() {
         .map(|t| t["power_w"].as_f64().unwrap_or(0.0))
         .sum();
     let cap_w = site_w * 0.6;
-    let at = unix_now();
-    watcher
-        .publish(
-            &format!("hashwarden/v1/{SITE}/grid"),
-            &format!(
-                "{{\"v\":1,\"at\":{at},\"cap_kw\":{},\"until\":{}}}",
-                cap_w / 1000.0,
-                at + 3_600
-            ),
-            true,
-        )
-        .await;
-    let under_cap = settle(&mut watcher, &names, at + 1, SOON, |_, t| {
-        asleep(t) || mining(t)
+    let at = grid_cap(&watcher, SITE, Some(cap_w)).await;
+    let under_cap = telemetry_until(&mut watcher, &names, SOON, |latest| {
+        let reported = latest
+            .values()
+            .all(|t| t["at"].as_u64().unwrap_or(0) > at && (asleep(t) || mining(t)));
+        let running: f64 = latest
+            .values()
+            .filter(|t| mining(t))
+            .map(|t| t["power_w"].as_f64().unwrap_or(0.0))
+            .sum();
+        let sleepers = latest.values().filter(|t| asleep(t)).count();
+        reported && running <= cap_w * 1.05 && sleepers > 0
     })
     .await;
-    let deadline = tokio::time::Instant::now() + SOON;
-    let under_cap = {
-        let mut latest = under_cap;
-        loop {
-            let running: f64 = latest
-                .values()
-                .filter(|t| mining(t))
-                .map(|t| t["power_w"].as_f64().unwrap_or(0.0))
-                .sum();
-            let sleepers = latest.values().filter(|t| asleep(t)).count();
-            if running <= cap_w * 1.05 && sleepers > 0 {
-                break latest;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "still {running:.0} W against a {cap_w:.0} W cap"
-            );
-            let seen = watcher.wait_for("/telemetry", SOON, |_| true).await;
-            if let Some(name) = seen.topic.split('/').nth(3) {
-                latest.insert(name.to_string(), seen.json());
-            }
-        }
-    };
     let slept: Vec<f64> = under_cap
         .iter()
         .filter(|(_, t)| asleep(t))
@@ -223,14 +166,7 @@ async fn fifty_miners_follow_the_price_the_grid_and_the_operator() {
         "least efficient first: a {best_slept:.1} J/TH machine slept while a {worst_running:.1} J/TH one runs"
     );
     // The cap lifted: all back.
-    let at = unix_now();
-    watcher
-        .publish(
-            &format!("hashwarden/v1/{SITE}/grid"),
-            &format!("{{\"v\":1,\"at\":{at},\"cap_kw\":null,\"until\":null}}"),
-            true,
-        )
-        .await;
+    let at = grid_cap(&watcher, SITE, None).await;
     settle(&mut watcher, &names, at + 1, SOON, |_, t| mining(t)).await;
 
     // By hand: two of the most efficient machines curtailed for ten minutes, followed to the end.

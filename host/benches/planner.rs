@@ -57,6 +57,7 @@ fn fleet() -> Vec<Machine> {
                 last_wake_at: Some(NOW - 3_600),
                 exempt: i % 211 == 0,
                 manual: None,
+                unheeded_until: None,
                 overhead: UsdPerDay(0.0),
             }
         })

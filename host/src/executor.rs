@@ -17,8 +17,9 @@ use crate::fleet::FleetView;
 use crate::planner::Setting;
 use crate::units::Watts;
 
-/// How patient the executor is.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// How patient the executor is: `[agent.commands]` in the site's configuration.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ExecutorConfig {
     /// A command with no final ack by then is sent again.
     pub ack_timeout_s: u64,
@@ -36,6 +37,9 @@ pub struct ExecutorConfig {
     pub target_tolerance: f64,
     /// How long a command stays valid for the miner.
     pub command_ttl_s: u64,
+    /// A change that failed or went unanswered is tried again after this; until then the planner
+    /// leaves the machine as it runs and plans the rest of the site around it.
+    pub retry_after_s: u64,
 }
 
 impl Default for ExecutorConfig {
@@ -51,7 +55,48 @@ impl Default for ExecutorConfig {
             awake_share: 0.5,
             target_tolerance: 0.1,
             command_ttl_s: 60,
+            // Long enough that a miner stuck in a thermal stop or a reboot is not nagged, short
+            // enough that a transient fault does not leave a curtailment undone for long.
+            retry_after_s: 300,
         }
+    }
+}
+
+impl ExecutorConfig {
+    /// Refuses settings that would never send, never verify or never give up: the key under
+    /// `agent.commands` and why.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        let at_least_one = [
+            ("agent.commands.ack_timeout_s", self.ack_timeout_s),
+            ("agent.commands.max_attempts", u64::from(self.max_attempts)),
+            ("agent.commands.verify_within_s", self.verify_within_s),
+            ("agent.commands.command_ttl_s", self.command_ttl_s),
+        ];
+        for (key, value) in at_least_one {
+            if value == 0 {
+                return Err((key, "must be at least 1".into()));
+            }
+        }
+        if self.command_ttl_s < self.ack_timeout_s {
+            return Err((
+                "agent.commands.command_ttl_s",
+                format!(
+                    "{} s expires before the ack timeout of {} s",
+                    self.command_ttl_s, self.ack_timeout_s
+                ),
+            ));
+        }
+        let shares = [
+            ("agent.commands.asleep_share", self.asleep_share),
+            ("agent.commands.awake_share", self.awake_share),
+            ("agent.commands.target_tolerance", self.target_tolerance),
+        ];
+        for (key, share) in shares {
+            if !(share > 0.0 && share < 1.0) {
+                return Err((key, format!("{share} is not a fraction in 0..1")));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -77,10 +122,12 @@ pub enum Phase {
     },
     Failed {
         reason: String,
+        at: u64,
     },
     /// No final ack after every attempt.
     Unresponsive {
         attempts: u32,
+        at: u64,
     },
 }
 
@@ -150,7 +197,8 @@ impl Executor {
     }
 
     /// The plan wants `miner` at `to` from `due` on. Asking again for what is already asked
-    /// changes nothing; a different target replaces the old one.
+    /// changes nothing — unless it failed or went unanswered and its retry time has come; a
+    /// different target replaces the old one.
     pub fn want(
         &mut self,
         miner: &str,
@@ -160,7 +208,10 @@ impl Executor {
         baseline: Option<Watts>,
         full: Watts,
     ) {
-        if self.ops.get(miner).is_some_and(|op| op.want == to) {
+        let retry_due = self
+            .not_carried_out(miner)
+            .is_some_and(|until| due >= until);
+        if self.ops.get(miner).is_some_and(|op| op.want == to) && !retry_due {
             return;
         }
         let after_in_flight = self
@@ -189,6 +240,10 @@ impl Executor {
         );
     }
 
+    pub fn config(&self) -> ExecutorConfig {
+        self.config
+    }
+
     pub fn ops(&self) -> impl Iterator<Item = &Op> {
         self.ops.values()
     }
@@ -211,6 +266,18 @@ impl Executor {
 
     pub fn op(&self, miner: &str) -> Option<&Op> {
         self.ops.get(miner)
+    }
+
+    /// Until when `miner`'s last change counts as not carried out (it failed or went
+    /// unanswered): the planner leaves the machine as it runs until then, and a plan that still
+    /// wants the change afterwards sends it again.
+    pub fn not_carried_out(&self, miner: &str) -> Option<u64> {
+        match self.ops.get(miner)?.phase {
+            Phase::Failed { at, .. } | Phase::Unresponsive { at, .. } => {
+                Some(at + self.config.retry_after_s)
+            }
+            _ => None,
+        }
     }
 
     /// A switch from before a restart (the store's), for the planner's dwell.
@@ -263,6 +330,7 @@ impl Executor {
                         ack.status,
                         ack.reason.as_deref().unwrap_or("no reason given")
                     ),
+                    at: now,
                 };
             }
         }
@@ -300,7 +368,10 @@ impl Executor {
                         continue;
                     }
                     if attempt >= config.max_attempts {
-                        op.phase = Phase::Unresponsive { attempts: attempt };
+                        op.phase = Phase::Unresponsive {
+                            attempts: attempt,
+                            at: now,
+                        };
                     } else if reachable {
                         out.push(issue(
                             &self.site,
@@ -327,6 +398,7 @@ impl Executor {
                                 "applied, but telemetry does not show it after {} s ({power})",
                                 now - at
                             ),
+                            at: now,
                         };
                     }
                     _ => {}

@@ -232,6 +232,7 @@ impl Heard {
             last_wake_at: None,
             exempt: false,
             manual: None,
+            unheeded_until: None,
             overhead: UsdPerDay(0.0),
         })
     }

@@ -204,6 +204,7 @@ mod tests {
             last_wake_at: None,
             exempt: false,
             manual: None,
+            unheeded_until: None,
             overhead: UsdPerDay(0.0),
         }
     }

@@ -99,6 +99,10 @@ pub struct AgentSection {
     pub public_url: Option<String>,
     /// One of several agents splitting the site (docs/operations.md).
     pub share: Option<ShareSection>,
+    /// How long the agent waits for acks and telemetry, how often it tries, and when it tries
+    /// again a change that failed or went unanswered.
+    #[serde(default)]
+    pub commands: crate::executor::ExecutorConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -318,6 +322,7 @@ impl SiteConfig {
             if agent.key_id.is_empty() {
                 return Err(invalid("agent.key_id", "must not be empty".into()));
             }
+            agent.commands.check().map_err(|(key, e)| invalid(key, e))?;
         }
         for (i, machine) in config.machines.iter().enumerate() {
             if fleet_proto::Name::new(&machine.id).is_err() {
@@ -529,6 +534,28 @@ btc_usd = 63000
         parse(&shared).expect("a group behind an external broker");
         let wildcard = shared.replace("instance = \"a1\"", "instance = \"a/#\"");
         assert!(error(wildcard).contains("not a valid name"));
+    }
+
+    #[test]
+    fn the_agents_patience_is_configurable_and_checked() {
+        let agent = "[agent]\nkey_file = \"k\"\nkey_id = \"host\"\n";
+        let site = parse(&format!("{GOOD}{agent}")).expect("valid");
+        let defaults = crate::executor::ExecutorConfig::default();
+        assert_eq!(site.agent.expect("agent").commands, defaults);
+        let tuned =
+            format!("{GOOD}{agent}[agent.commands]\nack_timeout_s = 2\nretry_after_s = 20\n");
+        let commands = parse(&tuned).expect("valid").agent.expect("agent").commands;
+        assert_eq!((commands.ack_timeout_s, commands.retry_after_s), (2, 20));
+        assert_eq!(commands.max_attempts, defaults.max_attempts);
+        let error = |extra: &str| {
+            parse(&format!("{GOOD}{agent}[agent.commands]\n{extra}\n"))
+                .expect_err("invalid")
+                .to_string()
+        };
+        assert!(error("max_attempts = 0").contains("agent.commands.max_attempts"));
+        assert!(error("ack_timeout_s = 90").contains("agent.commands.command_ttl_s"));
+        assert!(error("asleep_share = 1.5").contains("agent.commands.asleep_share"));
+        assert!(error("retry_afer_s = 5").contains("retry_afer_s"));
     }
 
     #[test]

@@ -19,6 +19,11 @@ const RESET_BAUD: u32 = 115_200;
 /// How long to wait for each register answer once the chain is up.
 const READ_TIMEOUT_MS: u32 = 100;
 
+/// Tries at bringing a chain up before its failure stands: an answer lost or corrupted on a
+/// noisy UART (or a marginal connector) makes a chip look missing once, not five times running,
+/// while a chain that is really broken costs only a few seconds more to report.
+pub const BRING_UP_ATTEMPTS: u32 = 5;
+
 /// Why a chain did not come up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum BringUpError<E: core::fmt::Debug> {
@@ -42,6 +47,21 @@ pub enum BringUpError<E: core::fmt::Debug> {
     BaudVerify { index: u32, address: u8, baud: u32 },
     #[error(transparent)]
     Sequence(#[from] InitError),
+}
+
+impl<E: core::fmt::Debug> BringUpError<E> {
+    /// What the chips answered (or failed to): a lost or corrupted frame can cause it, so another
+    /// try may pass. UART, reset-line and configuration errors will not change by trying again.
+    pub fn may_pass_on_retry(&self) -> bool {
+        matches!(
+            self,
+            Self::NoChips
+                | Self::ChainBreak { .. }
+                | Self::ExtraChips { .. }
+                | Self::WrongChip { .. }
+                | Self::BaudVerify { .. }
+        )
+    }
 }
 
 /// Decoded events waiting to be taken, so a read that returns several frames loses none.
@@ -91,6 +111,8 @@ pub struct Chain<U> {
     decoder: ResponseDecoder,
     queue: EventQueue,
     baud: u32,
+    /// Decoder errors counted before the last re-initialisation replaced the decoder.
+    errors_before: u64,
 }
 
 impl<U> core::fmt::Debug for Chain<U> {
@@ -126,14 +148,31 @@ where
             decoder: ResponseDecoder::chip_to_host(sequence.response_format()),
             queue: EventQueue::new(),
             baud: RESET_BAUD,
+            errors_before: 0,
         };
         chain.reinit(reset, delay, config).await?;
         Ok(chain)
     }
 
     /// Brings the chain up again from reset on the same port: after its supply was off (sleep,
-    /// an overheat stop) the chips have lost their addresses, clocks and work.
+    /// an overheat stop) the chips have lost their addresses, clocks and work. Tries up to
+    /// [`BRING_UP_ATTEMPTS`] times while what fails is the chips' answers.
     pub async fn reinit<R: OutputPin, D: DelayNs>(
+        &mut self,
+        reset: &mut R,
+        delay: &mut D,
+        config: InitConfig,
+    ) -> Result<(), BringUpError<E>> {
+        let mut attempt = 1;
+        loop {
+            match self.reinit_once(reset, delay, config).await {
+                Err(e) if e.may_pass_on_retry() && attempt < BRING_UP_ATTEMPTS => attempt += 1,
+                done => return done,
+            }
+        }
+    }
+
+    async fn reinit_once<R: OutputPin, D: DelayNs>(
         &mut self,
         reset: &mut R,
         delay: &mut D,
@@ -153,6 +192,7 @@ where
         self.model = config.model;
         self.chips = config.chips;
         self.addressing = sequence.addressing();
+        self.errors_before += self.decoder.stats().errors();
         self.decoder = ResponseDecoder::chip_to_host(sequence.response_format());
         self.queue = EventQueue::new();
         for step in sequence {
@@ -314,7 +354,14 @@ where
         self.decoder.side().0
     }
 
+    /// The current decoder's counts: since the last bring-up or re-initialisation.
     pub fn decoder_stats(&self) -> &bm13xx::DecoderStats {
         self.decoder.stats()
+    }
+
+    /// Bytes and frames the decoders could not use since the chain was first brought up, across
+    /// re-initialisations (every wake and thermal resume starts a new decoder).
+    pub fn uart_errors_since_bring_up(&self) -> u64 {
+        self.errors_before + self.decoder.stats().errors()
     }
 }

@@ -20,7 +20,7 @@ use fleet_proto::{CommandSigner, Kind, MinerTopic, Name, topic};
 use serde::Serialize;
 use tracing::{debug, info, warn};
 
-use crate::executor::{Executor, ExecutorConfig, Phase};
+use crate::executor::{Executor, Phase};
 use crate::fleet::FleetView;
 use crate::grid::Grid;
 use crate::market::{MarketGuard, MarketView, Plausibility, Reading};
@@ -222,6 +222,11 @@ impl Agent {
             .and_then(|agent| agent.share.as_ref())
             .map(|share| crate::shard::Group::new(share.instance.as_str()));
         let images_base = config.agent.as_ref().and_then(|a| a.images_base_url());
+        let commands = config
+            .agent
+            .as_ref()
+            .map(|agent| agent.commands)
+            .unwrap_or_default();
         let peer_prefix = topic::every_agent_peer(&site)
             .trim_end_matches('+')
             .to_string();
@@ -244,7 +249,7 @@ impl Agent {
             .map_or(1, |d| d.as_millis() as u64);
         Ok(Self {
             grid: Grid::new(config.cap(), maestro, now),
-            executor: Executor::new(site.clone(), ExecutorConfig::default(), seq_floor),
+            executor: Executor::new(site.clone(), commands, seq_floor),
             config,
             site,
             fleet: FleetView::default(),
@@ -274,7 +279,7 @@ impl Agent {
     fn attach(&mut self, store: Store) -> Result<(), String> {
         if let Some(last) = store.last_seq().map_err(|e| e.to_string())? {
             let floor = self.executor.next_seq().max(last + 1);
-            self.executor = Executor::new(self.site.clone(), ExecutorConfig::default(), floor);
+            self.executor = Executor::new(self.site.clone(), self.executor.config(), floor);
         }
         for (miner, at, on) in store.switches().map_err(|e| e.to_string())? {
             self.executor.restore_switch(&miner, at, on);
@@ -343,6 +348,7 @@ impl Agent {
                     machine.last_wake_at = Some(at);
                 }
             }
+            machine.unheeded_until = self.executor.not_carried_out(&machine.id);
             // A change on its way counts as made: the plan must not flip it back meanwhile.
             if let Some(op) = self.executor.op(&machine.id)
                 && matches!(
@@ -628,11 +634,11 @@ impl Agent {
                         warn!(error = %e, "cannot store a switch");
                     }
                 }
-                Phase::Failed { reason } => {
+                Phase::Failed { reason, .. } => {
                     self.summary.failed += 1;
                     self.audit(now, &op.miner, "failed", format!("{:?}: {reason}", op.want));
                 }
-                Phase::Unresponsive { attempts } => {
+                Phase::Unresponsive { attempts, .. } => {
                     self.summary.unresponsive += 1;
                     self.audit(
                         now,
@@ -651,10 +657,10 @@ impl Agent {
                 Phase::Verified { .. } => {
                     info!(miner = %op.miner, want = ?op.want, "verified by telemetry");
                 }
-                Phase::Failed { reason } => {
+                Phase::Failed { reason, .. } => {
                     warn!(miner = %op.miner, want = ?op.want, %reason, "change failed");
                 }
-                Phase::Unresponsive { attempts } => {
+                Phase::Unresponsive { attempts, .. } => {
                     warn!(miner = %op.miner, attempts, "miner unresponsive");
                 }
                 _ => {}

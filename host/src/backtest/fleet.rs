@@ -74,6 +74,7 @@ pub fn machine(id: &str, hashrate: f64, j_per_th: f64) -> Machine {
         last_wake_at: None,
         exempt: false,
         manual: None,
+        unheeded_until: None,
         overhead: crate::units::UsdPerDay(0.0),
     }
 }

@@ -232,6 +232,7 @@ async fn bring_up(
                     last_switch_at: None,
                     last_wake_at: None,
                     manual: None,
+                    unheeded_until: None,
                     ..m
                 })
                 .collect());

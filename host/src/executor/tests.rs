@@ -116,7 +116,7 @@ fn applied_but_still_drawing_power_is_a_failure_with_the_reading() {
     ));
     executor.tick(NOW + 121, &fleet);
     match executor.op("m1").map(|o| &o.phase) {
-        Some(Phase::Failed { reason }) => assert!(reason.contains("2900"), "{reason}"),
+        Some(Phase::Failed { reason, .. }) => assert!(reason.contains("2900"), "{reason}"),
         other => panic!("{other:?}"),
     }
 }
@@ -140,7 +140,47 @@ fn no_ack_means_retries_with_backoff_then_unresponsive() {
     );
     assert_eq!(
         executor.op("m1").map(|o| &o.phase),
-        Some(&Phase::Unresponsive { attempts: 3 })
+        Some(&Phase::Unresponsive {
+            attempts: 3,
+            at: NOW + 45
+        }),
+        "unresponsive once the third attempt's ack timeout and backoff have run out"
+    );
+}
+
+#[test]
+fn an_unanswered_change_is_held_then_sent_again_when_its_retry_time_comes() {
+    let mut fleet = fleet();
+    let config = ExecutorConfig::default();
+    let mut executor = Executor::new(site(), config, 1);
+    executor.want("m1", Setting::Full, Setting::Sleep, NOW, Some(FULL), FULL);
+    for t in NOW..NOW + 60 {
+        executor.tick(t, &fleet);
+    }
+    let until = NOW + 45 + config.retry_after_s;
+    assert_eq!(executor.not_carried_out("m1"), Some(until));
+    // The same target asked for before then changes nothing.
+    executor.want(
+        "m1",
+        Setting::Full,
+        Setting::Sleep,
+        until - 1,
+        Some(FULL),
+        FULL,
+    );
+    assert!(executor.tick(until - 1, &fleet).is_empty());
+    assert_eq!(executor.not_carried_out("m1"), Some(until));
+    // At the retry time (the miner still reporting, still mining) it is a new change, sent at
+    // once.
+    telemetry(&mut fleet, Mode::Mining, 3_031.0, until);
+    executor.want("m1", Setting::Full, Setting::Sleep, until, Some(FULL), FULL);
+    assert_eq!(executor.not_carried_out("m1"), None);
+    let sent = executor.tick(until, &fleet);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].action, Action::Sleep);
+    assert_eq!(
+        sent[0].seq, 4,
+        "numbered above the three unanswered attempts"
     );
 }
 
@@ -222,7 +262,7 @@ fn a_power_target_from_asleep_is_set_before_the_wake_and_a_failure_is_kept() {
     ));
     executor.on_ack("m1", &ack(&second[0].id, AckStatus::Failed), NOW + 2);
     match executor.op("m1").map(|o| &o.phase) {
-        Some(Phase::Failed { reason }) => assert!(reason.contains("no regulator"), "{reason}"),
+        Some(Phase::Failed { reason, .. }) => assert!(reason.contains("no regulator"), "{reason}"),
         other => panic!("{other:?}"),
     }
     // Not retried by itself.

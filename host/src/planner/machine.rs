@@ -46,6 +46,10 @@ pub struct Machine {
     pub exempt: bool,
     #[serde(default)]
     pub manual: Option<Manual>,
+    /// Its last change failed or went unanswered: until this unix time the planner leaves it
+    /// as it runs (and counts what it draws there) and plans the rest of the site around it.
+    #[serde(default)]
+    pub unheeded_until: Option<u64>,
     /// Costs of running it besides power (hosting, maintenance), per day.
     #[serde(default)]
     pub overhead: UsdPerDay,

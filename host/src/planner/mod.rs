@@ -167,6 +167,10 @@ pub enum Reason {
     },
     /// Optimise: within the no-churn margin of what it runs at.
     SmallChange,
+    /// Its last change failed or went unanswered: left as it runs, planned around, retried then.
+    Unheeded {
+        until: u64,
+    },
 }
 
 impl core::fmt::Display for Reason {
@@ -220,6 +224,10 @@ impl core::fmt::Display for Reason {
                 "no operating point earns: hashprice {hashprice}, breakeven at full power {breakeven}"
             ),
             Reason::SmallChange => write!(f, "within the no-churn margin: left as it is"),
+            Reason::Unheeded { until } => write!(
+                f,
+                "its last change was not carried out: planned around as it runs, retried at {until}"
+            ),
         }
     }
 }

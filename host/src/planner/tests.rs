@@ -22,6 +22,7 @@ fn machine(id: &str, jth: f64, ths: f64) -> Machine {
         last_wake_at: Some(LONG_AGO),
         exempt: false,
         manual: None,
+        unheeded_until: None,
         overhead: UsdPerDay(0.0),
     }
 }
@@ -198,6 +199,40 @@ fn a_cap_sheds_least_efficient_first_even_inside_dwell() {
     assert_eq!(slept(&plan), ["s19-a", "s19jpro-a"]);
     assert!(plan.power.0 <= cap.0);
     assert!(matches!(plan.decisions[0].reason, Reason::OverCap { .. }));
+}
+
+#[test]
+fn a_machine_that_ignored_its_curtailment_is_made_up_for_by_the_next_least_efficient() {
+    let mut machines = fleet();
+    let total: f64 = machines.iter().map(|m| m.full.watts.0).sum();
+    let cap = Watts(total - 4_000.0);
+    // The 38 J/TH machine never acked its sleep: it still draws its 3610 W.
+    machines[0].unheeded_until = Some(NOW + 300);
+    for mode in [Mode::Threshold, Mode::Optimise] {
+        let policy = Policy {
+            mode,
+            ..Policy::default()
+        };
+        let plan = run(&machines, &policy, Some(economics(60.0)), Some(cap));
+        assert_eq!(
+            plan.decisions[0].reason,
+            Reason::Unheeded { until: NOW + 300 },
+            "{mode:?}"
+        );
+        assert!(!plan.decisions[0].changes(), "{mode:?}");
+        // Without it, 4000 W must come from the 30 and 29.5 J/TH machines.
+        assert_eq!(slept(&plan), ["s19jpro-a", "s19jpro-b"], "{mode:?}");
+        assert!(plan.power.0 <= cap.0, "{mode:?}: {} over {cap}", plan.power);
+    }
+    // Its retry time come, it is the first to go again.
+    machines[0].unheeded_until = Some(NOW);
+    let plan = run(
+        &machines,
+        &Policy::default(),
+        Some(economics(60.0)),
+        Some(cap),
+    );
+    assert_eq!(slept(&plan), ["s19-a", "s19jpro-a"]);
 }
 
 #[test]

@@ -17,8 +17,8 @@ fn decide(machine: &Machine, to: Setting, reason: Reason, inputs: &Inputs<'_>) -
     }
 }
 
-/// What the planner may not touch — offline, exempt, or overridden machines — as the setting
-/// they keep and why. `None` for the rest.
+/// What the planner may not touch — offline, exempt or overridden machines, and those whose
+/// last change was not carried out — as the setting they keep and why. `None` for the rest.
 pub(super) fn untouchable(machine: &Machine, now: u64) -> Option<(Setting, Reason)> {
     if let Some(manual) = machine.manual_at(now) {
         let reason = Reason::Manual {
@@ -29,7 +29,13 @@ pub(super) fn untouchable(machine: &Machine, now: u64) -> Option<(Setting, Reaso
     if !machine.online {
         return Some((machine.setting, Reason::Offline));
     }
-    machine.exempt.then_some((machine.setting, Reason::Exempt))
+    if machine.exempt {
+        return Some((machine.setting, Reason::Exempt));
+    }
+    machine
+        .unheeded_until
+        .filter(|&until| now < until)
+        .map(|until| (machine.setting, Reason::Unheeded { until }))
 }
 
 /// The decision for an untouchable machine, if it is one.
@@ -142,7 +148,8 @@ pub(super) fn plan(
 
 /// Holds the site under its cap: wakes are granted most efficient first while they fit; if the
 /// site is still over, running machines are slept least efficient first (dwell notwithstanding:
-/// a cap is a contract). Offline, exempt and overridden machines are never touched.
+/// a cap is a contract). Untouchable machines are never touched; what they draw counts, so a
+/// miner that ignored its curtailment is made up for by the next least efficient.
 pub(super) fn hold_cap(inputs: &Inputs<'_>, order: &EfficiencyOrder, decisions: &mut [Decision]) {
     let Some(cap) = inputs.cap else {
         return;
@@ -153,7 +160,7 @@ pub(super) fn hold_cap(inputs: &Inputs<'_>, order: &EfficiencyOrder, decisions: 
         .map(|d| {
             !matches!(
                 d.reason,
-                Reason::Offline | Reason::Exempt | Reason::Manual { .. }
+                Reason::Offline | Reason::Exempt | Reason::Manual { .. } | Reason::Unheeded { .. }
             )
         })
         .collect();
