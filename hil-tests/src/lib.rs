@@ -14,6 +14,7 @@ use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 use tokio::sync::mpsc;
 
+pub mod fanout;
 mod pki;
 pub mod release;
 pub mod site;
@@ -203,6 +204,31 @@ impl Drop for Broker {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Which broker a site runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Mosquitto,
+    /// The agent's own (rumqttd): it comes and goes with the agent.
+    Embedded,
+}
+
+impl Via {
+    /// The agent's configuration for a broker on `port`: the lines of its `[agent]` section
+    /// (an external broker's URL) and a `[broker]` section (the embedded one's listener).
+    pub fn agent_config(self, port: u16) -> (String, String) {
+        match self {
+            Via::Mosquitto => (
+                format!("mqtt_url = \"mqtt://127.0.0.1:{port}\"\n"),
+                String::new(),
+            ),
+            Via::Embedded => (
+                String::new(),
+                format!("[broker]\nlisten = \"127.0.0.1:{port}\"\n"),
+            ),
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use hil_tests::site::{efficiency, miner_config, unix_now};
-use hil_tests::{Broker, Process, Seen, Watcher, binary, free_port, http_get, scratch};
+use hil_tests::{Broker, Process, Seen, Via, Watcher, binary, free_port, http_get, scratch};
 
 const SITE: &str = "tx-west";
 const SOON: Duration = Duration::from_secs(45);
@@ -34,14 +34,6 @@ struct Site {
     _efficient_miner: Process,
 }
 
-/// Which broker the site runs on.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Via {
-    Mosquitto,
-    /// The agent's own (rumqttd): it comes and goes with the agent.
-    Embedded,
-}
-
 impl Site {
     async fn start(name: &str, via: Via) -> Self {
         let dir = scratch(name);
@@ -59,16 +51,7 @@ impl Site {
         let efficient_miner = start_miner("efficient", 1300, 250.0);
         let hot_miner = start_miner("hot", 1500, 425.0);
         let metrics_port = free_port();
-        let (broker_lines, embedded) = match via {
-            Via::Mosquitto => (
-                format!("mqtt_url = \"mqtt://127.0.0.1:{port}\"\n"),
-                String::new(),
-            ),
-            Via::Embedded => (
-                String::new(),
-                format!("[broker]\nlisten = \"127.0.0.1:{port}\"\n"),
-            ),
-        };
+        let (broker_lines, embedded) = via.agent_config(port);
         let config = dir.join("site.toml");
         std::fs::write(
             &config,

@@ -1,0 +1,413 @@
+//! A curtailment fanned out to thousands of miners: the real agent (`hashwarden run`) plans a site
+//! of lightweight simulated miners — one MQTT client publishes every miner's status, state and
+//! telemetry and answers each command the way `hashwarden-fw` does (`accepted`, `applied`, then
+//! telemetry at 0 W). The market drops below every machine's breakeven; the clock runs from that
+//! publish to each command's arrival at its miner, to each `applied` ack reaching the broker's
+//! subscribers (as the agent hears it), and to the agent counting each change verified by
+//! telemetry. The baseline, in the same run, is the broker alone: as many messages of the same
+//! size published and received by one client, no agent in between.
+//!
+//! `hil-tests/tests/fanout.rs` runs it as a suite step; `cargo bench -p hashwarden --bench
+//! fanout` on a release build.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::Packet;
+use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
+
+pub use crate::Via;
+use crate::{Broker, Process, free_port, scratch, try_http_get};
+
+const SITE: &str = "fanout";
+/// How long the site may take to be heard, and then to be curtailed.
+const PATIENCE: Duration = Duration::from_secs(240);
+
+/// Times from the market's publish, seconds, sorted.
+#[derive(Debug, Clone, Default)]
+pub struct Times(Vec<f64>);
+
+impl Times {
+    pub fn count(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The `p` quantile (0..=1), or NaN when nothing arrived.
+    pub fn percentile(&self, p: f64) -> f64 {
+        if self.0.is_empty() {
+            return f64::NAN;
+        }
+        self.0[((self.0.len() - 1) as f64 * p.clamp(0.0, 1.0)).round() as usize]
+    }
+
+    pub fn last(&self) -> f64 {
+        self.0.last().copied().unwrap_or(f64::NAN)
+    }
+
+    fn from(mut times: Vec<f64>) -> Self {
+        times.sort_by(f64::total_cmp);
+        Self(times)
+    }
+}
+
+/// What one fan-out measured.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub miners: usize,
+    pub via: Via,
+    /// Market publish → each command at its miner.
+    pub command: Times,
+    /// Market publish → each `applied` ack delivered to a subscriber of the acks.
+    pub ack: Times,
+    /// Market publish → the agent's verified count passing each change (sampled every 50 ms).
+    pub verified: Times,
+    /// The broker alone, `miners` messages through it and back.
+    pub baseline: Duration,
+    /// The agent's exit summary.
+    pub summary: serde_json::Value,
+}
+
+impl Report {
+    /// The markdown table `docs/BENCHMARKS.md` holds.
+    pub fn table(&self) -> String {
+        let miners = self.miners;
+        let baseline_ms = self.baseline.as_secs_f64() * 1e3;
+        let which = match self.via {
+            Via::Mosquitto => "mosquitto",
+            Via::Embedded => "the embedded broker (rumqttd)",
+        };
+        let mut out = format!(
+            "{miners} miners through {which}; the market drops below every breakeven\n\n\
+             | from the market's publish to | p50 | p99 | all | of {miners} | p99 / baseline (broker alone, {miners} messages: {baseline_ms:.0} ms) |\n\
+             |---|---|---|---|---|---|\n"
+        );
+        for (what, times) in [
+            ("command at the miner", &self.command),
+            ("`applied` ack at the agent", &self.ack),
+            ("change verified by telemetry", &self.verified),
+        ] {
+            out += &format!(
+                "| {what} | {:.0} ms | {:.0} ms | {:.0} ms | {} | {:.1}× |\n",
+                times.percentile(0.5) * 1e3,
+                times.percentile(0.99) * 1e3,
+                times.last() * 1e3,
+                times.count(),
+                times.percentile(0.99) * 1e3 / baseline_ms,
+            );
+        }
+        out
+    }
+}
+
+fn client(port: u16, id: &str) -> (AsyncClient, EventLoop) {
+    let mut options = MqttOptions::new(id, "127.0.0.1", port);
+    options.set_keep_alive(Duration::from_secs(30));
+    AsyncClient::new(options, 50_000)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A counter on the agent's `/metrics`, 0 when it cannot be read.
+fn counter(metrics_port: u16, name: &str) -> usize {
+    try_http_get(metrics_port, "/metrics")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .unwrap_or(0.0) as usize
+}
+
+/// The broker alone: `count` messages of `size` bytes through it and back to one subscriber.
+async fn broker_baseline(port: u16, count: usize, size: usize) -> Duration {
+    let (client, mut eventloop) = client(port, "baseline");
+    client
+        .subscribe("baseline/#", QoS::AtLeastOnce)
+        .await
+        .expect("subscribes");
+    let payload = vec![b'x'; size];
+    let mut received = 0usize;
+    let mut started: Option<Instant> = None;
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                started = Some(Instant::now());
+                let sender = client.clone();
+                let payload = payload.clone();
+                tokio::spawn(async move {
+                    for i in 0..count {
+                        let _ = sender
+                            .publish(
+                                format!("baseline/{i}"),
+                                QoS::AtLeastOnce,
+                                false,
+                                payload.clone(),
+                            )
+                            .await;
+                    }
+                });
+            }
+            Ok(Event::Incoming(Packet::Publish(_))) => {
+                received += 1;
+                if received == count {
+                    return started.map_or(Duration::ZERO, |s| s.elapsed());
+                }
+            }
+            Ok(_) => {}
+            Err(e) => panic!("baseline client: {e}"),
+        }
+    }
+}
+
+/// Answers every command for every simulated miner as `hashwarden-fw` does, sending each
+/// arrival's (miner, time) to `arrivals`.
+fn answer_commands(
+    mut eventloop: EventLoop,
+    client: AsyncClient,
+    arrivals: tokio::sync::mpsc::UnboundedSender<(String, Instant)>,
+) {
+    let mut telemetry: fleet_proto::Telemetry =
+        serde_json::from_slice(&fleet_proto::examples::payload("/telemetry").expect("example"))
+            .expect("parses");
+    telemetry.mode = fleet_proto::Mode::Sleeping;
+    telemetry.power_w = 0.0;
+    let sleeping = serde_json::to_vec(&telemetry).expect("encodes");
+    tokio::spawn(async move {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let arrived = Instant::now();
+                    let topic = String::from_utf8_lossy(&p.topic).into_owned();
+                    let Some(miner) = topic.split('/').nth(3).map(str::to_string) else {
+                        continue;
+                    };
+                    let Ok(signed) =
+                        serde_json::from_slice::<fleet_proto::SignedCommand>(&p.payload)
+                    else {
+                        continue;
+                    };
+                    let Ok(command) = serde_json::from_str::<serde_json::Value>(&signed.payload)
+                    else {
+                        continue;
+                    };
+                    let id = command["id"].as_str().unwrap_or("").to_string();
+                    let _ = arrivals.send((miner.clone(), arrived));
+                    let base = format!("hashwarden/v1/{SITE}/{miner}");
+                    for status in ["accepted", "applied"] {
+                        let ack = format!(
+                            "{{\"v\":1,\"id\":\"{id}\",\"miner\":\"{miner}\",\"status\":\"{status}\",\"reason\":null,\"at\":{}}}",
+                            unix_now()
+                        );
+                        let _ = client
+                            .publish(format!("{base}/ack"), QoS::AtLeastOnce, false, ack)
+                            .await;
+                    }
+                    // At once and again at the firmware's default interval: a broker may deliver
+                    // the first report before the ack (MQTT orders messages per topic only;
+                    // rumqttd does not order across subscriptions), and the agent counts only
+                    // telemetry after the change as proof.
+                    let _ = client
+                        .publish(
+                            format!("{base}/telemetry"),
+                            QoS::AtMostOnce,
+                            false,
+                            sleeping.clone(),
+                        )
+                        .await;
+                    let (later, report) = (client.clone(), sleeping.clone());
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                        let _ = later
+                            .publish(format!("{base}/telemetry"), QoS::AtMostOnce, false, report)
+                            .await;
+                    });
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    });
+}
+
+/// When each miner's `applied` ack is delivered to a subscriber, sent to `acks`.
+async fn watch_acks(port: u16, acks: tokio::sync::mpsc::UnboundedSender<(String, Instant)>) {
+    let (observer, mut eventloop) = client(port, "ack-observer");
+    observer
+        .subscribe(format!("hashwarden/v1/{SITE}/+/ack"), QoS::AtLeastOnce)
+        .await
+        .expect("subscribes");
+    tokio::spawn(async move {
+        let _keep = observer;
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let at = Instant::now();
+                    if !p.payload.windows(9).any(|w| w == b"\"applied\"") {
+                        continue;
+                    }
+                    let topic = String::from_utf8_lossy(&p.topic).into_owned();
+                    if let Some(miner) = topic.split('/').nth(3) {
+                        let _ = acks.send((miner.to_string(), at));
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    });
+}
+
+/// Seconds from `started` of each miner's first event on `rx`, until `miners` have one or the
+/// deadline passes.
+async fn first_per_miner(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<(String, Instant)>,
+    miners: usize,
+    started: Instant,
+    deadline: Instant,
+) -> Times {
+    let mut first: HashMap<String, f64> = HashMap::new();
+    while first.len() < miners && Instant::now() < deadline {
+        if let Ok(Some((miner, at))) = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await
+        {
+            first
+                .entry(miner)
+                .or_insert((at.saturating_duration_since(started)).as_secs_f64());
+        }
+    }
+    Times::from(first.into_values().collect())
+}
+
+/// Runs the agent at `agent_bin` over `miners` simulated miners through `via`; everything in a
+/// scratch directory removed afterwards.
+pub async fn run(agent_bin: &Path, miners: usize, via: Via) -> Report {
+    let dir = scratch(&format!("fanout-{miners}"));
+    // A site this size needs the broker's per-client queues opened up: mosquitto keeps 1,000
+    // messages per client by default and drops the rest of a burst (docs/operations.md).
+    let broker = (via == Via::Mosquitto)
+        .then(|| Broker::start_with(&dir, "max_queued_messages 0\nmax_inflight_messages 0\n"));
+    let port = broker.as_ref().map_or_else(free_port, |b| b.port);
+    let (agent_broker, broker_lines) = via.agent_config(port);
+    let key = dir.join("host.key");
+    let output = std::process::Command::new(agent_bin)
+        .args(["keys", "init", "--out"])
+        .arg(&key)
+        .args(["--key-id", "fanout"])
+        .output()
+        .expect("runs");
+    assert!(output.status.success(), "{output:?}");
+    let metrics_port = free_port();
+    let site = dir.join("site.toml");
+    std::fs::write(
+        &site,
+        format!(
+            "[site]\nname = \"{SITE}\"\n[tariff]\nkind = \"fixed\"\nprice = 0.06\n\
+             [policy]\nbatch_size = {miners}\nmin_on_s = 0\nmin_off_s = 0\nrestore_cooldown_s = 0\n\
+             [agent]\n{agent_broker}key_file = \"{}\"\nkey_id = \"fanout\"\n\
+             plan_interval_s = 0.5\nstore = \"{}\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n\
+             {broker_lines}",
+            key.display(),
+            dir.join("agent.db").display()
+        ),
+    )
+    .expect("writes");
+    let site = site.display().to_string();
+    let agent = Process::start(
+        agent_bin,
+        &["run", "--config", &site],
+        dir.join("agent.log"),
+    );
+    // With the embedded broker the agent must be listening before the miners can connect.
+    let listening = Instant::now() + PATIENCE;
+    while try_http_get(metrics_port, "/metrics").is_none() {
+        assert!(Instant::now() < listening, "{}", agent.log_text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The simulated miners: one client for all of them.
+    let (fleet, fleet_loop) = client(port, "miners");
+    fleet
+        .subscribe(format!("hashwarden/v1/{SITE}/+/cmd"), QoS::AtLeastOnce)
+        .await
+        .expect("subscribes");
+    let (arrived_tx, mut arrived) = tokio::sync::mpsc::unbounded_channel();
+    answer_commands(fleet_loop, fleet.clone(), arrived_tx);
+    let (acked_tx, mut acked) = tokio::sync::mpsc::unbounded_channel();
+    watch_acks(port, acked_tx).await;
+    let state = fleet_proto::examples::payload("/state").expect("example");
+    let mining = fleet_proto::examples::payload("/telemetry").expect("example");
+    tokio::spawn(async move {
+        for m in 0..miners {
+            let topic = |kind: &str| format!("hashwarden/v1/{SITE}/m{m:05}/{kind}");
+            let _ = fleet
+                .publish(topic("status"), QoS::AtLeastOnce, true, "online")
+                .await;
+            let _ = fleet
+                .publish(topic("state"), QoS::AtLeastOnce, true, state.clone())
+                .await;
+            let _ = fleet
+                .publish(topic("telemetry"), QoS::AtMostOnce, false, mining.clone())
+                .await;
+        }
+    });
+    // Let the agent hear the whole fleet before the market moves.
+    let heard = Instant::now() + PATIENCE;
+    while counter(metrics_port, "hashwarden_machines_online") < miners {
+        assert!(
+            Instant::now() < heard,
+            "the agent heard {} of {miners} miners",
+            counter(metrics_port, "hashwarden_machines_online")
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    let (market, mut market_loop) = client(port, "market");
+    tokio::spawn(async move { while market_loop.poll().await.is_ok() {} });
+    let started = Instant::now();
+    market
+        .publish(
+            format!("hashwarden/v1/{SITE}/market"),
+            QoS::AtLeastOnce,
+            true,
+            format!(
+                "{{\"v\":1,\"at\":{},\"hashprice_usd_per_ph_day\":15.0}}",
+                unix_now()
+            ),
+        )
+        .await
+        .expect("publishes");
+    let deadline = Instant::now() + PATIENCE;
+    // The verified count, sampled, from its own task so the other clocks are not held up.
+    let verified = tokio::spawn(async move {
+        let mut passed: Vec<f64> = Vec::with_capacity(miners);
+        while passed.len() < miners && Instant::now() < deadline {
+            let count = counter(metrics_port, "hashwarden_changes_verified_total").min(miners);
+            let now = started.elapsed().as_secs_f64();
+            passed.resize(count.max(passed.len()), now);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Times::from(passed)
+    });
+    let command = first_per_miner(&mut arrived, miners, started, deadline).await;
+    let ack = first_per_miner(&mut acked, miners, started, deadline).await;
+    let verified = verified.await.unwrap_or_default();
+    // Before the agent stops: an embedded broker stops with it.
+    let baseline = broker_baseline(port, miners, 420).await;
+    let (status, summary) = agent.terminate();
+    assert!(status.success(), "{summary}");
+    drop(broker);
+    let _ = std::fs::remove_dir_all(&dir);
+    Report {
+        miners,
+        via,
+        command,
+        ack,
+        verified,
+        baseline,
+        summary,
+    }
+}
