@@ -108,10 +108,15 @@ async fn apply_change(
 
 /// The change on every chain at once (a sleep takes one ramp's time, not one per chain). A
 /// machine's power target is shared equally between its chains.
+///
+/// A wake (or reboot) that brings some chains back but not all is applied: the chains that came
+/// back mine, the others are left out from then on like a chain that failed at start (their
+/// supply cut), and the note says which and why. When none comes back it fails and nothing is
+/// left out, so the machine stays asleep and a later wake tries every chain again.
 pub async fn apply_to_machine<H: Hardware>(
     units: &mut [Unit<H>],
     change: Change,
-) -> Result<Option<&'static str>, String> {
+) -> Result<Option<String>, String> {
     let chains = units.len().max(1) as f64;
     let per_chain = match change {
         Change::PowerTarget(Some(watts)) => Change::PowerTarget(Some(watts / chains)),
@@ -127,14 +132,47 @@ pub async fn apply_to_machine<H: Hardware>(
             // A re-initialised chain has forgotten its jobs.
             unit.mining.restart(&unit.hw);
         }
-        held.map_err(|e| format!("chain {}: {e}", unit.index))
+        (unit.index, held)
     }))
     .await;
-    let mut note = None;
-    for result in results {
-        note = note.or(result?);
+    let tried = results.len();
+    let mut note: Option<&'static str> = None;
+    let mut lost = Vec::new();
+    for (index, result) in results {
+        match result {
+            Ok(held) => note = note.or(held),
+            Err(e) => lost.push((index, e)),
+        }
     }
-    Ok(note)
+    let waking = matches!(per_chain, Change::Wake | Change::Reboot);
+    if lost.is_empty() {
+        return Ok(note.map(str::to_string));
+    }
+    let described: Vec<String> = lost
+        .iter()
+        .map(|(index, e)| format!("chain {index}: {e}"))
+        .collect();
+    if !waking || lost.len() == tried {
+        return Err(described.join("; "));
+    }
+    for (index, reason) in lost {
+        if let Some(unit) = units.iter_mut().find(|u| u.index == index) {
+            // Half brought up, it may draw power for nothing.
+            if let Err(e) = unit.hw.sleep().await {
+                warn!(chain = index, error = %e, "cannot cut the supply of a chain that did not come back");
+            }
+            unit.fail(format!("did not come back from sleep: {reason}"));
+        }
+    }
+    let lost_note = format!(
+        "{} did not come back and {} left out; the others mine",
+        described.join("; "),
+        if described.len() == 1 { "is" } else { "are" }
+    );
+    Ok(Some(match note {
+        Some(held) => format!("{held}; {lost_note}"),
+        None => lost_note,
+    }))
 }
 
 /// Makes a decision's change and says how it went: the intent now in effect and the note for
@@ -154,7 +192,7 @@ async fn carry_out<H: Hardware>(
     let held = apply_to_machine(units, change).await?;
     let note = match (note, held) {
         (Some(note), Some(held)) => Some(format!("{note}; {held}")),
-        (note, held) => note.or(held.map(str::to_string)),
+        (note, held) => note.or(held),
     };
     Ok((intent, note))
 }

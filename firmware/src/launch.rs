@@ -176,7 +176,7 @@ pub async fn run(
                 };
                 let rig = sim::rig(board, &settings, intent, silicon, simulated.speed)?;
                 if let (Some(script), Some(control)) = (&simulated.faults, &rig.sim) {
-                    control.with_sim(|s| s.set_fault_script(script.clone()));
+                    control.with_sim(|s| s.set_fault_script(script.for_chain(chain as u32)));
                 }
                 rigs.push(rig);
             }

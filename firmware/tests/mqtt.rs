@@ -209,6 +209,64 @@ async fn expert_settings_are_clamped_and_a_power_target_is_held() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_that_does_not_come_back_from_sleep_is_left_out_and_the_others_mine() {
+    let dir = scratch("lost-chain");
+    let broker = Broker::start(&dir);
+    let mut host = Host::connect(broker.port, "test-host").await;
+    // Two chains; the second breaks after chip 3 ten simulated seconds in (after bring-up).
+    let faults = dir.join("faults.json");
+    std::fs::write(
+        &faults,
+        r#"[{"at_s": 10, "chain": 1, "faults": {"break_after": 3}}]"#,
+    )
+    .expect("writes");
+    let text = config(broker.port, &dir.join("data"), "").replace(
+        "name = \"bm1397-hashboard-12\"\n",
+        "name = \"bm1397-hashboard-12\"\nchains = 2\n",
+    );
+    let faults = faults.display().to_string();
+    let daemon = Daemon::start_with(&dir, &text, "only", 5.0, &["--sim-faults", &faults]);
+    let both = |t: &serde_json::Value| t["chains"].as_array().map_or(0, Vec::len) == 2;
+    host.wait_for("telemetry", SOON, |s| {
+        mode(s) == "mining" && both(&s.json())
+    })
+    .await;
+    // Past the break in chip time (10 s at 5×), asleep, then woken.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    host.send(host.sign(&host.command(Action::Sleep, 1))).await;
+    let ack = host.final_ack("cmd-000001").await;
+    assert_eq!(ack["status"], "applied", "{ack}");
+    host.send(host.sign(&host.command(Action::Wake, 2))).await;
+    let ack = host.final_ack("cmd-000002").await;
+    assert_eq!(ack["status"], "applied", "one chain came back: {ack}");
+    let reason = ack["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("chain 1:") && reason.contains("4 answered") && reason.contains("left out"),
+        "{ack}"
+    );
+    let telemetry = host
+        .wait_for("telemetry", SOON, |s| {
+            let t = s.json();
+            mode(s) == "mining"
+                && t["hashrate_ths"]["s5"].as_f64().is_some_and(|h| h > 0.0)
+                && t["chains"][1]["chips_alive"] == 0
+        })
+        .await
+        .json();
+    assert_eq!(telemetry["chains"][0]["chips_alive"], 12, "{telemetry}");
+    // Left out means left out: the next sleep and wake are the healthy chain's alone.
+    host.send(host.sign(&host.command(Action::Sleep, 3))).await;
+    assert_eq!(host.final_ack("cmd-000003").await["status"], "applied");
+    host.send(host.sign(&host.command(Action::Wake, 4))).await;
+    let ack = host.final_ack("cmd-000004").await;
+    assert_eq!(ack["status"], "applied", "{ack}");
+    assert!(ack["reason"].is_null(), "{ack}");
+    let (status, _) = daemon.terminate();
+    assert!(status.success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_host_trips_the_failsafe_and_a_killed_miner_leaves_its_will() {
     let dir = scratch("failsafe");
     let broker = Broker::start(&dir);

@@ -58,6 +58,9 @@ impl Faults {
 #[serde(deny_unknown_fields)]
 pub struct ScriptEntry {
     pub at_s: f64,
+    /// Only this chain of a board with several; every chain when absent.
+    #[serde(default)]
+    pub chain: Option<u32>,
     #[serde(default)]
     pub faults: Faults,
 }
@@ -107,6 +110,19 @@ impl FaultScript {
         Self::new(serde_json::from_str(text)?)
     }
 
+    /// The entries for chain `index` (those naming it and those naming none), from the start.
+    pub fn for_chain(&self, index: u32) -> Self {
+        Self {
+            entries: self
+                .entries
+                .iter()
+                .filter(|e| e.chain.is_none_or(|chain| chain == index))
+                .cloned()
+                .collect(),
+            next: 0,
+        }
+    }
+
     /// The fault set that takes over by time `now_s`, if a new one does.
     pub fn due(&mut self, now_s: f64) -> Option<Faults> {
         let mut latest = None;
@@ -132,6 +148,20 @@ mod tests {
         assert_eq!(script.due(1.0).map(|f| f.break_after), Some(Some(2)));
         assert_eq!(script.due(4.0), None);
         assert_eq!(script.due(10.0), Some(Faults::default()));
+    }
+
+    #[test]
+    fn an_entry_can_name_its_chain() {
+        let script = FaultScript::from_json(
+            r#"[{"at_s": 1, "chain": 1, "faults": {"break_after": 2}},
+                {"at_s": 2, "faults": {"drop_rate": 0.5}}]"#,
+        )
+        .expect("valid");
+        let (mut first, mut second) = (script.for_chain(0), script.for_chain(1));
+        assert_eq!(first.due(1.5), None);
+        assert_eq!(second.due(1.5).map(|f| f.break_after), Some(Some(2)));
+        assert_eq!(first.due(2.0).map(|f| f.drop_rate), Some(0.5));
+        assert_eq!(second.due(2.0).map(|f| f.drop_rate), Some(0.5));
     }
 
     #[test]

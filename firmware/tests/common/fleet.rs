@@ -50,11 +50,22 @@ impl Daemon {
 
     /// Like [`Daemon::start`], with the simulator at `speed` times real time.
     pub fn start_at(dir: &Path, config_text: &str, run: &str, speed: f64) -> Process {
+        Self::start_with(dir, config_text, run, speed, &[])
+    }
+
+    /// Like [`Daemon::start_at`], with more arguments (`--sim-faults FILE`).
+    pub fn start_with(
+        dir: &Path,
+        config_text: &str,
+        run: &str,
+        speed: f64,
+        extra: &[&str],
+    ) -> Process {
         let config = dir.join("hw.toml");
         std::fs::write(&config, config_text).expect("writes");
         let speed = speed.to_string();
         let config = config.display().to_string();
-        let args = [
+        let mut args = vec![
             "--sim",
             "--speed",
             &speed,
@@ -63,6 +74,7 @@ impl Daemon {
             "--config",
             &config,
         ];
+        args.extend_from_slice(extra);
         Process::start(
             Path::new(env!("CARGO_BIN_EXE_hashwarden-fw")),
             &args,

@@ -140,7 +140,7 @@ async fn serve(
         let mut sim =
             ChainSim::new(chain_config(&chain, index, share_floor)).map_err(|e| e.to_string())?;
         if let Some(script) = &script {
-            sim.set_fault_script(script.clone());
+            sim.set_fault_script(script.for_chain(index));
         }
         sims.push(sim);
         ptys.push(Pty::open().map_err(|e| format!("cannot open a pseudo-terminal: {e}"))?);
