@@ -149,8 +149,15 @@ fn machine_snapshot<H: Hardware>(
     units: &mut [Unit<H>],
     source: &WorkSource,
     now: tokio::time::Instant,
+    asleep_by_intent: bool,
 ) -> Snapshot {
     let mut machine = Snapshot::merge(units.iter_mut().map(|u| u.reading(now)).collect());
+    // Asleep by the operator's word, the chains stay down whatever the thermal guard would do
+    // once they cool: the fleet is told the machine sleeps (its temperatures still show the
+    // heat), so a curtailment of a hot machine is seen to be in effect.
+    if asleep_by_intent && machine.mode == fleet_proto::Mode::Overheated {
+        machine.mode = fleet_proto::Mode::Sleeping;
+    }
     let pool = source.accounting();
     machine.accepted += pool.accepted;
     machine.rejected += pool.rejected;
@@ -287,7 +294,8 @@ pub async fn run<H: Hardware>(
             return Err("every chain has failed".into());
         }
         if now >= next_snapshot {
-            snapshot_tx.send_replace(machine_snapshot(&mut units, &source, now));
+            let asleep_by_intent = desk.intent().sleeping.is_some();
+            snapshot_tx.send_replace(machine_snapshot(&mut units, &source, now, asleep_by_intent));
             // Healthy, for a supervisor trying this build: chains up, and the broker reached
             // when there is a fleet link. A machine left asleep counts as up.
             let chains_up = units.iter().any(|u| u.failed.is_none());

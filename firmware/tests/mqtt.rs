@@ -267,6 +267,45 @@ async fn a_chain_that_does_not_come_back_from_sleep_is_left_out_and_the_others_m
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overheated_machine_told_to_sleep_reports_sleeping() {
+    let dir = scratch("hot-sleep");
+    let broker = Broker::start(&dir);
+    let mut host = Host::connect(broker.port, "test-host").await;
+    let faults = dir.join("faults.json");
+    std::fs::write(&faults, r#"[{"at_s": 0, "faults": {"fan_failure": true}}]"#).expect("writes");
+    let faults = faults.display().to_string();
+    let daemon = Daemon::start_with(
+        &dir,
+        &config(broker.port, &dir.join("data"), ""),
+        "only",
+        10.0,
+        &["--sim-faults", &faults],
+    );
+    host.wait_for("telemetry", Duration::from_secs(60), |s| {
+        mode(s) == "overheated"
+    })
+    .await;
+    host.send(host.sign(&host.command(Action::Sleep, 1))).await;
+    let ack = host.final_ack("cmd-000001").await;
+    assert_eq!(ack["status"], "applied", "{ack}");
+    // What the agent verifies a curtailment by — sleeping, at no power — in the reports from a
+    // snapshot after the sleep, long before the chips have cooled (a minute of chip time).
+    let applied = std::time::Instant::now();
+    let report = loop {
+        let report = host.wait_for("telemetry", SOON, |_| true).await;
+        if applied.elapsed() > Duration::from_millis(1_500) {
+            break report;
+        }
+    };
+    let telemetry = report.json();
+    assert_eq!(mode(&report), "sleeping", "{telemetry}");
+    assert_eq!(telemetry["power_w"].as_f64(), Some(0.0), "{telemetry}");
+    let (status, _) = daemon.terminate();
+    assert!(status.success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_host_trips_the_failsafe_and_a_killed_miner_leaves_its_will() {
     let dir = scratch("failsafe");
     let broker = Broker::start(&dir);
