@@ -127,6 +127,60 @@ pub async fn telemetry_until<S: AsRef<str>>(
     }
 }
 
+/// What the broker carried between an agent and its miners: each command's id and each ack's,
+/// to hold the agent's audit log against. A broker restarted without persistence forgets the
+/// subscription: connect another record then.
+#[derive(Debug)]
+pub struct BrokerRecord {
+    commands: Watcher,
+    acks: Watcher,
+}
+
+impl BrokerRecord {
+    pub async fn connect(port: u16, site: &str, name: &str) -> Self {
+        let commands = Watcher::connect(
+            port,
+            &format!("{name}-cmd"),
+            &format!("hashwarden/v1/{site}/+/cmd"),
+        )
+        .await;
+        let acks = Watcher::connect(
+            port,
+            &format!("{name}-ack"),
+            &format!("hashwarden/v1/{site}/+/ack"),
+        )
+        .await;
+        Self { commands, acks }
+    }
+
+    /// The command ids seen so far (read from each signed command's payload).
+    pub fn commands(&mut self) -> Vec<String> {
+        std::iter::from_fn(|| self.commands.try_next())
+            .map(|seen| {
+                let payload = seen.json()["payload"].as_str().unwrap_or("").to_string();
+                serde_json::from_str::<serde_json::Value>(&payload).unwrap_or_default()["id"]
+                    .as_str()
+                    .unwrap_or("?")
+                    .to_string()
+            })
+            .collect()
+    }
+
+    /// The acks seen so far, each as its command's id and its status (`hw-12 applied`).
+    pub fn acks(&mut self) -> Vec<String> {
+        std::iter::from_fn(|| self.acks.try_next())
+            .map(|seen| {
+                let ack = seen.json();
+                format!(
+                    "{} {}",
+                    ack["id"].as_str().unwrap_or("-"),
+                    ack["status"].as_str().unwrap_or("-")
+                )
+            })
+            .collect()
+    }
+}
+
 /// A miner's telemetry says it is asleep and draws nothing.
 pub fn asleep(telemetry: &serde_json::Value) -> bool {
     telemetry["mode"] == "sleeping" && telemetry["power_w"].as_f64() == Some(0.0)

@@ -2,9 +2,11 @@
 //! daemons on mosquitto. A market reading between the two machines' breakevens sleeps exactly
 //! the one under water, verified by its telemetry; a recovery past the band wakes it again.
 
+mod common;
+
 use std::time::Duration;
 
-use hil_tests::site::{efficiency, miner_config, unix_now};
+use hil_tests::site::{BrokerRecord, efficiency, miner_config, unix_now};
 use hil_tests::{Broker, Process, Seen, Via, Watcher, binary, free_port, http_get, scratch};
 
 const SITE: &str = "tx-west";
@@ -27,6 +29,8 @@ struct Site {
     broker: Option<Broker>,
     port: u16,
     watcher: Watcher,
+    /// What the broker carried, one record per broker life (a restart forgets subscriptions).
+    records: Vec<BrokerRecord>,
     agent_bin: std::path::PathBuf,
     config: String,
     metrics_port: u16,
@@ -44,6 +48,7 @@ impl Site {
         let public_key = hil_tests::agent_key(&key, "host-test");
         let watcher =
             Watcher::connect(port, "test-watch", &format!("hashwarden/v1/{SITE}/#")).await;
+        let records = vec![BrokerRecord::connect(port, SITE, "record").await];
         let start_miner = |name: &str, core_mv: u32, mhz: f64| {
             let config = miner_config(&dir, SITE, name, port, &public_key, core_mv, mhz);
             Process::sim_miner(&config, dir.join(format!("{name}.log")))
@@ -73,6 +78,7 @@ impl Site {
             broker,
             port,
             watcher,
+            records,
             agent_bin,
             metrics_port,
             hot_miner,
@@ -110,6 +116,14 @@ impl Site {
         assert_eq!(summary["commands_sent"], 1, "only the wake: {summary}");
         let acks = self.hot_miner.log_text();
         assert_eq!(acks.matches("action=Sleep").count(), 1, "{acks}");
+        // Killed or not, every command either agent put on the broker is in the store's audit
+        // log: it is written there before it is published. (An ack that came while no agent
+        // was running, or in the moment before the kill, cannot be: the faults suite holds
+        // every ack of a run without a kill to the log.)
+        let audit = common::audit_log(&self.dir.join("agent.db"));
+        let commands: Vec<String> = self.records.iter_mut().flat_map(|r| r.commands()).collect();
+        assert_eq!(commands.len(), 2, "the sleep and the wake: {commands:?}");
+        common::assert_commands_audited(&audit, &commands);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 
@@ -358,6 +372,8 @@ async fn a_killed_agent_and_a_restarted_broker_leave_a_consistent_site() {
         .restart(&site.dir);
     let mut watcher =
         Watcher::connect(port, "test-watch-2", &format!("hashwarden/v1/{SITE}/#")).await;
+    site.records
+        .push(BrokerRecord::connect(port, SITE, "record-2").await);
     watcher
         .wait_for("/agent", SOON, |s| s.payload == b"online")
         .await;
@@ -401,6 +417,8 @@ async fn the_embedded_broker_carries_the_site_and_survives_the_agent_being_kille
         &format!("hashwarden/v1/{SITE}/#"),
     )
     .await;
+    site.records
+        .push(BrokerRecord::connect(site.port, SITE, "record-2").await);
     watcher
         .wait_for("/agent", SOON, |s| s.payload == b"online")
         .await;

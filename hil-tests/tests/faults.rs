@@ -7,11 +7,14 @@
 //! A killed agent and a restarted broker are `curtailment.rs`'s; the embedded broker with its
 //! agent killed is `broker.rs`'s.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod common;
+
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hil_tests::site::{
-    Bench, agent, asleep, grid_cap, measured_state, miner_config, mining, telemetry_until, unix_now,
+    Bench, BrokerRecord, agent, asleep, grid_cap, measured_state, miner_config, mining,
+    telemetry_until, unix_now,
 };
 use hil_tests::{Process, Watcher, binary};
 
@@ -186,10 +189,7 @@ async fn every_fault_ends_in_its_documented_state_and_the_audit_log_keeps_everyt
     } = Bench::start("faults", SITE).await;
     let port = broker.port;
     // What the broker carried, to hold the audit log against.
-    let mut commands_seen =
-        Watcher::connect(port, "cmd-tap", &format!("hashwarden/v1/{SITE}/+/cmd")).await;
-    let mut acks_seen =
-        Watcher::connect(port, "ack-tap", &format!("hashwarden/v1/{SITE}/+/ack")).await;
+    let mut record = BrokerRecord::connect(port, SITE, "record").await;
 
     let mut processes = BTreeMap::new();
     for (name, core_mv, mhz, faults) in MINERS {
@@ -317,40 +317,14 @@ async fn every_fault_ends_in_its_documented_state_and_the_audit_log_keeps_everyt
     assert!(chain_break_log.contains("chip silent"), "{chain_break_log}");
 
     // Every command on the broker is in the audit log as sent, every ack as received.
-    let store = hashwarden::store::Store::open(&dir.join("agent.db")).expect("opens");
-    let audit = store.history(None, 1_000_000).expect("reads");
-    let logged = |kind: &str| -> BTreeSet<String> {
-        audit
-            .iter()
-            .filter(|e| e.kind == kind)
-            .filter_map(|e| e.detail.split_whitespace().next().map(str::to_string))
-            .collect()
-    };
-    let (sent, acked) = (logged("sent"), logged("ack"));
-    let mut commands = 0;
-    while let Some(seen) = commands_seen.try_next() {
-        let signed: serde_json::Value = seen.json();
-        let payload: serde_json::Value =
-            serde_json::from_str(signed["payload"].as_str().unwrap_or("")).unwrap_or_default();
-        let id = payload["id"].as_str().unwrap_or("?").to_string();
-        assert!(
-            sent.contains(&id),
-            "{id} on the broker, not in the audit log"
-        );
-        commands += 1;
-    }
-    let mut acks = 0;
-    while let Some(seen) = acks_seen.try_next() {
-        let id = seen.json()["id"].as_str().unwrap_or("-").to_string();
-        assert!(
-            acked.contains(&id),
-            "ack of {id} on the broker, not in the audit log"
-        );
-        acks += 1;
-    }
+    let audit = common::audit_log(&dir.join("agent.db"));
+    let (commands, acks) = (record.commands(), record.acks());
+    common::assert_audited(&audit, &commands, &acks);
     assert!(
-        commands >= 6 && acks >= 6,
-        "{commands} commands, {acks} acks"
+        commands.len() >= 6 && acks.len() >= 6,
+        "{} commands, {} acks",
+        commands.len(),
+        acks.len()
     );
     for name in ["chain-break", "chip-death"] {
         assert!(
