@@ -280,6 +280,16 @@ impl Executor {
         }
     }
 
+    /// Drops `miner`'s change if it failed or went unanswered, so the next `want` sends it again
+    /// at once (an operator asked for it anew). Whether there was one to drop.
+    pub fn forget_failure(&mut self, miner: &str) -> bool {
+        if self.not_carried_out(miner).is_some() {
+            self.ops.remove(miner);
+            return true;
+        }
+        false
+    }
+
     /// A switch from before a restart (the store's), for the planner's dwell.
     pub fn restore_switch(&mut self, miner: &str, at: u64, on: bool) {
         self.switched.insert(miner.to_string(), (at, on));

@@ -84,6 +84,9 @@ struct Agent {
     dashboard: String,
     history: crate::dashboard::History,
     dashboard_at: Option<u64>,
+    /// The override (by its end time) each miner's last manual change was asked for under: a
+    /// new one is the operator asking again, which retries a change that failed at once.
+    manual_asked: BTreeMap<String, u64>,
 }
 
 pub fn unix_now() -> u64 {
@@ -271,6 +274,7 @@ impl Agent {
             dashboard: String::new(),
             history: crate::dashboard::History::default(),
             dashboard_at: None,
+            manual_asked: BTreeMap::new(),
         })
     }
 
@@ -408,6 +412,12 @@ impl Agent {
         for (machine, decision) in machines.iter().zip(&plan.decisions) {
             if !decision.changes() {
                 continue;
+            }
+            if let crate::planner::Reason::Manual { until } = decision.reason
+                && self.manual_asked.insert(machine.id.clone(), until) != Some(until)
+                && self.executor.forget_failure(&machine.id)
+            {
+                info!(miner = %machine.id, "asked again by hand: the change that was not carried out is retried now");
             }
             let baseline = self.fleet.get(&machine.id).and_then(|h| h.power());
             if self

@@ -384,3 +384,50 @@ fn rollouts_are_taken_up_one_at_a_time_and_only_with_an_image_that_checks() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_change_nobody_answered_is_held_until_the_operator_asks_again() {
+    let mut agent = agent("");
+    let dir = std::env::temp_dir().join(format!("hw-agent-manual-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch");
+    let store = crate::store::Store::open(&dir.join("agent.db")).expect("opens");
+    agent.attach(store).expect("attaches");
+    hear_miner(&mut agent);
+    agent.take_at("hashwarden/v1/tx-west/market", &market(40.0, NOW), NOW);
+    let curtail_by_hand = |agent: &mut Agent, until: u64| {
+        let manual = crate::planner::Manual {
+            setting: Setting::Sleep,
+            until,
+        };
+        agent
+            .store
+            .as_ref()
+            .expect("attached")
+            .set_override("m1", manual)
+            .expect("stored");
+    };
+    // Sent for every round until `to`, the miner reporting (and never acking) throughout.
+    let rounds = |agent: &mut Agent, from: u64, to: u64| -> Vec<String> {
+        let mut sent = Vec::new();
+        for t in from..to {
+            agent.take_at(
+                "hashwarden/v1/tx-west/m1/telemetry",
+                &example("/telemetry"),
+                t,
+            );
+            sent.extend(actions(&agent.round(t)));
+        }
+        sent
+    };
+    curtail_by_hand(&mut agent, NOW + 3_600);
+    let sent = rounds(&mut agent, NOW + 1, NOW + 200);
+    assert_eq!(sent, ["m1:sleep"; 3], "three attempts, then unresponsive");
+    assert!(agent.executor.not_carried_out("m1").is_some());
+    // The same override, still in force: nothing more until the retry time.
+    assert!(rounds(&mut agent, NOW + 200, NOW + 250).is_empty());
+    // The operator curtails it again: sent at once.
+    curtail_by_hand(&mut agent, NOW + 7_200);
+    assert_eq!(rounds(&mut agent, NOW + 250, NOW + 252), ["m1:sleep"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
