@@ -20,6 +20,9 @@ pub struct Grid {
     last_maestro: Option<(MaestroTarget, u64)>,
     /// When the agent started: a maestro site is not silent before it could have heard.
     since: u64,
+    /// How long before a cap announced ahead (`from`) it is applied, so the batches have shed
+    /// what they must by the time it starts.
+    lead_s: u64,
 }
 
 impl Grid {
@@ -32,8 +35,34 @@ impl Grid {
         }
     }
 
-    pub fn signal(&mut self, signal: GridSignal) {
+    /// Applies caps announced ahead `lead_s` before they start.
+    pub fn with_lead(self, lead_s: u64) -> Self {
+        Self { lead_s, ..self }
+    }
+
+    /// Takes a signal in place of the last one, unless it contradicts itself.
+    pub fn signal(&mut self, signal: GridSignal) -> Result<(), String> {
+        if let Some(kw) = signal.cap_kw
+            && !(kw.is_finite() && kw >= 0.0)
+        {
+            return Err(format!("a cap of {kw} kW is not a power"));
+        }
+        if let (Some(from), Some(until)) = (signal.from, signal.until)
+            && from >= until
+        {
+            return Err(format!(
+                "it starts at {from}, not before it ends at {until}"
+            ));
+        }
         self.signal = Some(signal);
+        Ok(())
+    }
+
+    /// A cap announced for later: (the cap, when it starts), while it is not in force yet.
+    pub fn scheduled(&self, now: u64) -> Option<(Watts, u64)> {
+        let signal = self.signal.as_ref()?;
+        let from = signal.from.filter(|&from| now + self.lead_s < from)?;
+        Some((Watts(signal.cap_kw? * 1000.0), from))
     }
 
     /// A maestro message, received at host time `now`.
@@ -49,7 +78,8 @@ impl Grid {
         }
         if let Some(signal) = &self.signal
             && signal.until.is_none_or(|until| until > now)
-            && let Some(kw) = signal.cap_kw.filter(|kw| kw.is_finite() && *kw >= 0.0)
+            && signal.from.is_none_or(|from| now + self.lead_s >= from)
+            && let Some(kw) = signal.cap_kw
         {
             caps.push((Watts(kw * 1000.0), "the grid signal"));
         }
@@ -84,7 +114,9 @@ mod tests {
             at: NOW,
             cap_kw: Some(1_800.0),
             until: Some(NOW + 3_600),
-        });
+            from: None,
+        })
+        .expect("a cap");
         assert_eq!(
             grid.cap(NOW + 10),
             Some((Watts(1_800_000.0), "the grid signal"))
@@ -96,8 +128,46 @@ mod tests {
             at: NOW,
             cap_kw: None,
             until: None,
-        });
+            from: None,
+        })
+        .expect("a lift");
         assert_eq!(grid.cap(NOW).map(|c| c.0), Some(Watts(2_000_000.0)));
+    }
+
+    #[test]
+    fn a_cap_announced_ahead_applies_its_lead_before_it_starts_and_ends_on_time() {
+        let mut grid = Grid::new(None, false, NOW).with_lead(300);
+        let signal = GridSignal {
+            v: 1,
+            at: NOW,
+            cap_kw: Some(1_200.0),
+            until: Some(NOW + 5_400),
+            from: Some(NOW + 1_800),
+        };
+        grid.signal(signal).expect("a cap with notice");
+        assert_eq!(grid.cap(NOW), None, "not yet");
+        assert_eq!(grid.scheduled(NOW), Some((Watts(1_200_000.0), NOW + 1_800)));
+        assert_eq!(grid.cap(NOW + 1_499), None);
+        assert_eq!(
+            grid.cap(NOW + 1_500).map(|c| c.0),
+            Some(Watts(1_200_000.0)),
+            "shedding starts the lead before the event"
+        );
+        assert_eq!(grid.scheduled(NOW + 1_500), None);
+        assert_eq!(grid.cap(NOW + 5_400), None, "over");
+        // A signal that ends before it starts, or caps at no power, is refused and changes
+        // nothing.
+        let backwards = GridSignal {
+            from: Some(NOW + 9_000),
+            ..signal
+        };
+        assert!(grid.signal(backwards).is_err());
+        let nan = GridSignal {
+            cap_kw: Some(f64::NAN),
+            ..signal
+        };
+        assert!(grid.signal(nan).is_err());
+        assert_eq!(grid.cap(NOW + 1_500).map(|c| c.0), Some(Watts(1_200_000.0)));
     }
 
     #[test]

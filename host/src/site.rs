@@ -131,6 +131,15 @@ pub struct SiteSection {
     pub pool_fee: f64,
     /// The site's contract limit, W.
     pub cap_w: Option<f64>,
+    /// How long before a grid cap announced ahead (`from`) the agent starts shedding for it, s:
+    /// enough for its batches and the miners' ramps.
+    #[serde(default = "default_grid_lead")]
+    pub grid_lead_s: u64,
+}
+
+fn default_grid_lead() -> u64 {
+    // Ten of the default policy's 30 s batches, with the miners' ramps and a verification.
+    300
 }
 
 /// Where the site's hashprice comes from: a starting value (a hashprice or the network's
@@ -268,6 +277,12 @@ impl SiteConfig {
             return Err(invalid(
                 "site.pool_fee",
                 format!("{} is not a fraction in 0..1", config.site.pool_fee),
+            ));
+        }
+        if config.site.grid_lead_s > 86_400 {
+            return Err(invalid(
+                "site.grid_lead_s",
+                format!("{} s is more than a day", config.site.grid_lead_s),
             ));
         }
         if let Some(cap) = config.site.cap_w
@@ -563,6 +578,13 @@ btc_usd = 63000
         for (change, key) in [
             (("pool_fee = 0.02", "pool_fee = 2"), "site.pool_fee"),
             (("cap_w = 5_000_000", "cap_w = -1"), "site.cap_w"),
+            (
+                (
+                    "cap_w = 5_000_000",
+                    "cap_w = 5_000_000\ngrid_lead_s = 100_000",
+                ),
+                "site.grid_lead_s",
+            ),
             (("price = 0.06", "price = -0.06"), "tariff"),
             (("band = 0.05", "band = 5"), "policy.band"),
             (("btc_usd = 63000", "btc_usd = 0"), "market.network"),

@@ -270,6 +270,19 @@ pub fn all() -> Vec<Example> {
                 at: 1_767_225_600,
                 cap_kw: Some(1_800.0),
                 until: Some(1_767_229_200),
+                from: None,
+            }),
+        },
+        Example {
+            title: "grid (demand response with 30 minutes' notice)",
+            topic: topic::grid(&site),
+            retained: false,
+            json: pretty(&GridSignal {
+                v: VERSION,
+                at: 1_767_225_600,
+                cap_kw: Some(1_200.0),
+                until: Some(1_767_238_800),
+                from: Some(1_767_227_400),
             }),
         },
         Example {

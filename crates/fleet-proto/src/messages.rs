@@ -182,4 +182,8 @@ pub struct GridSignal {
     pub cap_kw: Option<f64>,
     /// Until when the signal holds (unix seconds).
     pub until: Option<u64>,
+    /// When the cap takes effect (unix seconds); absent or past: at once. A cap announced ahead
+    /// is demand response with notice: the agent sheds in time to be under it by then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<u64>,
 }

@@ -86,10 +86,15 @@ impl Agent {
             }
         } else if topic_name == topic::grid(&self.site) {
             match serde_json::from_slice::<GridSignal>(payload) {
-                Ok(signal) => {
-                    info!(cap_kw = ?signal.cap_kw, until = ?signal.until, "grid signal");
-                    self.grid.signal(signal);
-                }
+                Ok(signal) => match self.grid.signal(signal) {
+                    Ok(()) => {
+                        info!(cap_kw = ?signal.cap_kw, from = ?signal.from, until = ?signal.until, "grid signal");
+                        if let Some((cap, from)) = self.grid.scheduled(now) {
+                            info!(%cap, from, "grid cap announced ahead: shedding starts in time for it");
+                        }
+                    }
+                    Err(reason) => refused(&mut self.summary, "grid", reason),
+                },
                 Err(e) => refused(&mut self.summary, "grid", e.to_string()),
             }
         } else if topic_name == topic::power(&self.site) {

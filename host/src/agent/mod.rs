@@ -251,7 +251,7 @@ impl Agent {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_millis() as u64);
         Ok(Self {
-            grid: Grid::new(config.cap(), maestro, now),
+            grid: Grid::new(config.cap(), maestro, now).with_lead(config.site.grid_lead_s),
             executor: Executor::new(site.clone(), commands, seq_floor),
             config,
             site,

@@ -198,6 +198,41 @@ fn a_grid_cap_sleeps_a_profitable_machine() {
     assert_eq!(actions(&agent.round(NOW + 1)), ["m1:sleep"]);
 }
 
+#[test]
+fn a_grid_cap_with_notice_sheds_its_lead_before_it_starts() {
+    let mut agent = agent("");
+    hear_miner(&mut agent);
+    agent.take_at("hashwarden/v1/tx-west/market", &market(40.0, NOW), NOW);
+    // Thirty minutes' notice; the default lead is five minutes.
+    let from = NOW + 1_800;
+    let cap = format!(
+        "{{\"v\":1,\"at\":{NOW},\"cap_kw\":1.0,\"from\":{from},\"until\":{}}}",
+        from + 3_600
+    );
+    agent.take_at("hashwarden/v1/tx-west/grid", cap.as_bytes(), NOW + 1);
+    for t in [NOW + 1, NOW + 600, from - 301] {
+        agent.take_at(
+            "hashwarden/v1/tx-west/m1/telemetry",
+            &example("/telemetry"),
+            t,
+        );
+        assert!(agent.round(t).is_empty(), "mining on at {t}");
+    }
+    agent.take_at(
+        "hashwarden/v1/tx-west/m1/telemetry",
+        &example("/telemetry"),
+        from - 300,
+    );
+    assert_eq!(actions(&agent.round(from - 300)), ["m1:sleep"]);
+    // One that ends before it starts is refused and counted.
+    let backwards = format!(
+        "{{\"v\":1,\"at\":{NOW},\"cap_kw\":1.0,\"from\":{},\"until\":{from}}}",
+        from + 60
+    );
+    agent.take_at("hashwarden/v1/tx-west/grid", backwards.as_bytes(), from);
+    assert_eq!(agent.summary.refused_messages, 1);
+}
+
 fn power(usd_per_kwh: f64, at: u64) -> Vec<u8> {
     format!("{{\"v\":1,\"at\":{at},\"usd_per_kwh\":{usd_per_kwh}}}").into_bytes()
 }

@@ -29,6 +29,15 @@ use story::Story;
 /// The demand-response night runs at two wall seconds per story hour (an hour either side
 /// included): slow enough for the miners to be seen shedding load.
 const SLOW_PACE: f64 = 1800.0;
+/// Story seconds of notice the demand-response event is announced with (the grid signal's
+/// `from`): real programmes give tens of minutes to hours. The slow-motion window opens this
+/// long before the event, so the notice is told at slow pace.
+const EVENT_NOTICE_S: u64 = 3_600;
+
+/// The event's notice in wall seconds: the agent's `grid_lead_s`, so it uses all of it.
+fn event_notice_wall_s() -> u64 {
+    (EVENT_NOTICE_S as f64 / SLOW_PACE).ceil() as u64
+}
 /// How often the story moves on and the books are kept.
 const TICK: Duration = Duration::from_millis(100);
 /// How often the agent is told the market again when it has not moved.
@@ -352,6 +361,7 @@ async fn replay(
     let mut ledger = LiveLedger::default();
     let mut event = EventWatch::default();
     let mut in_event = false;
+    let mut announced = false;
     let mut last_told: Option<(story::Told, Instant)> = None;
     let mut last_line = Instant::now() - Duration::from_secs(10);
     let started = Instant::now();
@@ -422,19 +432,23 @@ async fn replay(
             .await;
             last_told = Some((told, Instant::now()));
         }
+        if !announced && story_at + EVENT_NOTICE_S >= story.event.0 && story_at < story.event.1 {
+            announced = true;
+            let wall = |story_s: u64| (story_s as f64 / clock.pace_at(story_at)).round() as u64;
+            let body = format!(
+                "{{\"v\":1,\"at\":{unix},\"cap_kw\":{},\"from\":{},\"until\":{}}}",
+                cap.0 / 1000.0,
+                unix + wall(story.event.0.saturating_sub(story_at)),
+                unix + wall(story.event.1 - story_at).max(1)
+            );
+            tap.publish(topics.2.clone(), body, true).await;
+        }
         if told.in_event != in_event {
             in_event = told.in_event;
-            let body = if in_event {
-                let wall_left = (story.event.1 - story_at) as f64 / clock.pace_at(story_at);
-                format!(
-                    "{{\"v\":1,\"at\":{unix},\"cap_kw\":{},\"until\":{}}}",
-                    cap.0 / 1000.0,
-                    unix + wall_left.ceil() as u64
-                )
-            } else {
-                format!("{{\"v\":1,\"at\":{unix},\"cap_kw\":null,\"until\":null}}")
-            };
-            tap.publish(topics.2.clone(), body, true).await;
+            if !in_event {
+                let lift = format!("{{\"v\":1,\"at\":{unix},\"cap_kw\":null,\"until\":null}}");
+                tap.publish(topics.2.clone(), lift, true).await;
+            }
         }
         let site_w: f64 = latest.values().map(|r| r.power_w).sum();
         if in_event {
@@ -511,10 +525,13 @@ fn verdict(report: &DemoReport) -> String {
     let live = &report.live;
     let event = match (live.event_met_after_s, live.event_peak_share) {
         (Some(after), peak) => format!(
-            "the demand-response cap ({:.0} % of full power) was met {} story-minutes into the \
-             event{}",
+            "the demand-response cap ({:.0} % of full power, announced an hour ahead) was met {}{}",
             live.event_cap_share * 100.0,
-            after / 60,
+            if after < 60 {
+                "from the event's start".to_string()
+            } else {
+                format!("{} story-minutes into the event", after / 60)
+            },
             peak.map_or(String::new(), |p| format!(
                 ", the site at most {:.0} % after",
                 p * 100.0

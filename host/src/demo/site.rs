@@ -35,7 +35,7 @@ fn agent_toml(places: &Places, key: &Path, story: &super::story::Story, miners: 
         story.tariff.price_at(story.start).0
     );
     format!(
-        "[site]\nname = \"{SITE}\"\npool_fee = {fee}\n\
+        "[site]\nname = \"{SITE}\"\npool_fee = {fee}\ngrid_lead_s = {lead}\n\
          [tariff]\n{tariff}\
          [power]\nmax_age_s = 60\n\
          [policy]\nmode = \"optimise\"\nband = {band}\nmin_on_s = 1\nmin_off_s = 1\n\
@@ -44,6 +44,7 @@ fn agent_toml(places: &Places, key: &Path, story: &super::story::Story, miners: 
          [agent]\nkey_file = \"{key}\"\nkey_id = \"{KEY_ID}\"\nplan_interval_s = 0.25\n\
          store = \"{store}\"\nmetrics_listen = \"{dashboard}\"\n",
         fee = story.pool_fee,
+        lead = super::event_notice_wall_s(),
         band = story.policy.band,
         broker = places.broker,
         key = key.display(),
