@@ -85,6 +85,7 @@ async fn apply_change(
             cooling.base_clocks = board.clocks().to_vec();
             Ok(None)
         }
+        // A unit's (`Unit::aim_power`): it needs the chain's tuned curve.
         Change::PowerTarget(watts) => {
             cooling.set_power_target(watts);
             Ok(None)
@@ -127,10 +128,19 @@ pub async fn apply_to_machine<H: Hardware>(
         if let Change::Tune(_) = per_chain {
             unit.autotune.retry();
         }
-        let held = apply_change(&mut unit.hw, &mut unit.cooling, per_chain).await;
+        let held = match per_chain {
+            Change::PowerTarget(watts) => unit.aim_power(watts).await.map(|()| None),
+            other => apply_change(&mut unit.hw, &mut unit.cooling, other).await,
+        };
         if matches!(per_chain, Change::Wake | Change::Reboot) {
             // A re-initialised chain has forgotten its jobs.
             unit.mining.restart(&unit.hw);
+            // A target kept while asleep is aimed now that the chips run.
+            if held.is_ok()
+                && let Err(e) = unit.aim_power(unit.cooling.power_target()).await
+            {
+                warn!(chain = unit.index, error = %e, "power target: cannot move to the curve's point");
+            }
         }
         (unit.index, held)
     }))

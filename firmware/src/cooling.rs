@@ -24,6 +24,9 @@ pub struct Cooling {
     /// Watts to hold by the clock, and when the limiter last acted (chip seconds).
     power_target: Option<f64>,
     last_power_step_s: f64,
+    /// Each chip's highest clock the limiter may raise it to: its clean clock at the voltage a
+    /// tuned curve's point set (`Unit::aim_power`). Above it the chips would err, not hash.
+    pub clock_ceiling: Option<Vec<u32>>,
 }
 
 /// The limiter acts at most this often: a clock change must settle before power is read again.
@@ -87,6 +90,7 @@ impl Cooling {
             manual_fan: None,
             power_target: None,
             last_power_step_s: f64::NEG_INFINITY,
+            clock_ceiling: None,
         }
     }
 
@@ -112,7 +116,12 @@ impl Cooling {
             );
             // Every chip moves by the same factor: a tuned chain keeps each chip's share.
             let factor = f64::from(next.khz()) / f64::from(current.khz().max(1));
-            let clocks = scale_clocks(hw.clocks(), factor, hw.description());
+            let mut clocks = scale_clocks(hw.clocks(), factor, hw.description());
+            if let Some(ceiling) = &self.clock_ceiling {
+                for (clock, &most) in clocks.iter_mut().zip(ceiling) {
+                    *clock = (*clock).min(most);
+                }
+            }
             match hw.set_clocks(&clocks).await {
                 // The clocks the guard scales from are now the limiter's.
                 Ok(()) => self.base_clocks = hw.clocks().to_vec(),
@@ -158,6 +167,8 @@ impl Cooling {
     /// Holds `watts` by the clock from now on, or (`None`) returns to the operator's clock.
     pub fn set_power_target(&mut self, watts: Option<f64>) {
         self.power_target = watts;
+        // Whoever sets the clocks next says how high they may go.
+        self.clock_ceiling = None;
         self.last_power_step_s = f64::NEG_INFINITY;
     }
 

@@ -16,6 +16,7 @@ pub mod launch;
 pub mod metrics;
 pub mod mining;
 pub mod mqtt;
+pub mod operating;
 pub mod persist;
 pub mod pool;
 pub mod serial;

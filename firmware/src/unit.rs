@@ -149,6 +149,10 @@ impl<H: Hardware> Unit<H> {
             peak_chip_c: f64::MIN,
         };
         unit.start_s = unit.chip_clock();
+        // A target from before the restart: to the tuned curve's point for it, if there is one.
+        if let Err(e) = unit.aim_power(power_target_w).await {
+            warn!(chain = index, error = %e, "power target: cannot move to the curve's point");
+        }
         Ok(unit)
     }
 
@@ -286,6 +290,56 @@ impl<H: Hardware> Unit<H> {
             chips_expected: board.chips_per_chain,
             asic_model: board.model.part_number(),
         }
+    }
+
+    /// Holds `target` watts (or, `None`, lets go). On a chain with a tuned curve the chips are
+    /// first moved to the curve's point that gives the most hash rate within the target — its
+    /// voltage, the tuned clocks scaled to it (`operating::for_target`) — and the power limiter
+    /// trims from there; on others the limiter alone moves the clocks. An asleep chain keeps the
+    /// target and is aimed at wake.
+    pub async fn aim_power(&mut self, target: Option<f64>) -> Result<(), String> {
+        self.cooling.set_power_target(target);
+        let (Some(target), Some(tuned)) = (target, self.autotune.tuned.as_ref()) else {
+            return Ok(());
+        };
+        if self.failed.is_some()
+            || self.hw.asleep()
+            || tuned.clocks_khz.len() != self.hw.clocks().len()
+        {
+            return Ok(());
+        }
+        let Some(point) = crate::operating::for_target(&tuned.curve, tuned.core_mv, target) else {
+            return Ok(());
+        };
+        let board = self.hw.description();
+        let clocks: Vec<u32> = tuned
+            .clocks_khz
+            .iter()
+            .map(|&khz| {
+                let scaled = (f64::from(khz) * point.clock_factor).round() as u32;
+                board
+                    .clamp_frequency(bm13xx::Frequency::from_khz(scaled))
+                    .khz()
+            })
+            .collect();
+        info!(
+            chain = self.index,
+            target_w = target,
+            core_mv = point.core_mv,
+            clock_factor = point.clock_factor,
+            "power target: the tuned curve's best point within it"
+        );
+        // Clocks down before the voltage, voltage up before the clocks: no chip runs above
+        // what its voltage holds on the way.
+        if point.core_mv < self.hw.core_mv() {
+            self.hw.set_clocks(&clocks).await?;
+            self.hw.set_core_voltage(point.core_mv).await?;
+        } else {
+            self.hw.set_core_voltage(point.core_mv).await?;
+            self.hw.set_clocks(&clocks).await?;
+        }
+        self.cooling.base_clocks = self.hw.clocks().to_vec();
+        Ok(())
     }
 
     /// Counts the chips that went silent (or came back) since the last reading, and says so.
