@@ -9,8 +9,8 @@ mod common;
 
 use std::time::Duration;
 
-use bm13xx::ChipModel;
 use common::fleet::{Broker, Daemon, Host, Seen, config, scratch};
+use fleet_proto::command::TuneMode;
 use hashboard::board::BM1397_HASHBOARD_12 as BOARD;
 
 const SPEED: f64 = 10.0;
@@ -19,39 +19,6 @@ const TOP_MV: u32 = 1500;
 const TARGET_SHARE: f64 = 0.6;
 /// The seed `hashwarden-fw --sim` gives chain 0 (its `--seed`, 1 by default).
 const SEED: u64 = 1;
-
-/// The curve a tune of the simulated chain measures — each voltage from 1.300 to 1.500 V, every
-/// chip a little under its clean clock at 60 °C — and the per-chip clocks at the top.
-fn tuned_profile() -> (Vec<serde_json::Value>, Vec<u32>) {
-    let mut chain = chipsim::ChainConfig::new(ChipModel::Bm1397, BOARD.chips_per_chain, SEED);
-    chain.voltage_domains = BOARD.voltage_domains;
-    let sim = chipsim::ChainSim::new(chain).expect("valid");
-    let cores = f64::from(ChipModel::Bm1397.hashing_small_cores());
-    let clean_mhz = |silicon: &chipsim::physics::Silicon, volts: f64| {
-        (silicon.max_stable_mhz(volts, 60.0) * 0.97).min(BOARD.max_frequency.mhz())
-    };
-    let curve = (0..=8)
-        .rev()
-        .map(|step| {
-            let core_mv = 1300 + 25 * step;
-            let volts = f64::from(core_mv) / 1000.0;
-            let (hashrate, power) = sim.chips().iter().fold((0.0, 0.0), |(h, w), chip| {
-                let mhz = clean_mhz(&chip.silicon, volts);
-                (
-                    h + mhz * 1e6 * cores / 1e12,
-                    w + chip.silicon.power_w(mhz, volts, 60.0, true),
-                )
-            });
-            serde_json::json!({"core_mv": core_mv, "hashrate_ths": hashrate, "power_w": power})
-        })
-        .collect();
-    let clocks = sim
-        .chips()
-        .iter()
-        .map(|chip| (clean_mhz(&chip.silicon, f64::from(TOP_MV) / 1000.0) * 1000.0) as u32)
-        .collect();
-    (curve, clocks)
-}
 
 /// A data directory whose state holds the machine at `target_w`, at the top voltage, with the
 /// tuned profile when `tuned` is given.
@@ -103,13 +70,17 @@ async fn a_tuned_chain_meets_a_power_target_at_its_curves_best_point() {
     let dir = scratch("power-target");
     let broker = Broker::start(&dir);
     let mut host = Host::connect(broker.port, "power-host").await;
-    let (curve, clocks) = tuned_profile();
-    let top_w = curve[0]["power_w"].as_f64().expect("watts");
+    // The profile a hash-rate tune at the board's top voltage leaves, the curve over its range.
+    let silicon = hashwarden_fw::sim::Silicon {
+        seed: SEED,
+        joules_per_th: None,
+    };
+    let profile =
+        hashwarden_fw::sim::surveyed_profile(&BOARD, silicon, 0, TOP_MV, TuneMode::Hashrate)
+            .expect("surveyed");
+    let top_w = profile.curve[0].power_w;
     let target_w = top_w * TARGET_SHARE;
-    let tuned = serde_json::json!({
-        "chain": 0, "mode": "hashrate", "chip": "bm1397", "core_mv": TOP_MV,
-        "clocks_khz": clocks, "curve": curve, "at": 1_796_000_000u64,
-    });
+    let tuned = serde_json::to_value(&profile).expect("encodes");
 
     let mut measured = Vec::new();
     for (name, profile) in [("curve", Some(tuned)), ("clock-only", None)] {
