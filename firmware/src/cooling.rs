@@ -27,6 +27,9 @@ pub struct Cooling {
     /// Each chip's highest clock the limiter may raise it to: its clean clock at the voltage a
     /// tuned curve's point set (`Unit::aim_power`). Above it the chips would err, not hash.
     pub clock_ceiling: Option<Vec<u32>>,
+    /// The last limiter step wanted more power and every clock was at its ceiling: the chain's
+    /// point is too low for the target (its owner moves it up the curve).
+    pub capped_under: bool,
 }
 
 /// The limiter acts at most this often: a clock change must settle before power is read again.
@@ -91,6 +94,7 @@ impl Cooling {
             power_target: None,
             last_power_step_s: f64::NEG_INFINITY,
             clock_ceiling: None,
+            capped_under: false,
         }
     }
 
@@ -120,6 +124,10 @@ impl Cooling {
             if let Some(ceiling) = &self.clock_ceiling {
                 for (clock, &most) in clocks.iter_mut().zip(ceiling) {
                     *clock = (*clock).min(most);
+                }
+                if factor > 1.0 && clocks.as_slice() == hw.clocks() {
+                    self.capped_under = true;
+                    return;
                 }
             }
             match hw.set_clocks(&clocks).await {

@@ -19,6 +19,13 @@ pub struct Operating {
     /// The tuned clocks times this: the chosen point's hash rate over the tuned one's, slowed in
     /// proportion when the point draws more than the target.
     pub clock_factor: f64,
+    /// The tuned clocks times this are the point's own (unslowed): the most the power limiter
+    /// may raise them to at this voltage.
+    pub ceiling_factor: f64,
+}
+
+fn usable(p: &&CurvePoint) -> bool {
+    p.power_w.is_finite() && p.power_w > 0.0 && p.hashrate_ths.is_finite() && p.hashrate_ths > 0.0
 }
 
 /// The curve's point that gives the most hash rate within `target_w` — as it is when it draws
@@ -29,16 +36,6 @@ pub fn for_target(curve: &[CurvePoint], tuned_mv: u32, target_w: f64) -> Option<
     if !(target_w.is_finite() && target_w > 0.0) {
         return None;
     }
-    let usable = |p: &&CurvePoint| {
-        p.power_w.is_finite()
-            && p.power_w > 0.0
-            && p.hashrate_ths.is_finite()
-            && p.hashrate_ths > 0.0
-    };
-    let tuned = curve
-        .iter()
-        .filter(usable)
-        .find(|p| p.core_mv == tuned_mv)?;
     let within = |p: &CurvePoint| p.hashrate_ths * (target_w / p.power_w).min(1.0);
     let best = curve.iter().filter(usable).max_by(|a, b| {
         within(a)
@@ -46,16 +43,46 @@ pub fn for_target(curve: &[CurvePoint], tuned_mv: u32, target_w: f64) -> Option<
             // Equal hash rate: the lower voltage, which draws less for it.
             .then(b.core_mv.cmp(&a.core_mv))
     })?;
-    let margin = if best.core_mv == tuned_mv {
+    at_point(curve, tuned_mv, best.core_mv, target_w)
+}
+
+/// The next point up the curve from `core_mv`, for `target_w`: where a chain goes when its
+/// point turns out to draw less than the curve said (cooler chips leak less) and its clocks are
+/// at their ceiling under the target. `None` at the top.
+pub fn above(
+    curve: &[CurvePoint],
+    tuned_mv: u32,
+    core_mv: u32,
+    target_w: f64,
+) -> Option<Operating> {
+    let next = curve
+        .iter()
+        .filter(usable)
+        .filter(|p| p.core_mv > core_mv)
+        .min_by_key(|p| p.core_mv)?;
+    at_point(curve, tuned_mv, next.core_mv, target_w)
+}
+
+/// The operating point at the curve's `core_mv` for `target_w`.
+fn at_point(curve: &[CurvePoint], tuned_mv: u32, core_mv: u32, target_w: f64) -> Option<Operating> {
+    if !(target_w.is_finite() && target_w > 0.0) {
+        return None;
+    }
+    let tuned = curve
+        .iter()
+        .filter(usable)
+        .find(|p| p.core_mv == tuned_mv)?;
+    let point = curve.iter().filter(usable).find(|p| p.core_mv == core_mv)?;
+    let margin = if core_mv == tuned_mv {
         1.0
     } else {
         OTHER_VOLTAGE_MARGIN
     };
+    let ceiling_factor = point.hashrate_ths / tuned.hashrate_ths * margin;
     Some(Operating {
-        core_mv: best.core_mv,
-        clock_factor: best.hashrate_ths / tuned.hashrate_ths
-            * (target_w / best.power_w).min(1.0)
-            * margin,
+        core_mv,
+        clock_factor: ceiling_factor * (target_w / point.power_w).min(1.0),
+        ceiling_factor,
     })
 }
 
@@ -118,9 +145,19 @@ mod tests {
             op,
             Operating {
                 core_mv: 1400,
-                clock_factor: 1.0
+                clock_factor: 1.0,
+                ceiling_factor: 1.0
             }
         );
+    }
+
+    #[test]
+    fn a_point_that_draws_less_than_its_curve_gives_way_to_the_next_up() {
+        let op = above(&curve(), 1500, 1300, 140.0).expect("a point up");
+        assert_eq!(op.core_mv, 1325);
+        // 1.325 V draws 138.7 W by the curve: under 140 W, at its clean clocks.
+        assert!((op.clock_factor - op.ceiling_factor).abs() < 1e-12);
+        assert_eq!(above(&curve(), 1500, 1500, 140.0), None, "the top");
     }
 
     #[test]

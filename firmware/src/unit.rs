@@ -199,6 +199,11 @@ impl<H: Hardware> Unit<H> {
         self.cooling
             .tick(&mut self.hw, chip_s, asleep_by_intent)
             .await;
+        if std::mem::take(&mut self.cooling.capped_under)
+            && let Err(e) = self.step_up_the_curve().await
+        {
+            warn!(chain = self.index, error = %e, "power target: cannot step up the curve");
+        }
         if was_asleep && !self.hw.asleep() {
             // Resumed after a thermal stop: the chips lost their work with their supply.
             self.mining.restart(&self.hw);
@@ -302,32 +307,63 @@ impl<H: Hardware> Unit<H> {
         let (Some(target), Some(tuned)) = (target, self.autotune.tuned.as_ref()) else {
             return Ok(());
         };
+        match crate::operating::for_target(&tuned.curve, tuned.core_mv, target) {
+            Some(point) => self.move_to(point, target).await,
+            None => Ok(()),
+        }
+    }
+
+    /// A tuned chain whose point draws less than its curve said, its clocks at their ceiling
+    /// under the target: one point up the curve.
+    async fn step_up_the_curve(&mut self) -> Result<(), String> {
+        let (Some(target), Some(tuned)) =
+            (self.cooling.power_target(), self.autotune.tuned.as_ref())
+        else {
+            return Ok(());
+        };
+        match crate::operating::above(&tuned.curve, tuned.core_mv, self.hw.core_mv(), target) {
+            Some(point) => self.move_to(point, target).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The chips to `point` of the tuned curve: its voltage, the tuned clocks scaled, and the
+    /// limiter's ceiling at its clean clocks.
+    async fn move_to(
+        &mut self,
+        point: crate::operating::Operating,
+        target: f64,
+    ) -> Result<(), String> {
+        let Some(tuned) = self.autotune.tuned.as_ref() else {
+            return Ok(());
+        };
         if self.failed.is_some()
             || self.hw.asleep()
             || tuned.clocks_khz.len() != self.hw.clocks().len()
         {
             return Ok(());
         }
-        let Some(point) = crate::operating::for_target(&tuned.curve, tuned.core_mv, target) else {
-            return Ok(());
-        };
         let board = self.hw.description();
-        let clocks: Vec<u32> = tuned
-            .clocks_khz
-            .iter()
-            .map(|&khz| {
-                let scaled = (f64::from(khz) * point.clock_factor).round() as u32;
-                board
-                    .clamp_frequency(bm13xx::Frequency::from_khz(scaled))
-                    .khz()
-            })
-            .collect();
+        let scaled = |factor: f64| -> Vec<u32> {
+            tuned
+                .clocks_khz
+                .iter()
+                .map(|&khz| {
+                    let khz = (f64::from(khz) * factor).round() as u32;
+                    board
+                        .clamp_frequency(bm13xx::Frequency::from_khz(khz))
+                        .khz()
+                })
+                .collect()
+        };
+        let clocks = scaled(point.clock_factor);
+        let ceiling = scaled(point.ceiling_factor);
         info!(
             chain = self.index,
             target_w = target,
             core_mv = point.core_mv,
             clock_factor = point.clock_factor,
-            "power target: the tuned curve's best point within it"
+            "power target: to the tuned curve's point"
         );
         // Clocks down before the voltage, voltage up before the clocks: no chip runs above
         // what its voltage holds on the way.
@@ -339,6 +375,7 @@ impl<H: Hardware> Unit<H> {
             self.hw.set_clocks(&clocks).await?;
         }
         self.cooling.base_clocks = self.hw.clocks().to_vec();
+        self.cooling.clock_ceiling = Some(ceiling);
         Ok(())
     }
 

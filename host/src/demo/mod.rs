@@ -42,6 +42,10 @@ fn event_notice_wall_s() -> u64 {
 const TICK: Duration = Duration::from_millis(100);
 /// How often the agent is told the market again when it has not moved.
 const RETELL: Duration = Duration::from_secs(2);
+/// The least wall time between two market readings: a real feed moves every few minutes, which
+/// leaves the site time to carry a plan out. Told every story-hour at the steady pace (15 ms),
+/// the optimiser would retarget machines faster than a command is applied.
+const TELL_EVERY: Duration = Duration::from_secs(1);
 /// How long the fleet has to come up and measure itself.
 const BRING_UP: Duration = Duration::from_secs(180);
 /// How long the site has to stop when the story is over.
@@ -224,10 +228,16 @@ async fn bring_up(
     let mut told = Instant::now();
     loop {
         let now = crate::agent::unix_now();
+        // Its nameplate, measured at its clock: a machine with a tuned curve has a full point
+        // before that (the curve's top), but the story starts from the machines as they run.
         let measured: Vec<crate::planner::Machine> = view
             .machines(now)
             .into_iter()
-            .filter(|m| m.full.watts.0 > 0.0)
+            .filter(|m| {
+                view.get(&m.id)
+                    .and_then(|heard| heard.state.as_ref())
+                    .is_some_and(|state| state.nameplate.power_w > 0.0)
+            })
             .collect();
         if measured.len() == machines.len() {
             say.line(&format!("all {} miners up and measured", machines.len()));
@@ -407,9 +417,9 @@ async fn replay(
         };
         let unix = crate::agent::unix_now();
         let stale = last_told.is_none_or(|(before, at)| {
-            before.hashprice != told.hashprice
-                || before.power_price != told.power_price
-                || at.elapsed() >= RETELL
+            let moved =
+                before.hashprice != told.hashprice || before.power_price != told.power_price;
+            (moved && at.elapsed() >= TELL_EVERY) || at.elapsed() >= RETELL
         });
         if stale {
             tap.publish(

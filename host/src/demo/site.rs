@@ -114,15 +114,25 @@ pub fn start_miners(
         write(&path, &miner_toml(places, &machine.id, public_key))?;
         let (config, board) =
             hashwarden_fw::config::Config::load(&path).map_err(|e| e.to_string())?;
+        let silicon = hashwarden_fw::sim::Silicon {
+            seed: seed.wrapping_mul(1_000_003).wrapping_add(index as u64),
+            joules_per_th: Some(machine.efficiency().0),
+        };
+        let profile = hashwarden_fw::sim::surveyed_profile(
+            board,
+            silicon,
+            0,
+            board.default_core_mv,
+            fleet_proto::command::TuneMode::Efficiency,
+        )
+        .map_err(|e| format!("miner {}: {e}", machine.id))?;
+        tuned_before_the_story(places, &machine.id, profile)?;
         let launch = hashwarden_fw::launch::Launch {
             config: Some(config),
             board,
             sim: Some(hashwarden_fw::launch::SimOptions {
                 speed: SIM_SPEED,
-                silicon: hashwarden_fw::sim::Silicon {
-                    seed: seed.wrapping_mul(1_000_003).wrapping_add(index as u64),
-                    joules_per_th: Some(machine.efficiency().0),
-                },
+                silicon,
                 faults: None,
             }),
             duration: None,
@@ -138,6 +148,26 @@ pub fn start_miners(
         )));
     }
     Ok(tasks)
+}
+
+/// The site was tuned before the story starts: each miner's state holds the profile an
+/// efficiency tune of its silicon leaves (its curve over the board's voltages), so the agent's
+/// optimiser has curves to underclock along and the daemons move to their points. A real sweep
+/// takes tens of minutes of chip time per board; the demo has a minute.
+fn tuned_before_the_story(
+    places: &Places,
+    miner: &str,
+    profile: hashwarden_fw::persist::TunedChain,
+) -> Result<(), String> {
+    let state = hashwarden_fw::persist::DurableState {
+        v: 1,
+        tuned: vec![profile],
+        ..Default::default()
+    };
+    let data = places.dir.join(format!("data-{miner}"));
+    std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
+    let text = serde_json::to_string(&state).map_err(|e| e.to_string())?;
+    write(&data.join("state.json"), &text)
 }
 
 /// Resolves once `stop` turns true (or its sender is gone).
