@@ -112,12 +112,6 @@ impl Cooling {
         let current = hw.frequency();
         if let Some(next) = power_step(target, measured, current, hw.description()) {
             self.last_power_step_s = now_s;
-            info!(
-                target_w = target,
-                measured_w = measured,
-                mhz = next.mhz(),
-                "power target: clock step"
-            );
             // Every chip moves by the same factor: a tuned chain keeps each chip's share.
             let factor = f64::from(next.khz()) / f64::from(current.khz().max(1));
             let mut clocks = scale_clocks(hw.clocks(), factor, hw.description());
@@ -130,6 +124,12 @@ impl Cooling {
                     return;
                 }
             }
+            info!(
+                target_w = target,
+                measured_w = measured,
+                mhz = next.mhz(),
+                "power target: clock step"
+            );
             match hw.set_clocks(&clocks).await {
                 // The clocks the guard scales from are now the limiter's.
                 Ok(()) => self.base_clocks = hw.clocks().to_vec(),

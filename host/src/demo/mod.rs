@@ -535,8 +535,10 @@ fn verdict(report: &DemoReport) -> String {
     let live = &report.live;
     let event = match (live.event_met_after_s, live.event_peak_share) {
         (Some(after), peak) => format!(
-            "the demand-response cap ({:.0} % of full power, announced an hour ahead) was met {}{}",
+            "the demand-response cap ({:.0} % of full power, announced {} story-minutes ahead) was \
+             met {}{}",
             live.event_cap_share * 100.0,
+            EVENT_NOTICE_S / 60,
             if after < 60 {
                 "from the event's start".to_string()
             } else {
