@@ -214,18 +214,17 @@ async fn a_chain_that_does_not_come_back_from_sleep_is_left_out_and_the_others_m
     let broker = Broker::start(&dir);
     let mut host = Host::connect(broker.port, "test-host").await;
     // Two chains; the second breaks after chip 3 ten simulated seconds in (after bring-up).
-    let faults = dir.join("faults.json");
-    std::fs::write(
-        &faults,
-        r#"[{"at_s": 10, "chain": 1, "faults": {"break_after": 3}}]"#,
-    )
-    .expect("writes");
     let text = config(broker.port, &dir.join("data"), "").replace(
         "name = \"bm1397-hashboard-12\"\n",
         "name = \"bm1397-hashboard-12\"\nchains = 2\n",
     );
-    let faults = faults.display().to_string();
-    let daemon = Daemon::start_with(&dir, &text, "only", 5.0, &["--sim-faults", &faults]);
+    let daemon = Daemon::start_with_faults(
+        &dir,
+        &text,
+        "only",
+        5.0,
+        r#"[{"at_s": 10, "chain": 1, "faults": {"break_after": 3}}]"#,
+    );
     let both = |t: &serde_json::Value| t["chains"].as_array().map_or(0, Vec::len) == 2;
     host.wait_for("telemetry", SOON, |s| {
         mode(s) == "mining" && both(&s.json())
@@ -271,15 +270,12 @@ async fn an_overheated_machine_told_to_sleep_reports_sleeping() {
     let dir = scratch("hot-sleep");
     let broker = Broker::start(&dir);
     let mut host = Host::connect(broker.port, "test-host").await;
-    let faults = dir.join("faults.json");
-    std::fs::write(&faults, r#"[{"at_s": 0, "faults": {"fan_failure": true}}]"#).expect("writes");
-    let faults = faults.display().to_string();
-    let daemon = Daemon::start_with(
+    let daemon = Daemon::start_with_faults(
         &dir,
         &config(broker.port, &dir.join("data"), ""),
         "only",
         10.0,
-        &["--sim-faults", &faults],
+        r#"[{"at_s": 0, "faults": {"fan_failure": true}}]"#,
     );
     host.wait_for("telemetry", Duration::from_secs(60), |s| {
         mode(s) == "overheated"

@@ -53,7 +53,22 @@ impl Daemon {
         Self::start_with(dir, config_text, run, speed, &[])
     }
 
-    /// Like [`Daemon::start_at`], with more arguments (`--sim-faults FILE`).
+    /// Like [`Daemon::start_at`], with a chipsim fault script (`--sim-faults`), written beside
+    /// the configuration.
+    pub fn start_with_faults(
+        dir: &Path,
+        config_text: &str,
+        run: &str,
+        speed: f64,
+        script: &str,
+    ) -> Process {
+        let path = dir.join(format!("faults-{run}.json"));
+        std::fs::write(&path, script).expect("writes");
+        let path = path.display().to_string();
+        Self::start_with(dir, config_text, run, speed, &["--sim-faults", &path])
+    }
+
+    /// Like [`Daemon::start_at`], with more arguments.
     pub fn start_with(
         dir: &Path,
         config_text: &str,
