@@ -6,7 +6,6 @@ use tracing::{info, warn};
 
 use crate::board::Hardware;
 use crate::control::{Change, Current, Decision, FailsafeAction, Intent, SleepCause};
-use crate::cooling::Cooling;
 use crate::daemon::Fleet;
 use crate::fleet::{CommandDesk, Received};
 use crate::telemetry;
@@ -68,13 +67,16 @@ pub fn publish_state<H: Hardware>(fleet: &Fleet, units: &[Unit<H>], intent: Inte
 
 /// Makes a decided change on one chain. A chain the thermal guard stopped stays down until it
 /// has cooled, whatever the command: the intent is kept and applied at resume.
-async fn apply_change(
-    board: &mut impl Hardware,
-    cooling: &mut Cooling,
+async fn apply_change<H: Hardware>(
+    unit: &mut Unit<H>,
     change: Change,
 ) -> Result<Option<&'static str>, String> {
     let held = Some("overheated: the chains resume once they have cooled");
-    match change {
+    if let Change::Tune(_) = change {
+        unit.autotune.retry();
+    }
+    let (board, cooling) = (&mut unit.hw, &mut unit.cooling);
+    let outcome = match change {
         Change::Nothing => Ok(None),
         Change::Sleep => board.sleep().await.map(|()| None),
         Change::Wake | Change::Reboot if cooling.overheated() => Ok(held),
@@ -85,11 +87,7 @@ async fn apply_change(
             cooling.base_clocks = board.clocks().to_vec();
             Ok(None)
         }
-        // A unit's (`Unit::aim_power`): it needs the chain's tuned curve.
-        Change::PowerTarget(watts) => {
-            cooling.set_power_target(watts);
-            Ok(None)
-        }
+        Change::PowerTarget(watts) => return unit.aim_power(watts).await.map(|()| None),
         // The loop's reconcile starts the tune; only a board that cannot be measured refuses.
         Change::Tune(_) if board.power_w().is_none() => {
             Err("tuning needs the board's power reading, and this board has none".into())
@@ -104,7 +102,18 @@ async fn apply_change(
             info!("identify: this is the machine");
             Ok(None)
         }
+    };
+    if matches!(change, Change::Wake | Change::Reboot) {
+        // A re-initialised chain has forgotten its jobs.
+        unit.mining.restart(&unit.hw);
+        // A target kept while asleep is aimed now that the chips run.
+        if outcome.is_ok()
+            && let Err(e) = unit.aim_power(unit.cooling.power_target()).await
+        {
+            warn!(chain = unit.index, error = %e, "power target: cannot move to the curve's point");
+        }
     }
+    outcome
 }
 
 /// The change on every chain at once (a sleep takes one ramp's time, not one per chain). A
@@ -125,23 +134,7 @@ pub async fn apply_to_machine<H: Hardware>(
     };
     let working = units.iter_mut().filter(|unit| unit.failed.is_none());
     let results = join_all(working.map(|unit| async move {
-        if let Change::Tune(_) = per_chain {
-            unit.autotune.retry();
-        }
-        let held = match per_chain {
-            Change::PowerTarget(watts) => unit.aim_power(watts).await.map(|()| None),
-            other => apply_change(&mut unit.hw, &mut unit.cooling, other).await,
-        };
-        if matches!(per_chain, Change::Wake | Change::Reboot) {
-            // A re-initialised chain has forgotten its jobs.
-            unit.mining.restart(&unit.hw);
-            // A target kept while asleep is aimed now that the chips run.
-            if held.is_ok()
-                && let Err(e) = unit.aim_power(unit.cooling.power_target()).await
-            {
-                warn!(chain = unit.index, error = %e, "power target: cannot move to the curve's point");
-            }
-        }
+        let held = apply_change(unit, per_chain).await;
         (unit.index, held)
     }))
     .await;
