@@ -3,7 +3,7 @@
 //! can send the miner's APIs — a cgminer (port 4028) request, or the body of an AxeOS
 //! `PATCH /api/system`.
 
-use hashwarden_fw::commands::LocalAction;
+use hashwarden_fw::local::LocalAction;
 use hashwarden_fw::snapshot::{ChainRow, PoolRow, Snapshot};
 use serde_json::Value;
 

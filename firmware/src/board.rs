@@ -1,7 +1,8 @@
 //! A board as the daemon drives it: one chain on a UART, a TPS546 and an EMC2101 on I2C when the
-//! board has them, a reset line. The same code drives the in-process simulator (`--sim`) and a
-//! serial device (a real chain or a `chipsim serve` PTY); every change goes through the hashboard
-//! crate (bring-up, curtail, PLL ramps, voltage ramps).
+//! board has them, a reset line. The same code drives a serial device (a real chain or a
+//! `chipsim serve` PTY) and, with the `sim` feature, the in-process simulator; every change goes
+//! through the hashboard crate (bring-up, curtail, PLL ramps, voltage ramps). [`Hardware`] is all
+//! the rest of the daemon knows of a board.
 
 use std::time::Duration;
 
@@ -201,6 +202,45 @@ pub trait Hardware {
     fn has_thermal_sensor(&self) -> bool;
     /// Sets the fan duty (clamped to the board's minimum safe duty).
     fn set_fan_percent(&mut self, percent: f32) -> Result<(), String>;
+
+    /// The chips' own clock, seconds, where it is not the wall's (a simulator that runs
+    /// faster than real time); the daemon then paces its rounds and rates by it.
+    fn chip_clock_s(&self) -> Option<f64> {
+        None
+    }
+    /// Starts the chips' own clock, once the chain is up; real chips keep the wall's time.
+    fn start_chip_clock(&mut self) {}
+    /// Stops it, so that what the chips sent can be reconciled with what the daemon counted.
+    async fn stop_chip_clock(&mut self) {}
+    /// The dies' own temperatures, where the board can read them per chip.
+    fn die_temps(&mut self) -> Option<DieTemps> {
+        None
+    }
+    /// An account of the run kept apart from the daemon's own (a simulator's count of what it
+    /// sent), for the summary to be checked against.
+    fn witness(&self) -> Option<Witness> {
+        None
+    }
+}
+
+/// The chips' die temperatures, as far as the board reads them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DieTemps {
+    pub hottest_c: f64,
+    /// Whether any chip has shut itself down for heat.
+    pub any_overheated: bool,
+}
+
+/// What the chips' side saw of a run, told by something other than the daemon (the
+/// simulator, in `--sim`): the summary reports it so the two can be reconciled.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Witness {
+    pub nonces_sent: u64,
+    pub hottest_chip_c: f64,
+    /// The hottest any chip got during the run (sampled every governing round).
+    pub peak_chip_c: f64,
+    pub chips_overheated: usize,
+    pub final_power_w: f64,
 }
 
 impl<U, E, RI, FI, P, D> Hardware for Board<U, RI, FI, P, D>
@@ -503,12 +543,4 @@ where
         .await
         .map(|_| ())
         .map_err(|e| format!("clock ramp: {e}"))
-}
-
-/// In `--sim` the simulator's die temperatures stand in for per-chip sensors.
-pub fn hottest_chip(sim: &chipsim::ChainSim) -> f64 {
-    sim.chips()
-        .iter()
-        .map(|c| c.thermal.temp_c)
-        .fold(f64::MIN, f64::max)
 }

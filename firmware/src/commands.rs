@@ -6,27 +6,12 @@ use tracing::{info, warn};
 
 use crate::board::Hardware;
 use crate::control::{Change, Current, Decision, FailsafeAction, Intent, SleepCause};
-use crate::daemon::Fleet;
-use crate::fleet::{CommandDesk, Received};
+use crate::desk::{CommandDesk, Received};
+use crate::local::LocalAction;
+use crate::mqtt::Fleet;
 use crate::telemetry;
 use crate::unit::Unit;
 use crate::update::{Expected, Fetch};
-
-/// A change asked for through the local API.
-#[derive(Debug, Clone, PartialEq)]
-pub enum LocalAction {
-    /// What a fleet command could ask (sleep, wake, clock, voltage, reboot).
-    Command(fleet_proto::Action),
-    /// A fixed fan duty, or `None` for automatic control. The thermal guard still watches.
-    Fan(Option<f32>),
-}
-
-#[derive(Debug)]
-pub struct LocalRequest {
-    pub action: LocalAction,
-    /// Applied, with a note; or why not.
-    pub reply: tokio::sync::oneshot::Sender<Result<Option<String>, String>>,
-}
 
 /// The machine's settings as the first chain runs them (every chain gets the same commands).
 fn current<H: Hardware>(
@@ -50,7 +35,7 @@ pub fn publish_state<H: Hardware>(fleet: &Fleet, units: &[Unit<H>], intent: Inte
     };
     let tune = telemetry::TuneView {
         tuning: units.iter().any(|u| u.autotune.tuning()),
-        curve: crate::tuning::machine_curve(
+        curve: crate::unit::machine_curve(
             units
                 .iter()
                 .filter(|u| u.failed.is_none())

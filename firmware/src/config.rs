@@ -25,7 +25,7 @@ pub struct Config {
     #[serde(default)]
     pub tuner: TunerSection,
     /// Firmware updates: the release keys and limits (`hashwarden-fw install|supervise`).
-    pub update: Option<crate::update::UpdateSection>,
+    pub update: Option<UpdateSection>,
 }
 
 /// How the autotuner measures (`set_mode efficiency|hashrate`).
@@ -554,6 +554,61 @@ fn check_mqtt(
         ));
     }
     Ok(())
+}
+
+/// `[update]`: what this board accepts and how long a new build gets to prove itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSection {
+    /// Release keys whose images this board installs.
+    pub release_keys: Vec<TrustedKeySection>,
+    /// Key ids refused even while listed (a release key that leaked).
+    #[serde(default)]
+    pub revoked_keys: Vec<String>,
+    /// No image older than this (MAJOR.MINOR.PATCH).
+    pub min_version: Option<String>,
+    #[serde(default = "default_max_size")]
+    pub max_size: u64,
+    /// How long a new build has to report healthy (chains up, broker connected), s.
+    #[serde(default = "default_health_deadline")]
+    pub health_deadline_s: f64,
+    /// Starts of a new build (crashes included) before it is given up.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+}
+
+fn default_max_size() -> u64 {
+    fleet_proto::image::DEFAULT_MAX_PAYLOAD
+}
+
+fn default_health_deadline() -> f64 {
+    180.0
+}
+
+fn default_max_attempts() -> u32 {
+    3
+}
+
+impl UpdateSection {
+    pub fn trusted_keys(&self) -> Result<fleet_proto::TrustedKeys, String> {
+        let mut keys = fleet_proto::TrustedKeys::default();
+        for (i, key) in self.release_keys.iter().enumerate() {
+            keys.trust_hex(&key.id, &key.public_key)
+                .map_err(|e| format!("update.release_keys[{i}]: {e}"))?;
+        }
+        for id in &self.revoked_keys {
+            keys.revoke(id);
+        }
+        Ok(keys)
+    }
+
+    pub fn min_version(&self) -> Result<Option<fleet_proto::image::Version>, String> {
+        self.min_version
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e| format!("update.min_version: {e}"))
+    }
 }
 
 #[cfg(test)]

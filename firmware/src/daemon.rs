@@ -1,8 +1,8 @@
 //! The mining loop: a machine's chains fed with work (local or a pool's), their nonces checked
 //! and shares submitted, signed fleet commands and local API changes obeyed on every chain,
 //! telemetry and the APIs' snapshot kept fresh. The loop owns the chains; the pool, the MQTT link
-//! and the APIs are tasks it talks to over channels. The same loop runs serial chains and the
-//! in-process simulator (`--sim`).
+//! and the APIs are tasks it talks to over channels. The same loop runs any [`Hardware`]: serial
+//! chains, or the in-process simulator (`--sim`).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -15,18 +15,18 @@ use stratum::Accounting;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-use crate::board::Hardware;
+use crate::board::{Hardware, Witness};
 use crate::cgminer;
-use crate::commands::{self, LocalRequest};
+use crate::commands;
 use crate::config::MiningSettings;
-use crate::control::{FailsafeAction, Intent};
-use crate::fleet::CommandDesk;
+use crate::control::Intent;
+use crate::desk::CommandDesk;
+use crate::local::LocalRequest;
 use crate::mining::{WorkSource, deal_pool_work};
-use crate::mqtt::MqttLink;
+use crate::mqtt::Fleet;
 use crate::snapshot::Snapshot;
 use crate::telemetry::{self, Window};
-use crate::tuning::TuneEvent;
-use crate::unit::{Rig, SimTruth, Unit};
+use crate::unit::{Rig, TuneEvent, Unit};
 
 /// How often the daemon logs its state.
 const REPORT_INTERVAL: Duration = Duration::from_secs(5);
@@ -67,18 +67,6 @@ pub struct Links {
     pub fleet: Option<Fleet>,
 }
 
-/// The fleet side of a run: the MQTT link and the failsafe.
-#[derive(Debug)]
-pub struct Fleet {
-    pub link: MqttLink,
-    pub telemetry_interval: Duration,
-    pub failsafe: (Duration, FailsafeAction),
-    /// The machine's power and hash rate at its configured clock, once measured.
-    pub nameplate: Option<telemetry::NameplateReading>,
-    /// Fetches and installs images an `update` command asks for; none without `[update]`.
-    pub updater: Option<crate::update::Updater>,
-}
-
 /// A chain's settings at start: the configuration's, then what the operator set since.
 pub fn init_config(
     board: &BoardDescription,
@@ -103,8 +91,9 @@ pub struct Summary {
     pub chains: u32,
     /// Chips per chain.
     pub chips: u32,
-    /// Seconds the chips ran (simulated seconds in `--sim`), the longest chain's.
-    pub simulated_s: f64,
+    /// Seconds the chips ran by their own clock (simulated seconds in `--sim`, wall seconds on
+    /// real chips), the longest chain's.
+    pub chip_s: f64,
     /// Jobs sent to the chips, over every chain.
     pub jobs: u64,
     pub nonces: u64,
@@ -114,10 +103,11 @@ pub struct Summary {
     pub stale: u64,
     pub hashrate_ths: f64,
     pub expected_ths: f64,
-    /// The simulator's side (`--sim` only), summed over the chains: nonces it sent, hottest
-    /// chip, chips in thermal shutdown now, power at exit (0 after a clean ramp-down).
+    /// The boards' own account where they keep one (the simulator's, in `--sim`), summed over
+    /// the chains: nonces sent, hottest chip, chips in thermal shutdown now, power at exit (0
+    /// after a clean ramp-down).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub sim: Option<SimTruth>,
+    pub sim: Option<Witness>,
     /// Bytes and frames the daemon's UART decoders could not use (garbage, CRC, truncation).
     pub uart_errors: u64,
     /// The pool's verdicts, when mining pool work.
@@ -462,16 +452,16 @@ async fn summarise<H: Hardware>(
     let work: f64 = units.iter().map(|u| u.mining.tally.work).sum();
     let sim = units
         .iter()
-        .map(Unit::truth)
-        .collect::<Option<Vec<SimTruth>>>()
+        .map(Unit::witness)
+        .collect::<Option<Vec<Witness>>>()
         .map(|chains| {
             chains.into_iter().fold(
-                SimTruth {
+                Witness {
                     peak_chip_c: f64::MIN,
                     hottest_chip_c: f64::MIN,
-                    ..SimTruth::default()
+                    ..Witness::default()
                 },
-                |all, chain| SimTruth {
+                |all, chain| Witness {
                     nonces_sent: all.nonces_sent + chain.nonces_sent,
                     hottest_chip_c: all.hottest_chip_c.max(chain.hottest_chip_c),
                     peak_chip_c: all.peak_chip_c.max(chain.peak_chip_c),
@@ -491,7 +481,7 @@ async fn summarise<H: Hardware>(
         board: board.name,
         chains,
         chips: board.chips_per_chain,
-        simulated_s: ran_s,
+        chip_s: ran_s,
         jobs: units.iter().map(|u| u.mining.jobs()).sum(),
         nonces,
         shares: sum(|t| t.shares),

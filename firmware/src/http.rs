@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
-use crate::commands::{LocalAction, LocalRequest};
+use crate::local::{LocalAction, LocalRequest};
 use crate::snapshot::Snapshot;
 
 /// How long a write waits for the mining loop (a wake ramps voltages and clocks for seconds).

@@ -1,6 +1,6 @@
 //! The daemon put together from a configuration: the command desk over the data directory, the
-//! work source, the fleet link, and the chains (serial, or simulated in-process). The binary
-//! runs one; `hashwarden demo` runs a site of them in one process.
+//! work source, the fleet link, and the chains (serial, or with the `sim` feature simulated
+//! in-process). The binary runs one; `hashwarden demo` runs a site of them in one process.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -9,9 +9,12 @@ use hashboard::board::BoardDescription;
 use tracing::warn;
 
 use crate::config::{self, MiningSettings};
-use crate::{daemon, fleet, mining, mqtt, persist, pool, serial, sim, update};
+#[cfg(feature = "sim")]
+use crate::sim;
+use crate::{daemon, desk, mining, mqtt, persist, pool, serial, update};
 
 /// The simulated board's side of a `--sim` run.
+#[cfg(feature = "sim")]
 #[derive(Debug, Clone, Default)]
 pub struct SimOptions {
     /// Simulated seconds per wall second.
@@ -28,6 +31,7 @@ pub struct Launch {
     pub config: Option<config::Config>,
     pub board: &'static BoardDescription,
     /// On simulated chains (`--sim`), or on the configured serial ones when `None`.
+    #[cfg(feature = "sim")]
     pub sim: Option<SimOptions>,
     pub duration: Option<Duration>,
     pub chip_duration_s: Option<f64>,
@@ -35,13 +39,23 @@ pub struct Launch {
     pub http_listen: Option<SocketAddr>,
 }
 
+impl Launch {
+    /// Whether the chains are the in-process simulator's.
+    fn simulated(&self) -> bool {
+        #[cfg(feature = "sim")]
+        return self.sim.is_some();
+        #[cfg(not(feature = "sim"))]
+        false
+    }
+}
+
 /// The command desk: with a fleet link, over the durable state in the data directory (commands
 /// and intent); with only a write token for the HTTP API, the intent there; otherwise in memory.
 /// A damaged state file stops the daemon rather than silently waking a machine that was put to
 /// sleep.
-pub fn open_desk(config: Option<&config::Config>) -> Result<fleet::CommandDesk, String> {
+pub fn open_desk(config: Option<&config::Config>) -> Result<desk::CommandDesk, String> {
     let Some(config) = config else {
-        return fleet::CommandDesk::local(None).map_err(|e| e.to_string());
+        return desk::CommandDesk::local(None).map_err(|e| e.to_string());
     };
     let data_dir = &config.daemon.data_dir;
     let store = || persist::Store::open(data_dir).map_err(|e| format!("daemon.data_dir: {e}"));
@@ -55,10 +69,10 @@ pub fn open_desk(config: Option<&config::Config>) -> Result<fleet::CommandDesk, 
                 .map_err(|(i, e)| format!("mqtt.trusted_keys[{i}]: {e}"))?;
             let verifier =
                 fleet_proto::CommandVerifier::new(mqtt.site.clone(), mqtt.miner.clone(), keys);
-            fleet::CommandDesk::open(mqtt.miner.clone(), verifier, store()?).map_err(damaged)
+            desk::CommandDesk::open(mqtt.miner.clone(), verifier, store()?).map_err(damaged)
         }
-        (None, Some(_)) => fleet::CommandDesk::local(Some(store()?)).map_err(damaged),
-        (None, None) => fleet::CommandDesk::local(None).map_err(|e| e.to_string()),
+        (None, Some(_)) => desk::CommandDesk::local(Some(store()?)).map_err(damaged),
+        (None, None) => desk::CommandDesk::local(None).map_err(|e| e.to_string()),
     }
 }
 
@@ -69,7 +83,7 @@ pub struct Ready {
     launch: Launch,
     settings: MiningSettings,
     serial_chains: Vec<config::ChainSection>,
-    desk: fleet::CommandDesk,
+    desk: desk::CommandDesk,
 }
 
 /// Checks `launch` and opens its command desk; an error is the operator's to fix.
@@ -83,7 +97,7 @@ pub fn prepare(launch: Launch) -> Result<Ready, String> {
         .iter()
         .flat_map(|c| c.chains.clone())
         .collect();
-    if launch.sim.is_none() && serial_chains.is_empty() {
+    if !launch.simulated() && serial_chains.is_empty() {
         return Err(
             "no chain to mine on: configure [[chains]] serial = PATH, or run with --sim".into(),
         );
@@ -108,21 +122,26 @@ pub async fn run(
         serial_chains,
         desk,
     } = ready;
+    let simulated = launch.simulated();
     let Launch {
         config,
         board,
-        sim: sim_options,
+        #[cfg(feature = "sim")]
+            sim: sim_options,
         duration,
         chip_duration_s,
         api_listen,
         http_listen,
     } = launch;
+    #[cfg(feature = "sim")]
     let speed = sim_options.as_ref().map_or(1.0, |s| s.speed);
+    #[cfg(not(feature = "sim"))]
+    let speed = 1.0;
     let pools: Vec<config::PoolSection> = config.iter().flat_map(|c| c.pools.clone()).collect();
     let source = if pools.is_empty() {
         mining::WorkSource::Local
     } else {
-        if sim_options.is_some() {
+        if simulated {
             // Simulated nonces meet the share difficulty only after the simulator's scaling,
             // so a real pool rejects them: this exercises the pool path, it does not earn.
             warn!(
@@ -145,7 +164,7 @@ pub async fn run(
     };
     let intent = desk.intent();
     let fleet = match config.as_ref().and_then(|c| c.mqtt.as_ref()) {
-        Some(mqtt) => Some(daemon::Fleet {
+        Some(mqtt) => Some(mqtt::Fleet {
             link: mqtt::spawn(mqtt)?,
             telemetry_interval: Duration::from_secs_f64(mqtt.telemetry_interval_s),
             failsafe: (
@@ -165,40 +184,44 @@ pub async fn run(
         None => None,
     };
     let links = daemon::Links { source, fleet };
-    match sim_options {
-        Some(simulated) => {
-            let mut rigs = Vec::new();
-            for chain in 0..u64::from(board.chains) {
-                // Each chain its own silicon: seeds differ per chain.
-                let silicon = sim::Silicon {
-                    seed: simulated.silicon.seed + chain,
-                    ..simulated.silicon
-                };
-                let rig = sim::rig(board, &settings, intent, silicon, simulated.speed)?;
-                if let (Some(script), Some(control)) = (&simulated.faults, &rig.sim) {
-                    control.with_sim(|s| s.set_fault_script(script.for_chain(chain as u32)));
-                }
-                rigs.push(rig);
-            }
-            daemon::run(rigs, settings, desk, links, options, stop).await
-        }
-        None => {
-            let board_section = config
+    #[cfg(feature = "sim")]
+    if let Some(simulated) = sim_options {
+        let mut rigs = Vec::new();
+        for chain in 0..u64::from(board.chains) {
+            // Each chain its own silicon: seeds differ per chain.
+            let silicon = sim::Silicon {
+                seed: simulated.silicon.seed + chain,
+                ..simulated.silicon
+            };
+            let faults = simulated
+                .faults
                 .as_ref()
-                .map(|c| c.board.clone())
-                .ok_or("no config")?;
-            let mut rigs = Vec::new();
-            for (index, chain) in serial_chains.iter().enumerate() {
-                rigs.push(serial::rig(
-                    board,
-                    &board_section,
-                    index,
-                    chain,
-                    &settings,
-                    intent,
-                )?);
-            }
-            daemon::run(rigs, settings, desk, links, options, stop).await
+                .map(|script| script.for_chain(chain as u32));
+            rigs.push(sim::rig(
+                board,
+                &settings,
+                intent,
+                silicon,
+                simulated.speed,
+                faults,
+            )?);
         }
+        return daemon::run(rigs, settings, desk, links, options, stop).await;
     }
+    let board_section = config
+        .as_ref()
+        .map(|c| c.board.clone())
+        .ok_or("no config")?;
+    let mut rigs = Vec::new();
+    for (index, chain) in serial_chains.iter().enumerate() {
+        rigs.push(serial::rig(
+            board,
+            &board_section,
+            index,
+            chain,
+            &settings,
+            intent,
+        )?);
+    }
+    daemon::run(rigs, settings, desk, links, options, stop).await
 }

@@ -1,11 +1,11 @@
 //! `hashwarden-fw`: the control-board daemon.
 //!
 //! It mines on a chain behind a serial device (`[[chains]] serial`, a real hashboard or a
-//! `chipsim serve` PTY) or on an in-process simulated board (`--sim`), on locally generated work
-//! or a Stratum pool's; serves the cgminer API; reports to the fleet and obeys its signed
-//! commands over MQTT.
+//! `chipsim serve` PTY) or, built with the `sim` feature (the default), on an in-process
+//! simulated board (`--sim`), on locally generated work or a Stratum pool's; serves the cgminer
+//! API; reports to the fleet and obeys its signed commands over MQTT.
 
-use hashwarden_fw::{config, image_cli, launch, sim, update};
+use hashwarden_fw::{config, image_cli, launch, update};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -26,6 +26,26 @@ struct Cli {
     /// TOML configuration: board, chains, pools, mining.
     #[arg(long)]
     config: Option<PathBuf>,
+    #[cfg(feature = "sim")]
+    #[command(flatten)]
+    sim: SimArgs,
+    /// Stop after this many seconds (wall time) and print a summary.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Where the cgminer-compatible API listens (read-only); `off` to not serve it. Overrides
+    /// `[api] listen`; default 0.0.0.0:4028.
+    #[arg(long)]
+    api_listen: Option<String>,
+    /// Where the AxeOS-compatible HTTP API and /metrics listen; `off` to not serve them.
+    /// Overrides `[api] http_listen`; default 0.0.0.0:80.
+    #[arg(long)]
+    http_listen: Option<String>,
+}
+
+/// The simulated board: for development, demos and tests; not in a production build.
+#[cfg(feature = "sim")]
+#[derive(Debug, clap::Args)]
+struct SimArgs {
     /// Run on an in-process simulated board (the configured board, or the 12-chip BM1397 one).
     #[arg(long)]
     sim: bool,
@@ -43,21 +63,46 @@ struct Cli {
     /// break, UART noise, ...), to see what the daemon does about it.
     #[arg(long)]
     sim_faults: Option<PathBuf>,
-    /// Stop after this many seconds (wall time) and print a summary.
-    #[arg(long)]
-    duration: Option<f64>,
     /// In --sim: stop once the simulated chips have run this many seconds, however long that
     /// takes on a loaded machine (a reproducible run; --duration still caps the wall time).
     #[arg(long, requires = "sim")]
     sim_duration: Option<f64>,
-    /// Where the cgminer-compatible API listens (read-only); `off` to not serve it. Overrides
-    /// `[api] listen`; default 0.0.0.0:4028.
-    #[arg(long)]
-    api_listen: Option<String>,
-    /// Where the AxeOS-compatible HTTP API and /metrics listen; `off` to not serve them.
-    /// Overrides `[api] http_listen`; default 0.0.0.0:80.
-    #[arg(long)]
-    http_listen: Option<String>,
+}
+
+#[cfg(feature = "sim")]
+impl SimArgs {
+    /// The simulated side of the run (none without `--sim`), and the chip seconds to stop at.
+    fn options(&self) -> Result<(Option<launch::SimOptions>, Option<f64>), String> {
+        if !(self.speed.is_finite() && self.speed > 0.0) {
+            return Err("--speed must be a positive number".into());
+        }
+        if self
+            .sim_duration
+            .is_some_and(|s| !(s.is_finite() && s > 0.0))
+        {
+            return Err("--sim-duration must be a positive number of seconds".into());
+        }
+        let faults = match &self.sim_faults {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|text| {
+                        chipsim::FaultScript::from_json(&text).map_err(|e| e.to_string())
+                    })
+                    .map_err(|e| format!("--sim-faults {}: {e}", path.display()))?,
+            ),
+            None => None,
+        };
+        let options = self.sim.then_some(launch::SimOptions {
+            speed: self.speed,
+            silicon: hashwarden_fw::sim::Silicon {
+                seed: self.seed,
+                joules_per_th: self.sim_grade,
+            },
+            faults,
+        });
+        Ok((options, self.sim_duration))
+    }
 }
 
 /// What the binary does besides being the daemon.
@@ -108,20 +153,11 @@ fn launch_of(
     config: Option<config::Config>,
     board: &'static BoardDescription,
 ) -> Result<launch::Launch, String> {
-    if !(cli.speed.is_finite() && cli.speed > 0.0) {
-        return Err("--speed must be a positive number".into());
-    }
     let duration = match cli.duration {
         Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
         Some(_) => return Err("--duration must be a positive number of seconds".into()),
         None => None,
     };
-    if cli
-        .sim_duration
-        .is_some_and(|s| !(s.is_finite() && s > 0.0))
-    {
-        return Err("--sim-duration must be a positive number of seconds".into());
-    }
     let api_section = config.as_ref().map(|c| c.api.clone()).unwrap_or_default();
     let listen =
         |flag: &str, given: &Option<String>, configured: &Option<String>, default: &str| {
@@ -143,29 +179,17 @@ fn launch_of(
         &api_section.http_listen,
         "0.0.0.0:80",
     )?;
-    let faults = match &cli.sim_faults {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .map_err(|e| e.to_string())
-                .and_then(|text| chipsim::FaultScript::from_json(&text).map_err(|e| e.to_string()))
-                .map_err(|e| format!("--sim-faults {}: {e}", path.display()))?,
-        ),
-        None => None,
-    };
-    let sim = cli.sim.then_some(launch::SimOptions {
-        speed: cli.speed,
-        silicon: sim::Silicon {
-            seed: cli.seed,
-            joules_per_th: cli.sim_grade,
-        },
-        faults,
-    });
+    #[cfg(feature = "sim")]
+    let (sim, chip_duration_s) = cli.sim.options()?;
+    #[cfg(not(feature = "sim"))]
+    let chip_duration_s = None;
     Ok(launch::Launch {
         config,
         board,
+        #[cfg(feature = "sim")]
         sim,
         duration,
-        chip_duration_s: cli.sim_duration,
+        chip_duration_s,
         api_listen,
         http_listen,
     })

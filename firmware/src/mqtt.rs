@@ -267,3 +267,15 @@ impl MqttLink {
         }
     }
 }
+
+/// The fleet side of a run: the MQTT link and the failsafe.
+#[derive(Debug)]
+pub struct Fleet {
+    pub link: MqttLink,
+    pub telemetry_interval: Duration,
+    pub failsafe: (Duration, crate::control::FailsafeAction),
+    /// The machine's power and hash rate at its configured clock, once measured.
+    pub nameplate: Option<crate::telemetry::NameplateReading>,
+    /// Fetches and installs images an `update` command asks for; none without `[update]`.
+    pub updater: Option<crate::update::Updater>,
+}

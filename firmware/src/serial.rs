@@ -160,7 +160,6 @@ pub fn rig(
     Ok(Rig {
         ticket: init.ticket.value(),
         hw: Board::new(board, port, peripherals, init, core_mv),
-        sim: None,
         scale: (-f64::from(chain.simulated_share_floor_log2.unwrap_or(0))).exp2(),
     })
 }

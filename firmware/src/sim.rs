@@ -1,13 +1,16 @@
 //! `--sim`: the board in-process on `chipsim` — its chain on the simulator's UART, its TPS546
 //! and EMC2101 on the simulated I2C, its reset line — so the whole daemon runs with no hardware.
 
-use chipsim::{ChainConfig, ChainSim, SimControl, SimLink, SimUart};
+use std::time::Duration;
+
+use bm13xx::{ChipAddressing, Response};
+use chipsim::{ChainConfig, ChainSim, FaultScript, SimControl, SimLink, SimUart};
 use hashboard::board::BoardDescription;
 use hashboard::drivers::emc2101::{self, Emc2101};
 use hashboard::drivers::tps546::{self, Tps546, VoutLimits};
 use hashboard::sim::SimTimeDelay;
 
-use crate::board::{Board, ChipDelay, Peripherals};
+use crate::board::{Board, ChipDelay, DieTemps, Hardware, Peripherals, Witness};
 use crate::config::MiningSettings;
 use crate::control::Intent;
 use crate::daemon::init_config;
@@ -16,8 +19,38 @@ use crate::unit::Rig;
 /// The simulator's share floor: nonces are genuine at ticket × 2^-26.
 const SIM_FLOOR_LOG2: u32 = 26;
 
-pub type SimBoard =
+/// The board the simulated chain is wired to, driven by the same code as a real one.
+type WiredBoard =
     Board<SimUart, chipsim::Tps546, chipsim::Emc2101, chipsim::ResetPin, SimTimeDelay>;
+
+/// How often the simulator's clock catches up with the wall.
+const CLOCK_TICK: Duration = Duration::from_millis(10);
+
+/// A simulated board: the wired board, and the simulator behind it, whose clock, die
+/// temperatures and own count the daemon sees only through [`Hardware`].
+pub struct SimBoard {
+    board: WiredBoard,
+    control: SimControl,
+    speed: f64,
+    clock: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for SimBoard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimBoard")
+            .field("board", &self.board)
+            .field("speed", &self.speed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The hottest die of the simulated chain.
+fn hottest_chip(sim: &ChainSim) -> f64 {
+    sim.chips()
+        .iter()
+        .map(|c| c.thermal.temp_c)
+        .fold(f64::MIN, f64::max)
+}
 
 /// Which simulated silicon a chain gets: its seed, and its grade (J/TH at the model's nominal
 /// point; the model's typical figure when `None`).
@@ -95,23 +128,32 @@ pub fn surveyed_profile(
     })
 }
 
-/// A simulated board with `silicon`, wired like the real one.
+/// A simulated board with `silicon`, wired like the real one, running `speed` times faster than
+/// real time once up, playing `faults` (already this chain's).
 pub fn rig(
     board: &'static BoardDescription,
     settings: &MiningSettings,
     intent: Intent,
     silicon: Silicon,
     speed: f64,
+    faults: Option<FaultScript>,
 ) -> Result<Rig<SimBoard>, String> {
-    let sim = ChainSim::new(chain_config(board, silicon)).map_err(|e| e.to_string())?;
+    let mut sim = ChainSim::new(chain_config(board, silicon)).map_err(|e| e.to_string())?;
+    if let Some(script) = faults {
+        sim.set_fault_script(script);
+    }
     let (uart, control) = SimLink::open(sim);
     let (init, core_mv) = init_config(board, settings, intent)?;
     let peripherals = peripherals(board, &control, speed)?;
     Ok(Rig {
         // The chips round the ticket down to a power of two; validation uses what they filter at.
         ticket: init.ticket.value(),
-        hw: Board::new(board, uart, peripherals, init, core_mv),
-        sim: Some(control),
+        hw: SimBoard {
+            board: Board::new(board, uart, peripherals, init, core_mv),
+            control,
+            speed,
+            clock: None,
+        },
         scale: (-f64::from(SIM_FLOOR_LOG2)).exp2(),
     })
 }
@@ -137,4 +179,113 @@ fn peripherals(
         settle: SimTimeDelay(control.clone()),
         wait: ChipDelay { speed },
     })
+}
+
+/// The wired board does the driving; the simulator adds its clock, its dies and its count.
+impl Hardware for SimBoard {
+    fn description(&self) -> &'static BoardDescription {
+        self.board.description()
+    }
+    fn asleep(&self) -> bool {
+        self.board.asleep()
+    }
+    fn clocks(&self) -> &[u32] {
+        self.board.clocks()
+    }
+    fn core_mv(&self) -> u32 {
+        self.board.core_mv()
+    }
+    fn addressing(&self) -> Option<ChipAddressing> {
+        self.board.addressing()
+    }
+    fn chips_up(&self) -> u32 {
+        self.board.chips_up()
+    }
+    fn baud(&self) -> u32 {
+        self.board.baud()
+    }
+    fn uart_errors(&self) -> u64 {
+        self.board.uart_errors()
+    }
+    async fn power_up(&mut self) -> Result<(), String> {
+        self.board.power_up().await
+    }
+    fn power_off_at_start(&mut self) -> Result<(), String> {
+        self.board.power_off_at_start()
+    }
+    async fn sleep(&mut self) -> Result<(), String> {
+        self.board.sleep().await
+    }
+    async fn set_clocks(&mut self, clocks: &[u32]) -> Result<(), String> {
+        self.board.set_clocks(clocks).await
+    }
+    async fn set_ticket(&mut self, ticket: f64) -> Result<f64, String> {
+        self.board.set_ticket(ticket).await
+    }
+    async fn set_core_voltage(&mut self, target_mv: u32) -> Result<(), String> {
+        self.board.set_core_voltage(target_mv).await
+    }
+    async fn next_response(&mut self, timeout_ms: u32) -> Result<Option<Response>, String> {
+        self.board.next_response(timeout_ms).await
+    }
+    async fn drain_response(&mut self, timeout_ms: u32) -> Result<Option<Response>, String> {
+        self.board.drain_response(timeout_ms).await
+    }
+    async fn write_frame(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.board.write_frame(bytes).await
+    }
+    fn power_w(&mut self) -> Option<f64> {
+        self.board.power_w()
+    }
+    fn fan(&mut self) -> Option<(u32, f32)> {
+        self.board.fan()
+    }
+    fn board_temp_c(&mut self) -> Option<f64> {
+        self.board.board_temp_c()
+    }
+    fn regulator_temp_c(&mut self) -> Option<f64> {
+        self.board.regulator_temp_c()
+    }
+    fn has_thermal_sensor(&self) -> bool {
+        self.board.has_thermal_sensor()
+    }
+    fn set_fan_percent(&mut self, percent: f32) -> Result<(), String> {
+        self.board.set_fan_percent(percent)
+    }
+
+    fn chip_clock_s(&self) -> Option<f64> {
+        Some(self.control.with_sim(|s| s.now_s()))
+    }
+
+    fn start_chip_clock(&mut self) {
+        if self.clock.is_none() {
+            let control = self.control.clone();
+            self.clock = Some(tokio::spawn(control.run_realtime(self.speed, CLOCK_TICK)));
+        }
+    }
+
+    async fn stop_chip_clock(&mut self) {
+        if let Some(clock) = self.clock.take() {
+            clock.abort();
+            let _ = clock.await;
+        }
+    }
+
+    /// The simulator's die temperatures stand in for per-chip sensors.
+    fn die_temps(&mut self) -> Option<DieTemps> {
+        Some(self.control.with_sim(|s| DieTemps {
+            hottest_c: hottest_chip(s),
+            any_overheated: s.chips().iter().any(|c| c.thermal.overheated),
+        }))
+    }
+
+    fn witness(&self) -> Option<Witness> {
+        Some(self.control.with_sim(|s| Witness {
+            nonces_sent: s.stats().nonces_sent,
+            hottest_chip_c: hottest_chip(s),
+            peak_chip_c: hottest_chip(s),
+            chips_overheated: s.chips().iter().filter(|c| c.thermal.overheated).count(),
+            final_power_w: s.power_w(),
+        }))
+    }
 }

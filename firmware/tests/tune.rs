@@ -153,7 +153,7 @@ async fn efficiency_mode_tunes_while_mining_and_resumes_after_a_restart() {
     assert_eq!(
         std::fs::read_to_string(dir.join("daemon-first.log"))
             .unwrap_or_default()
-            .matches("hashwarden_fw::tuning: tuning ")
+            .matches("hashwarden_fw::unit::tune: tuning ")
             .count(),
         1,
         "one tune for two identical commands"
@@ -298,7 +298,7 @@ fn a_tuned_chain_that_drifts_is_tuned_again() {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let output = common::daemon(&args);
         assert!(output.status.success(), "{}", common::stderr(&output));
-        let ran_s = common::number(&common::summary(&output), "simulated_s");
+        let ran_s = common::number(&common::summary(&output), "chip_s");
         assert!(
             ran_s >= 1200.0,
             "ran {ran_s} chip seconds, not the whole span"

@@ -12,6 +12,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use hashwarden::store::AuditKind;
 use hil_tests::site::{
     Bench, BrokerRecord, agent, asleep, grid_cap, measured_state, miner_config, mining,
     telemetry_until, unix_now,
@@ -328,19 +329,21 @@ async fn every_fault_ends_in_its_documented_state_and_the_audit_log_keeps_everyt
     );
     for name in ["chain-break", "chip-death"] {
         assert!(
-            audit
-                .iter()
-                .any(|e| e.miner == name && e.kind == "failed" && e.detail.contains("answered")),
+            audit.iter().any(|e| e.miner == name
+                && e.kind == AuditKind::Failed
+                && e.detail.contains("answered")),
             "{name}: the failed wake and its reason are in the audit log"
         );
     }
     let mute_history: Vec<_> = audit.iter().filter(|e| e.miner == MUTE).collect();
     assert!(
-        mute_history.iter().any(|e| e.kind == "unresponsive"),
+        mute_history
+            .iter()
+            .any(|e| e.kind == AuditKind::Unresponsive),
         "{mute_history:?}"
     );
     assert!(
-        !mute_history.iter().any(|e| e.kind == "ack"),
+        !mute_history.iter().any(|e| e.kind == AuditKind::Ack),
         "{mute_history:?}"
     );
     drop(processes);

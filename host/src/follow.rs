@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::planner::Setting;
-use crate::store::{AuditEntry, FleetRow};
+use crate::store::{AuditEntry, AuditKind, FleetRow};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "result", content = "detail", rename_all = "snake_case")]
@@ -45,17 +45,17 @@ impl Follow {
     /// Takes what the store shows now; returns the miners newly finished.
     pub fn take(&mut self, outcomes: &[AuditEntry], fleet: &[FleetRow]) -> Vec<(String, Outcome)> {
         let mut finished = Vec::new();
-        // The agent logs the setting each outcome was for first ("Sleep; power now …").
-        let wanted = format!("{:?}", self.wanted);
         for entry in outcomes {
-            let for_this = entry.kind == "unresponsive" || entry.detail.starts_with(&wanted);
+            // A miner that never answered is done, whatever it was last sent.
+            let for_this =
+                entry.kind == AuditKind::Unresponsive || entry.wanted == Some(self.wanted);
             if !for_this {
                 continue;
             }
-            let outcome = match entry.kind.as_str() {
-                "verified" => Outcome::Verified,
-                "failed" => Outcome::Failed(entry.detail.clone()),
-                "unresponsive" => Outcome::Unresponsive,
+            let outcome = match entry.kind {
+                AuditKind::Verified => Outcome::Verified,
+                AuditKind::Failed => Outcome::Failed(entry.detail.clone()),
+                AuditKind::Unresponsive => Outcome::Unresponsive,
                 _ => continue,
             };
             if let Some(slot @ None) = self.outcomes.get_mut(&entry.miner) {
@@ -129,13 +129,8 @@ pub fn chosen_miners(
 mod tests {
     use super::*;
 
-    fn entry(miner: &str, kind: &str) -> AuditEntry {
-        AuditEntry {
-            at: 100,
-            miner: miner.into(),
-            kind: kind.into(),
-            detail: format!("Sleep: {kind} detail"),
-        }
+    fn entry(miner: &str, kind: AuditKind) -> AuditEntry {
+        AuditEntry::new(100, miner, kind, format!("sleep: {kind} detail")).about(Setting::Sleep)
     }
 
     fn row(miner: &str, mode: &str, target: Setting, last_seen: u64) -> FleetRow {
@@ -160,7 +155,11 @@ mod tests {
         let mut follow = Follow::new(&miners, Setting::Sleep, 100);
         // Stale rows (before the override) and miners not followed say nothing.
         let stale = [row("m4", "sleeping", Setting::Sleep, 99)];
-        assert!(follow.take(&[entry("m9", "verified")], &stale).is_empty());
+        assert!(
+            follow
+                .take(&[entry("m9", AuditKind::Verified)], &stale)
+                .is_empty()
+        );
         // Planned but not yet asleep: not done.
         assert!(
             follow
@@ -169,9 +168,9 @@ mod tests {
         );
         let done = follow.take(
             &[
-                entry("m1", "verified"),
-                entry("m2", "failed"),
-                entry("m1", "failed"),
+                entry("m1", AuditKind::Verified),
+                entry("m2", AuditKind::Failed),
+                entry("m1", AuditKind::Failed),
             ],
             &[row("m4", "sleeping", Setting::Sleep, 101)],
         );
@@ -181,16 +180,34 @@ mod tests {
                 ("m1".to_string(), Outcome::Verified),
                 (
                     "m2".to_string(),
-                    Outcome::Failed("Sleep: failed detail".into())
+                    Outcome::Failed("sleep: failed detail".into())
                 ),
                 ("m4".to_string(), Outcome::InEffect),
             ]
         );
         assert_eq!((follow.finished(), follow.total()), (3, 4));
         assert!(follow.outcomes()["m3"].is_none());
-        let done = follow.take(&[entry("m3", "unresponsive")], &[]);
+        let done = follow.take(&[entry("m3", AuditKind::Unresponsive)], &[]);
         assert_eq!(done, [("m3".to_string(), Outcome::Unresponsive)]);
         assert_eq!(follow.finished(), 4);
+    }
+
+    #[test]
+    fn an_outcome_for_another_setting_does_not_answer_the_override() {
+        let miners = vec!["m1".to_string()];
+        let mut follow = Follow::new(&miners, Setting::Full, 100);
+        // A sleep verified after the override was asked: not the wake being followed, even
+        // though its words look alike.
+        let sleep = entry("m1", AuditKind::Verified);
+        let unlabelled =
+            AuditEntry::new(100, "m1", AuditKind::Verified, "full; power now 0 W".into());
+        assert!(follow.take(&[sleep, unlabelled], &[]).is_empty());
+        let wake =
+            AuditEntry::new(101, "m1", AuditKind::Verified, String::new()).about(Setting::Full);
+        assert_eq!(
+            follow.take(&[wake], &[]),
+            [("m1".to_string(), Outcome::Verified)]
+        );
     }
 
     #[test]
@@ -203,7 +220,11 @@ mod tests {
                 .is_empty()
         );
         // A verified sleep (an earlier plan's) is not this wake.
-        assert!(follow.take(&[entry("m1", "verified")], &[]).is_empty());
+        assert!(
+            follow
+                .take(&[entry("m1", AuditKind::Verified)], &[])
+                .is_empty()
+        );
         assert_eq!(
             follow
                 .take(&[], &[row("m1", "mining", Setting::Full, 125)])

@@ -1,12 +1,17 @@
-//! The hashwarden fleet agent's pure core: units, hashprice from the network, the tariff, and
-//! the curtailment planner. No I/O here: the agent feeds these from MQTT, HTTP and its store.
+//! The hashwarden fleet agent as a library, for its binary, its benches and the end-to-end
+//! suites. The decisions are pure modules with reasons (`units`, `market`, `tariff`, `power_price`,
+//! `grid`, `planner`, `executor`, `rollout`, `backtest`); the agent (`agent`) is the loop that feeds
+//! them from MQTT, HTTP and its store and carries their answers out. `demo` (the `demo` feature)
+//! runs a simulated site and is not in a production build.
 #![forbid(unsafe_code)]
 
 pub mod agent;
 pub mod backtest;
 pub mod dashboard;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod executor;
+pub mod flash;
 pub mod fleet;
 pub mod follow;
 pub mod grid;
@@ -14,7 +19,7 @@ pub mod keys;
 pub mod market;
 pub mod metrics;
 pub mod planner;
-pub mod power;
+pub mod power_price;
 pub mod rollout;
 pub mod shard;
 pub mod site;

@@ -13,7 +13,7 @@ use hashwarden::planner::{
     Economics, Inputs, Machine, Manual as PlannerManual, Plan, Setting, plan,
 };
 use hashwarden::site::SiteConfig;
-use hashwarden::store::Store;
+use hashwarden::store::{AuditEntry, AuditKind, Store};
 
 #[derive(Debug, Parser)]
 #[command(version, about = "hashwarden fleet agent")]
@@ -60,13 +60,14 @@ enum Command {
     /// Rolls a signed firmware image out to miners: a canary first, then staged waves while
     /// the failures stay under the threshold (the running agent carries it out and serves the
     /// image); follows it with a progress bar and ends with every miner's outcome.
-    Flash(hashwarden::rollout::flash::FlashArgs),
+    Flash(hashwarden::flash::FlashArgs),
     /// Replays the planner over a market, a tariff and grid events for a fleet, against never
     /// curtailing, a naive threshold and the perfect-foresight oracle.
     Backtest(hashwarden::backtest::cli::BacktestArgs),
     /// A simulated site run through the 2025-2026 crash in about a minute: real daemons on
     /// simulated chains, the agent and its dashboard, and the verdict against never, naive,
     /// threshold and perfect foresight.
+    #[cfg(feature = "demo")]
     Demo(hashwarden::demo::DemoArgs),
     /// The command-signing key.
     Keys {
@@ -154,8 +155,9 @@ fn main() -> ExitCode {
         } => explain(&config, &miner, last, json),
         Command::Curtail(manual) => override_miners(&manual, Setting::Sleep),
         Command::Resume(manual) => override_miners(&manual, Setting::Full),
-        Command::Flash(args) => hashwarden::rollout::flash::run(&args),
+        Command::Flash(args) => hashwarden::flash::run(&args),
         Command::Backtest(args) => hashwarden::backtest::cli::run(&args),
+        #[cfg(feature = "demo")]
         Command::Demo(args) => hashwarden::demo::run(&args),
         Command::Keys {
             command: KeysCommand::Init { out, key_id },
@@ -232,7 +234,7 @@ fn status(config: &Path, json: bool) -> Result<(), String> {
             figure(row.j_per_th),
             figure(row.breakeven),
             figure(row.margin),
-            setting(row.target),
+            row.target,
             row.reason
         );
     }
@@ -260,9 +262,7 @@ fn explain(config: &Path, miner: &str, last: usize, json: bool) -> Result<(), St
     if let Some(row) = &row {
         println!(
             "{miner}: {} now, target {} — {}",
-            row.mode,
-            setting(row.target),
-            row.reason
+            row.mode, row.target, row.reason
         );
     }
     for entry in &entries {
@@ -285,16 +285,19 @@ fn override_miners(manual: &Manual, to: Setting) -> Result<(), String> {
             .set_override(miner, PlannerManual { setting: to, until })
             .map_err(|e| e.to_string())?;
         store
-            .audit(&hashwarden::store::AuditEntry {
-                at: now,
-                miner: miner.clone(),
-                kind: "override".into(),
-                detail: format!("{} by hand until {until}", setting(to)),
-            })
+            .audit(
+                &AuditEntry::new(
+                    now,
+                    miner,
+                    AuditKind::Override,
+                    format!("{to} by hand until {until}"),
+                )
+                .about(to),
+            )
             .map_err(|e| e.to_string())?;
     }
     if !manual.wait {
-        println!("{} miner(s) to {} until {until}", miners.len(), setting(to));
+        println!("{} miner(s) to {} until {until}", miners.len(), to);
         return Ok(());
     }
     follow(&store, mark, &miners, to, now, timeout_s, manual.json)
@@ -313,8 +316,7 @@ fn follow(
 ) -> Result<(), String> {
     use hashwarden::follow::{Follow, Outcome};
     let mut follow = Follow::new(miners, to, since);
-    let bar =
-        hashwarden::follow::progress_bar(follow.total() as u64, &format!("to {}", setting(to)))?;
+    let bar = hashwarden::follow::progress_bar(follow.total() as u64, &format!("to {}", to))?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout_s);
     while follow.finished() < follow.total() && std::time::Instant::now() < deadline {
         let outcomes = store.outcomes_after(mark).map_err(|e| e.to_string())?;
@@ -346,7 +348,7 @@ fn follow(
             .collect();
         println!(
             "{}",
-            serde_json::json!({"to": setting(to), "miners": rows, "failed": failed})
+            serde_json::json!({"to": to.to_string(), "miners": rows, "failed": failed})
         );
     } else {
         println!("{:<28}  outcome", "miner");
@@ -365,7 +367,7 @@ fn follow(
         return Err(format!(
             "{failed} of {} miner(s) did not get to {}",
             follow.total(),
-            setting(to)
+            to
         ));
     }
     Ok(())
@@ -464,14 +466,6 @@ fn plan_command(site: &Path, fleet: &Path, at: Option<u64>, json: bool) -> Resul
     Ok(())
 }
 
-fn setting(s: Setting) -> String {
-    match s {
-        Setting::Sleep => "sleep".into(),
-        Setting::Full => "full".into(),
-        Setting::PowerTarget(w) => format!("{:.0} W", w.0),
-    }
-}
-
 fn print_plan(plan: &Plan, economics: Option<&Economics>) {
     match economics {
         Some(e) => println!(
@@ -496,12 +490,7 @@ fn print_plan(plan: &Plan, economics: Option<&Economics>) {
         let breakeven = d.breakeven.map_or("-".into(), |b| format!("{:.2}", b.0));
         println!(
             "{:<24} {:>9} {:>9} {:>7} {:>11}  {}",
-            d.id,
-            setting(d.from),
-            setting(d.to),
-            at,
-            breakeven,
-            d.reason
+            d.id, d.from, d.to, at, breakeven, d.reason
         );
     }
     println!(

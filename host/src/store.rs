@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::planner::{Manual, Setting};
 
-const SCHEMA_VERSION: i64 = 1;
+/// 2: the audit log's `wanted` column (the setting an entry is about, as data).
+const SCHEMA_VERSION: i64 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -22,6 +23,91 @@ pub enum StoreError {
     },
     #[error("{path}: schema version {found}, this agent knows {SCHEMA_VERSION}")]
     Version { path: PathBuf, found: i64 },
+}
+
+/// What an audit entry records. Stored as its name, so `hashwarden explain`, `follow` and SQL
+/// readers agree on one spelling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditKind {
+    /// The plan changed what a miner should run.
+    Planned,
+    /// A signed command went out.
+    Sent,
+    /// A miner answered a command.
+    Ack,
+    /// A change showed in the miner's own reports.
+    Verified,
+    /// A change the miner refused or could not make.
+    Failed,
+    /// No final answer after every attempt.
+    Unresponsive,
+    /// The operator set a miner by hand.
+    Override,
+    /// Another agent of the group owns the miner now; its change went with it.
+    HandedOver,
+    /// A firmware rollout's step.
+    Update,
+}
+
+impl AuditKind {
+    pub const ALL: [AuditKind; 9] = [
+        AuditKind::Planned,
+        AuditKind::Sent,
+        AuditKind::Ack,
+        AuditKind::Verified,
+        AuditKind::Failed,
+        AuditKind::Unresponsive,
+        AuditKind::Override,
+        AuditKind::HandedOver,
+        AuditKind::Update,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditKind::Planned => "planned",
+            AuditKind::Sent => "sent",
+            AuditKind::Ack => "ack",
+            AuditKind::Verified => "verified",
+            AuditKind::Failed => "failed",
+            AuditKind::Unresponsive => "unresponsive",
+            AuditKind::Override => "override",
+            AuditKind::HandedOver => "handed over",
+            AuditKind::Update => "update",
+        }
+    }
+
+    /// A change's final outcome: what `curtail --wait` follows.
+    pub fn is_outcome(self) -> bool {
+        matches!(
+            self,
+            AuditKind::Verified | AuditKind::Failed | AuditKind::Unresponsive
+        )
+    }
+}
+
+impl std::fmt::Display for AuditKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl rusqlite::types::ToSql for AuditKind {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+impl rusqlite::types::FromSql for AuditKind {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let text = value.as_str()?;
+        AuditKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+            .ok_or_else(|| {
+                rusqlite::types::FromSqlError::Other(format!("audit kind {text:?}").into())
+            })
+    }
 }
 
 /// One miner as the last plan saw it: what `hashwarden status` shows.
@@ -46,9 +132,49 @@ pub struct FleetRow {
 pub struct AuditEntry {
     pub at: u64,
     pub miner: String,
-    /// `planned`, `sent`, `ack`, `verified`, `failed`, `unresponsive`, `override`.
-    pub kind: String,
+    pub kind: AuditKind,
+    /// The setting the entry is about (a plan's target, a change's outcome, an override), where
+    /// it is about one.
+    pub wanted: Option<Setting>,
+    /// For people: what happened, in words.
     pub detail: String,
+}
+
+impl AuditEntry {
+    pub fn new(at: u64, miner: &str, kind: AuditKind, detail: String) -> Self {
+        Self {
+            at,
+            miner: miner.to_string(),
+            kind,
+            wanted: None,
+            detail,
+        }
+    }
+
+    /// The same entry, about `setting`.
+    pub fn about(self, setting: Setting) -> Self {
+        Self {
+            wanted: Some(setting),
+            ..self
+        }
+    }
+}
+
+/// A `wanted` column's text: the setting as JSON, which the store reads back exactly.
+fn wanted_column(wanted: Option<Setting>) -> Option<String> {
+    wanted.and_then(|setting| serde_json::to_string(&setting).ok())
+}
+
+/// An audit row as the queries below select it.
+fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
+    let wanted: Option<String> = r.get(3)?;
+    Ok(AuditEntry {
+        at: r.get::<_, i64>(0)?.max(0) as u64,
+        miner: r.get(1)?,
+        kind: r.get(2)?,
+        wanted: wanted.and_then(|text| serde_json::from_str(&text).ok()),
+        detail: r.get(4)?,
+    })
 }
 
 /// A rollout as the store keeps it.
@@ -91,7 +217,8 @@ impl Store {
                  hashprice REAL NOT NULL, difficulty REAL);
              CREATE TABLE IF NOT EXISTS audit (
                  id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL,
-                 miner TEXT NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL);
+                 miner TEXT NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL,
+                 wanted TEXT);
              CREATE INDEX IF NOT EXISTS audit_by_miner ON audit (miner, id);
              CREATE TABLE IF NOT EXISTS rollouts (
                  id INTEGER PRIMARY KEY AUTOINCREMENT, created_at INTEGER NOT NULL,
@@ -105,6 +232,15 @@ impl Store {
         match store.meta("schema")? {
             None => store.set_meta("schema", SCHEMA_VERSION)?,
             Some(SCHEMA_VERSION) => {}
+            // Version 1 lacked the audit log's `wanted` column: its entries read as about no
+            // setting.
+            Some(1) => {
+                store
+                    .db
+                    .execute_batch("ALTER TABLE audit ADD COLUMN wanted TEXT;")
+                    .map_err(store.fail())?;
+                store.set_meta("schema", SCHEMA_VERSION)?;
+            }
             Some(found) => {
                 return Err(StoreError::Version {
                     path: path.to_path_buf(),
@@ -315,7 +451,7 @@ impl Store {
         {
             let mut insert = tx
                 .prepare_cached(
-                    "INSERT INTO audit (at, miner, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT INTO audit (at, miner, kind, wanted, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )
                 .map_err(fail)?;
             for entry in entries {
@@ -324,6 +460,7 @@ impl Store {
                         entry.at as i64,
                         entry.miner,
                         entry.kind,
+                        wanted_column(entry.wanted),
                         entry.detail
                     ])
                     .map_err(fail)?;
@@ -427,7 +564,6 @@ impl Store {
             .map_err(self.fail())
     }
 
-    /// The last `limit` entries for `miner` (all miners when `None`), oldest first.
     /// The audit log's newest entry id (0 when empty): a mark to read outcomes after.
     pub fn audit_mark(&self) -> Result<i64, StoreError> {
         self.db
@@ -440,23 +576,15 @@ impl Store {
         let mut query = self
             .db
             .prepare(
-                "SELECT at, miner, kind, detail FROM audit WHERE id > ?1
+                "SELECT at, miner, kind, wanted, detail FROM audit WHERE id > ?1
                  AND kind IN ('verified', 'failed', 'unresponsive') ORDER BY id",
             )
             .map_err(self.fail())?;
-        let rows = query
-            .query_map([mark], |r| {
-                Ok(AuditEntry {
-                    at: r.get::<_, i64>(0)?.max(0) as u64,
-                    miner: r.get(1)?,
-                    kind: r.get(2)?,
-                    detail: r.get(3)?,
-                })
-            })
-            .map_err(self.fail())?;
+        let rows = query.query_map([mark], audit_row).map_err(self.fail())?;
         rows.collect::<Result<_, _>>().map_err(self.fail())
     }
 
+    /// The last `limit` entries for `miner` (all miners when `None`), oldest first.
     pub fn history(
         &self,
         miner: Option<&str>,
@@ -465,19 +593,12 @@ impl Store {
         let mut query = self
             .db
             .prepare(
-                "SELECT at, miner, kind, detail FROM audit
+                "SELECT at, miner, kind, wanted, detail FROM audit
                  WHERE ?1 IS NULL OR miner = ?1 ORDER BY id DESC LIMIT ?2",
             )
             .map_err(self.fail())?;
         let rows = query
-            .query_map(params![miner, limit as i64], |r| {
-                Ok(AuditEntry {
-                    at: r.get::<_, i64>(0)? as u64,
-                    miner: r.get(1)?,
-                    kind: r.get(2)?,
-                    detail: r.get(3)?,
-                })
-            })
+            .query_map(params![miner, limit as i64], audit_row)
             .map_err(self.fail())?;
         let mut entries: Vec<AuditEntry> = rows.collect::<Result<_, _>>().map_err(self.fail())?;
         entries.reverse();
@@ -524,15 +645,12 @@ mod tests {
                     },
                 )
                 .expect("saves");
-            for (i, kind) in ["planned", "sent", "verified"].into_iter().enumerate() {
-                store
-                    .audit(&AuditEntry {
-                        at: 1_000 + i as u64,
-                        miner: "m1".into(),
-                        kind: kind.into(),
-                        detail: format!("step {i}"),
-                    })
-                    .expect("audits");
+            for (i, kind) in [AuditKind::Planned, AuditKind::Sent, AuditKind::Verified]
+                .into_iter()
+                .enumerate()
+            {
+                let entry = AuditEntry::new(1_000 + i as u64, "m1", kind, format!("step {i}"));
+                store.audit(&entry.about(Setting::Sleep)).expect("audits");
             }
         }
         let store = Store::open(&path).expect("reopens");
@@ -558,6 +676,10 @@ mod tests {
             history.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
             ["sent", "verified"],
             "the last two, oldest first"
+        );
+        assert!(
+            history.iter().all(|e| e.wanted == Some(Setting::Sleep)),
+            "the setting is read back as it was written"
         );
         assert!(store.history(Some("m9"), 10).expect("reads").is_empty());
     }

@@ -39,7 +39,7 @@ fn esp_miner_header() -> BlockHeader {
 
 fn tx_sample() -> String {
     let mut out = String::from(
-        "# BM1397 single-chip bring-up as hashwarden sends it (spec §6.2: enumerate, address,\n\
+        "# BM1397 single-chip bring-up as hashwarden sends it (protocol.md §6.2: enumerate, address,\n\
          # configure, ramp 50 -> 425 MHz, switch to 3.125 Mbaud), then work.\n\
          # Synthesised from the bm13xx crate; regenerate with BLESS=1 (tests/samples.rs).\n",
     );
@@ -83,7 +83,7 @@ fn rx_sample() -> String {
          # Synthesised from the bm13xx crate; regenerate with BLESS=1 (tests/samples.rs).\n",
     );
     let frame = |response: Response| hex(response.encode().as_bytes());
-    writeln!(out, "# chip id 0x1397, 0x18 core groups (spec §3.5)").expect("string");
+    writeln!(out, "# chip id 0x1397, 0x18 core groups (protocol.md §3.5)").expect("string");
     writeln!(out, "AA 55 13 97 18 00 00 00 06").expect("string");
     writeln!(
         out,

@@ -256,7 +256,7 @@ pub(crate) mod tests {
     }
 
     /// ESP-Miner test_mining.c "Test nonce diff checking" 1 and 2: nonce 0x276E8947 gives
-    /// difficulty 18, nonce 0x0A029ED1 gives 683 (spec §3.2).
+    /// difficulty 18, nonce 0x0A029ED1 gives 683 (protocol.md §3.2).
     #[test]
     fn esp_miner_share_checks() {
         let first = stratum_header(

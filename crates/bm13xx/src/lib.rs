@@ -5,8 +5,8 @@
 //! caller owns the UART and the clock. No allocator, no `std`, no `unsafe`: the same code runs under
 //! tokio on a Linux control board, on a microcontroller, and inside the chip simulator.
 //!
-//! Section numbers (§) refer to `shared/spec/bm13xx-protocol.md`; `docs/protocol.md` records how
-//! this crate settles the places where the sources disagree.
+//! Section numbers (§) refer to the protocol reference in `docs/protocol.md`, which also records
+//! how this crate settles the places where the public sources disagree.
 //!
 //! ```
 //! use bm13xx::{Command, Destination, Event, ResponseDecoder, ResponseFormat, Response};

@@ -1,4 +1,4 @@
-//! Where the sources disagree (spec §15), this crate follows the spec's recommendation. One named
+//! Where the sources disagree (protocol.md §15), this crate follows the spec's recommendation. One named
 //! test per resolution; `docs/protocol.md` lists the same decisions with their reasons.
 
 use bm13xx::pll::Pll0Divider;

@@ -1,4 +1,4 @@
-//! A chain of chips behind one UART (spec §14): the sans-IO core of the simulator.
+//! A chain of chips behind one UART (protocol.md §14): the sans-IO core of the simulator.
 //!
 //! Bytes from the host go in with the rate the host sends at; simulated time is advanced by the
 //! caller; bytes for the host come out. Everything is deterministic for a seed and the same
@@ -84,7 +84,7 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct ChainStats {
     pub frames_received: u64,
-    /// Frames with a bad CRC: real chips drop them silently (spec §14.1).
+    /// Frames with a bad CRC: real chips drop them silently (protocol.md §14.1).
     pub crc_dropped: u64,
     /// Bytes that were no frame at all.
     pub garbage_bytes: u64,
@@ -255,7 +255,7 @@ impl ChainSim {
     }
 
     /// Drives the reset line (NRSTI, active low): held, the chips neither hear nor answer nor hash;
-    /// released, they start from power-on state (spec §1).
+    /// released, they start from power-on state (protocol.md §1).
     pub fn set_reset_line(&mut self, held: bool) {
         if held {
             self.chips.iter_mut().for_each(SimChip::reset);
@@ -335,7 +335,7 @@ impl ChainSim {
         }
     }
 
-    /// One frame reaches the chips that can hear it, nearest first (spec §14.2, §14.7).
+    /// One frame reaches the chips that can hear it, nearest first (protocol.md §14.2, §14.7).
     fn apply(&mut self, frame: HostFrame, host_baud: u32) {
         tracing::debug!(?frame, host_baud, "frame");
         let reach = self.reachable();

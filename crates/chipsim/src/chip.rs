@@ -11,7 +11,7 @@ use bm13xx::{
 use crate::physics::{Silicon, Thermal};
 use crate::rng::Rng;
 
-/// Register values after reset (spec §5.1 for BM1397, §5.2 for BM1366+).
+/// Register values after reset (protocol.md §5.1 for BM1397, §5.2 for BM1366+).
 fn reset_registers(model: ChipModel) -> [u32; 256] {
     let mut regs = [0u32; 256];
     regs[usize::from(address::CHIP_ID)] = model.reset_chip_id_register();
@@ -205,7 +205,7 @@ impl SimChip {
     pub fn read(&self, register: u8) -> Response {
         let value = match register {
             address::HASH_RATE if self.model == ChipModel::Bm1397 => {
-                // Units of 2^20 H/s (spec §5.1, ESP-Miner).
+                // Units of 2^20 H/s (protocol.md §5.1, ESP-Miner).
                 (self.last_rate / 1_048_576.0).min(f64::from(0x7FFF_FFFEu32)) as u32
             }
             address::TOTAL_HASH_COUNTER if self.model != ChipModel::Bm1397 => {

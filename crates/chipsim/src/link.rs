@@ -48,7 +48,7 @@ pub(crate) fn lock(shared: &SharedSim) -> MutexGuard<'_, Shared> {
 pub struct SimLink;
 
 impl SimLink {
-    /// Opens the link at 115 200 Bd, where hosts start (spec §1).
+    /// Opens the link at 115 200 Bd, where hosts start (protocol.md §1).
     pub fn open(sim: ChainSim) -> (SimUart, SimControl) {
         let shared = Arc::new(Mutex::new(Shared {
             sim,

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::rng::Rng;
 
-/// Nominal figures per model at ESP-Miner's default clock and voltage (spec §11.1, §13).
+/// Nominal figures per model at ESP-Miner's default clock and voltage (protocol.md §11.1, §13).
 #[derive(Debug, Clone, Copy)]
 pub struct Nominal {
     pub volts: f64,

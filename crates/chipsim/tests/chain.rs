@@ -19,7 +19,7 @@ fn frames(events: &[Event<Response>]) -> Vec<Response> {
         .collect()
 }
 
-/// Spec §6.2 (ESP-Miner's BM1397 init) against 4 chips: exactly one chip-id frame per chip with
+/// protocol.md §6.2 (ESP-Miner's BM1397 init) against 4 chips: exactly one chip-id frame per chip with
 /// the right bytes, chips addressed at the 256/4 interval, 425 MHz, 3.125 Mbaud.
 #[test]
 fn bm1397_enumeration_and_init() {
@@ -300,7 +300,7 @@ fn same_seed_same_wire() {
 }
 
 /// A core-register read through 0x3C is answered by the chip on its own, as a 0x40 response
-/// (spec §5.3); a core-register write is not answered.
+/// (protocol.md §5.3); a core-register write is not answered.
 #[test]
 fn core_register_reads_answer_as_register_0x40() {
     use bm13xx::registers::CoreRegisterControl;

@@ -1,4 +1,4 @@
-//! The `chipsim` binary over a real pseudo-terminal: ESP-Miner's BM1397 bring-up (spec §6.2) sent
+//! The `chipsim` binary over a real pseudo-terminal: ESP-Miner's BM1397 bring-up (protocol.md §6.2) sent
 //! byte for byte gets exactly what a real chain answers, and mining works end to end.
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -32,7 +32,7 @@ pub struct BoardDescription {
     pub chains: u32,
     pub chips_per_chain: u32,
     /// Chips sit in this many series voltage domains per chain; the regulator's output is the
-    /// per-chip voltage times this (spec §13).
+    /// per-chip voltage times this (protocol.md §13).
     pub voltage_domains: u32,
     pub regulator: Regulator,
     /// EMC2101 address, if the board has one.

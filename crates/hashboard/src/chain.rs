@@ -14,7 +14,7 @@ use crate::uart::SetBaud;
 
 /// ESP-Miner holds reset low this long, then waits as long again before the first frame.
 const RESET_MS: u32 = 100;
-/// The rate every chip listens at after reset; hosts open the port at 115 200 (spec §1).
+/// The rate every chip listens at after reset; hosts open the port at 115 200 (protocol.md §1).
 const RESET_BAUD: u32 = 115_200;
 /// How long to wait for each register answer once the chain is up.
 const READ_TIMEOUT_MS: u32 = 100;

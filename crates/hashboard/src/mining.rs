@@ -235,7 +235,7 @@ impl Dispatcher {
 
     fn version_of(&self, slot: &Slot, fields: &NonceFields) -> u32 {
         match (&slot.job, fields.version_bits) {
-            // BM1366+: the chip reports the rolled bits to OR in (spec §3.3).
+            // BM1366+: the chip reports the rolled bits to OR in (protocol.md §3.3).
             (Job::Header(_), Some(bits)) => slot.work.header.version | bits,
             (Job::Header(_), None) => slot.work.header.version,
             // BM1397: midstate k was computed from the version rolled k times.

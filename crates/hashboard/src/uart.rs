@@ -1,6 +1,6 @@
 //! What a chain's UART must do besides moving bytes.
 
-/// Changing the line rate: the chips switch baud mid-conversation (spec §7), so the host's port
+/// Changing the line rate: the chips switch baud mid-conversation (protocol.md §7), so the host's port
 /// must follow. Implemented by the firmware's serial port and by test doubles.
 // Chain drivers run on one executor per board; a `Send` bound on the future would exclude
 // single-threaded embedded executors, so the async fn is left unbounded, as embedded-io-async does.

@@ -93,7 +93,7 @@ fn tps546_telemetry_decodes_linear11() {
     tps.release().done();
 }
 
-/// Spec §13's derived DS4432U codes.
+/// protocol.md §13's derived DS4432U codes.
 #[test]
 fn ds4432u_codes_from_the_spec() {
     assert_eq!(code_for_mv(1200), 0xC6);

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use hashwarden::store::{AuditEntry, Store};
+use hashwarden::store::{AuditEntry, AuditKind, Store};
 
 /// The audit log in the agent's store at `path`, oldest first.
 pub fn audit_log(path: &Path) -> Vec<AuditEntry> {
@@ -17,7 +17,7 @@ pub fn audit_log(path: &Path) -> Vec<AuditEntry> {
 
 /// The first `words` words of each entry of `kind` (`sent`: the command's id; `ack`: its id and
 /// status), lower case.
-fn heads(audit: &[AuditEntry], kind: &str, words: usize) -> BTreeSet<String> {
+fn heads(audit: &[AuditEntry], kind: AuditKind, words: usize) -> BTreeSet<String> {
     audit
         .iter()
         .filter(|e| e.kind == kind)
@@ -30,7 +30,7 @@ fn heads(audit: &[AuditEntry], kind: &str, words: usize) -> BTreeSet<String> {
 
 /// Panics unless every command (its id) is in the log as sent.
 pub fn assert_commands_audited(audit: &[AuditEntry], commands: &[String]) {
-    let sent = heads(audit, "sent", 1);
+    let sent = heads(audit, AuditKind::Sent, 1);
     for id in commands {
         assert!(
             sent.contains(id),
@@ -43,7 +43,7 @@ pub fn assert_commands_audited(audit: &[AuditEntry], commands: &[String]) {
 /// `BrokerRecord::acks` gives them) as received.
 pub fn assert_audited(audit: &[AuditEntry], commands: &[String], acks: &[String]) {
     assert_commands_audited(audit, commands);
-    let acked = heads(audit, "ack", 2);
+    let acked = heads(audit, AuditKind::Ack, 2);
     for ack in acks {
         assert!(
             acked.contains(ack),

@@ -7,6 +7,7 @@ use tracing::{info, warn};
 
 use super::{Agent, Summary, unix_now};
 use crate::market::Reading;
+use crate::store::{AuditEntry, AuditKind};
 
 impl Agent {
     /// Another agent of the group came or went: the fleet's split changes with it, and each
@@ -52,10 +53,10 @@ impl Agent {
             if miner_topic.kind == Kind::Ack {
                 match serde_json::from_slice::<Ack>(payload) {
                     Ok(ack) => {
-                        self.audit(
+                        self.audit(AuditEntry::new(
                             now,
                             miner,
-                            "ack",
+                            AuditKind::Ack,
                             format!(
                                 "{} {:?}{}",
                                 ack.id.as_deref().unwrap_or("-"),
@@ -64,7 +65,7 @@ impl Agent {
                                     .as_deref()
                                     .map_or(String::new(), |r| format!(": {r}"))
                             ),
-                        );
+                        ));
                         if ack.status != fleet_proto::AckStatus::Accepted
                             && let Some(sent) =
                                 ack.id.as_ref().and_then(|id| self.sent_at.remove(id))

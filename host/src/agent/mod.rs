@@ -9,7 +9,7 @@ mod link;
 mod rollouts;
 mod tasks;
 
-pub use rollouts::{Shelf, describe as describe_update};
+pub use rollouts::Shelf;
 pub use tasks::serve_http;
 use tasks::spawn_poller;
 
@@ -26,7 +26,7 @@ use crate::grid::Grid;
 use crate::market::{MarketGuard, MarketView, Plausibility, Reading};
 use crate::planner::{Economics, Inputs, Setting, plan};
 use crate::site::SiteConfig;
-use crate::store::{AuditEntry, FleetRow, Store};
+use crate::store::{AuditEntry, AuditKind, FleetRow, Store};
 
 /// How often the fleet table for `hashwarden status` is rewritten, s.
 const FLEET_TABLE_EVERY_S: u64 = 5;
@@ -72,7 +72,7 @@ struct Agent {
     reported: BTreeMap<String, &'static str>,
     summary: Summary,
     /// The real-time power price over the tariff, and its replay file's readings to come.
-    power: crate::power::PowerPrice,
+    power: crate::power_price::PowerPrice,
     power_replay: std::collections::VecDeque<fleet_proto::PowerPrice>,
     /// Set when this agent is one of several sharing the site.
     group: Option<crate::shard::Group>,
@@ -93,6 +93,17 @@ pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// A change's final outcome as the audit log keeps it: about the setting the change was for, so
+/// that `curtail|resume --wait` can tell which override it answers.
+fn outcome_entry(
+    now: u64,
+    op: &crate::executor::Op,
+    kind: AuditKind,
+    detail: String,
+) -> AuditEntry {
+    AuditEntry::new(now, &op.miner, kind, detail).about(op.want)
 }
 
 /// Runs the agent until `stop` resolves (or for `duration`).
@@ -268,7 +279,7 @@ impl Agent {
             summary: Summary::default(),
             group,
             peer_prefix,
-            power: crate::power::PowerPrice::new(power_max_age_s),
+            power: crate::power_price::PowerPrice::new(power_max_age_s),
             power_replay: std::collections::VecDeque::new(),
             rollouts: rollouts::Rollouts::new(images_base),
             dashboard: String::new(),
@@ -303,14 +314,9 @@ impl Agent {
 
     /// Writes `entry` to the audit log (a store error is logged: the fleet must not stop for
     /// a full disk).
-    fn audit(&mut self, at: u64, miner: &str, kind: &str, detail: String) {
+    fn audit(&mut self, entry: AuditEntry) {
         if self.store.is_some() {
-            self.audit_queue.push(AuditEntry {
-                at,
-                miner: miner.to_string(),
-                kind: kind.to_string(),
-                detail,
-            });
+            self.audit_queue.push(entry);
         }
     }
 
@@ -398,7 +404,10 @@ impl Agent {
         for miner in moved {
             if let Some(op) = self.executor.hand_over(&miner) {
                 info!(%miner, want = ?op.want, "another agent's miner now: its change handed over");
-                self.audit(now, &miner, "handed over", format!("{:?}", op.want));
+                self.audit(
+                    AuditEntry::new(now, &miner, AuditKind::HandedOver, op.want.to_string())
+                        .about(op.want),
+                );
             }
         }
         let plan = plan(&Inputs {
@@ -426,13 +435,16 @@ impl Agent {
                 .is_none_or(|op| op.want != decision.to)
             {
                 self.audit(
-                    now,
-                    &machine.id,
-                    "planned",
-                    format!(
-                        "{:?} -> {:?} at {}: {}",
-                        decision.from, decision.to, decision.at, decision.reason
-                    ),
+                    AuditEntry::new(
+                        now,
+                        &machine.id,
+                        AuditKind::Planned,
+                        format!(
+                            "{} -> {} at {}: {}",
+                            decision.from, decision.to, decision.at, decision.reason
+                        ),
+                    )
+                    .about(decision.to),
                 );
                 info!(miner = %machine.id, from = ?decision.from, to = ?decision.to, at = decision.at, reason = %decision.reason, "planned");
             }
@@ -475,12 +487,12 @@ impl Agent {
                                 .insert(command.id.clone(), std::time::Instant::now());
                         }
                         info!(miner = %command.miner, id = %command.id, action = ?command.action, "command sent");
-                        self.audit(
+                        self.audit(AuditEntry::new(
                             now,
                             command.miner.as_str(),
-                            "sent",
+                            AuditKind::Sent,
                             format!("{} {:?} seq {}", command.id, command.action, command.seq),
-                        );
+                        ));
                         out.push((command.miner.clone(), bytes));
                     }
                     Err(e) => warn!(error = %e, "cannot encode a command"),
@@ -628,12 +640,9 @@ impl Agent {
                 Phase::Verified { at } => {
                     self.summary.verified += 1;
                     let power = self.fleet.get(&op.miner).and_then(|h| h.power());
-                    self.audit(
-                        now,
-                        &op.miner,
-                        "verified",
-                        format!("{:?}; power now {power:?}", op.want),
-                    );
+                    let power = power.map_or("unknown".to_string(), |w| format!("{:.0} W", w.0));
+                    let detail = format!("{}; power now {power}", op.want);
+                    self.audit(outcome_entry(now, op, AuditKind::Verified, detail));
                     // Only a real switch (not a change found already in effect) restarts dwell.
                     let switched =
                         self.executor.last_switch(&op.miner).map(|(a, _)| a) == Some(*at);
@@ -646,16 +655,13 @@ impl Agent {
                 }
                 Phase::Failed { reason, .. } => {
                     self.summary.failed += 1;
-                    self.audit(now, &op.miner, "failed", format!("{:?}: {reason}", op.want));
+                    let detail = format!("{}: {reason}", op.want);
+                    self.audit(outcome_entry(now, op, AuditKind::Failed, detail));
                 }
                 Phase::Unresponsive { attempts, .. } => {
                     self.summary.unresponsive += 1;
-                    self.audit(
-                        now,
-                        &op.miner,
-                        "unresponsive",
-                        format!("no final ack after {attempts} attempts"),
-                    );
+                    let detail = format!("no final ack after {attempts} attempts");
+                    self.audit(outcome_entry(now, op, AuditKind::Unresponsive, detail));
                 }
                 _ => {}
             }

@@ -13,8 +13,8 @@ use fleet_proto::{Ack, Command};
 use tracing::{info, warn};
 
 use super::Agent;
-use crate::rollout::{Image, Request, Rollout, Step};
-use crate::store::StoredRollout;
+use crate::rollout::{Image, Request, Rollout};
+use crate::store::{AuditEntry, AuditKind, StoredRollout};
 
 /// The images being rolled out, by file name, as the HTTP listener serves them.
 pub type Shelf = Arc<Mutex<HashMap<String, Bytes>>>;
@@ -84,11 +84,11 @@ impl Agent {
         for active in &mut self.rollouts.active {
             let (sent, moved) = active.rollout.tick(now, &self.fleet, &self.site, seq);
             commands.extend(sent);
-            audit.extend(moved.into_iter().map(|m| (m.miner, describe(&m.step))));
+            audit.extend(moved.into_iter().map(|m| (m.miner, m.step.to_string())));
         }
         for (miner, detail) in audit {
             info!(%miner, %detail, "update");
-            self.audit(now, &miner, "update", detail);
+            self.audit(AuditEntry::new(now, &miner, AuditKind::Update, detail));
         }
         self.save_rollouts();
         commands
@@ -103,7 +103,12 @@ impl Agent {
             }
         }
         if let Some(m) = moved {
-            self.audit(now, &m.miner, "update", describe(&m.step));
+            self.audit(AuditEntry::new(
+                now,
+                &m.miner,
+                AuditKind::Update,
+                m.step.to_string(),
+            ));
         }
     }
 
@@ -219,19 +224,5 @@ impl Agent {
                 shelf.remove(&done.file);
             }
         }
-    }
-}
-
-/// An update step in the audit log's words.
-pub fn describe(step: &Step) -> String {
-    match step {
-        Step::Waiting => "waiting".into(),
-        Step::Sent { id, attempt, .. } => format!("sent {id} (attempt {attempt})"),
-        Step::Installing { .. } => "installed on trial".into(),
-        Step::Settling { .. } => "running the new version".into(),
-        Step::Updated { .. } => "updated".into(),
-        Step::AlreadyThere => "already on this version".into(),
-        Step::Skipped { reason } => format!("skipped: {reason}"),
-        Step::Failed { reason } => format!("failed: {reason}"),
     }
 }

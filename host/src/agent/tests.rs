@@ -414,7 +414,7 @@ fn rollouts_are_taken_up_one_at_a_time_and_only_with_an_image_that_checks() {
     assert!(
         history
             .iter()
-            .any(|e| e.kind == "update" && e.detail == "installed on trial"),
+            .any(|e| e.kind == AuditKind::Update && e.detail == "installed on trial"),
         "{history:?}"
     );
     let _ = std::fs::remove_dir_all(&dir);

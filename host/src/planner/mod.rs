@@ -33,6 +33,18 @@ pub enum Setting {
     PowerTarget(Watts),
 }
 
+/// A setting in the operator's words: `sleep`, `full`, or the power target in watts.
+impl std::fmt::Display for Setting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Padded, so that tables can align it.
+        match self {
+            Setting::Sleep => f.pad("sleep"),
+            Setting::Full => f.pad("full"),
+            Setting::PowerTarget(w) => f.pad(&format!("{:.0} W", w.0)),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {

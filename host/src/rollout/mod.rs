@@ -566,7 +566,21 @@ fn send(
     })
 }
 
-pub mod flash;
+/// An update step in the audit log's and the operator's words.
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Step::Waiting => f.write_str("waiting"),
+            Step::Sent { id, attempt, .. } => write!(f, "sent {id} (attempt {attempt})"),
+            Step::Installing { .. } => f.write_str("installed on trial"),
+            Step::Settling { .. } => f.write_str("running the new version"),
+            Step::Updated { .. } => f.write_str("updated"),
+            Step::AlreadyThere => f.write_str("already on this version"),
+            Step::Skipped { reason } => write!(f, "skipped: {reason}"),
+            Step::Failed { reason } => write!(f, "failed: {reason}"),
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests;

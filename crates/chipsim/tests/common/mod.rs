@@ -29,7 +29,7 @@ impl Host {
         };
         Self {
             sim: ChainSim::new(config).expect("valid config"),
-            // Hosts open the port at 115 200 (spec §1).
+            // Hosts open the port at 115 200 (protocol.md §1).
             baud: 115_200,
             decoder: ResponseDecoder::chip_to_host(format),
         }

@@ -1,4 +1,4 @@
-//! DS4432U current DAC trimming a TPS40305 buck's feedback (Bitaxe Max/Ultra/Supra; spec §13).
+//! DS4432U current DAC trimming a TPS40305 buck's feedback (Bitaxe Max/Ultra/Supra; protocol.md §13).
 
 use embedded_hal::i2c::I2c;
 
@@ -20,7 +20,7 @@ const SOURCE: u8 = 0x80;
 const UNTRIMMED_V: f32 = 1.451;
 
 /// The DAC code for an output voltage: |I| / IFS × 127, rounded up, where I is the current that
-/// moves the feedback node to VFB at that output (ESP-Miner's formula, spec §13).
+/// moves the feedback node to VFB at that output (ESP-Miner's formula, protocol.md §13).
 pub fn code_for_mv(millivolts: u32) -> u8 {
     let volts = millivolts as f32 / 1000.0;
     let current = VFB / RB - (volts - VFB) / RA;

@@ -1,4 +1,4 @@
-//! TPS546D24A PMBus buck converter (spec §13): core voltage and its telemetry.
+//! TPS546D24A PMBus buck converter (protocol.md §13): core voltage and its telemetry.
 
 use embedded_hal::i2c::I2c;
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use fleet_proto::image;
 use serde::Serialize;
 
-use super::{Request, Rollout, Staging, Step};
+use crate::rollout::{Request, Rollout, Staging, Step};
 use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
@@ -143,7 +143,7 @@ fn verify(args: &FlashArgs) -> Result<(String, String, image::Manifest), String>
     let reader = std::fs::File::open(&args.image)
         .map(std::io::BufReader::new)
         .map_err(|e| format!("{}: {e}", args.image.display()))?;
-    let manifest = super::check_image(reader, &args.key_id, &public_key)
+    let manifest = crate::rollout::check_image(reader, &args.key_id, &public_key)
         .map_err(|e| format!("{}: {e}", args.image.display()))?;
     Ok((args.key_id.clone(), public_key, manifest))
 }
@@ -208,7 +208,7 @@ pub struct Report {
     pub version: String,
     pub halted: Option<String>,
     pub finished: bool,
-    pub tally: super::Tally,
+    pub tally: crate::rollout::Tally,
     pub miners: Vec<MinerOutcome>,
 }
 
@@ -237,7 +237,7 @@ impl Report {
                 MinerOutcome {
                     miner: t.miner.clone(),
                     outcome,
-                    detail: crate::agent::describe_update(&t.step),
+                    detail: t.step.to_string(),
                 }
             })
             .collect();

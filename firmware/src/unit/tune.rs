@@ -1,4 +1,4 @@
-//! The autotuner inside the daemon: `hashboard::tuner::Tuner` stepped from the mining loop, one
+//! A unit's autotuner: `hashboard::tuner::Tuner` stepped from the mining loop, one
 //! measurement window at a time, while the chains keep mining real work and the loop keeps
 //! obeying commands, serving the APIs and running the thermal guard. A tune lowers the chain's
 //! ticket so every chip returns enough nonces to measure its error rate, and restores it after.
@@ -14,11 +14,11 @@ use hashboard::profile::StoredProfile;
 use hashboard::tuner::{ChipSample, Goal, Profile, RetunePolicy, RetuneReason, TuneStep, Tuner};
 use tracing::{info, warn};
 
+use super::Unit;
 use crate::board::Hardware;
 use crate::config::TunerSettings;
 use crate::persist::TunedChain;
 use crate::telemetry::unix_now;
-use crate::unit::Unit;
 
 /// Chip seconds after a ticket change before nonces found under the old mask stop passing.
 const TICKET_SETTLE_S: f64 = 1.0;
@@ -97,6 +97,21 @@ pub struct Autotune {
     watch: Option<Watch>,
 }
 
+/// What a chain's tuning should do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TuneAction {
+    /// Nothing: the tune in progress goes on, or none is wanted or possible.
+    Keep,
+    /// Start tuning for this mode.
+    Start(TuneMode),
+    /// End the tune in progress without a profile, for `reason`; with `give_up`, the mode is not
+    /// tried again by itself (the thermal guard cut it short, so it would only be cut again).
+    Stop {
+        reason: &'static str,
+        give_up: Option<TuneMode>,
+    },
+}
+
 /// What a round of tuning came to.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TuneEvent {
@@ -124,6 +139,41 @@ impl Autotune {
     /// running its result goes on as it is).
     pub fn retry(&mut self) {
         self.gave_up = None;
+    }
+
+    /// The operator no longer wants a tune: whatever was set instead, the chips no longer run
+    /// the tuned settings, and nothing is held against a later one.
+    fn let_go(&mut self) {
+        self.applied = false;
+        self.gave_up = None;
+        self.watch = None;
+    }
+
+    /// What the tuning should do, given the mode the operator wants, whether the chain can run
+    /// a tune now (awake, up, not hot, the thermal guard not holding the clocks) and whether the
+    /// guard is idle.
+    pub fn next(&self, want: Option<TuneMode>, can_run: bool, guard_idle: bool) -> TuneAction {
+        match (want, self.session.as_ref().map(|s| s.mode)) {
+            (Some(want), Some(running)) if want == running && can_run => TuneAction::Keep,
+            (want, Some(running)) => TuneAction::Stop {
+                reason: if want != Some(running) {
+                    "the operator chose another mode"
+                } else if guard_idle {
+                    "the chain stopped"
+                } else {
+                    "the thermal guard took over the clocks"
+                },
+                give_up: (!guard_idle).then_some(running),
+            },
+            (Some(want), None)
+                if can_run
+                    && self.gave_up != Some(want)
+                    && !(self.applied && self.tuned.as_ref().is_some_and(|t| t.mode == want)) =>
+            {
+                TuneAction::Start(want)
+            }
+            _ => TuneAction::Keep,
+        }
     }
 }
 
@@ -159,47 +209,30 @@ impl<H: Hardware> Unit<H> {
         may_run: bool,
         settings: &TunerSettings,
     ) -> Option<TuneEvent> {
+        let guard_idle = self.cooling.guard_idle();
         let can_run = may_run
             && self.failed.is_none()
             && !self.hw.asleep()
             && !self.cooling.overheated()
-            && self.cooling.guard_idle();
-        let tune = &mut self.autotune;
+            && guard_idle;
         if want.is_none() {
-            // Whatever the operator set instead, the chips no longer run the tuned settings.
-            tune.applied = false;
-            tune.gave_up = None;
-            tune.watch = None;
+            self.autotune.let_go();
         }
-        match (want, tune.session.as_ref().map(|s| s.mode)) {
-            (Some(want), Some(running)) if want == running && can_run => None,
-            (want, Some(running)) => {
-                let reason = if want != Some(running) {
-                    "the operator chose another mode"
-                } else if self.cooling.guard_idle() {
-                    "the chain stopped"
-                } else {
-                    "the thermal guard took over the clocks"
-                };
-                if !self.cooling.guard_idle() {
-                    self.autotune.gave_up = Some(running);
+        match self.autotune.next(want, can_run, guard_idle) {
+            TuneAction::Keep => None,
+            TuneAction::Stop { reason, give_up } => {
+                if give_up.is_some() {
+                    self.autotune.gave_up = give_up;
                 }
                 Some(self.stop_tune(reason).await)
             }
-            (Some(want), None)
-                if can_run
-                    && tune.gave_up != Some(want)
-                    && !(tune.applied && tune.tuned.as_ref().is_some_and(|t| t.mode == want)) =>
-            {
-                match self.start_tune(want, settings).await {
-                    Ok(()) => Some(TuneEvent::Started),
-                    Err(reason) => {
-                        self.autotune.gave_up = Some(want);
-                        Some(self.stop_tune(&reason).await)
-                    }
+            TuneAction::Start(mode) => match self.start_tune(mode, settings).await {
+                Ok(()) => Some(TuneEvent::Started),
+                Err(reason) => {
+                    self.autotune.gave_up = Some(mode);
+                    Some(self.stop_tune(&reason).await)
                 }
-            }
-            _ => None,
+            },
         }
     }
 
@@ -257,28 +290,13 @@ impl<H: Hardware> Unit<H> {
         };
         let core_mv = session.tuner.core_mv();
         let clocks = session.tuner.clocks().to_vec();
-        self.apply_settings(core_mv, &clocks).await?;
+        self.set_operating_point(core_mv, &clocks).await?;
         let baseline = self.mining.chip_counts(clocks.len() as u32);
         let window_end_s = self.chip_s() + f64::from(seconds);
         if let Some(session) = &mut self.autotune.session {
             session.baseline = baseline;
             session.window_end_s = window_end_s;
         }
-        Ok(())
-    }
-
-    async fn apply_settings(&mut self, core_mv: u32, clocks: &[u32]) -> Result<(), String> {
-        // Clocks come down before the voltage does, and the voltage goes up before the clocks:
-        // no chip ever runs fast at a voltage too low for it.
-        if core_mv < self.hw.core_mv() {
-            self.hw.set_clocks(clocks).await?;
-            self.hw.set_core_voltage(core_mv).await?;
-        } else {
-            self.hw.set_core_voltage(core_mv).await?;
-            self.hw.set_clocks(clocks).await?;
-        }
-        // The thermal guard and the power limiter scale from what the tuner set.
-        self.cooling.base_clocks = self.hw.clocks().to_vec();
         Ok(())
     }
 
@@ -340,7 +358,10 @@ impl<H: Hardware> Unit<H> {
             .clone()
             .unwrap_or_else(|| curve_points(profile));
         let elapsed_s = session.tuner.elapsed_s();
-        if let Err(e) = self.apply_settings(profile.core_mv, profile.clocks()).await {
+        if let Err(e) = self
+            .set_operating_point(profile.core_mv, profile.clocks())
+            .await
+        {
             return self
                 .stop_tune(&format!("could not apply the tuned profile: {e}"))
                 .await;
@@ -557,6 +578,72 @@ mod tests {
         ));
         assert_eq!(retune_due(&policy, &settled, Some(58.0), 1_400, 10), None);
         assert_eq!(retune_due(&policy, &settled, None, 1_400, 10), None);
+    }
+
+    fn running(mode: TuneMode) -> Autotune {
+        Autotune {
+            session: Some(Session {
+                tuner: Box::new(Tuner::sweep(
+                    &BOARD,
+                    BOARD.chips_per_chain as usize,
+                    Goal::MaxEfficiency,
+                    hashboard::tuner::TunerConfig::DEFAULT,
+                )),
+                mode,
+                kept_curve: None,
+                window_end_s: 0.0,
+                baseline: Vec::new(),
+                mining_ticket: 256.0,
+            }),
+            ..Autotune::default()
+        }
+    }
+
+    #[test]
+    fn a_tune_starts_when_wanted_and_possible_and_stops_with_a_reason() {
+        use TuneAction::*;
+        use TuneMode::{Efficiency, Hashrate};
+        let idle = Autotune::default();
+        assert_eq!(idle.next(Some(Efficiency), true, true), Start(Efficiency));
+        assert_eq!(
+            idle.next(Some(Efficiency), false, true),
+            Keep,
+            "asleep or hot"
+        );
+        assert_eq!(idle.next(None, true, true), Keep);
+
+        let tuning = running(Efficiency);
+        assert_eq!(tuning.next(Some(Efficiency), true, true), Keep);
+        let stop = |reason, give_up| Stop { reason, give_up };
+        assert_eq!(
+            tuning.next(Some(Hashrate), true, true),
+            stop("the operator chose another mode", None)
+        );
+        assert_eq!(
+            tuning.next(Some(Efficiency), false, true),
+            stop("the chain stopped", None)
+        );
+        // Cut short by the guard: not tried again by itself.
+        assert_eq!(
+            tuning.next(Some(Efficiency), false, false),
+            stop("the thermal guard took over the clocks", Some(Efficiency))
+        );
+
+        let gave_up = Autotune {
+            gave_up: Some(Efficiency),
+            ..Autotune::default()
+        };
+        assert_eq!(gave_up.next(Some(Efficiency), true, true), Keep);
+        assert_eq!(gave_up.next(Some(Hashrate), true, true), Start(Hashrate));
+
+        // Already running the profile of the mode asked for: nothing to do.
+        let applied = Autotune {
+            tuned: Some(chain(0, Vec::new())),
+            applied: true,
+            ..Autotune::default()
+        };
+        assert_eq!(applied.next(Some(Efficiency), true, true), Keep);
+        assert_eq!(applied.next(Some(Hashrate), true, true), Start(Hashrate));
     }
 
     #[test]

@@ -1,31 +1,28 @@
 //! One chain and everything that runs it: its board, its mining state, its fan and clock
-//! governors, its hash-rate windows, and (in `--sim`) the simulator's clock. A machine is a list
-//! of these; the daemon's loop serves them in turn.
+//! governors, its hash-rate windows. A machine is a list of these; the daemon's loop serves them
+//! in turn. What kind of board it is (serial, simulated) stays behind [`Hardware`].
 
-use std::time::Duration;
-
-use chipsim::SimControl;
-use serde::Serialize;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
-use crate::board::{Hardware, hottest_chip};
+use crate::board::{Hardware, Witness};
 use crate::cooling::Cooling;
 use crate::mining::{Mining, WorkSource};
 use crate::persist::TunedChain;
 use crate::silence::{Change, SilenceWatch};
 use crate::snapshot::{ChainRow, Snapshot};
 use crate::telemetry::{Rates, Window};
-use crate::tuning::Autotune;
+
+mod tune;
+
+pub use tune::{Autotune, TuneEvent, machine_curve};
 
 /// The chain is drained when it has been quiet this long.
 const DRAIN_QUIET_MS: u32 = 50;
 
-/// A board ready to run: its hardware, the simulator behind it in `--sim`, and the difficulty
-/// its chips filter nonces at.
+/// A board ready to run, and the difficulty its chips filter nonces at.
 pub struct Rig<H> {
     pub hw: H,
-    pub sim: Option<SimControl>,
     pub ticket: f64,
     /// Share difficulties are scaled by a simulated chain's floor; 1 on real chips.
     pub scale: f64,
@@ -34,21 +31,9 @@ pub struct Rig<H> {
 impl<H> std::fmt::Debug for Rig<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Rig")
-            .field("simulated", &self.sim.is_some())
             .field("ticket", &self.ticket)
             .finish_non_exhaustive()
     }
-}
-
-/// The simulator's own account of a chain (`--sim` only), to check the daemon's against.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct SimTruth {
-    pub nonces_sent: u64,
-    pub hottest_chip_c: f64,
-    /// The hottest any chip got during the run (sampled every second of chip time).
-    pub peak_chip_c: f64,
-    pub chips_overheated: usize,
-    pub final_power_w: f64,
 }
 
 pub struct Unit<H> {
@@ -56,14 +41,12 @@ pub struct Unit<H> {
     /// Why the chain did not come up at start; such a chain is left out of every change.
     pub failed: Option<String>,
     pub hw: H,
-    pub sim: Option<SimControl>,
     pub mining: Mining,
     pub cooling: Cooling,
     pub rates: Rates,
     pub autotune: Autotune,
     /// Chips that stopped answering although the chain still enumerates them.
     silence: SilenceWatch,
-    clock: Option<tokio::task::JoinHandle<()>>,
     started: Instant,
     start_s: f64,
     peak_chip_c: f64,
@@ -80,7 +63,7 @@ impl<H> std::fmt::Debug for Unit<H> {
 
 impl<H: Hardware> Unit<H> {
     /// Brings the chain up (or keeps it down when the machine was left asleep) and starts the
-    /// simulator's clock at `speed` in `--sim`.
+    /// chips' clock where they keep their own.
     pub async fn start(
         index: u32,
         rig: Rig<H>,
@@ -91,7 +74,6 @@ impl<H: Hardware> Unit<H> {
     ) -> Result<Self, String> {
         let Rig {
             mut hw,
-            sim,
             ticket,
             scale,
         } = rig;
@@ -129,21 +111,17 @@ impl<H: Hardware> Unit<H> {
             crate::mining::job_interval(board, speed),
         );
         mining.restart(&hw);
-        let clock = sim
-            .clone()
-            .map(|control| tokio::spawn(control.run_realtime(speed, Duration::from_millis(10))));
+        hw.start_chip_clock();
         let started = Instant::now();
         let mut unit = Self {
             index,
             failed,
             hw,
-            sim,
             mining,
             cooling,
             rates: Rates::default(),
             autotune: Autotune::restored(tuned),
             silence: SilenceWatch::default(),
-            clock,
             started,
             start_s: 0.0,
             peak_chip_c: f64::MIN,
@@ -163,12 +141,11 @@ impl<H: Hardware> Unit<H> {
         self.failed = Some(reason);
     }
 
-    /// The chips' time: the simulator's clock in `--sim`, the wall clock otherwise.
+    /// The chips' time: their own clock where they keep one, the wall clock otherwise.
     fn chip_clock(&self) -> f64 {
-        match &self.sim {
-            Some(control) => control.with_sim(|s| s.now_s()),
-            None => self.started.elapsed().as_secs_f64(),
-        }
+        self.hw
+            .chip_clock_s()
+            .unwrap_or_else(|| self.started.elapsed().as_secs_f64())
     }
 
     /// Seconds the chips have run since start.
@@ -192,8 +169,8 @@ impl<H: Hardware> Unit<H> {
         if !self.cooling.due(chip_s) {
             return;
         }
-        if let Some(control) = &self.sim {
-            self.peak_chip_c = self.peak_chip_c.max(control.with_sim(|s| hottest_chip(s)));
+        if let Some(dies) = self.hw.die_temps() {
+            self.peak_chip_c = self.peak_chip_c.max(dies.hottest_c);
         }
         let was_asleep = self.hw.asleep();
         self.cooling
@@ -219,17 +196,12 @@ impl<H: Hardware> Unit<H> {
         let mhs_av = crate::telemetry::terahashes(tally.work, chip_s) * 1e6;
         let board = self.hw.description();
         let board_temp_c = self.hw.board_temp_c();
-        // In `--sim` the simulator's die temperatures stand in for per-chip sensors.
-        let (hottest_chip_c, sim_overheated) = match &self.sim {
-            Some(sim) => sim.with_sim(|s| {
-                (
-                    Some(hottest_chip(s)),
-                    s.chips().iter().any(|c| c.thermal.overheated),
-                )
-            }),
+        // Per-chip die sensors, where the board reads them, say more than the board's one.
+        let (hottest_chip_c, dies_overheated) = match self.hw.die_temps() {
+            Some(dies) => (Some(dies.hottest_c), dies.any_overheated),
             None => (board_temp_c, false),
         };
-        let mode = if self.cooling.overheated() || sim_overheated {
+        let mode = if self.cooling.overheated() || dies_overheated {
             fleet_proto::Mode::Overheated
         } else if self.hw.asleep() {
             fleet_proto::Mode::Sleeping
@@ -365,17 +337,23 @@ impl<H: Hardware> Unit<H> {
             clock_factor = point.clock_factor,
             "power target: to the tuned curve's point"
         );
-        // Clocks down before the voltage, voltage up before the clocks: no chip runs above
-        // what its voltage holds on the way.
-        if point.core_mv < self.hw.core_mv() {
-            self.hw.set_clocks(&clocks).await?;
-            self.hw.set_core_voltage(point.core_mv).await?;
+        self.set_operating_point(point.core_mv, &clocks).await?;
+        self.cooling.clock_ceiling = Some(ceiling);
+        Ok(())
+    }
+
+    /// The chips to `core_mv` and `clocks` (kHz, chip by chip): the clocks come down before the
+    /// voltage does and the voltage goes up before the clocks, so no chip ever runs faster than
+    /// its voltage holds on the way. The thermal guard and the power limiter scale from here.
+    async fn set_operating_point(&mut self, core_mv: u32, clocks: &[u32]) -> Result<(), String> {
+        if core_mv < self.hw.core_mv() {
+            self.hw.set_clocks(clocks).await?;
+            self.hw.set_core_voltage(core_mv).await?;
         } else {
-            self.hw.set_core_voltage(point.core_mv).await?;
-            self.hw.set_clocks(&clocks).await?;
+            self.hw.set_core_voltage(core_mv).await?;
+            self.hw.set_clocks(clocks).await?;
         }
         self.cooling.base_clocks = self.hw.clocks().to_vec();
-        self.cooling.clock_ceiling = Some(ceiling);
         Ok(())
     }
 
@@ -418,13 +396,10 @@ impl<H: Hardware> Unit<H> {
         }
     }
 
-    /// Stops the simulator's clock (so the counts reconcile with what the chain sent), takes
-    /// what the chips already sent, and ramps the chain down. Returns the seconds it ran.
+    /// Stops the chips' clock (so the counts reconcile with what the chain sent), takes what
+    /// the chips already sent, and ramps the chain down. Returns the seconds it ran.
     pub async fn stop(&mut self, source: &WorkSource) -> Result<f64, String> {
-        if let Some(clock) = self.clock.take() {
-            clock.abort();
-            let _ = clock.await;
-        }
+        self.hw.stop_chip_clock().await;
         let ran_s = self.chip_s();
         if !self.hw.asleep() {
             while let Some(response) = self.hw.next_response(DRAIN_QUIET_MS).await? {
@@ -444,16 +419,11 @@ impl<H: Hardware> Unit<H> {
         Ok(ran_s)
     }
 
-    pub fn truth(&self) -> Option<SimTruth> {
-        let peak = self.peak_chip_c;
-        self.sim.as_ref().map(|control| {
-            control.with_sim(|s| SimTruth {
-                nonces_sent: s.stats().nonces_sent,
-                hottest_chip_c: hottest_chip(s),
-                peak_chip_c: peak.max(hottest_chip(s)),
-                chips_overheated: s.chips().iter().filter(|c| c.thermal.overheated).count(),
-                final_power_w: s.power_w(),
-            })
+    /// The board's own account of the run, with the hottest die this unit saw.
+    pub fn witness(&self) -> Option<Witness> {
+        self.hw.witness().map(|seen| Witness {
+            peak_chip_c: self.peak_chip_c.max(seen.peak_chip_c),
+            ..seen
         })
     }
 }
