@@ -685,6 +685,62 @@ mod tests {
     }
 
     #[test]
+    fn a_store_of_schema_1_gains_the_wanted_column_and_keeps_its_log() {
+        let path = scratch("schema1");
+        {
+            let db = Connection::open(&path).expect("creates");
+            db.execute_batch(
+                "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+                 INSERT INTO meta VALUES ('schema', 1);
+                 CREATE TABLE audit (
+                     id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL,
+                     miner TEXT NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL);
+                 INSERT INTO audit (at, miner, kind, detail)
+                     VALUES (7, 'm1', 'verified', 'Sleep; power now Some(Watts(0.0))');",
+            )
+            .expect("a version-1 store");
+        }
+        let mut store = Store::open(&path).expect("migrates");
+        let entry = AuditEntry::new(8, "m1", AuditKind::Failed, "full: no".into());
+        store
+            .audit(&entry.clone().about(Setting::Full))
+            .expect("writes");
+        let history = store.history(Some("m1"), 10).expect("reads");
+        assert_eq!(history.len(), 2);
+        assert_eq!(
+            (history[0].kind, history[0].wanted),
+            (AuditKind::Verified, None)
+        );
+        assert_eq!(history[1], entry.about(Setting::Full));
+        drop(store);
+        Store::open(&path).expect("opens again at version 2");
+    }
+
+    #[test]
+    fn an_audit_kind_is_stored_by_its_name_and_read_back() {
+        let path = scratch("kinds");
+        let mut store = Store::open(&path).expect("opens");
+        for (i, kind) in AuditKind::ALL.into_iter().enumerate() {
+            store
+                .audit(&AuditEntry::new(i as u64, "m1", kind, String::new()))
+                .expect("writes");
+        }
+        let kinds: Vec<AuditKind> = store
+            .history(None, 100)
+            .expect("reads")
+            .iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(kinds, AuditKind::ALL);
+        let names: Vec<String> = store
+            .db
+            .prepare("SELECT kind FROM audit ORDER BY id")
+            .and_then(|mut q| q.query_map([], |r| r.get(0))?.collect())
+            .expect("reads");
+        assert_eq!(names[7], "handed over");
+    }
+
+    #[test]
     fn a_rollout_is_queued_taken_up_and_finished_across_reopens() {
         use crate::rollout::{Image, Request, Rollout, Staging};
         use fleet_proto::image::{Manifest, Version};
