@@ -97,9 +97,52 @@ impl<RI, FI, P, D> std::fmt::Debug for Peripherals<RI, FI, P, D> {
     }
 }
 
-/// The failure text for a peripheral error.
-fn peripheral<E: core::fmt::Display>(what: &'static str) -> impl Fn(E) -> String {
-    move |e| format!("{what}: {e}")
+/// What went wrong with a board. The drivers' own errors are kept as their text: they differ
+/// by bus and part, and the daemon only reports them.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BoardError {
+    #[error("wake failed: {0}")]
+    Wake(String),
+    #[error("bring-up failed: {0}")]
+    BringUp(String),
+    #[error("sleep failed: {0}")]
+    Sleep(String),
+    #[error("clock-down failed: {0}")]
+    ClockDown(String),
+    #[error("clock ramp: {0}")]
+    ClockRamp(String),
+    /// The regulator, the fan controller: the part and what it said.
+    #[error("{part}: {detail}")]
+    Peripheral { part: &'static str, detail: String },
+    #[error("UART: {0}")]
+    Uart(String),
+    #[error("{given} clocks for a chain of {chips} chips")]
+    ClockCount { given: usize, chips: usize },
+    #[error("{0} is not a ticket difficulty")]
+    Ticket(f64),
+    #[error("this board has no adjustable regulator")]
+    NoRegulator,
+    #[error("this board has no fan controller")]
+    NoFan,
+    #[error("fan duty {0} is not 0..=100 %")]
+    FanDuty(f32),
+    #[error("tuning needs the board's power reading, and this board has none")]
+    NoPowerReading,
+    #[error("the chain's port is gone")]
+    PortGone,
+}
+
+/// A peripheral's error as a board error.
+fn peripheral<E: core::fmt::Display>(part: &'static str) -> impl Fn(E) -> BoardError {
+    move |e| BoardError::Peripheral {
+        part,
+        detail: e.to_string(),
+    }
+}
+
+/// A UART error as a board error.
+fn uart<E: core::fmt::Debug>(e: E) -> BoardError {
+    BoardError::Uart(format!("{e:?}"))
 }
 
 impl<U, RI, FI, P, D> Board<U, RI, FI, P, D> {
@@ -173,24 +216,24 @@ pub trait Hardware {
     fn baud(&self) -> u32;
     /// Bytes and frames the UART decoder could not use (garbage, CRC, truncation).
     fn uart_errors(&self) -> u64;
-    async fn power_up(&mut self) -> Result<(), String>;
-    fn power_off_at_start(&mut self) -> Result<(), String>;
-    async fn sleep(&mut self) -> Result<(), String>;
+    async fn power_up(&mut self) -> Result<(), BoardError>;
+    fn power_off_at_start(&mut self) -> Result<(), BoardError>;
+    async fn sleep(&mut self) -> Result<(), BoardError>;
     /// Every chip to `target`.
-    async fn set_frequency(&mut self, target: Frequency) -> Result<(), String> {
+    async fn set_frequency(&mut self, target: Frequency) -> Result<(), BoardError> {
         let clocks = vec![target.khz(); self.clocks().len()];
         self.set_clocks(&clocks).await
     }
     /// Chip `i` to `clocks[i]` kHz (clamped to the board), ramped side by side.
-    async fn set_clocks(&mut self, clocks: &[u32]) -> Result<(), String>;
+    async fn set_clocks(&mut self, clocks: &[u32]) -> Result<(), BoardError>;
     /// Tells the chips to return nonces at `ticket` difficulty (rounded down to a power of two);
     /// returns the ticket they now filter at.
-    async fn set_ticket(&mut self, ticket: f64) -> Result<f64, String>;
-    async fn set_core_voltage(&mut self, target_mv: u32) -> Result<(), String>;
-    async fn next_response(&mut self, timeout_ms: u32) -> Result<Option<Response>, String>;
+    async fn set_ticket(&mut self, ticket: f64) -> Result<f64, BoardError>;
+    async fn set_core_voltage(&mut self, target_mv: u32) -> Result<(), BoardError>;
+    async fn next_response(&mut self, timeout_ms: u32) -> Result<Option<Response>, BoardError>;
     /// Like `next_response`, asleep or not: what the chips still send while they stop.
-    async fn drain_response(&mut self, timeout_ms: u32) -> Result<Option<Response>, String>;
-    async fn write_frame(&mut self, bytes: &[u8]) -> Result<(), String>;
+    async fn drain_response(&mut self, timeout_ms: u32) -> Result<Option<Response>, BoardError>;
+    async fn write_frame(&mut self, bytes: &[u8]) -> Result<(), BoardError>;
     fn power_w(&mut self) -> Option<f64>;
     /// The fan's (tachometer rpm, commanded duty %), when the board has a fan controller.
     fn fan(&mut self) -> Option<(u32, f32)>;
@@ -201,7 +244,7 @@ pub trait Hardware {
     /// Whether a temperature sensor is wired at all (thermal protection needs one).
     fn has_thermal_sensor(&self) -> bool;
     /// Sets the fan duty (clamped to the board's minimum safe duty).
-    fn set_fan_percent(&mut self, percent: f32) -> Result<(), String>;
+    fn set_fan_percent(&mut self, percent: f32) -> Result<(), BoardError>;
 
     /// The chips' own clock, seconds, where it is not the wall's (a simulator that runs
     /// faster than real time); the daemon then paces its rounds and rates by it.
@@ -291,7 +334,7 @@ where
 
     /// Supply on at the board's lowest voltage, ramped to `core_mv`, then the chain brought up
     /// (the first time) or re-initialised at the current clock and voltage.
-    async fn power_up(&mut self) -> Result<(), String> {
+    async fn power_up(&mut self) -> Result<(), BoardError> {
         let profile = self.profile();
         let slowest = self.slowest();
         let board = self.board;
@@ -307,7 +350,7 @@ where
                     &profile,
                 )
                 .await
-                .map_err(|e| format!("wake failed: {e}"))?;
+                .map_err(|e| BoardError::Wake(e.to_string()))?;
             }
             // No supply was cut: the chips kept their addresses and baud at a quarter clock.
             (Some(chain), None) => {
@@ -321,14 +364,14 @@ where
                         .await
                         .map_err(peripheral("regulator"))?;
                 }
-                let port = self.port.take().ok_or("the chain's port is gone")?;
+                let port = self.port.take().ok_or(BoardError::PortGone)?;
                 let init = InitConfig {
                     frequency: slowest,
                     ..self.init
                 };
                 let mut chain = Chain::bring_up(port, &mut self.reset, &mut self.settle, init)
                     .await
-                    .map_err(|e| format!("bring-up failed: {e}"))?;
+                    .map_err(|e| BoardError::BringUp(e.to_string()))?;
                 let from = vec![slowest.khz(); self.clocks.len()];
                 ramp_chips(&mut chain, &mut self.wait, board, &from, &self.clocks).await?;
                 self.chain = Some(chain);
@@ -339,7 +382,7 @@ where
     }
 
     /// A board that starts asleep keeps its supply off and its chain down.
-    fn power_off_at_start(&mut self) -> Result<(), String> {
+    fn power_off_at_start(&mut self) -> Result<(), BoardError> {
         if let Some(regulator) = &mut self.regulator {
             regulator
                 .set_output(false)
@@ -354,7 +397,7 @@ where
 
     /// Clock down in steps, supply off, fan to its minimum. Without a regulator the chips are
     /// left at a quarter clock and get no more work.
-    async fn sleep(&mut self) -> Result<(), String> {
+    async fn sleep(&mut self) -> Result<(), BoardError> {
         let slowest = self.slowest();
         let Some(chain) = &mut self.chain else {
             return self.power_off_at_start();
@@ -370,7 +413,7 @@ where
                     slowest,
                 )
                 .await
-                .map_err(|e| format!("sleep failed: {e}"))?;
+                .map_err(|e| BoardError::Sleep(e.to_string()))?;
             }
             None => {
                 hashboard::curtail::clock_down::<_, _, RI::Error, _>(
@@ -380,7 +423,7 @@ where
                     slowest,
                 )
                 .await
-                .map_err(|e| format!("clock-down failed: {e}"))?;
+                .map_err(|e| BoardError::ClockDown(e.to_string()))?;
             }
         }
         if self.fan.is_some() {
@@ -390,13 +433,12 @@ where
         Ok(())
     }
 
-    async fn set_clocks(&mut self, clocks: &[u32]) -> Result<(), String> {
+    async fn set_clocks(&mut self, clocks: &[u32]) -> Result<(), BoardError> {
         if clocks.len() != self.clocks.len() {
-            return Err(format!(
-                "{} clocks for a chain of {} chips",
-                clocks.len(),
-                self.clocks.len()
-            ));
+            return Err(BoardError::ClockCount {
+                given: clocks.len(),
+                chips: self.clocks.len(),
+            });
         }
         let board = self.board;
         let clamped: Vec<u32> = clocks
@@ -412,26 +454,22 @@ where
         Ok(())
     }
 
-    async fn set_ticket(&mut self, ticket: f64) -> Result<f64, String> {
-        let ticket = TicketDifficulty::at_most(ticket)
-            .ok_or_else(|| format!("{ticket} is not a ticket difficulty"))?;
+    async fn set_ticket(&mut self, ticket: f64) -> Result<f64, BoardError> {
+        let ticket = TicketDifficulty::at_most(ticket).ok_or(BoardError::Ticket(ticket))?;
         if let Some(chain) = &mut self.chain
             && !self.asleep
         {
             let frame = Command::write(Destination::All, ticket.mask()).encode();
-            chain
-                .write_frame(frame.as_bytes())
-                .await
-                .map_err(|e| format!("UART: {e:?}"))?;
+            chain.write_frame(frame.as_bytes()).await.map_err(uart)?;
         }
         // A re-initialised chain (wake, thermal resume) comes up filtering at it too.
         self.init.ticket = ticket;
         Ok(ticket.value())
     }
 
-    async fn set_core_voltage(&mut self, target_mv: u32) -> Result<(), String> {
+    async fn set_core_voltage(&mut self, target_mv: u32) -> Result<(), BoardError> {
         let Some(regulator) = &mut self.regulator else {
-            return Err("this board has no adjustable regulator".into());
+            return Err(BoardError::NoRegulator);
         };
         if !self.asleep {
             hashboard::power::ramp_core_voltage(
@@ -449,12 +487,12 @@ where
     }
 
     /// The next frame from the chain, waiting at most `timeout_ms`; an asleep board only waits.
-    async fn next_response(&mut self, timeout_ms: u32) -> Result<Option<Response>, String> {
+    async fn next_response(&mut self, timeout_ms: u32) -> Result<Option<Response>, BoardError> {
         match &mut self.chain {
             Some(chain) if !self.asleep => chain
                 .next_response(&mut TokioDelay, timeout_ms)
                 .await
-                .map_err(|e| format!("UART: {e:?}")),
+                .map_err(uart),
             _ => {
                 tokio::time::sleep(ASLEEP_POLL).await;
                 Ok(None)
@@ -462,22 +500,19 @@ where
         }
     }
 
-    async fn drain_response(&mut self, timeout_ms: u32) -> Result<Option<Response>, String> {
+    async fn drain_response(&mut self, timeout_ms: u32) -> Result<Option<Response>, BoardError> {
         match &mut self.chain {
             Some(chain) => chain
                 .next_response(&mut TokioDelay, timeout_ms)
                 .await
-                .map_err(|e| format!("UART: {e:?}")),
+                .map_err(uart),
             None => Ok(None),
         }
     }
 
-    async fn write_frame(&mut self, bytes: &[u8]) -> Result<(), String> {
+    async fn write_frame(&mut self, bytes: &[u8]) -> Result<(), BoardError> {
         match &mut self.chain {
-            Some(chain) if !self.asleep => chain
-                .write_frame(bytes)
-                .await
-                .map_err(|e| format!("UART: {e:?}")),
+            Some(chain) if !self.asleep => chain.write_frame(bytes).await.map_err(uart),
             _ => Ok(()),
         }
     }
@@ -515,12 +550,9 @@ where
             .map(|t| f64::from(t.temperature_c))
     }
 
-    fn set_fan_percent(&mut self, percent: f32) -> Result<(), String> {
+    fn set_fan_percent(&mut self, percent: f32) -> Result<(), BoardError> {
         let percent = percent.clamp(self.board.min_fan_percent, 100.0);
-        let fan = self
-            .fan
-            .as_mut()
-            .ok_or("this board has no fan controller")?;
+        let fan = self.fan.as_mut().ok_or(BoardError::NoFan)?;
         fan.set_fan_percent(percent).map_err(peripheral("fan"))?;
         self.fan_percent = Some(percent);
         Ok(())
@@ -534,7 +566,7 @@ async fn ramp_chips<U, E>(
     board: &BoardDescription,
     from: &[u32],
     to: &[u32],
-) -> Result<(), String>
+) -> Result<(), BoardError>
 where
     U: Read<Error = E> + Write<Error = E> + SetBaud<Error = E>,
     E: core::fmt::Debug + embedded_io::Error,
@@ -542,5 +574,5 @@ where
     hashboard::clocks::ramp_each(chain, wait, board.model, from, to)
         .await
         .map(|_| ())
-        .map_err(|e| format!("clock ramp: {e}"))
+        .map_err(|e| BoardError::ClockRamp(e.to_string()))
 }

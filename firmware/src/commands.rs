@@ -20,10 +20,10 @@ fn current<H: Hardware>(
     let first = units.first()?;
     Some((
         Current {
-            frequency: first.hw.frequency(),
-            core_mv: first.hw.core_mv(),
+            frequency: first.hw().frequency(),
+            core_mv: first.hw().core_mv(),
         },
-        first.hw.description(),
+        first.hw().description(),
     ))
 }
 
@@ -34,71 +34,20 @@ pub fn publish_state<H: Hardware>(fleet: &Fleet, units: &[Unit<H>], intent: Inte
         return;
     };
     let tune = telemetry::TuneView {
-        tuning: units.iter().any(|u| u.autotune.tuning()),
+        tuning: units.iter().any(|u| u.autotune().tuning()),
         curve: crate::unit::machine_curve(
             units
                 .iter()
-                .filter(|u| u.failed.is_none())
-                .filter_map(|u| u.autotune.tuned.as_ref()),
+                .filter(|u| u.working())
+                .filter_map(|u| u.autotune().tuned.as_ref()),
         ),
     };
     fleet.link.state(&telemetry::state(
-        first.hw.description(),
+        first.hw().description(),
         intent,
         fleet.nameplate,
         tune,
     ));
-}
-
-/// Makes a decided change on one chain. A chain the thermal guard stopped stays down until it
-/// has cooled, whatever the command: the intent is kept and applied at resume.
-async fn apply_change<H: Hardware>(
-    unit: &mut Unit<H>,
-    change: Change,
-) -> Result<Option<&'static str>, String> {
-    let held = Some("overheated: the chains resume once they have cooled");
-    if let Change::Tune(_) = change {
-        unit.autotune.retry();
-    }
-    let (board, cooling) = (&mut unit.hw, &mut unit.cooling);
-    let outcome = match change {
-        Change::Nothing => Ok(None),
-        Change::Sleep => board.sleep().await.map(|()| None),
-        Change::Wake | Change::Reboot if cooling.overheated() => Ok(held),
-        Change::Wake => board.power_up().await.map(|()| None),
-        Change::Frequency(target) => {
-            cooling.set_power_target(None);
-            board.set_frequency(target).await?;
-            cooling.base_clocks = board.clocks().to_vec();
-            Ok(None)
-        }
-        Change::PowerTarget(watts) => return unit.aim_power(watts).await.map(|()| None),
-        // The loop's reconcile starts the tune; only a board that cannot be measured refuses.
-        Change::Tune(_) if board.power_w().is_none() => {
-            Err("tuning needs the board's power reading, and this board has none".into())
-        }
-        Change::Tune(_) => Ok(None),
-        Change::CoreVoltage(mv) => board.set_core_voltage(mv).await.map(|()| None),
-        Change::Reboot => {
-            board.sleep().await?;
-            board.power_up().await.map(|()| None)
-        }
-        Change::Identify => {
-            info!("identify: this is the machine");
-            Ok(None)
-        }
-    };
-    if matches!(change, Change::Wake | Change::Reboot) {
-        // A re-initialised chain has forgotten its jobs.
-        unit.mining.restart(&unit.hw);
-        // A target kept while asleep is aimed now that the chips run.
-        if outcome.is_ok()
-            && let Err(e) = unit.aim_power(unit.cooling.power_target()).await
-        {
-            warn!(chain = unit.index, error = %e, "power target: cannot move to the curve's point");
-        }
-    }
-    outcome
 }
 
 /// The change on every chain at once (a sleep takes one ramp's time, not one per chain). A
@@ -117,12 +66,47 @@ pub async fn apply_to_machine<H: Hardware>(
         Change::PowerTarget(Some(watts)) => Change::PowerTarget(Some(watts / chains)),
         other => other,
     };
-    let working = units.iter_mut().filter(|unit| unit.failed.is_none());
+    let working = units.iter_mut().filter(|unit| unit.working());
     let results = join_all(working.map(|unit| async move {
-        let held = apply_change(unit, per_chain).await;
-        (unit.index, held)
+        let held = unit.apply(per_chain).await.map_err(|e| e.to_string());
+        (unit.index(), held)
     }))
     .await;
+    match machine_outcome(results, matches!(per_chain, Change::Wake | Change::Reboot)) {
+        MachineOutcome::Done(note) => Ok(note),
+        MachineOutcome::Failed(reason) => Err(reason),
+        MachineOutcome::LeaveOut { chains, note } => {
+            for (index, reason) in chains {
+                if let Some(unit) = units.iter_mut().find(|u| u.index() == index) {
+                    unit.leave_out(format!("did not come back from sleep: {reason}"))
+                        .await;
+                }
+            }
+            Ok(Some(note))
+        }
+    }
+}
+
+/// What a change on every working chain came to.
+#[derive(Debug, Clone, PartialEq)]
+enum MachineOutcome {
+    /// Every chain made it (or was held back, with the note saying why).
+    Done(Option<String>),
+    /// The change failed, naming every chain that failed and why.
+    Failed(String),
+    /// A wake some chains survived: these are left out, and the note says so.
+    LeaveOut {
+        chains: Vec<(u32, String)>,
+        note: String,
+    },
+}
+
+/// The partial-wake policy, from each chain's result (by index): a wake that brings some chains
+/// back but not all is applied, any other failure fails the change.
+fn machine_outcome(
+    results: Vec<(u32, Result<Option<&'static str>, String>)>,
+    waking: bool,
+) -> MachineOutcome {
     let tried = results.len();
     let mut note: Option<&'static str> = None;
     let mut lost = Vec::new();
@@ -132,35 +116,28 @@ pub async fn apply_to_machine<H: Hardware>(
             Err(e) => lost.push((index, e)),
         }
     }
-    let waking = matches!(per_chain, Change::Wake | Change::Reboot);
     if lost.is_empty() {
-        return Ok(note.map(str::to_string));
+        return MachineOutcome::Done(note.map(str::to_string));
     }
     let described: Vec<String> = lost
         .iter()
         .map(|(index, e)| format!("chain {index}: {e}"))
         .collect();
     if !waking || lost.len() == tried {
-        return Err(described.join("; "));
-    }
-    for (index, reason) in lost {
-        if let Some(unit) = units.iter_mut().find(|u| u.index == index) {
-            // Half brought up, it may draw power for nothing.
-            if let Err(e) = unit.hw.sleep().await {
-                warn!(chain = index, error = %e, "cannot cut the supply of a chain that did not come back");
-            }
-            unit.fail(format!("did not come back from sleep: {reason}"));
-        }
+        return MachineOutcome::Failed(described.join("; "));
     }
     let lost_note = format!(
         "{} did not come back and {} left out; the others mine",
         described.join("; "),
         if described.len() == 1 { "is" } else { "are" }
     );
-    Ok(Some(match note {
-        Some(held) => format!("{held}; {lost_note}"),
-        None => lost_note,
-    }))
+    MachineOutcome::LeaveOut {
+        chains: lost,
+        note: match note {
+            Some(held) => format!("{held}; {lost_note}"),
+            None => lost_note,
+        },
+    }
 }
 
 /// Makes a decision's change and says how it went: the intent now in effect and the note for
@@ -264,7 +241,7 @@ pub async fn apply_local<H: Hardware>(
         LocalAction::Fan(percent) => {
             info!(?percent, "local API: fan");
             for unit in units.iter_mut() {
-                unit.cooling.set_manual_fan(&mut unit.hw, percent)?;
+                unit.set_fan(percent).map_err(|e| e.to_string())?;
             }
             return Ok(None);
         }
@@ -303,5 +280,45 @@ pub async fn failsafe<H: Hardware>(
             }
             publish_state(fleet, units, desk.intent());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wake_some_chains_survive_leaves_the_others_out_and_says_so() {
+        let results = || {
+            vec![
+                (0, Ok(None)),
+                (1, Err("bring-up failed".to_string())),
+                (2, Ok(None)),
+            ]
+        };
+        assert_eq!(
+            machine_outcome(results(), true),
+            MachineOutcome::LeaveOut {
+                chains: vec![(1, "bring-up failed".into())],
+                note: "chain 1: bring-up failed did not come back and is left out; the others mine"
+                    .into(),
+            }
+        );
+        // Anything but a wake fails whole: a sleep that did not take is not half a sleep.
+        assert_eq!(
+            machine_outcome(results(), false),
+            MachineOutcome::Failed("chain 1: bring-up failed".into())
+        );
+        // No chain came back: nothing is left out, so a later wake tries them all again.
+        let none = vec![(0, Err("a".to_string())), (1, Err("b".to_string()))];
+        assert_eq!(
+            machine_outcome(none, true),
+            MachineOutcome::Failed("chain 0: a; chain 1: b".into())
+        );
+        let held = "overheated: the chains resume once they have cooled";
+        assert_eq!(
+            machine_outcome(vec![(0, Ok(Some(held))), (1, Ok(None))], true),
+            MachineOutcome::Done(Some(held.into()))
+        );
     }
 }

@@ -8,7 +8,7 @@ use bm13xx::Frequency;
 use hashboard::thermal::{FanController, ThermalAction, ThermalGuard};
 use tracing::{error, info, warn};
 
-use crate::board::Hardware;
+use crate::board::{BoardError, Hardware};
 
 #[derive(Debug)]
 pub struct Cooling {
@@ -64,7 +64,7 @@ pub fn power_step(
 }
 
 /// Every clock times `factor`, within the board's limits.
-fn scale_clocks(
+pub fn scale_clocks(
     clocks: &[u32],
     factor: f64,
     board: &hashboard::board::BoardDescription,
@@ -158,13 +158,13 @@ impl Cooling {
         &mut self,
         hw: &mut impl Hardware,
         percent: Option<f32>,
-    ) -> Result<(), String> {
+    ) -> Result<(), BoardError> {
         if !hw.has_thermal_sensor() {
-            return Err("this board has no fan controller".into());
+            return Err(BoardError::NoFan);
         }
         if let Some(percent) = percent {
             if !(0.0..=100.0).contains(&percent) {
-                return Err(format!("fan duty {percent} is not 0..=100 %"));
+                return Err(BoardError::FanDuty(percent));
             }
             hw.set_fan_percent(percent)?;
         }

@@ -15,7 +15,7 @@ use stratum::Accounting;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-use crate::board::{Hardware, Witness};
+use crate::board::{BoardError, Hardware, Witness};
 use crate::cgminer;
 use crate::commands;
 use crate::config::MiningSettings;
@@ -142,12 +142,7 @@ fn machine_snapshot<H: Hardware>(
     asleep_by_intent: bool,
 ) -> Snapshot {
     let mut machine = Snapshot::merge(units.iter_mut().map(|u| u.reading(now)).collect());
-    // Asleep by the operator's word, the chains stay down whatever the thermal guard would do
-    // once they cool: the fleet is told the machine sleeps (its temperatures still show the
-    // heat), so a curtailment of a hot machine is seen to be in effect.
-    if asleep_by_intent && machine.mode == fleet_proto::Mode::Overheated {
-        machine.mode = fleet_proto::Mode::Sleeping;
-    }
+    machine.mode = telemetry::machine_mode(machine.mode, asleep_by_intent);
     let pool = source.accounting();
     machine.accepted += pool.accepted;
     machine.rejected += pool.rejected;
@@ -220,10 +215,11 @@ pub async fn run<H: Hardware>(
     let mut units = join_all(starts)
         .await
         .into_iter()
-        .collect::<Result<Vec<_>, String>>()?;
+        .collect::<Result<Vec<_>, BoardError>>()
+        .map_err(|e| e.to_string())?;
     let failures: Vec<String> = units
         .iter()
-        .filter_map(|u| u.failed.as_ref().map(|e| format!("chain {}: {e}", u.index)))
+        .filter_map(|u| u.failed().map(|e| format!("chain {}: {e}", u.index())))
         .collect();
     if failures.len() == units.len() {
         return Err(failures.join("; "));
@@ -253,19 +249,19 @@ pub async fn run<H: Hardware>(
         if chip_duration_s.is_some_and(|s| {
             units
                 .iter()
-                .filter(|u| u.failed.is_none())
+                .filter(|u| u.working())
                 .all(|u| u.chip_s() >= s)
         }) {
             break;
         }
-        deal_pool_work(&mut source, units.iter_mut().map(|u| &mut u.mining));
+        deal_pool_work(&mut source, units.iter_mut().map(Unit::work_queue));
         let intent = desk.intent();
         let asleep_by_intent = intent.sleeping.is_some();
         let mut tune_events = Vec::new();
         for unit in units.iter_mut() {
-            if unit.failed.is_none() {
+            if unit.working() {
                 if let Err(e) = unit.feed(&source).await {
-                    unit.fail(e);
+                    unit.fail(e.to_string());
                 } else {
                     unit.govern(asleep_by_intent).await;
                 }
@@ -280,7 +276,7 @@ pub async fn run<H: Hardware>(
         if !tune_events.is_empty() {
             record_tunes(&mut desk, fleet.as_ref(), &units, tune_events);
         }
-        if units.iter().all(|u| u.failed.is_some()) {
+        if !units.iter().any(Unit::working) {
             return Err("every chain has failed".into());
         }
         if now >= next_snapshot {
@@ -288,7 +284,7 @@ pub async fn run<H: Hardware>(
             snapshot_tx.send_replace(machine_snapshot(&mut units, &source, now, asleep_by_intent));
             // Healthy, for a supervisor trying this build: chains up, and the broker reached
             // when there is a fleet link. A machine left asleep counts as up.
-            let chains_up = units.iter().any(|u| u.failed.is_none());
+            let chains_up = units.iter().any(Unit::working);
             let connected = fleet
                 .as_ref()
                 .is_none_or(|f| f.link.presence.borrow().broker_connected);
@@ -305,24 +301,23 @@ pub async fn run<H: Hardware>(
             && now >= next_telemetry
         {
             let reading = telemetry::from_snapshot(&snapshot_tx.borrow());
+            // The first settled reading at the configured clock stands for the nameplate.
             if fleet.nameplate.is_none()
-                && reading.mode == fleet_proto::Mode::Mining
-                && reading.power_w > 0.0
-                && now - started >= Duration::from_secs(3)
+                && let Some(nameplate) = telemetry::NameplateReading::from_reading(
+                    &reading,
+                    snapshot_tx.borrow().expected_ths,
+                    now - started,
+                )
             {
-                // The first settled reading at the configured clock stands for the nameplate.
-                fleet.nameplate = Some(telemetry::NameplateReading {
-                    power_w: reading.power_w,
-                    hashrate_ths: snapshot_tx.borrow().expected_ths,
-                });
+                fleet.nameplate = Some(nameplate);
                 commands::publish_state(fleet, &units, desk.intent());
             }
             fleet.link.telemetry(&reading);
             next_telemetry = now + fleet.telemetry_interval;
         }
         if now >= next_report {
-            let nonces: u64 = units.iter().map(|u| u.mining.tally.nonces).sum();
-            let ths: f64 = units.iter().map(|u| u.rates.ths(Window::S5)).sum();
+            let nonces: u64 = units.iter().map(|u| u.tally().nonces).sum();
+            let ths: f64 = units.iter().map(|u| u.ths(Window::S5)).sum();
             info!(
                 nonces,
                 hashrate_ths = ths,
@@ -363,11 +358,11 @@ pub async fn run<H: Hardware>(
             after
                 .iter_mut()
                 .chain(before.iter_mut())
-                .filter(|u| u.failed.is_none())
-                .map(|u| Box::pin(async move { (u.index, u.hw.next_response(wait_ms).await) })),
+                .filter(|u| u.working())
+                .map(|u| Box::pin(async move { (u.index(), u.next_response(wait_ms).await) })),
         );
         enum Woken {
-            Chain(u32, Result<Option<Response>, String>),
+            Chain(u32, Result<Option<Response>, BoardError>),
             Command(Vec<u8>),
             Local(LocalRequest),
             Updated(String, Result<String, String>),
@@ -384,9 +379,9 @@ pub async fn run<H: Hardware>(
             Woken::Chain(index, response) => {
                 if let Some(unit) = units.get_mut(index as usize) {
                     match response {
-                        Ok(Some(response)) => unit.mining.take(response, &source),
+                        Ok(Some(response)) => unit.take(response, &source),
                         Ok(None) => {}
-                        Err(e) => unit.fail(e),
+                        Err(e) => unit.fail(e.to_string()),
                     }
                 }
             }
@@ -423,7 +418,7 @@ pub async fn run<H: Hardware>(
     for unit in &mut units {
         match unit.stop(&source).await {
             Ok(ran) => ran_s = ran_s.max(ran),
-            Err(e) => warn!(chain = unit.index, error = %e, "could not drain the chain"),
+            Err(e) => warn!(chain = unit.index(), error = %e, "could not drain the chain"),
         }
     }
     if let Some(mut fleet) = fleet {
@@ -446,10 +441,10 @@ async fn summarise<H: Hardware>(
     source: WorkSource,
 ) -> Result<Summary, String> {
     let sum = |count: fn(&crate::mining::Tally) -> u64| -> u64 {
-        units.iter().map(|u| count(&u.mining.tally)).sum()
+        units.iter().map(|u| count(u.tally())).sum()
     };
     let nonces = sum(|t| t.nonces);
-    let work: f64 = units.iter().map(|u| u.mining.tally.work).sum();
+    let work: f64 = units.iter().map(|u| u.tally().work).sum();
     let sim = units
         .iter()
         .map(Unit::witness)
@@ -482,7 +477,7 @@ async fn summarise<H: Hardware>(
         chains,
         chips: board.chips_per_chain,
         chip_s: ran_s,
-        jobs: units.iter().map(|u| u.mining.jobs()).sum(),
+        jobs: units.iter().map(Unit::jobs).sum(),
         nonces,
         shares: sum(|t| t.shares),
         hardware_errors: sum(|t| t.hardware_errors),
@@ -491,7 +486,7 @@ async fn summarise<H: Hardware>(
         hashrate_ths: crate::telemetry::terahashes(work, ran_s),
         expected_ths: expected,
         sim,
-        uart_errors: units.iter().map(|u| u.hw.uart_errors()).sum(),
+        uart_errors: units.iter().map(|u| u.hw().uart_errors()).sum(),
         pool: match source {
             WorkSource::Pool(link) => Some(link.finish(POOL_FLUSH_GRACE).await),
             WorkSource::Local => None,

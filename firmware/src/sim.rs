@@ -10,7 +10,7 @@ use hashboard::drivers::emc2101::{self, Emc2101};
 use hashboard::drivers::tps546::{self, Tps546, VoutLimits};
 use hashboard::sim::SimTimeDelay;
 
-use crate::board::{Board, ChipDelay, DieTemps, Hardware, Peripherals, Witness};
+use crate::board::{Board, BoardError, ChipDelay, DieTemps, Hardware, Peripherals, Witness};
 use crate::config::MiningSettings;
 use crate::control::Intent;
 use crate::daemon::init_config;
@@ -207,31 +207,31 @@ impl Hardware for SimBoard {
     fn uart_errors(&self) -> u64 {
         self.board.uart_errors()
     }
-    async fn power_up(&mut self) -> Result<(), String> {
+    async fn power_up(&mut self) -> Result<(), BoardError> {
         self.board.power_up().await
     }
-    fn power_off_at_start(&mut self) -> Result<(), String> {
+    fn power_off_at_start(&mut self) -> Result<(), BoardError> {
         self.board.power_off_at_start()
     }
-    async fn sleep(&mut self) -> Result<(), String> {
+    async fn sleep(&mut self) -> Result<(), BoardError> {
         self.board.sleep().await
     }
-    async fn set_clocks(&mut self, clocks: &[u32]) -> Result<(), String> {
+    async fn set_clocks(&mut self, clocks: &[u32]) -> Result<(), BoardError> {
         self.board.set_clocks(clocks).await
     }
-    async fn set_ticket(&mut self, ticket: f64) -> Result<f64, String> {
+    async fn set_ticket(&mut self, ticket: f64) -> Result<f64, BoardError> {
         self.board.set_ticket(ticket).await
     }
-    async fn set_core_voltage(&mut self, target_mv: u32) -> Result<(), String> {
+    async fn set_core_voltage(&mut self, target_mv: u32) -> Result<(), BoardError> {
         self.board.set_core_voltage(target_mv).await
     }
-    async fn next_response(&mut self, timeout_ms: u32) -> Result<Option<Response>, String> {
+    async fn next_response(&mut self, timeout_ms: u32) -> Result<Option<Response>, BoardError> {
         self.board.next_response(timeout_ms).await
     }
-    async fn drain_response(&mut self, timeout_ms: u32) -> Result<Option<Response>, String> {
+    async fn drain_response(&mut self, timeout_ms: u32) -> Result<Option<Response>, BoardError> {
         self.board.drain_response(timeout_ms).await
     }
-    async fn write_frame(&mut self, bytes: &[u8]) -> Result<(), String> {
+    async fn write_frame(&mut self, bytes: &[u8]) -> Result<(), BoardError> {
         self.board.write_frame(bytes).await
     }
     fn power_w(&mut self) -> Option<f64> {
@@ -249,7 +249,7 @@ impl Hardware for SimBoard {
     fn has_thermal_sensor(&self) -> bool {
         self.board.has_thermal_sensor()
     }
-    fn set_fan_percent(&mut self, percent: f32) -> Result<(), String> {
+    fn set_fan_percent(&mut self, percent: f32) -> Result<(), BoardError> {
         self.board.set_fan_percent(percent)
     }
 

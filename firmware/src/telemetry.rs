@@ -167,6 +167,58 @@ pub struct NameplateReading {
     pub hashrate_ths: f64,
 }
 
+/// How long after start a reading may stand for the nameplate: the chips settled at their clock.
+pub const NAMEPLATE_SETTLE: Duration = Duration::from_secs(3);
+
+impl NameplateReading {
+    /// The nameplate from a reading, when it can stand for one: mining at the configured
+    /// clock, drawing power, settled since start.
+    pub fn from_reading(reading: &Telemetry, expected_ths: f64, running: Duration) -> Option<Self> {
+        (reading.mode == Mode::Mining && reading.power_w > 0.0 && running >= NAMEPLATE_SETTLE)
+            .then_some(Self {
+                power_w: reading.power_w,
+                hashrate_ths: expected_ths,
+            })
+    }
+}
+
+/// What a chain is doing, for its mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChainConditions {
+    /// The thermal guard holds it, or a chip shut itself down for heat.
+    pub overheated: bool,
+    pub asleep: bool,
+    pub tuning: bool,
+    pub power_target: bool,
+}
+
+/// A chain's mode as the fleet is told it: the heat first (a hot chain mines nothing, whatever
+/// it was asked), then sleep, a tune, a power target, and otherwise mining.
+pub fn chain_mode(chain: ChainConditions) -> Mode {
+    if chain.overheated {
+        Mode::Overheated
+    } else if chain.asleep {
+        Mode::Sleeping
+    } else if chain.tuning {
+        Mode::Tuning
+    } else if chain.power_target {
+        Mode::PowerTarget
+    } else {
+        Mode::Mining
+    }
+}
+
+/// The machine's mode from its chains' (merged): asleep by the operator's word, a machine
+/// reports sleeping even while its chips are still hot, so a curtailment of a hot machine is
+/// seen to be in effect (its temperatures still show the heat).
+pub fn machine_mode(chains: Mode, asleep_by_intent: bool) -> Mode {
+    if asleep_by_intent && chains == Mode::Overheated {
+        Mode::Sleeping
+    } else {
+        chains
+    }
+}
+
 /// The retained state: what the machine is set to and what it is.
 pub fn state(
     board: &hashboard::board::BoardDescription,
@@ -209,5 +261,74 @@ pub fn state(
         },
         curve: tune.curve,
         durable_sleep: intent.sleeping.is_some(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_heat_comes_first_then_sleep_a_tune_a_target_and_mining() {
+        let hot = ChainConditions {
+            overheated: true,
+            asleep: true,
+            tuning: true,
+            power_target: true,
+        };
+        assert_eq!(chain_mode(hot), Mode::Overheated);
+        let asleep = ChainConditions {
+            overheated: false,
+            ..hot
+        };
+        assert_eq!(chain_mode(asleep), Mode::Sleeping);
+        let tuning = ChainConditions {
+            asleep: false,
+            ..asleep
+        };
+        assert_eq!(chain_mode(tuning), Mode::Tuning);
+        let limited = ChainConditions {
+            tuning: false,
+            ..tuning
+        };
+        assert_eq!(chain_mode(limited), Mode::PowerTarget);
+        assert_eq!(chain_mode(ChainConditions::default()), Mode::Mining);
+        // Put to sleep while hot: reported asleep; hot by itself: overheated.
+        assert_eq!(machine_mode(Mode::Overheated, true), Mode::Sleeping);
+        assert_eq!(machine_mode(Mode::Overheated, false), Mode::Overheated);
+        assert_eq!(machine_mode(Mode::Mining, true), Mode::Mining);
+    }
+
+    #[test]
+    fn only_a_settled_mining_reading_stands_for_the_nameplate() {
+        let snapshot = Snapshot {
+            power_w: Some(120.0),
+            mode: Mode::Mining,
+            ..Snapshot::default()
+        };
+        let reading = from_snapshot(&snapshot);
+        let settled = NAMEPLATE_SETTLE;
+        assert_eq!(
+            NameplateReading::from_reading(&reading, 3.4, settled),
+            Some(NameplateReading {
+                power_w: 120.0,
+                hashrate_ths: 3.4
+            })
+        );
+        assert_eq!(
+            NameplateReading::from_reading(&reading, 3.4, settled / 2),
+            None,
+            "not settled"
+        );
+        let tuning = Telemetry {
+            mode: Mode::Tuning,
+            ..reading.clone()
+        };
+        assert_eq!(NameplateReading::from_reading(&tuning, 3.4, settled), None);
+        let dark = Telemetry {
+            power_w: 0.0,
+            ..reading
+        };
+        assert_eq!(NameplateReading::from_reading(&dark, 3.4, settled), None);
     }
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::fleet::{Broker, Host, Process, config, scratch};
 use fleet_proto::Action;
 use fleet_proto::image::Version;
-use hil_tests::release;
+use testbed::release;
 
 const SOON: Duration = Duration::from_secs(30);
 const BOARD: &str = "bm1397-hashboard-12";

@@ -230,8 +230,8 @@ async fn a_chain_that_does_not_come_back_from_sleep_is_left_out_and_the_others_m
         mode(s) == "mining" && both(&s.json())
     })
     .await;
-    // Past the break in chip time (10 s at 5×), asleep, then woken.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Past the break in chip time (10 s at 5×, by the miner's own clock), asleep, then woken.
+    host.wait_miner_seconds(3).await;
     host.send(host.sign(&host.command(Action::Sleep, 1))).await;
     let ack = host.final_ack("cmd-000001").await;
     assert_eq!(ack["status"], "applied", "{ack}");
@@ -312,8 +312,8 @@ async fn a_silent_host_trips_the_failsafe_and_a_killed_miner_leaves_its_will() {
     let daemon = Daemon::start(&dir, &config(broker.port, &dir.join("data"), extra), "only");
     host.wait_for("telemetry", SOON, |s| mode(s) == "mining")
         .await;
-    // Heard: past the failsafe time and still mining.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Heard: past the failsafe time (by the miner's own clock) and still mining.
+    host.wait_miner_seconds(3).await;
     host.wait_for("telemetry", SOON, |s| mode(s) == "mining")
         .await;
     // One of a group of agents is there (its own presence topic): the single presence going
@@ -321,7 +321,7 @@ async fn a_silent_host_trips_the_failsafe_and_a_killed_miner_leaves_its_will() {
     let peer = agent_topic().replace("/agent", "/agent/peers/agent-b");
     host.publish(peer.clone(), "online", true).await;
     host.publish(agent_topic(), "offline", true).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    host.wait_miner_seconds(3).await;
     host.wait_for("telemetry", SOON, |s| mode(s) == "mining")
         .await;
     // The last agent gone: the host is silent.

@@ -78,7 +78,7 @@ async fn efficiency_mode_tunes_while_mining_and_resumes_after_a_restart() {
     assert_eq!(untuned["curve"], serde_json::json!([]));
     assert!(untuned["tune"].is_null());
     // Settled at the board's default clock first, with a full 5 s hash-rate window.
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    host.wait_miner_seconds(6).await;
     let stock_jth = mean_efficiency(&mut host, 6).await;
 
     let mode_efficiency = Action::SetMode {
@@ -129,7 +129,7 @@ async fn efficiency_mode_tunes_while_mining_and_resumes_after_a_restart() {
     }
 
     // Let the 5 s hash-rate window fill at the tuned point, then compare with stock.
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    host.wait_miner_seconds(6).await;
     let tuned_jth = mean_efficiency(&mut host, 6).await;
     assert!(
         tuned_jth < stock_jth * 0.85,
@@ -174,7 +174,7 @@ async fn efficiency_mode_tunes_while_mining_and_resumes_after_a_restart() {
     let log = daemon.log_text();
     assert!(log.contains("from_stored=true"), "{log}");
     // The 5 s hash-rate window then holds only the resumed settings.
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    host.wait_miner_seconds(6).await;
     let resumed_jth = mean_efficiency(&mut host, 6).await;
     let sweep_s =
         measured_s(&std::fs::read_to_string(dir.join("daemon-first.log")).unwrap_or_default());

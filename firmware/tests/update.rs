@@ -81,7 +81,7 @@ impl Board {
         let mut command = Command::new(bin());
         command
             .args(["supervise", "--config", &self.config, "--"])
-            .args(hil_tests::SIM_DAEMON_ARGS)
+            .args(testbed::SIM_DAEMON_ARGS)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log"))

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use fleet_mqtt::embedded::{BrokerSettings, TlsListener};
 use fleet_mqtt::{Connection, LinkError, Secret};
-use hil_tests::{TestPki, Watcher, free_port, scratch};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{ConnectProperties, Packet};
 use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
+use testbed::{TestPki, Watcher, free_port, scratch};
 
 const SOON: Duration = Duration::from_secs(20);
 
@@ -78,14 +78,37 @@ async fn accepted(options: MqttOptions) -> bool {
 /// A client whose connection can be cut without a DISCONNECT, as a miner losing power does.
 fn vanishing(options: MqttOptions) -> (AsyncClient, tokio::task::JoinHandle<()>) {
     let (client, eventloop) = AsyncClient::new(options, 64);
-    let task = tokio::spawn(drive(eventloop));
+    let task = tokio::spawn(drive(eventloop, None));
     (client, task)
 }
 
-async fn drive(mut eventloop: EventLoop) {
+/// Like [`vanishing`], with a channel that hears each subscription the broker acknowledges.
+fn vanishing_subscriber(
+    options: MqttOptions,
+) -> (
+    AsyncClient,
+    tokio::task::JoinHandle<()>,
+    tokio::sync::mpsc::UnboundedReceiver<()>,
+) {
+    let (client, eventloop) = AsyncClient::new(options, 64);
+    let (acked, acks) = tokio::sync::mpsc::unbounded_channel();
+    let task = tokio::spawn(drive(eventloop, Some(acked)));
+    (client, task, acks)
+}
+
+async fn drive(
+    mut eventloop: EventLoop,
+    subscribed: Option<tokio::sync::mpsc::UnboundedSender<()>>,
+) {
     loop {
-        if eventloop.poll().await.is_err() {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                if let Some(subscribed) = &subscribed {
+                    let _ = subscribed.send(());
+                }
+            }
+            Ok(_) => {}
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }
 }
@@ -150,9 +173,11 @@ async fn a_command_sent_while_a_miner_was_away_arrives_when_it_returns() {
         options.set_connect_properties(properties);
         options
     };
-    let (away, task) = vanishing(persistent());
+    let (away, task, mut subscribed) = vanishing_subscriber(persistent());
     away.subscribe(cmd, QoS::AtLeastOnce).await.expect("queued");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::timeout(SOON, subscribed.recv())
+        .await
+        .expect("the broker keeps the subscription in the session");
     task.abort();
     drop(away);
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -175,7 +200,9 @@ async fn a_shared_subscription_splits_telemetry_between_agents() {
     let filter = "$share/agents/hashwarden/v1/site/+/telemetry";
     let mut first = Watcher::connect_to(&agent, "agent-a", filter).await;
     let mut second = Watcher::connect_to(&agent, "agent-b", filter).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Both subscriptions in place before the first message: the split starts with it.
+    first.subscribed().await;
+    second.subscribed().await;
     let miner = Watcher::connect_to(&plain(broker.plain, "miner", "miner-pw"), "m", "none").await;
     let sent = 40;
     for i in 0..sent {

@@ -6,8 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use hil_tests::site::{BrokerRecord, efficiency, miner_config, unix_now};
-use hil_tests::{Broker, Process, Seen, Via, Watcher, binary, free_port, http_get, scratch};
+use testbed::site::{BrokerRecord, efficiency, miner_config, unix_now};
+use testbed::{Broker, Process, Seen, Via, Watcher, binary, free_port, http_get, scratch};
 
 const SITE: &str = "tx-west";
 const SOON: Duration = Duration::from_secs(45);
@@ -18,7 +18,7 @@ fn mode(seen: &Seen) -> String {
 }
 
 async fn measured_state(watcher: &mut Watcher, name: &str) -> serde_json::Value {
-    hil_tests::site::measured_state(watcher, name, SOON).await
+    testbed::site::measured_state(watcher, name, SOON).await
 }
 
 /// A site on a real broker: the agent's key, two miners trusting it (an efficient one at 1.30 V
@@ -45,7 +45,7 @@ impl Site {
         let port = broker.as_ref().map_or_else(free_port, |b| b.port);
         let agent_bin = binary("hashwarden");
         let key = dir.join("host.key");
-        let public_key = hil_tests::agent_key(&key, "host-test");
+        let public_key = testbed::agent_key(&key, "host-test");
         let watcher =
             Watcher::connect(port, "test-watch", &format!("hashwarden/v1/{SITE}/#")).await;
         let records = vec![BrokerRecord::connect(port, SITE, "record").await];

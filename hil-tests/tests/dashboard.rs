@@ -8,8 +8,8 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use hil_tests::Process;
-use hil_tests::site::{
+use testbed::Process;
+use testbed::site::{
     Bench, agent, agent_config, efficiency, market, measured_state, miner_config, unix_now,
 };
 

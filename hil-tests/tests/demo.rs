@@ -6,7 +6,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hil_tests::{binary, free_port, try_http_get_at};
+use testbed::{binary, free_port, try_http_get_at};
 
 const MINERS: usize = 12;
 

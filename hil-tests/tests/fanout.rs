@@ -5,8 +5,8 @@
 
 use std::io::Write;
 
-use hil_tests::binary;
-use hil_tests::fanout::{Via, run};
+use testbed::binary;
+use testbed::fanout::{Via, run};
 
 const MINERS: usize = 10_000;
 

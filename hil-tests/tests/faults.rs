@@ -13,11 +13,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hashwarden::store::AuditKind;
-use hil_tests::site::{
+use testbed::site::{
     Bench, BrokerRecord, agent, asleep, grid_cap, measured_state, miner_config, mining,
     telemetry_until, unix_now,
 };
-use hil_tests::{Process, Watcher, binary};
+use testbed::{Process, Watcher, binary};
 
 const SITE: &str = "fault-site";
 const SOON: Duration = Duration::from_secs(90);
@@ -218,7 +218,7 @@ async fn every_fault_ends_in_its_documented_state_and_the_audit_log_keeps_everyt
          restore_cooldown_s = 2\nbatch_size = 10\nbatch_interval_s = 1\n\
          [market]\nhashprice = 500.0\n"
     );
-    let config = hil_tests::site::agent_config(&dir, &head, port, &key);
+    let config = testbed::site::agent_config(&dir, &head, port, &key);
     // Quick to give up on a silent miner, slow to try it again: the test sees one verdict.
     let commands = "[agent.commands]\nack_timeout_s = 2\nbackoff_s = 1\nmax_attempts = 2\n\
                     verify_within_s = 30\nretry_after_s = 3600\n";

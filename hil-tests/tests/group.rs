@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use hashwarden::shard::Group;
-use hil_tests::{Broker, Process, Watcher, binary, scratch};
+use testbed::{Broker, Process, Watcher, binary, scratch};
 
 const SITE: &str = "tx-group";
 const SOON: Duration = Duration::from_secs(60);
@@ -43,7 +43,7 @@ async fn two_agents_split_a_site_and_one_takes_over_when_the_other_dies() {
     // One key per agent: each keeps its own sequence numbers, and the miners trust both.
     let mut trusted = String::new();
     for agent in AGENTS {
-        let public_key = hil_tests::agent_key(&dir.join(format!("{agent}.key")), agent);
+        let public_key = testbed::agent_key(&dir.join(format!("{agent}.key")), agent);
         trusted.push_str(&format!(
             "[[mqtt.trusted_keys]]\nid = \"{agent}\"\npublic_key = \"{public_key}\"\n"
         ));

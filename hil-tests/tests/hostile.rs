@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use fleet_mqtt::{Connection, Secret};
 use fleet_proto::{Action, Command, CommandSigner, Name};
-use hil_tests::{Broker, Process, Seen, TestPki, Watcher, scratch};
+use testbed::{Broker, Process, Seen, TestPki, Watcher, scratch};
 
 const SITE: &str = "tx-acl";
 const SOON: Duration = Duration::from_secs(45);
@@ -69,7 +69,7 @@ async fn hostile_clients_change_nothing_and_every_attempt_is_visible() {
     let data = dir.join("data-m1");
     std::fs::create_dir_all(&data).expect("dir");
     let config = dir.join("m1.toml");
-    hil_tests::write_private(
+    testbed::write_private(
         &config,
         &format!(
             "[board]\nname = \"bm1397-hashboard-12\"\n[daemon]\ndata_dir = \"{}\"\n\

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use hil_tests::{Process, binary, scratch};
+use testbed::{Process, binary, scratch};
 
 const PYASIC: &str = "pyasic==0.79.0";
 const ADDRESS: &str = "127.0.0.2";
@@ -51,7 +51,7 @@ fn pyasic_python() -> PathBuf {
 }
 
 fn system_info() -> serde_json::Value {
-    hil_tests::try_http_get_at(ADDRESS, 80, "/api/system/info")
+    testbed::try_http_get_at(ADDRESS, 80, "/api/system/info")
         .and_then(|body| serde_json::from_str(&body).ok())
         .unwrap_or(serde_json::Value::Null)
 }

@@ -9,8 +9,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use fleet_proto::image::Version;
-use hil_tests::site::Bench;
-use hil_tests::{Process, binary, release};
+use testbed::site::Bench;
+use testbed::{Process, binary, release};
 
 const SITE: &str = "tx-west";
 const BOARD: &str = "bm1397-hashboard-12";
@@ -148,8 +148,8 @@ async fn a_bad_build_halts_at_the_canary_and_a_good_one_reaches_every_miner() {
         "[site]\nname = \"{SITE}\"\n[tariff]\nkind = \"fixed\"\nprice = 0.05\n\
          [market]\nhashprice = 500.0\n"
     );
-    let config = hil_tests::site::agent_config(&dir, &head, port, &agent_key_file).path;
-    let agent = hil_tests::site::agent(&dir, &config);
+    let config = testbed::site::agent_config(&dir, &head, port, &agent_key_file).path;
+    let agent = testbed::site::agent(&dir, &config);
 
     // A build that exits at once: the canary's supervisor gives it two starts and goes back to
     // the factory build; the rollout halts there.

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use fleet_mqtt::{Connection, Secret};
-use hil_tests::{Broker, Process, TestPki, Watcher, binary, scratch};
+use testbed::{Broker, Process, TestPki, Watcher, binary, scratch};
 
 const SITE: &str = "tx-secure";
 const SOON: Duration = Duration::from_secs(45);
@@ -21,7 +21,7 @@ fn miner_config(
     let data = dir.join(format!("data-{name}"));
     std::fs::create_dir_all(&data).expect("data dir");
     let config = dir.join(format!("{name}.toml"));
-    hil_tests::write_private(
+    testbed::write_private(
         &config,
         &format!(
             "[board]\nname = \"bm1397-hashboard-12\"\n[daemon]\ndata_dir = \"{}\"\n\
@@ -53,7 +53,7 @@ async fn a_curtailment_goes_through_tls_and_passwords_and_strangers_stay_out() {
     let url = format!("mqtts://localhost:{}", broker.port);
     let agent_bin = binary("hashwarden");
     let key = dir.join("host.key");
-    let public_key = hil_tests::agent_key(&key, "host-test");
+    let public_key = testbed::agent_key(&key, "host-test");
 
     let watch = Connection::new(
         &url,
@@ -73,7 +73,7 @@ async fn a_curtailment_goes_through_tls_and_passwords_and_strangers_stay_out() {
     let stranger = sim("stranger", "a-guess");
 
     let site = dir.join("site.toml");
-    hil_tests::write_private(
+    testbed::write_private(
         &site,
         &format!(
             "[site]\nname = \"{SITE}\"\n[tariff]\nkind = \"fixed\"\nprice = 0.06\n\

@@ -9,11 +9,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use hil_tests::site::{
+use testbed::site::{
     Bench, agent, agent_config, asleep, efficiency, grid_cap, market, measured_state, miner_config,
     mining, telemetry_until, unix_now,
 };
-use hil_tests::{Process, Watcher, binary};
+use testbed::{Process, Watcher, binary};
 
 const SITE: &str = "tx-site";
 const POWER_PRICE: f64 = 0.06;

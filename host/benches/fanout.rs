@@ -1,10 +1,10 @@
 //! A curtailment fanned out to 10,000 miners (issues #6 and #8: p99 < 2 s to ack), on this
 //! package's release build of the agent: `cargo bench -p hashwarden --bench fanout` (needs
 //! `mosquitto` on the PATH); `HASHWARDEN_BENCH_BROKER=embedded` runs the same through the agent's
-//! embedded broker. The harness is `hil_tests::fanout`, which the suite's
+//! embedded broker. The harness is `testbed::fanout`, which the suite's
 //! `hil-tests/tests/fanout.rs` runs on the test build.
 
-use hil_tests::fanout::{Via, run};
+use testbed::fanout::{Via, run};
 
 const MINERS: usize = 10_000;
 

@@ -131,6 +131,28 @@ pub enum Phase {
     },
 }
 
+impl Phase {
+    /// The phase's name, as logs, the audit log and the dashboard show it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Phase::Queued => "queued",
+            Phase::Sent { .. } => "sent",
+            Phase::Applied { .. } => "applied",
+            Phase::Verified { .. } => "verified",
+            Phase::Failed { .. } => "failed",
+            Phase::Unresponsive { .. } => "unresponsive",
+        }
+    }
+
+    /// Whether the change is still on its way (not yet shown, failed or given up).
+    pub fn in_flight(&self) -> bool {
+        matches!(
+            self,
+            Phase::Queued | Phase::Sent { .. } | Phase::Applied { .. }
+        )
+    }
+}
+
 /// One miner's change.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Op {

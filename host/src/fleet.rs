@@ -8,7 +8,7 @@ use fleet_proto::messages::{Nameplate, State, Telemetry};
 use fleet_proto::{Kind, Mode};
 
 use crate::planner::{Machine, Point, Setting};
-use crate::units::{TerahashPerSecond, UsdPerDay, Watts};
+use crate::units::{TerahashPerSecond, Watts};
 
 /// A miner is offline when its status says so, or when it has not sent telemetry for this long.
 pub const SILENT_AFTER_S: u64 = 60;
@@ -222,18 +222,10 @@ impl Heard {
             )
         });
         Some(Machine {
-            id: id.to_string(),
             online: self.reachable(now, silent_after_s),
             setting: self.setting()?,
-            full,
-            curve,
             live,
-            last_switch_at: None,
-            last_wake_at: None,
-            exempt: false,
-            manual: None,
-            unheeded_until: None,
-            overhead: UsdPerDay(0.0),
+            ..Machine::new(id, full, curve)
         })
     }
 }

@@ -14,6 +14,18 @@ const BREAKEVEN_BUCKETS: [f64; 10] = [20.0, 25.0, 30.0, 35.0, 40.0, 45.0, 50.0, 
 /// Publish → final ack, seconds.
 const LATENCY_BUCKETS: [f64; 9] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0];
 
+/// What the agent counts over its run: one set, which the end-of-run summary and `/metrics`
+/// both read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counters {
+    pub plans: u64,
+    pub commands_sent: u64,
+    pub verified: u64,
+    pub failed: u64,
+    pub unresponsive: u64,
+    pub refused_messages: u64,
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct FleetMetrics {
     pub hashprice: Option<f64>,
@@ -26,11 +38,6 @@ pub struct FleetMetrics {
     pub online: usize,
     pub machines: usize,
     pub breakevens: Vec<f64>,
-    pub commands_sent: u64,
-    pub verified: u64,
-    pub failed: u64,
-    pub unresponsive: u64,
-    pub refused_messages: u64,
     latencies: VecDeque<f64>,
 }
 
@@ -76,7 +83,7 @@ impl FleetMetrics {
         self.latencies.push_back(seconds);
     }
 
-    pub fn render(&self) -> String {
+    pub fn render(&self, counters: &Counters) -> String {
         let mut out = Exposition::new();
         let gauge = |out: &mut Exposition, name: &str, help: &str, value: Option<f64>| {
             out.family(name, "gauge", help);
@@ -147,27 +154,27 @@ impl FleetMetrics {
             (
                 "hashwarden_commands_sent_total",
                 "Signed commands published.",
-                self.commands_sent,
+                counters.commands_sent,
             ),
             (
                 "hashwarden_changes_verified_total",
                 "Changes the miners' telemetry confirmed.",
-                self.verified,
+                counters.verified,
             ),
             (
                 "hashwarden_changes_failed_total",
                 "Changes refused, failed or not shown by telemetry.",
-                self.failed,
+                counters.failed,
             ),
             (
                 "hashwarden_miners_unresponsive_total",
                 "Changes with no final ack after every attempt.",
-                self.unresponsive,
+                counters.unresponsive,
             ),
             (
                 "hashwarden_messages_refused_total",
                 "Incoming messages refused (malformed, implausible).",
-                self.refused_messages,
+                counters.refused_messages,
             ),
         ] {
             out.one(name, "counter", help, value as f64);
@@ -187,26 +194,14 @@ impl FleetMetrics {
 mod tests {
     use super::*;
     use crate::planner::{Economics, Inputs, Machine, Point, Policy, plan};
-    use crate::units::{TerahashPerSecond, UsdPerDay, UsdPerKwh, UsdPerPhDay, Watts};
+    use crate::units::{TerahashPerSecond, UsdPerKwh, UsdPerPhDay, Watts};
 
     fn machine(id: &str, jth: f64) -> Machine {
-        Machine {
-            id: id.into(),
-            online: true,
-            setting: Setting::Full,
-            full: Point {
-                watts: Watts(jth * 100.0),
-                hashrate: TerahashPerSecond(100.0),
-            },
-            curve: Vec::new(),
-            live: None,
-            last_switch_at: None,
-            last_wake_at: None,
-            exempt: false,
-            manual: None,
-            unheeded_until: None,
-            overhead: UsdPerDay(0.0),
-        }
+        let full = Point {
+            watts: Watts(jth * 100.0),
+            hashrate: TerahashPerSecond(100.0),
+        };
+        Machine::new(id, full, Vec::new())
     }
 
     #[test]
@@ -227,8 +222,11 @@ mod tests {
         metrics.plan(&plan, &machines, Some(0.06));
         metrics.latency(0.04);
         metrics.latency(1.5);
-        metrics.commands_sent = 2;
-        let text = metrics.render();
+        let counters = Counters {
+            commands_sent: 2,
+            ..Counters::default()
+        };
+        let text = metrics.render(&counters);
         for line in [
             "hashwarden_hashprice_usd_per_ph_day 29",
             // The 38 J/TH machine sleeps: 3800 W not spent.

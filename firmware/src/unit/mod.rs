@@ -5,11 +5,12 @@
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
-use crate::board::{Hardware, Witness};
-use crate::cooling::Cooling;
+use crate::board::{BoardError, Hardware, Witness};
+use crate::control::Change;
+use crate::cooling::{Cooling, scale_clocks};
 use crate::mining::{Mining, WorkSource};
 use crate::persist::TunedChain;
-use crate::silence::{Change, SilenceWatch};
+use crate::silence::{self, SilenceWatch};
 use crate::snapshot::{ChainRow, Snapshot};
 use crate::telemetry::{Rates, Window};
 
@@ -36,15 +37,20 @@ impl<H> std::fmt::Debug for Rig<H> {
     }
 }
 
+/// One chain. Its parts are private: the rest of the daemon reads it through the accessors
+/// below and changes it only through its operations (`apply`, `aim_power`, `set_fan`,
+/// `leave_out`, the tune's), which keep its rules — clocks before voltage, the thermal guard's
+/// hold, a re-initialised chain's lost jobs.
 pub struct Unit<H> {
-    pub index: u32,
-    /// Why the chain did not come up at start; such a chain is left out of every change.
-    pub failed: Option<String>,
-    pub hw: H,
-    pub mining: Mining,
-    pub cooling: Cooling,
-    pub rates: Rates,
-    pub autotune: Autotune,
+    index: u32,
+    /// Why the chain is left out (it did not come up, its I/O failed, it did not come back from
+    /// sleep); such a chain is left out of every change.
+    failed: Option<String>,
+    hw: H,
+    mining: Mining,
+    cooling: Cooling,
+    rates: Rates,
+    autotune: Autotune,
     /// Chips that stopped answering although the chain still enumerates them.
     silence: SilenceWatch,
     started: Instant,
@@ -71,7 +77,7 @@ impl<H: Hardware> Unit<H> {
         power_target_w: Option<f64>,
         tuned: Option<TunedChain>,
         speed: f64,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, BoardError> {
         let Rig {
             mut hw,
             ticket,
@@ -84,7 +90,7 @@ impl<H: Hardware> Unit<H> {
         } else if let Err(e) = hw.power_up().await {
             // One dead hashboard must not stop the others: this chain stays down and says so.
             error!(chain = index, error = %e, "chain did not come up; the others mine on");
-            failed = Some(e);
+            failed = Some(e.to_string());
         } else {
             info!(
                 chain = index,
@@ -134,6 +140,121 @@ impl<H: Hardware> Unit<H> {
         Ok(unit)
     }
 
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// Why the chain is left out, when it is.
+    pub fn failed(&self) -> Option<&str> {
+        self.failed.as_deref()
+    }
+
+    /// Whether the chain is still in the machine (not left out).
+    pub fn working(&self) -> bool {
+        self.failed.is_none()
+    }
+
+    /// The board, for reading.
+    pub fn hw(&self) -> &H {
+        &self.hw
+    }
+
+    pub fn tally(&self) -> &crate::mining::Tally {
+        &self.mining.tally
+    }
+
+    /// Jobs sent to the chips.
+    pub fn jobs(&self) -> u64 {
+        self.mining.jobs()
+    }
+
+    /// Hash rate over `window`, TH/s.
+    pub fn ths(&self, window: Window) -> f64 {
+        self.rates.ths(window)
+    }
+
+    pub fn autotune(&self) -> &Autotune {
+        &self.autotune
+    }
+
+    /// The chain's job table, for the pool's work to be dealt into.
+    pub fn work_queue(&mut self) -> &mut Mining {
+        &mut self.mining
+    }
+
+    /// The next frame from the chain, waiting at most `wait_ms`.
+    pub async fn next_response(
+        &mut self,
+        wait_ms: u32,
+    ) -> Result<Option<bm13xx::Response>, BoardError> {
+        self.hw.next_response(wait_ms).await
+    }
+
+    /// A frame from the chain: a nonce checked and credited, a share submitted.
+    pub fn take(&mut self, response: bm13xx::Response, source: &WorkSource) {
+        self.mining.take(response, source);
+    }
+
+    /// A fixed fan duty, or `None` for automatic control; the thermal guard still watches.
+    pub fn set_fan(&mut self, percent: Option<f32>) -> Result<(), BoardError> {
+        self.cooling.set_manual_fan(&mut self.hw, percent)
+    }
+
+    /// Makes a decided change on this chain. A chain the thermal guard stopped stays down until
+    /// it has cooled, whatever the command: the intent is kept and applied at resume. Returns a
+    /// note when the change is held back.
+    pub async fn apply(&mut self, change: Change) -> Result<Option<&'static str>, BoardError> {
+        let held = Some("overheated: the chains resume once they have cooled");
+        if let Change::Tune(_) = change {
+            self.autotune.retry();
+        }
+        let outcome = match change {
+            Change::Nothing => Ok(None),
+            Change::Sleep => self.hw.sleep().await.map(|()| None),
+            Change::Wake | Change::Reboot if self.cooling.overheated() => Ok(held),
+            Change::Wake => self.hw.power_up().await.map(|()| None),
+            Change::Frequency(target) => {
+                self.cooling.set_power_target(None);
+                self.hw.set_frequency(target).await?;
+                self.cooling.base_clocks = self.hw.clocks().to_vec();
+                Ok(None)
+            }
+            Change::PowerTarget(watts) => return self.aim_power(watts).await.map(|()| None),
+            // The loop's reconcile starts the tune; only a board that cannot be measured refuses.
+            Change::Tune(_) if self.hw.power_w().is_none() => Err(BoardError::NoPowerReading),
+            Change::Tune(_) => Ok(None),
+            Change::CoreVoltage(mv) => self.hw.set_core_voltage(mv).await.map(|()| None),
+            Change::Reboot => {
+                self.hw.sleep().await?;
+                self.hw.power_up().await.map(|()| None)
+            }
+            Change::Identify => {
+                info!("identify: this is the machine");
+                Ok(None)
+            }
+        };
+        if matches!(change, Change::Wake | Change::Reboot) {
+            // A re-initialised chain has forgotten its jobs.
+            self.mining.restart(&self.hw);
+            // A target kept while asleep is aimed now that the chips run.
+            if outcome.is_ok()
+                && let Err(e) = self.aim_power(self.cooling.power_target()).await
+            {
+                warn!(chain = self.index, error = %e, "power target: cannot move to the curve's point");
+            }
+        }
+        outcome
+    }
+
+    /// The chain did not come back from a wake the others survived: its supply is cut (half
+    /// brought up, it may draw power for nothing) and it is left out from now on.
+    pub async fn leave_out(&mut self, reason: String) {
+        if let Err(e) = self.hw.sleep().await {
+            warn!(chain = self.index, error = %e, "cannot cut the supply of a chain that did not come back");
+        }
+        self.fail(reason);
+    }
+
     /// The chain's I/O failed while running (a UART that vanished): it is left out from now on,
     /// and the machine mines on with the others.
     pub fn fail(&mut self, reason: String) {
@@ -154,7 +275,7 @@ impl<H: Hardware> Unit<H> {
     }
 
     /// Sends the chain its next work, if it is due.
-    pub async fn feed(&mut self, source: &WorkSource) -> Result<(), String> {
+    pub async fn feed(&mut self, source: &WorkSource) -> Result<(), BoardError> {
         if let Some(work) = self.mining.fresh_work(source, self.hw.asleep())
             && let Some(frame) = self.mining.dispatch(work)
         {
@@ -201,17 +322,12 @@ impl<H: Hardware> Unit<H> {
             Some(dies) => (Some(dies.hottest_c), dies.any_overheated),
             None => (board_temp_c, false),
         };
-        let mode = if self.cooling.overheated() || dies_overheated {
-            fleet_proto::Mode::Overheated
-        } else if self.hw.asleep() {
-            fleet_proto::Mode::Sleeping
-        } else if self.autotune.tuning() {
-            fleet_proto::Mode::Tuning
-        } else if self.cooling.power_target().is_some() {
-            fleet_proto::Mode::PowerTarget
-        } else {
-            fleet_proto::Mode::Mining
-        };
+        let mode = crate::telemetry::chain_mode(crate::telemetry::ChainConditions {
+            overheated: self.cooling.overheated() || dies_overheated,
+            asleep: self.hw.asleep(),
+            tuning: self.autotune.tuning(),
+            power_target: self.cooling.power_target().is_some(),
+        });
         let hashrate = fleet_proto::messages::Hashrate {
             s5: self.rates.ths(Window::S5),
             m1: self.rates.ths(Window::M1),
@@ -274,7 +390,7 @@ impl<H: Hardware> Unit<H> {
     /// voltage, the tuned clocks scaled to it (`operating::for_target`) — and the power limiter
     /// trims from there; on others the limiter alone moves the clocks. An asleep chain keeps the
     /// target and is aimed at wake.
-    pub async fn aim_power(&mut self, target: Option<f64>) -> Result<(), String> {
+    pub async fn aim_power(&mut self, target: Option<f64>) -> Result<(), BoardError> {
         self.cooling.set_power_target(target);
         let (Some(target), Some(tuned)) = (target, self.autotune.tuned.as_ref()) else {
             return Ok(());
@@ -287,7 +403,7 @@ impl<H: Hardware> Unit<H> {
 
     /// A tuned chain whose point draws less than its curve said, its clocks at their ceiling
     /// under the target: one point up the curve.
-    async fn step_up_the_curve(&mut self) -> Result<(), String> {
+    async fn step_up_the_curve(&mut self) -> Result<(), BoardError> {
         let (Some(target), Some(tuned)) =
             (self.cooling.power_target(), self.autotune.tuned.as_ref())
         else {
@@ -305,7 +421,7 @@ impl<H: Hardware> Unit<H> {
         &mut self,
         point: crate::operating::Operating,
         target: f64,
-    ) -> Result<(), String> {
+    ) -> Result<(), BoardError> {
         let Some(tuned) = self.autotune.tuned.as_ref() else {
             return Ok(());
         };
@@ -316,20 +432,8 @@ impl<H: Hardware> Unit<H> {
             return Ok(());
         }
         let board = self.hw.description();
-        let scaled = |factor: f64| -> Vec<u32> {
-            tuned
-                .clocks_khz
-                .iter()
-                .map(|&khz| {
-                    let khz = (f64::from(khz) * factor).round() as u32;
-                    board
-                        .clamp_frequency(bm13xx::Frequency::from_khz(khz))
-                        .khz()
-                })
-                .collect()
-        };
-        let clocks = scaled(point.clock_factor);
-        let ceiling = scaled(point.ceiling_factor);
+        let clocks = scale_clocks(&tuned.clocks_khz, point.clock_factor, board);
+        let ceiling = scale_clocks(&tuned.clocks_khz, point.ceiling_factor, board);
         info!(
             chain = self.index,
             target_w = target,
@@ -345,7 +449,11 @@ impl<H: Hardware> Unit<H> {
     /// The chips to `core_mv` and `clocks` (kHz, chip by chip): the clocks come down before the
     /// voltage does and the voltage goes up before the clocks, so no chip ever runs faster than
     /// its voltage holds on the way. The thermal guard and the power limiter scale from here.
-    async fn set_operating_point(&mut self, core_mv: u32, clocks: &[u32]) -> Result<(), String> {
+    async fn set_operating_point(
+        &mut self,
+        core_mv: u32,
+        clocks: &[u32],
+    ) -> Result<(), BoardError> {
         if core_mv < self.hw.core_mv() {
             self.hw.set_clocks(clocks).await?;
             self.hw.set_core_voltage(core_mv).await?;
@@ -384,21 +492,23 @@ impl<H: Hardware> Unit<H> {
             .collect();
         for change in self.silence.observe(chip_s, &answers, &expected_per_s) {
             match change {
-                Change::Silent { chip, quiet_s } => warn!(
+                silence::Change::Silent { chip, quiet_s } => warn!(
                     chain = self.index,
                     chip,
                     quiet_s = quiet_s.round(),
                     "chip silent: no nonce where {} were due; no longer counted up",
                     crate::silence::SILENT_AFTER_NONCES
                 ),
-                Change::Back { chip } => info!(chain = self.index, chip, "chip answering again"),
+                silence::Change::Back { chip } => {
+                    info!(chain = self.index, chip, "chip answering again")
+                }
             }
         }
     }
 
     /// Stops the chips' clock (so the counts reconcile with what the chain sent), takes what
     /// the chips already sent, and ramps the chain down. Returns the seconds it ran.
-    pub async fn stop(&mut self, source: &WorkSource) -> Result<f64, String> {
+    pub async fn stop(&mut self, source: &WorkSource) -> Result<f64, BoardError> {
         self.hw.stop_chip_clock().await;
         let ran_s = self.chip_s();
         if !self.hw.asleep() {

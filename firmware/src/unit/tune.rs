@@ -15,7 +15,7 @@ use hashboard::tuner::{ChipSample, Goal, Profile, RetunePolicy, RetuneReason, Tu
 use tracing::{info, warn};
 
 use super::Unit;
-use crate::board::Hardware;
+use crate::board::{BoardError, Hardware};
 use crate::config::TunerSettings;
 use crate::persist::TunedChain;
 use crate::telemetry::unix_now;
@@ -269,11 +269,13 @@ impl<H: Hardware> Unit<H> {
             baseline: Vec::new(),
             mining_ticket,
         });
-        self.set_ticket(settings.ticket_difficulty).await?;
-        self.begin_window().await
+        self.set_ticket(settings.ticket_difficulty)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.begin_window().await.map_err(|e| e.to_string())
     }
 
-    async fn set_ticket(&mut self, ticket: f64) -> Result<(), String> {
+    async fn set_ticket(&mut self, ticket: f64) -> Result<(), BoardError> {
         let ticket = self.hw.set_ticket(ticket).await?;
         let settles_at_s = self.chip_s() + TICKET_SETTLE_S;
         self.mining.set_ticket(ticket, settles_at_s);
@@ -281,7 +283,7 @@ impl<H: Hardware> Unit<H> {
     }
 
     /// Applies the tuner's settings for its next measurement and starts the window.
-    async fn begin_window(&mut self) -> Result<(), String> {
+    async fn begin_window(&mut self) -> Result<(), BoardError> {
         let Some(session) = &self.autotune.session else {
             return Ok(());
         };

@@ -20,7 +20,7 @@ pub fn agent_topic() -> String {
 
 // Not every suite that includes this module uses each of these.
 #[allow(unused_imports)]
-pub use hil_tests::{Broker, Process, free_port, scratch};
+pub use testbed::{Broker, Process, free_port, scratch};
 
 /// The daemon's configuration for the fleet tests.
 pub fn config(port: u16, data_dir: &Path, extra: &str) -> String {
@@ -39,7 +39,7 @@ pub fn config(port: u16, data_dir: &Path, extra: &str) -> String {
     )
 }
 
-/// Starts the daemon as a process (`hil_tests::Process`: stderr to a file so a chatty log cannot
+/// Starts the daemon as a process (`testbed::Process`: stderr to a file so a chatty log cannot
 /// block it, SIGTERM or kill -9, the summary line at exit).
 pub struct Daemon;
 
@@ -117,19 +117,22 @@ pub fn command(action: Action, seq: u64) -> FleetCommand {
     command
 }
 
-pub use hil_tests::Seen;
+pub use testbed::Seen;
 
 /// The host's side: sees everything the miner publishes and sends (signed) commands.
 pub struct Host {
-    watcher: hil_tests::Watcher,
+    watcher: testbed::Watcher,
     signer: CommandSigner,
 }
 
 impl Host {
     pub async fn connect(port: u16, client_id: &str) -> Self {
         let filter = format!("hashwarden/v1/{SITE}/{MINER}/+");
+        let mut watcher = testbed::Watcher::connect(port, client_id, &filter).await;
+        // The broker is up: nothing the miner publishes from here on is missed.
+        watcher.subscribed().await;
         Self {
-            watcher: hil_tests::Watcher::connect(port, client_id, &filter).await,
+            watcher,
             signer: signer(),
         }
     }
@@ -144,6 +147,23 @@ impl Host {
         self.watcher
             .wait_for(&format!("/{MINER}/{kind}"), within, wanted)
             .await
+    }
+
+    /// Waits until the miner's own clock has run `seconds` past its latest report: the miner's
+    /// hash-rate windows are in its wall time, so a window is full of the present settings only
+    /// when its reports say so, however loaded the test machine is.
+    pub async fn wait_miner_seconds(&mut self, seconds: u64) {
+        let uptime = |s: &Seen| s.json()["uptime_s"].as_u64();
+        let now = self
+            .wait_for("telemetry", Duration::from_secs(30), |s| {
+                uptime(s).is_some()
+            })
+            .await;
+        let from = uptime(&now).unwrap_or(0);
+        self.wait_for("telemetry", Duration::from_secs(60 + seconds), |s| {
+            uptime(s).is_some_and(|t| t >= from + seconds)
+        })
+        .await;
     }
 
     /// The acks for command `id` until one with a final status (not `accepted`).

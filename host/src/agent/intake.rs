@@ -5,8 +5,9 @@
 use fleet_proto::{Ack, GridSignal, Kind, MaestroTarget, MinerTopic, topic};
 use tracing::{info, warn};
 
-use super::{Agent, Summary, unix_now};
+use super::{Agent, unix_now};
 use crate::market::Reading;
+use crate::metrics::Counters;
 use crate::store::{AuditEntry, AuditKind};
 
 impl Agent {
@@ -37,8 +38,8 @@ impl Agent {
     }
 
     pub(super) fn take_at(&mut self, topic_name: &str, payload: &[u8], now: u64) {
-        let refused = |summary: &mut Summary, what: &str, reason: String| {
-            summary.refused_messages += 1;
+        let refused = |counters: &mut Counters, what: &str, reason: String| {
+            counters.refused_messages += 1;
             warn!(topic = topic_name, what, %reason, "message refused");
         };
         if let Some(instance) = topic_name.strip_prefix(self.peer_prefix.as_str()) {
@@ -53,7 +54,7 @@ impl Agent {
             if miner_topic.kind == Kind::Ack {
                 match serde_json::from_slice::<Ack>(payload) {
                     Ok(ack) => {
-                        self.audit(AuditEntry::new(
+                        self.records.audit(AuditEntry::new(
                             now,
                             miner,
                             AuditKind::Ack,
@@ -75,15 +76,15 @@ impl Agent {
                         self.executor.on_ack(miner, &ack, now);
                         self.rollout_ack(miner, &ack, now);
                     }
-                    Err(e) => refused(&mut self.summary, "ack", e.to_string()),
+                    Err(e) => refused(&mut self.records.counters, "ack", e.to_string()),
                 }
             } else if let Err(e) = self.fleet.ingest(miner, miner_topic.kind, payload, now) {
-                refused(&mut self.summary, "miner message", e.to_string());
+                refused(&mut self.records.counters, "miner message", e.to_string());
             }
         } else if topic_name == topic::market(&self.site) {
             match serde_json::from_slice::<fleet_proto::Market>(payload) {
                 Ok(market) => self.take_market(&market, "the market topic", now),
-                Err(e) => refused(&mut self.summary, "market", e.to_string()),
+                Err(e) => refused(&mut self.records.counters, "market", e.to_string()),
             }
         } else if topic_name == topic::grid(&self.site) {
             match serde_json::from_slice::<GridSignal>(payload) {
@@ -94,19 +95,19 @@ impl Agent {
                             info!(%cap, from, "grid cap announced ahead: shedding starts in time for it");
                         }
                     }
-                    Err(reason) => refused(&mut self.summary, "grid", reason),
+                    Err(reason) => refused(&mut self.records.counters, "grid", reason),
                 },
-                Err(e) => refused(&mut self.summary, "grid", e.to_string()),
+                Err(e) => refused(&mut self.records.counters, "grid", e.to_string()),
             }
         } else if topic_name == topic::power(&self.site) {
             match serde_json::from_slice::<fleet_proto::PowerPrice>(payload) {
                 Ok(price) => self.take_power(&price, "the power topic", now),
-                Err(e) => refused(&mut self.summary, "power", e.to_string()),
+                Err(e) => refused(&mut self.records.counters, "power", e.to_string()),
             }
         } else if topic_name == topic::MAESTRO_TARGET {
             match serde_json::from_slice::<MaestroTarget>(payload) {
                 Ok(target) => self.grid.maestro(target, now),
-                Err(e) => refused(&mut self.summary, "maestro", e.to_string()),
+                Err(e) => refused(&mut self.records.counters, "maestro", e.to_string()),
             }
         }
     }
@@ -118,14 +119,14 @@ impl Agent {
         match taken {
             Ok(reading) => {
                 info!(hashprice = %reading.hashprice, source, "market reading taken");
-                if let Some(store) = &self.store
+                if let Some(store) = self.records.store()
                     && let Err(e) = store.save_market(&reading)
                 {
                     warn!(error = %e, "market reading not stored");
                 }
             }
             Err(reason) => {
-                self.summary.refused_messages += 1;
+                self.records.counters.refused_messages += 1;
                 warn!(source, %reason, "market reading refused");
             }
         }
@@ -136,7 +137,7 @@ impl Agent {
         match self.power.offer(price.at, price.usd_per_kwh, now) {
             Ok(()) => info!(usd_per_kwh = price.usd_per_kwh, source, "power price taken"),
             Err(reason) => {
-                self.summary.refused_messages += 1;
+                self.records.counters.refused_messages += 1;
                 warn!(source, %reason, "power price refused");
             }
         }

@@ -4,8 +4,10 @@
 //! does not parse, an implausible market reading) and refused with a logged reason; the state
 //! it plans from is the last good one.
 
+mod inputs;
 mod intake;
 mod link;
+mod records;
 mod rollouts;
 mod tasks;
 
@@ -24,9 +26,11 @@ use crate::executor::{Executor, Phase};
 use crate::fleet::FleetView;
 use crate::grid::Grid;
 use crate::market::{MarketGuard, MarketView, Plausibility, Reading};
+use crate::metrics::Counters;
 use crate::planner::{Economics, Inputs, Setting, plan};
 use crate::site::SiteConfig;
 use crate::store::{AuditEntry, AuditKind, FleetRow, Store};
+use records::Records;
 
 /// How often the fleet table for `hashwarden status` is rewritten, s.
 const FLEET_TABLE_EVERY_S: u64 = 5;
@@ -40,12 +44,8 @@ const GOODBYE_GRACE: Duration = Duration::from_secs(2);
 /// What a run did, printed as one JSON line at the end.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Summary {
-    pub plans: u64,
-    pub commands_sent: u64,
-    pub verified: u64,
-    pub failed: u64,
-    pub unresponsive: u64,
-    pub refused_messages: u64,
+    #[serde(flatten)]
+    pub counters: Counters,
     pub miners: usize,
 }
 
@@ -57,20 +57,17 @@ struct Agent {
     market: MarketGuard,
     grid: Grid,
     signer: CommandSigner,
-    /// Durable history and the audit log; `None` only in unit tests.
-    store: Option<Store>,
+    /// The store, the audit entries of the round and the run's counters.
+    records: Records,
     /// Market readings still to replay, oldest first.
     replay: std::collections::VecDeque<fleet_proto::Market>,
     metrics: crate::metrics::FleetMetrics,
-    /// Audit entries written at the end of each round, in one transaction.
-    audit_queue: Vec<AuditEntry>,
     /// When the fleet table was last written (unix s).
     fleet_saved_at: u64,
     /// When each command in flight was published (host monotonic clock), for its latency.
     sent_at: std::collections::HashMap<String, std::time::Instant>,
     /// Each miner's last reported phase, to log every change once.
     reported: BTreeMap<String, &'static str>,
-    summary: Summary,
     /// The real-time power price over the tariff, and its replay file's readings to come.
     power: crate::power_price::PowerPrice,
     power_replay: std::collections::VecDeque<fleet_proto::PowerPrice>,
@@ -203,7 +200,7 @@ pub async fn run(
                 for (miner, payload) in agent.round(unix_now()) {
                     link.command(&MinerTopic::new(&agent.site, &miner, Kind::Cmd).to_string(), payload).await;
                 }
-                metrics_tx.send_replace(agent.metrics.render());
+                metrics_tx.send_replace(agent.metrics.render(&agent.records.counters));
                 if *dashboard_tx.borrow() != agent.dashboard {
                     dashboard_tx.send_replace(agent.dashboard.clone());
                 }
@@ -212,13 +209,15 @@ pub async fn run(
             () = &mut deadline => break,
         }
     }
-    agent.flush_audit();
+    agent.records.flush();
     for task in [poller_task, metrics_server].into_iter().flatten() {
         task.abort();
     }
     link.finish(GOODBYE_GRACE).await;
-    agent.summary.miners = agent.fleet.len();
-    Ok(agent.summary)
+    Ok(Summary {
+        counters: agent.records.counters,
+        miners: agent.fleet.len(),
+    })
 }
 
 impl Agent {
@@ -269,14 +268,12 @@ impl Agent {
             fleet: FleetView::default(),
             market,
             signer,
-            store: None,
+            records: Records::default(),
             replay: std::collections::VecDeque::new(),
             metrics: crate::metrics::FleetMetrics::default(),
-            audit_queue: Vec::new(),
             fleet_saved_at: 0,
             sent_at: std::collections::HashMap::new(),
             reported: BTreeMap::new(),
-            summary: Summary::default(),
             group,
             peer_prefix,
             power: crate::power_price::PowerPrice::new(power_max_age_s),
@@ -308,30 +305,8 @@ impl Agent {
                 Err(reason) => debug!(%reason, "stored market reading not used"),
             }
         }
-        self.store = Some(store);
+        self.records.attach(store);
         Ok(())
-    }
-
-    /// Writes `entry` to the audit log (a store error is logged: the fleet must not stop for
-    /// a full disk).
-    fn audit(&mut self, entry: AuditEntry) {
-        if self.store.is_some() {
-            self.audit_queue.push(entry);
-        }
-    }
-
-    /// Writes the queued audit entries in one transaction (a store error is logged: the fleet
-    /// must not stop for a full disk).
-    fn flush_audit(&mut self) {
-        if self.audit_queue.is_empty() {
-            return;
-        }
-        let entries = std::mem::take(&mut self.audit_queue);
-        if let Some(store) = &mut self.store
-            && let Err(e) = store.audit_all(&entries)
-        {
-            warn!(error = %e, entries = entries.len(), "audit log write failed");
-        }
     }
 
     /// One planning round at `now`: the plan's changes to the executor, and the signed commands
@@ -339,7 +314,7 @@ impl Agent {
     fn round(&mut self, now: u64) -> Vec<(Name, Vec<u8>)> {
         self.replay(now);
         let mut machines = self.fleet.machines(now);
-        let overrides = match &self.store {
+        let overrides = match self.records.store() {
             Some(store) => store.overrides(now).unwrap_or_else(|e| {
                 warn!(error = %e, "cannot read the overrides");
                 Vec::new()
@@ -347,31 +322,7 @@ impl Agent {
             None => Vec::new(),
         };
         self.config.apply_to(&mut machines);
-        for machine in &mut machines {
-            machine.manual = overrides
-                .iter()
-                .find(|(miner, _)| *miner == machine.id)
-                .map(|(_, manual)| *manual);
-            if let Some((at, on)) = self.executor.last_switch(&machine.id) {
-                machine.last_switch_at = Some(at);
-                if on {
-                    machine.last_wake_at = Some(at);
-                }
-            }
-            machine.unheeded_until = self.executor.not_carried_out(&machine.id);
-            // A change on its way counts as made: the plan must not flip it back meanwhile.
-            if let Some(op) = self.executor.op(&machine.id)
-                && matches!(
-                    op.phase,
-                    Phase::Queued | Phase::Sent { .. } | Phase::Applied { .. }
-                )
-            {
-                if (op.want == Setting::Sleep) != (machine.setting == Setting::Sleep) {
-                    machine.last_switch_at = Some(op.due);
-                }
-                machine.setting = op.want;
-            }
-        }
+        inputs::with_history(&mut machines, &overrides, &self.executor);
         let economics = match self.market.view(now) {
             MarketView::Current { hashprice, .. } => Some(Economics {
                 hashprice,
@@ -383,9 +334,7 @@ impl Agent {
         let mut cap = self.grid.cap(now).map(|(watts, _)| watts);
         let mut moved: Vec<String> = Vec::new();
         if let Some(group) = &self.group {
-            // This agent's part of the site cap: its miners' share of the site's full power.
-            let full = |m: &crate::planner::Machine| m.full.watts.0;
-            let site_w: f64 = machines.iter().map(full).sum();
+            cap = inputs::cap_share(cap, &machines, |id| group.owns(id), group.size());
             machines.retain(|m| group.owns(&m.id));
             moved = self
                 .executor
@@ -393,18 +342,11 @@ impl Agent {
                 .filter(|op| !group.owns(&op.miner))
                 .map(|op| op.miner.clone())
                 .collect();
-            let own_w: f64 = machines.iter().map(full).sum();
-            let share = if site_w > 0.0 {
-                own_w / site_w
-            } else {
-                1.0 / group.size() as f64
-            };
-            cap = cap.map(|watts| crate::units::Watts(watts.0 * share));
         }
         for miner in moved {
             if let Some(op) = self.executor.hand_over(&miner) {
                 info!(%miner, want = ?op.want, "another agent's miner now: its change handed over");
-                self.audit(
+                self.records.audit(
                     AuditEntry::new(now, &miner, AuditKind::HandedOver, op.want.to_string())
                         .about(op.want),
                 );
@@ -417,7 +359,7 @@ impl Agent {
             policy: &self.config.policy,
             machines: &machines,
         });
-        self.summary.plans += 1;
+        self.records.counters.plans += 1;
         for (machine, decision) in machines.iter().zip(&plan.decisions) {
             if !decision.changes() {
                 continue;
@@ -434,7 +376,7 @@ impl Agent {
                 .op(&machine.id)
                 .is_none_or(|op| op.want != decision.to)
             {
-                self.audit(
+                self.records.audit(
                     AuditEntry::new(
                         now,
                         &machine.id,
@@ -468,26 +410,26 @@ impl Agent {
         self.refresh_dashboard(&machines, &plan, economics.map(|e| e.power_price.0), now);
         let mut commands = self.executor.tick(now, &self.fleet);
         commands.extend(self.rollouts_round(now));
-        if let (Some(store), Some(last)) = (&self.store, commands.iter().map(|c| c.seq).max())
+        if let (Some(store), Some(last)) =
+            (self.records.store(), commands.iter().map(|c| c.seq).max())
             && let Err(e) = store.save_seq(last)
         {
             warn!(error = %e, "cannot store the sequence number");
         }
         self.report(now);
         let mut out = Vec::new();
-        self.sync_counters();
         for command in commands {
             match self.signer.sign(&command) {
                 Ok(signed) => match serde_json::to_vec(&signed) {
                     Ok(bytes) => {
-                        self.summary.commands_sent += 1;
+                        self.records.counters.commands_sent += 1;
                         // Bounded: a fleet that never answers must not grow this without end.
                         if self.sent_at.len() < 100_000 {
                             self.sent_at
                                 .insert(command.id.clone(), std::time::Instant::now());
                         }
                         info!(miner = %command.miner, id = %command.id, action = ?command.action, "command sent");
-                        self.audit(AuditEntry::new(
+                        self.records.audit(AuditEntry::new(
                             now,
                             command.miner.as_str(),
                             AuditKind::Sent,
@@ -500,18 +442,8 @@ impl Agent {
                 Err(e) => warn!(error = %e, "cannot sign a command"),
             }
         }
-        self.sync_counters();
-        self.flush_audit();
+        self.records.flush();
         out
-    }
-
-    fn sync_counters(&mut self) {
-        let s = &self.summary;
-        self.metrics.commands_sent = s.commands_sent;
-        self.metrics.verified = s.verified;
-        self.metrics.failed = s.failed;
-        self.metrics.unresponsive = s.unresponsive;
-        self.metrics.refused_messages = s.refused_messages;
     }
 
     /// The fleet as this plan saw it, a row per machine: the `hashwarden status` table and the
@@ -568,18 +500,11 @@ impl Agent {
         let pending = self
             .executor
             .ops()
-            .filter_map(|op| {
-                let phase = match op.phase {
-                    Phase::Queued => "queued",
-                    Phase::Sent { .. } => "sent",
-                    Phase::Applied { .. } => "applied",
-                    _ => return None,
-                };
-                Some(crate::dashboard::Pending {
-                    miner: op.miner.clone(),
-                    want: op.want,
-                    phase,
-                })
+            .filter(|op| op.phase.in_flight())
+            .map(|op| crate::dashboard::Pending {
+                miner: op.miner.clone(),
+                want: op.want,
+                phase: op.phase.name(),
             })
             .collect();
         let view = crate::dashboard::View {
@@ -605,11 +530,11 @@ impl Agent {
         plan: &crate::planner::Plan,
         now: u64,
     ) {
-        if self.store.is_none() {
+        if self.records.store().is_none() {
             return;
         }
         let rows = self.fleet_rows(machines, plan);
-        let Some(store) = &mut self.store else {
+        let Some(store) = self.records.store_mut() else {
             return;
         };
         if let Err(e) = store.save_fleet(&rows, now) {
@@ -621,14 +546,7 @@ impl Agent {
     fn report(&mut self, now: u64) {
         let mut changes = Vec::new();
         for op in self.executor.ops() {
-            let phase = match &op.phase {
-                Phase::Queued => "queued",
-                Phase::Sent { .. } => "sent",
-                Phase::Applied { .. } => "applied",
-                Phase::Verified { .. } => "verified",
-                Phase::Failed { .. } => "failed",
-                Phase::Unresponsive { .. } => "unresponsive",
-            };
+            let phase = op.phase.name();
             if self.reported.get(&op.miner) == Some(&phase) {
                 continue;
             }
@@ -638,15 +556,16 @@ impl Agent {
         for op in &changes {
             match &op.phase {
                 Phase::Verified { at } => {
-                    self.summary.verified += 1;
+                    self.records.counters.verified += 1;
                     let power = self.fleet.get(&op.miner).and_then(|h| h.power());
                     let power = power.map_or("unknown".to_string(), |w| format!("{:.0} W", w.0));
                     let detail = format!("{}; power now {power}", op.want);
-                    self.audit(outcome_entry(now, op, AuditKind::Verified, detail));
+                    self.records
+                        .audit(outcome_entry(now, op, AuditKind::Verified, detail));
                     // Only a real switch (not a change found already in effect) restarts dwell.
                     let switched =
                         self.executor.last_switch(&op.miner).map(|(a, _)| a) == Some(*at);
-                    if let Some(store) = &self.store
+                    if let Some(store) = self.records.store()
                         && switched
                         && let Err(e) = store.save_switch(&op.miner, *at, op.want != Setting::Sleep)
                     {
@@ -654,20 +573,22 @@ impl Agent {
                     }
                 }
                 Phase::Failed { reason, .. } => {
-                    self.summary.failed += 1;
+                    self.records.counters.failed += 1;
                     let detail = format!("{}: {reason}", op.want);
-                    self.audit(outcome_entry(now, op, AuditKind::Failed, detail));
+                    self.records
+                        .audit(outcome_entry(now, op, AuditKind::Failed, detail));
                 }
                 Phase::Unresponsive { attempts, .. } => {
-                    self.summary.unresponsive += 1;
+                    self.records.counters.unresponsive += 1;
                     let detail = format!("no final ack after {attempts} attempts");
-                    self.audit(outcome_entry(now, op, AuditKind::Unresponsive, detail));
+                    self.records
+                        .audit(outcome_entry(now, op, AuditKind::Unresponsive, detail));
                 }
                 _ => {}
             }
         }
         // Stored before it is logged: whoever reads the log finds it in the store.
-        self.flush_audit();
+        self.records.flush();
         for op in &changes {
             match &op.phase {
                 Phase::Verified { .. } => {

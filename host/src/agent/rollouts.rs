@@ -88,7 +88,8 @@ impl Agent {
         }
         for (miner, detail) in audit {
             info!(%miner, %detail, "update");
-            self.audit(AuditEntry::new(now, &miner, AuditKind::Update, detail));
+            self.records
+                .audit(AuditEntry::new(now, &miner, AuditKind::Update, detail));
         }
         self.save_rollouts();
         commands
@@ -103,7 +104,7 @@ impl Agent {
             }
         }
         if let Some(m) = moved {
-            self.audit(AuditEntry::new(
+            self.records.audit(AuditEntry::new(
                 now,
                 &m.miner,
                 AuditKind::Update,
@@ -115,7 +116,9 @@ impl Agent {
     /// One rollout at a time, oldest first: two at once would send a miner two updates, and
     /// it installs one at a time. A newer one waits in the store (`flash` shows it waiting).
     fn take_up_rollouts(&mut self) {
-        let Some(store) = &self.store else { return };
+        let Some(store) = self.records.store() else {
+            return;
+        };
         if !self.rollouts.active.is_empty() {
             return;
         }
@@ -199,7 +202,9 @@ impl Agent {
     /// Writes what changed; a finished rollout is written once more and let go, its image
     /// taken off the shelf unless another rollout still serves it.
     fn save_rollouts(&mut self) {
-        let Some(store) = &self.store else { return };
+        let Some(store) = self.records.store() else {
+            return;
+        };
         for active in &mut self.rollouts.active {
             let json = serde_json::to_string(&active.rollout).unwrap_or_default();
             if json == active.saved {

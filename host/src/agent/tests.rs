@@ -86,7 +86,7 @@ fn bad_inputs_are_counted_and_change_nothing() {
     ] {
         agent.take_at(topic, &payload, NOW + 1);
     }
-    assert_eq!(agent.summary.refused_messages, 8);
+    assert_eq!(agent.records.counters.refused_messages, 8);
     assert!(agent.round(NOW + 2).is_empty(), "still $40, still mining");
     // Another site's messages are not this agent's.
     agent.take_at("hashwarden/v1/other/m9/status", b"online", NOW + 2);
@@ -230,7 +230,7 @@ fn a_grid_cap_with_notice_sheds_its_lead_before_it_starts() {
         from + 60
     );
     agent.take_at("hashwarden/v1/tx-west/grid", backwards.as_bytes(), from);
-    assert_eq!(agent.summary.refused_messages, 1);
+    assert_eq!(agent.records.counters.refused_messages, 1);
 }
 
 fn power(usd_per_kwh: f64, at: u64) -> Vec<u8> {
@@ -256,7 +256,7 @@ fn a_real_time_power_price_moves_the_breakeven_until_it_goes_stale() {
         &power(4.3e1, NOW + 3),
         NOW + 3,
     );
-    assert_eq!(agent.summary.refused_messages, 1);
+    assert_eq!(agent.records.counters.refused_messages, 1);
     // The feed falls silent: after its bound the tariff is back and the machine (asleep, still
     // reporting) above water again.
     let sleeping = examples::payload("/telemetry")
@@ -409,7 +409,7 @@ fn rollouts_are_taken_up_one_at_a_time_and_only_with_an_image_that_checks() {
         NOW + 3
     );
     agent.take_at("hashwarden/v1/tx-west/m1/ack", ack.as_bytes(), NOW + 3);
-    agent.flush_audit();
+    agent.records.flush();
     let history = store.history(Some("m1"), 10).expect("reads");
     assert!(
         history
@@ -436,8 +436,8 @@ fn a_change_nobody_answered_is_held_until_the_operator_asks_again() {
             until,
         };
         agent
-            .store
-            .as_ref()
+            .records
+            .store()
             .expect("attached")
             .set_override("m1", manual)
             .expect("stored");

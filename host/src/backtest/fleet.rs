@@ -5,7 +5,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::planner::{Machine, Point, Setting};
+use crate::planner::{Machine, Point};
 use crate::units::{TerahashPerSecond, Watts};
 
 /// The models a site is made of: name, J/TH new, TH/s at stock, share of the fleet.
@@ -60,23 +60,11 @@ pub fn machine(id: &str, hashrate: f64, j_per_th: f64) -> Machine {
             hashrate: TerahashPerSecond(round2(hashrate * share.powf(HASHRATE_EXPONENT))),
         })
         .collect();
-    Machine {
-        id: id.to_string(),
-        online: true,
-        setting: Setting::Full,
-        full: Point {
-            watts: Watts(round2(full_watts)),
-            hashrate: TerahashPerSecond(round2(hashrate)),
-        },
-        curve,
-        live: None,
-        last_switch_at: None,
-        last_wake_at: None,
-        exempt: false,
-        manual: None,
-        unheeded_until: None,
-        overhead: crate::units::UsdPerDay(0.0),
-    }
+    let full = Point {
+        watts: Watts(round2(full_watts)),
+        hashrate: TerahashPerSecond(round2(hashrate)),
+    };
+    Machine::new(id, full, curve)
 }
 
 fn round2(x: f64) -> f64 {

@@ -245,14 +245,9 @@ async fn bring_up(
             return Ok(measured
                 .into_iter()
                 .map(|m| crate::planner::Machine {
-                    online: true,
-                    setting: crate::planner::Setting::Full,
-                    live: None,
-                    last_switch_at: None,
-                    last_wake_at: None,
-                    manual: None,
-                    unheeded_until: None,
-                    ..m
+                    exempt: m.exempt,
+                    overhead: m.overhead,
+                    ..crate::planner::Machine::new(&m.id, m.full, m.curve)
                 })
                 .collect());
         }

@@ -56,6 +56,25 @@ pub struct Machine {
 }
 
 impl Machine {
+    /// A machine at `full` with its measured `curve`, as a fresh site sees it: online, running
+    /// at full, no history, no override, nothing besides power to pay.
+    pub fn new(id: &str, full: Point, curve: Vec<Point>) -> Self {
+        Self {
+            id: id.to_string(),
+            online: true,
+            setting: Setting::Full,
+            full,
+            curve,
+            live: None,
+            last_switch_at: None,
+            last_wake_at: None,
+            exempt: false,
+            manual: None,
+            unheeded_until: None,
+            overhead: UsdPerDay(0.0),
+        }
+    }
+
     pub fn running(&self) -> bool {
         self.setting != Setting::Sleep
     }

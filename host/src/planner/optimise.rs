@@ -297,11 +297,18 @@ pub(super) fn plan(
         .collect()
 }
 
-/// Full power when the watts reach it (within a watt), else a power target in whole watts,
-/// rounded down so a cap spent to the last watt still holds.
+/// Full power when the watts reach it (but for the rounding of summing its segments), else a
+/// power target in whole watts, rounded down so a cap spent to the last watt still holds. Watts
+/// short of full come only from a binding cap, so even a fraction of a watt short is a target:
+/// full power there would draw that fraction over the cap.
 fn setting_for(machine: &Machine, watts: f64) -> Setting {
-    match (machine.full.watts.0 - watts).partial_cmp(&1.0) {
+    let full = machine.full.watts.0;
+    let rounding = FULL_TOLERANCE * full.abs().max(1.0);
+    match (full - watts).partial_cmp(&rounding) {
         Some(Ordering::Less) | Some(Ordering::Equal) => Setting::Full,
         _ => Setting::PowerTarget(Watts(watts.floor())),
     }
 }
+
+/// Relative error of a sum of a machine's segments against its full power.
+const FULL_TOLERANCE: f64 = 1e-9;
