@@ -180,12 +180,15 @@ async fn a_command_sent_while_a_miner_was_away_arrives_when_it_returns() {
         .expect("the broker keeps the subscription in the session");
     task.abort();
     drop(away);
+    // The one fixed wait left: the broker gives no sign a client can see that it has noticed a
+    // dropped connection, and a command published before then goes to the dead one.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let agent = plain(broker.plain, "agent", "agent-pw");
     let host = Watcher::connect_to(&agent, "host", "hashwarden/v1/site/+/ack").await;
     host.publish(cmd, "{\"sleep\":true}", false).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // No wait for the broker to queue it: whether it is queued for the session or routed to the
+    // session once it is back, the returning miner gets it.
 
     // Back with the same session: the command waited for it.
     let mut back = Watcher::connect_with(persistent(), "hashwarden/v1/site/m2/unused").await;
