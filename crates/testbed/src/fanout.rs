@@ -24,6 +24,10 @@ use crate::{Broker, Process, free_port, scratch, try_http_get};
 const SITE: &str = "fanout";
 /// How long the site may take to be heard, and then to be curtailed.
 const PATIENCE: Duration = Duration::from_secs(240);
+/// When a simulated miner reports again after obeying (the firmware's default interval), and
+/// how often after that.
+const TELEMETRY_EVERY: Duration = Duration::from_secs(5);
+const LATE_REPORTS_EVERY: Duration = Duration::from_secs(30);
 
 /// Times from the market's publish, seconds, sorted.
 #[derive(Debug, Clone, Default)]
@@ -210,21 +214,29 @@ fn answer_commands(
                     // At once and again at the firmware's default interval: a broker may deliver
                     // the first report before the ack (MQTT orders messages per topic only;
                     // rumqttd does not order across subscriptions), and the agent counts only
-                    // telemetry after the change as proof.
-                    let _ = client
-                        .publish(
-                            format!("{base}/telemetry"),
-                            QoS::AtMostOnce,
-                            false,
-                            sleeping.clone(),
-                        )
-                        .await;
+                    // telemetry after the change as proof. Then more slowly for as long as the
+                    // run may last, so that an agent too loaded to digest the acks within one
+                    // interval still hears a report after them (as it would from a real miner),
+                    // without the load of 10,000 miners reporting every 5 s in the measurement.
                     let (later, report) = (client.clone(), sleeping.clone());
                     tokio::spawn(async move {
-                        tokio::time::sleep(Duration::from_secs(5)).await;
-                        let _ = later
-                            .publish(format!("{base}/telemetry"), QoS::AtMostOnce, false, report)
-                            .await;
+                        let mut wait = Duration::ZERO;
+                        while wait <= PATIENCE {
+                            tokio::time::sleep(wait).await;
+                            let topic = format!("{base}/telemetry");
+                            if later
+                                .publish(topic, QoS::AtMostOnce, false, report.clone())
+                                .await
+                                .is_err()
+                            {
+                                break;
+                            }
+                            wait = if wait.is_zero() {
+                                TELEMETRY_EVERY
+                            } else {
+                                LATE_REPORTS_EVERY
+                            };
+                        }
                     });
                 }
                 Ok(_) => {}
