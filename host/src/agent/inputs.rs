@@ -41,9 +41,9 @@ pub fn cap_share(
     owns: impl Fn(&str) -> bool,
     agents: usize,
 ) -> Option<Watts> {
-    let full = |m: &&Machine| m.full.watts.0;
-    let site_w: f64 = site.iter().map(|m| full(&m)).sum();
-    let own_w: f64 = site.iter().filter(|m| owns(&m.id)).map(|m| full(&m)).sum();
+    let full = |m: &Machine| m.full.watts.0;
+    let site_w: f64 = site.iter().map(full).sum();
+    let own_w: f64 = site.iter().filter(|m| owns(&m.id)).map(full).sum();
     let share = if site_w > 0.0 {
         own_w / site_w
     } else {
