@@ -175,6 +175,11 @@ pub struct Op {
     /// It replaced a change still in flight, whose command the miner may yet carry out: what
     /// the miner shows now proves nothing, so this one is sent even if it looks in effect.
     pub after_in_flight: bool,
+    /// The ids of every attempt at the current step: a late `applied` to an earlier attempt
+    /// (a congested broker, an agent behind on its queue) proves the step as well as the
+    /// latest one's would.
+    #[serde(skip)]
+    attempt_ids: Vec<String>,
 }
 
 /// The commands that take a miner from `from` to `to`. A power target set while asleep applies
@@ -258,6 +263,7 @@ impl Executor {
                 phase: Phase::Queued,
                 sent: 0,
                 after_in_flight,
+                attempt_ids: Vec::new(),
             },
         );
     }
@@ -333,15 +339,21 @@ impl Executor {
         self.switched.get(miner).copied()
     }
 
-    /// An ack from `miner`.
+    /// An ack from `miner`. The latest attempt's ack decides, whatever it says; an earlier
+    /// attempt's counts only when it says the step is done (its refusal, say an expiry, is
+    /// overtaken by the retry), and brings back a change given up as unresponsive.
     pub fn on_ack(&mut self, miner: &str, ack: &Ack, now: u64) {
         let Some(op) = self.ops.get_mut(miner) else {
             return;
         };
-        let Phase::Sent { id, .. } = &op.phase else {
+        let Some(id) = ack.id.as_deref() else {
             return;
         };
-        if ack.id.as_deref() != Some(id.as_str()) {
+        let latest = matches!(&op.phase, Phase::Sent { id: sent, .. } if sent == id);
+        let earlier = op.attempt_ids.iter().any(|sent| sent == id)
+            && matches!(op.phase, Phase::Sent { .. } | Phase::Unresponsive { .. });
+        let done = matches!(ack.status, AckStatus::Applied | AckStatus::Duplicate);
+        if !(latest || (earlier && done)) {
             return;
         }
         match ack.status {
@@ -349,6 +361,7 @@ impl Executor {
             // A duplicate is a retry of a command the miner already has: as good as applied.
             AckStatus::Applied | AckStatus::Duplicate => {
                 op.steps.remove(0);
+                op.attempt_ids.clear();
                 op.phase = if op.steps.is_empty() {
                     Phase::Applied { at: now }
                 } else {
@@ -455,6 +468,7 @@ fn issue(
     *next_seq += 1;
     let id = format!("hw-{seq}");
     op.sent += 1;
+    op.attempt_ids.push(id.clone());
     op.phase = Phase::Sent {
         id: id.clone(),
         attempt,

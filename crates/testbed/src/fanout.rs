@@ -28,6 +28,8 @@ const PATIENCE: Duration = Duration::from_secs(240);
 /// how often after that.
 const TELEMETRY_EVERY: Duration = Duration::from_secs(5);
 const LATE_REPORTS_EVERY: Duration = Duration::from_secs(30);
+/// How many of the agent's last warnings a short report carries.
+const WARNINGS_KEPT: usize = 20;
 
 /// Times from the market's publish, seconds, sorted.
 #[derive(Debug, Clone, Default)]
@@ -71,6 +73,9 @@ pub struct Report {
     pub baseline: Duration,
     /// The agent's exit summary.
     pub summary: serde_json::Value,
+    /// When a miner went unverified: the agent's warnings (the last few), to tell a lost
+    /// message from a loop that fell behind.
+    pub warnings: Vec<String>,
 }
 
 impl Report {
@@ -99,6 +104,13 @@ impl Report {
                 times.last() * 1e3,
                 times.count(),
                 times.percentile(0.99) * 1e3 / baseline_ms,
+            );
+        }
+        if !self.warnings.is_empty() {
+            out += &format!(
+                "\nthe agent's summary: {}\nits last warnings:\n{}\n",
+                self.summary,
+                self.warnings.join("\n")
             );
         }
         out
@@ -393,14 +405,15 @@ pub async fn run(agent_bin: &Path, miners: usize, via: Via) -> Report {
         .await
         .expect("publishes");
     let deadline = Instant::now() + PATIENCE;
-    // The verified count, sampled, from its own task so the other clocks are not held up.
-    let verified = tokio::spawn(async move {
+    // The verified count, sampled on a thread of its own (the HTTP client blocks), so the
+    // clients' event loops and the other clocks are not held up.
+    let verified = tokio::task::spawn_blocking(move || {
         let mut passed: Vec<f64> = Vec::with_capacity(miners);
         while passed.len() < miners && Instant::now() < deadline {
             let count = counter(metrics_port, "hashwarden_changes_verified_total").min(miners);
             let now = started.elapsed().as_secs_f64();
             passed.resize(count.max(passed.len()), now);
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            std::thread::sleep(Duration::from_millis(50));
         }
         Times::from(passed)
     });
@@ -409,6 +422,14 @@ pub async fn run(agent_bin: &Path, miners: usize, via: Via) -> Report {
     let verified = verified.await.unwrap_or_default();
     // Before the agent stops: an embedded broker stops with it.
     let baseline = broker_baseline(port, miners, 420).await;
+    let warnings = if verified.count() < miners {
+        let log = agent.log_text();
+        let warned: Vec<&str> = log.lines().filter(|l| l.contains("WARN")).collect();
+        let from = warned.len().saturating_sub(WARNINGS_KEPT);
+        warned[from..].iter().map(|l| l.to_string()).collect()
+    } else {
+        Vec::new()
+    };
     let (status, summary) = agent.terminate();
     assert!(status.success(), "{summary}");
     drop(broker);
@@ -421,5 +442,6 @@ pub async fn run(agent_bin: &Path, miners: usize, via: Via) -> Report {
         verified,
         baseline,
         summary,
+        warnings,
     }
 }

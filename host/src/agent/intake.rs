@@ -32,6 +32,23 @@ impl Agent {
         }
     }
 
+    /// The messages already waiting, at most `limit` (a flood must not hold the round off for
+    /// ever). A round reads them first: it judges ack timeouts and verification by what the
+    /// miners have said, so an agent behind on its queue does not retry a command whose ack it
+    /// holds unread — under load, those retries are what would bury it.
+    pub(super) fn take_queued(
+        &mut self,
+        incoming: &mut tokio::sync::mpsc::Receiver<super::link::Incoming>,
+        limit: usize,
+    ) {
+        for _ in 0..limit {
+            let Ok(message) = incoming.try_recv() else {
+                return;
+            };
+            self.take(&message.topic, &message.payload);
+        }
+    }
+
     /// One incoming message.
     pub(super) fn take(&mut self, topic_name: &str, payload: &[u8]) {
         self.take_at(topic_name, payload, unix_now());

@@ -19,7 +19,7 @@ use fleet_mqtt::Connection;
 use crate::site::ShareSection;
 
 /// Messages waiting for the loop; a flood beyond this is dropped (and logged).
-const INCOMING_QUEUE: usize = 65_536;
+pub const INCOMING_QUEUE: usize = 65_536;
 /// The largest message taken; telemetry and state are a few kilobytes.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 const REQUEST_QUEUE: usize = 4_096;

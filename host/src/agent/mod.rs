@@ -197,6 +197,7 @@ pub async fn run(
                 Err(e) => warn!(error = %e, "market poll failed; the last good reading stands"),
             },
             _ = ticks.tick() => {
+                agent.take_queued(&mut link.incoming, link::INCOMING_QUEUE);
                 for (miner, payload) in agent.round(unix_now()) {
                     link.command(&MinerTopic::new(&agent.site, &miner, Kind::Cmd).to_string(), payload).await;
                 }

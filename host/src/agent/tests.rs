@@ -466,3 +466,30 @@ fn a_change_nobody_answered_is_held_until_the_operator_asks_again() {
     assert_eq!(rounds(&mut agent, NOW + 250, NOW + 252), ["m1:sleep"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_round_reads_what_is_queued_first_but_no_more_than_its_limit() {
+    let mut agent = agent("");
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    for m in 0..5 {
+        for (kind, payload) in [("status", b"online".to_vec()), ("state", example("/state"))] {
+            tx.try_send(link::Incoming {
+                topic: format!("hashwarden/v1/tx-west/m{m}/{kind}"),
+                payload,
+            })
+            .expect("room");
+        }
+    }
+    agent.take_queued(&mut rx, 4);
+    assert_eq!(
+        agent.fleet.len(),
+        2,
+        "four messages: two miners' status and state"
+    );
+    agent.take_queued(&mut rx, 100);
+    assert_eq!(agent.fleet.len(), 5);
+    assert!(rx.try_recv().is_err(), "the queue is empty");
+    // An empty queue (or one whose senders are gone) is simply nothing to read.
+    drop(tx);
+    agent.take_queued(&mut rx, 100);
+}

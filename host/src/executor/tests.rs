@@ -294,3 +294,65 @@ fn a_name_that_cannot_be_a_topic_gets_no_op() {
     assert_eq!(executor.ops().count(), 0);
     assert!(executor.tick(NOW, &fleet).is_empty());
 }
+
+#[test]
+fn a_late_applied_to_an_earlier_attempt_proves_the_step_and_a_late_refusal_does_not() {
+    // An agent behind on its queue (or a congested broker) hears attempt 1's acks only after
+    // its ack timeout sent attempt 2.
+    let mut fleet = fleet();
+    let mut executor = Executor::new(site(), ExecutorConfig::default(), 1);
+    executor.want("m1", Setting::Full, Setting::Sleep, NOW, Some(FULL), FULL);
+    let first = executor.tick(NOW, &fleet)[0].id.clone();
+    let second = executor.tick(NOW + 10, &fleet)[0].id.clone();
+    assert_ne!(first, second);
+    // Attempt 1 expired on its way: refused, but attempt 2 is still out.
+    executor.on_ack("m1", &ack(&first, AckStatus::Rejected), NOW + 11);
+    assert!(
+        matches!(executor.op("m1").map(|o| &o.phase), Some(Phase::Sent { id, .. }) if *id == second)
+    );
+    executor.on_ack("m1", &ack(&first, AckStatus::Applied), NOW + 12);
+    assert_eq!(
+        executor.op("m1").map(|o| &o.phase),
+        Some(&Phase::Applied { at: NOW + 12 })
+    );
+    telemetry(&mut fleet, Mode::Sleeping, 20.0, NOW + 13);
+    executor.tick(NOW + 13, &fleet);
+    assert_eq!(
+        executor.op("m1").map(|o| &o.phase),
+        Some(&Phase::Verified { at: NOW + 13 })
+    );
+    // Attempt 2's ack, arriving after all that, changes nothing.
+    executor.on_ack("m1", &ack(&second, AckStatus::Failed), NOW + 14);
+    assert_eq!(
+        executor.op("m1").map(|o| &o.phase),
+        Some(&Phase::Verified { at: NOW + 13 })
+    );
+}
+
+#[test]
+fn a_change_given_up_as_unresponsive_comes_back_on_a_late_applied() {
+    let mut fleet = fleet();
+    let mut executor = Executor::new(site(), ExecutorConfig::default(), 1);
+    executor.want("m1", Setting::Full, Setting::Sleep, NOW, Some(FULL), FULL);
+    let mut ids = Vec::new();
+    for t in NOW..NOW + 60 {
+        ids.extend(executor.tick(t, &fleet).into_iter().map(|c| c.id));
+    }
+    assert!(matches!(
+        executor.op("m1").map(|o| &o.phase),
+        Some(Phase::Unresponsive { attempts: 3, .. })
+    ));
+    // A stranger's id proves nothing; attempt 2's `applied` does.
+    executor.on_ack("m1", &ack("hw-999", AckStatus::Applied), NOW + 60);
+    assert!(matches!(
+        executor.op("m1").map(|o| &o.phase),
+        Some(Phase::Unresponsive { .. })
+    ));
+    executor.on_ack("m1", &ack(&ids[1], AckStatus::Applied), NOW + 61);
+    telemetry(&mut fleet, Mode::Sleeping, 20.0, NOW + 62);
+    executor.tick(NOW + 62, &fleet);
+    assert_eq!(
+        executor.op("m1").map(|o| &o.phase),
+        Some(&Phase::Verified { at: NOW + 62 })
+    );
+}
