@@ -463,29 +463,7 @@ impl Config {
                 "too short to be a secret: use at least 16 characters".into(),
             ));
         }
-        for (key, ticket) in [
-            (
-                "mining.ticket_difficulty",
-                Some(config.mining.ticket_difficulty),
-            ),
-            ("tuner.ticket_difficulty", config.tuner.ticket_difficulty),
-        ] {
-            if let Some(ticket) = ticket
-                && !(ticket.is_finite() && ticket >= 1.0)
-            {
-                return Err(invalid(key, format!("{ticket} must be at least 1")));
-            }
-        }
-        for (key, window) in [
-            ("tuner.search_window_s", config.tuner.search_window_s),
-            ("tuner.settle_window_s", config.tuner.settle_window_s),
-        ] {
-            if let Some(seconds) = window
-                && !(1..=3600).contains(&seconds)
-            {
-                return Err(invalid(key, format!("{seconds} s is not within 1..=3600")));
-            }
-        }
+        check_numbers(&config, path)?;
         Ok((config, board))
     }
 
@@ -502,6 +480,81 @@ impl Config {
             tuner: TunerSettings::new(board, self.mining.ticket_difficulty, self.tuner),
         }
     }
+}
+
+/// The largest ticket a chip's 32-bit mask can express (docs/protocol.md, the ticket mask): a
+/// larger one would be clamped by the chips but counted as configured, and nothing would mine.
+const MAX_TICKET_DIFFICULTY: f64 = 4_294_967_296.0;
+
+/// Every number the file may hold and the range it must be in, checked in one place so none is
+/// forgotten: a value out of range names its key (exit 2), never panics later or is silently
+/// clamped.
+fn check_numbers(config: &Config, path: &Path) -> Result<(), ConfigError> {
+    use cli_common::config::in_range;
+    let mut checks: Vec<(&str, f64, (f64, f64), &str)> = vec![(
+        "mining.ticket_difficulty",
+        config.mining.ticket_difficulty,
+        (1.0, MAX_TICKET_DIFFICULTY),
+        "",
+    )];
+    if let Some(ticket) = config.tuner.ticket_difficulty {
+        checks.push((
+            "tuner.ticket_difficulty",
+            ticket,
+            (1.0, MAX_TICKET_DIFFICULTY),
+            "",
+        ));
+    }
+    for (key, window) in [
+        ("tuner.search_window_s", config.tuner.search_window_s),
+        ("tuner.settle_window_s", config.tuner.settle_window_s),
+    ] {
+        if let Some(seconds) = window {
+            checks.push((key, f64::from(seconds), (1.0, 3_600.0), "s"));
+        }
+    }
+    if let Some(mqtt) = &config.mqtt {
+        checks.push((
+            "mqtt.telemetry_interval_s",
+            mqtt.telemetry_interval_s,
+            (0.1, 3_600.0),
+            "s",
+        ));
+        // A failsafe that waits longer than a day is no failsafe.
+        checks.push((
+            "mqtt.failsafe.after_s",
+            mqtt.failsafe.after_s,
+            (1.0, 86_400.0),
+            "s",
+        ));
+    }
+    if let Some(update) = &config.update {
+        checks.extend([
+            (
+                "update.health_deadline_s",
+                update.health_deadline_s,
+                (1.0, 86_400.0),
+                "s",
+            ),
+            (
+                "update.max_attempts",
+                f64::from(update.max_attempts),
+                (1.0, 100.0),
+                "",
+            ),
+            // An image is a daemon binary: kilobytes at least, never gigabytes.
+            (
+                "update.max_size",
+                update.max_size as f64,
+                (1_024.0, 1_073_741_824.0),
+                "bytes",
+            ),
+        ]);
+    }
+    for (key, value, range, unit) in checks {
+        in_range(path, key, value, range, unit)?;
+    }
+    Ok(())
 }
 
 /// `ADDRESS:PORT`, or `off` (`None`).
@@ -537,20 +590,6 @@ fn check_mqtt(
         return Err(invalid(
             "mqtt.trusted_keys",
             "no host key is trusted, so no command could ever be obeyed".into(),
-        ));
-    }
-    let interval = mqtt.telemetry_interval_s;
-    if !(interval.is_finite() && (0.1..=3600.0).contains(&interval)) {
-        return Err(invalid(
-            "mqtt.telemetry_interval_s",
-            format!("{interval} must be between 0.1 and 3600 seconds"),
-        ));
-    }
-    let after = mqtt.failsafe.after_s;
-    if !(after.is_finite() && after >= 1.0) {
-        return Err(invalid(
-            "mqtt.failsafe.after_s",
-            format!("{after} must be at least 1 second"),
         ));
     }
     Ok(())
@@ -767,5 +806,127 @@ mod tests {
             message(format!("{good}[mqtt.failsafe]\nafter_s = 0\n"))
                 .contains("mqtt.failsafe.after_s")
         );
+    }
+
+    /// A file with every section that holds a number, each number replaceable by `{key}`.
+    fn every_number(key: &str, value: &str) -> String {
+        let numbers = [
+            ("mining.ticket_difficulty", "256"),
+            ("mining.frequency_mhz", "400"),
+            ("tuner.ticket_difficulty", "2"),
+            ("tuner.search_window_s", "5"),
+            ("tuner.settle_window_s", "5"),
+            ("mqtt.telemetry_interval_s", "5"),
+            ("mqtt.failsafe.after_s", "60"),
+            ("update.health_deadline_s", "180"),
+            ("update.max_attempts", "3"),
+            ("update.max_size", "1048576"),
+        ];
+        let n = |name: &str| {
+            let (_, default) = numbers
+                .iter()
+                .find(|(k, _)| *k == name)
+                .expect("a listed key");
+            if name == key {
+                value.to_string()
+            } else {
+                default.to_string()
+            }
+        };
+        format!(
+            "[board]\nname = \"bitaxe-max\"\n\
+             [mining]\nticket_difficulty = {}\nfrequency_mhz = {}\n\
+             [tuner]\nticket_difficulty = {}\nsearch_window_s = {}\nsettle_window_s = {}\n\
+             [mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\nsite = \"s\"\nminer = \"m\"\ntelemetry_interval_s = {}\n\
+             [[mqtt.trusted_keys]]\nid = \"host\"\npublic_key = \"{KEY}\"\n\
+             [mqtt.failsafe]\nafter_s = {}\n\
+             [update]\nhealth_deadline_s = {}\nmax_attempts = {}\nmax_size = {}\n\
+             [[update.release_keys]]\nid = \"rel\"\npublic_key = \"{KEY}\"\n",
+            n("mining.ticket_difficulty"),
+            n("mining.frequency_mhz"),
+            n("tuner.ticket_difficulty"),
+            n("tuner.search_window_s"),
+            n("tuner.settle_window_s"),
+            n("mqtt.telemetry_interval_s"),
+            n("mqtt.failsafe.after_s"),
+            n("update.health_deadline_s"),
+            n("update.max_attempts"),
+            n("update.max_size"),
+        )
+    }
+
+    const FLOAT_KEYS: [&str; 6] = [
+        "mining.ticket_difficulty",
+        "mining.frequency_mhz",
+        "tuner.ticket_difficulty",
+        "mqtt.telemetry_interval_s",
+        "mqtt.failsafe.after_s",
+        "update.health_deadline_s",
+    ];
+    const INTEGER_KEYS: [&str; 4] = [
+        "tuner.search_window_s",
+        "tuner.settle_window_s",
+        "update.max_attempts",
+        "update.max_size",
+    ];
+
+    #[test]
+    fn every_number_in_range_loads() {
+        parse(&every_number("", "")).expect("the defaults are valid");
+    }
+
+    #[test]
+    fn nan_infinities_negatives_and_huge_values_are_refused_naming_the_key() {
+        // The values that once panicked ("cannot convert float seconds to Duration") or were
+        // silently clamped (−5 s became 0.1 s; a ticket of 1e308 mined nothing).
+        for key in FLOAT_KEYS {
+            for bad in ["nan", "inf", "-inf", "-5.0", "0.0", "1e20", "1e308"] {
+                match parse(&every_number(key, bad)) {
+                    Err(ConfigError::Invalid { key: named, .. }) => {
+                        assert_eq!(named, key, "{key} = {bad}")
+                    }
+                    other => panic!("{key} = {bad}: {other:?}"),
+                }
+            }
+        }
+        for key in INTEGER_KEYS {
+            for bad in ["0", "4294967295"] {
+                match parse(&every_number(key, bad)) {
+                    Err(ConfigError::Invalid { key: named, .. }) => {
+                        assert_eq!(named, key, "{key} = {bad}")
+                    }
+                    other => panic!("{key} = {bad}: {other:?}"),
+                }
+            }
+            // Out of the type's range: refused by the parser, naming the key.
+            let message = parse(&every_number(key, "-1"))
+                .expect_err("refused")
+                .to_string();
+            let leaf = key.rsplit('.').next().unwrap_or(key);
+            assert!(message.contains(leaf), "{key}: {message}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_float_for_any_key_loads_or_names_the_key(
+            which in 0..FLOAT_KEYS.len(),
+            value in proptest::num::f64::ANY,
+        ) {
+            let key = FLOAT_KEYS[which];
+            // TOML spells the non-finite values as words.
+            let text = if value.is_nan() {
+                "nan".to_string()
+            } else if value.is_infinite() {
+                if value > 0.0 { "inf".into() } else { "-inf".into() }
+            } else {
+                format!("{value:?}")
+            };
+            match parse(&every_number(key, &text)) {
+                Ok(_) => proptest::prop_assert!(value.is_finite() && value > 0.0),
+                Err(ConfigError::Invalid { key: named, .. }) => proptest::prop_assert_eq!(named, key),
+                Err(other) => proptest::prop_assert!(false, "{key} = {text}: {other}"),
+            }
+        }
     }
 }

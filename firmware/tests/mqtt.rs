@@ -45,13 +45,26 @@ async fn sleep_survives_a_restart_and_every_bad_command_is_refused() {
     expired.expires_at = expired.issued_at + 60;
     let mut foreign = host.command(Action::Sleep, 8);
     foreign.miner = fleet_proto::Name::new("another-miner").expect("valid");
-    let cases: [(&str, Vec<u8>, &str); 4] = [
-        ("cmd-000005", unsigned, "unsigned command"),
+    // What fails its signature is answered without its id (nothing unverified is echoed: a
+    // forged command must not fail the agent's real one of that id); the rest name it.
+    for (payload, reason) in [
+        (unsigned, "unsigned command"),
         (
-            "cmd-000006",
             serde_json::to_vec(&forged).expect("encodes"),
             "bad signature",
         ),
+    ] {
+        host.send(payload).await;
+        let ack = host
+            .wait_for("ack", SOON, |s| {
+                s.json()["reason"].as_str().unwrap_or("").contains(reason)
+            })
+            .await
+            .json();
+        assert_eq!(ack["status"], "rejected", "{ack}");
+        assert!(ack["id"].is_null(), "{ack}");
+    }
+    let cases: [(&str, Vec<u8>, &str); 2] = [
         ("cmd-000007", host.sign(&expired), "expired at"),
         ("cmd-000008", host.sign(&foreign), "not this one"),
     ];

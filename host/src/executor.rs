@@ -153,6 +153,19 @@ impl Phase {
     }
 }
 
+/// What [`Executor::want`] made of the plan's wish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wanted {
+    /// Already asked for (or it cannot be asked): nothing new.
+    Unchanged,
+    /// A new change, or one replacing another target.
+    New,
+    /// The same change again: the last try failed or went unanswered, and its retry time came.
+    Retry,
+    /// The same change again: it was verified, and the miner has since shown another setting.
+    Drifted,
+}
+
 /// One miner's change.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Op {
@@ -223,9 +236,10 @@ impl Executor {
         }
     }
 
-    /// The plan wants `miner` at `to` from `due` on. Asking again for what is already asked
-    /// changes nothing — unless it failed or went unanswered and its retry time has come; a
-    /// different target replaces the old one.
+    /// The plan wants `miner` at `to` from `due` on, the miner showing `from`. Asking again for
+    /// what is already asked changes nothing — unless it failed or went unanswered and its retry
+    /// time has come, or it was verified and the miner has since drifted off it by itself (its
+    /// failsafe, a reboot, a local action); a different target replaces the old one.
     pub fn want(
         &mut self,
         miner: &str,
@@ -234,13 +248,22 @@ impl Executor {
         due: u64,
         baseline: Option<Watts>,
         full: Watts,
-    ) {
+    ) -> Wanted {
         let retry_due = self
             .not_carried_out(miner)
             .is_some_and(|until| due >= until);
-        if self.ops.get(miner).is_some_and(|op| op.want == to) && !retry_due {
-            return;
-        }
+        let wanted = match self.ops.get(miner) {
+            Some(op) if op.want == to => {
+                if retry_due {
+                    Wanted::Retry
+                } else if matches!(op.phase, Phase::Verified { .. }) && from != to {
+                    Wanted::Drifted
+                } else {
+                    return Wanted::Unchanged;
+                }
+            }
+            _ => Wanted::New,
+        };
         let after_in_flight = self
             .ops
             .get(miner)
@@ -248,7 +271,7 @@ impl Executor {
         // Miners are known by the topics they publish on, which only valid names reach; a name
         // that is not one could not be addressed, so it gets no op.
         let Ok(name) = Name::new(miner) else {
-            return;
+            return Wanted::Unchanged;
         };
         self.ops.insert(
             miner.to_string(),
@@ -266,6 +289,7 @@ impl Executor {
                 attempt_ids: Vec::new(),
             },
         );
+        wanted
     }
 
     pub fn config(&self) -> ExecutorConfig {

@@ -45,6 +45,12 @@ pub enum IngestError {
     BadStatus { kind: &'static str, miner: String },
     #[error("{kind} from {miner}: not something a miner publishes")]
     NotFromAMiner { kind: &'static str, miner: String },
+    #[error("{kind} from {miner} not believed: {source}")]
+    Implausible {
+        kind: &'static str,
+        miner: String,
+        source: crate::plausible::Implausible,
+    },
 }
 
 /// What the host knows of each miner, by name.
@@ -90,6 +96,11 @@ impl FleetView {
             miner: miner.to_string(),
             source,
         };
+        let implausible = |source| IngestError::Implausible {
+            kind: kind.as_str(),
+            miner: miner.to_string(),
+            source,
+        };
         match kind {
             Kind::Status => {
                 let online = match payload {
@@ -107,13 +118,20 @@ impl FleetView {
                 heard.last_seen = now;
             }
             Kind::State => {
-                let state: State = serde_json::from_slice(payload).map_err(malformed)?;
+                let mut state: State = serde_json::from_slice(payload).map_err(malformed)?;
+                crate::plausible::state(&state, now).map_err(implausible)?;
+                state.firmware = crate::plausible::printable(&state.firmware);
+                state.nameplate.model = crate::plausible::printable(&state.nameplate.model);
+                state.nameplate.chip = crate::plausible::printable(&state.nameplate.chip);
                 let heard = self.miners.entry(miner.to_string()).or_default();
                 heard.state = Some(state);
                 heard.last_seen = now;
             }
             Kind::Telemetry => {
-                let telemetry: Telemetry = serde_json::from_slice(payload).map_err(malformed)?;
+                let mut telemetry: Telemetry =
+                    serde_json::from_slice(payload).map_err(malformed)?;
+                crate::plausible::telemetry(&telemetry, now).map_err(implausible)?;
+                telemetry.firmware = crate::plausible::printable(&telemetry.firmware);
                 let heard = self.miners.entry(miner.to_string()).or_default();
                 heard.mining_since = match telemetry.mode {
                     Mode::Mining | Mode::PowerTarget => heard.mining_since.or(Some(now)),

@@ -19,6 +19,7 @@ pub mod keys;
 pub mod market;
 pub mod metrics;
 pub mod planner;
+pub mod plausible;
 pub mod power_price;
 pub mod rollout;
 pub mod shard;

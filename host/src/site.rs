@@ -161,6 +161,15 @@ pub struct MarketSection {
 
 pub use cli_common::config::ConfigError as SiteError;
 
+/// What a configured market may say, wide enough for any plausible future and narrow enough that
+/// a slip of the unit is caught at load: hashprice has been between ~$28 (2026) and ~$1,000
+/// (2017) per PH/s per day; network difficulty was ~1.5e14 in 2026; the block subsidy is 3.125
+/// BTC and fees rarely add one more.
+const HASHPRICE_USD_PER_PH_DAY: (f64, f64) = (0.01, 100_000.0);
+const DIFFICULTY: (f64, f64) = (1.0, 1e18);
+const BTC_USD: (f64, f64) = (1.0, 1e8);
+const FEES_PER_BLOCK_BTC: (f64, f64) = (0.0, 100.0);
+
 /// The agent's broker: an external one by URL, or the embedded one, never both; the embedded
 /// one's TLS files readable; the agent able to log in to it when it has users.
 fn check_broker(
@@ -271,6 +280,7 @@ impl SiteConfig {
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Self, SiteError> {
+        use cli_common::config::in_range;
         let config: SiteConfig = cli_common::config::parse_toml(path, text)?;
         let invalid = |key: &str, reason: String| SiteError::invalid(path, key, reason);
         if !(0.0..1.0).contains(&config.site.pool_fee) {
@@ -367,26 +377,41 @@ impl SiteConfig {
                     "give a hashprice or the network figures, not both".into(),
                 ));
             }
-            (Some(h), None) if !h.is_positive() => {
-                return Err(invalid(
+            (Some(h), None) => {
+                in_range(
+                    path,
                     "market.hashprice",
-                    format!("{} is not positive", h.0),
-                ));
+                    h.0,
+                    HASHPRICE_USD_PER_PH_DAY,
+                    "$/PH/day",
+                )?;
             }
-            (None, Some(n))
-                if !(n.difficulty > 0.0
-                    && n.btc_usd > 0.0
-                    && n.fees_per_block_btc >= 0.0
-                    && n.difficulty.is_finite()
-                    && n.btc_usd.is_finite()
-                    && n.fees_per_block_btc.is_finite()) =>
-            {
-                return Err(invalid(
+            (None, Some(n)) => {
+                in_range(
+                    path,
+                    "market.network.difficulty",
+                    n.difficulty,
+                    DIFFICULTY,
+                    "",
+                )?;
+                in_range(path, "market.network.btc_usd", n.btc_usd, BTC_USD, "$")?;
+                in_range(
+                    path,
+                    "market.network.fees_per_block_btc",
+                    n.fees_per_block_btc,
+                    FEES_PER_BLOCK_BTC,
+                    "BTC",
+                )?;
+                // Each figure may be possible and their combination still not a market.
+                in_range(
+                    path,
                     "market.network",
-                    "difficulty and btc_usd must be positive, fees not negative".into(),
-                ));
+                    n.hashprice().0,
+                    HASHPRICE_USD_PER_PH_DAY,
+                    "$/PH/day of hashprice",
+                )?;
             }
-            _ => {}
+            (None, None) => {}
         }
         Ok(config)
     }
@@ -587,7 +612,20 @@ btc_usd = 63000
             ),
             (("price = 0.06", "price = -0.06"), "tariff"),
             (("band = 0.05", "band = 5"), "policy.band"),
-            (("btc_usd = 63000", "btc_usd = 0"), "market.network"),
+            (("btc_usd = 63000", "btc_usd = 0"), "market.network.btc_usd"),
+            (
+                ("btc_usd = 63000", "btc_usd = 1e308"),
+                "market.network.btc_usd",
+            ),
+            (
+                ("btc_usd = 63000", "btc_usd = nan"),
+                "market.network.btc_usd",
+            ),
+            // Once "hashprice is inf" without a key.
+            (
+                ("difficulty = ", "difficulty = 1e-300\n# was: "),
+                "market.network.difficulty",
+            ),
             (
                 ("band = 0.05", "band = 0.05\nbatch_size = 0"),
                 "policy.batch_size",
@@ -610,6 +648,12 @@ btc_usd = 63000
             let message = parse(&text).expect_err(key).to_string();
             assert!(message.contains(key), "{key}: {message}");
             assert!(message.starts_with("site.toml"), "{message}");
+        }
+        let without_network = &GOOD[..GOOD.find("[market.network]").expect("in GOOD")];
+        for bad in ["inf", "nan", "-3", "1e9"] {
+            let text = format!("{without_network}[market]\nhashprice = {bad}\n");
+            let message = parse(&text).expect_err(bad).to_string();
+            assert!(message.contains("market.hashprice"), "{bad}: {message}");
         }
     }
 }

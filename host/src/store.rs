@@ -48,10 +48,12 @@ pub enum AuditKind {
     HandedOver,
     /// A firmware rollout's step.
     Update,
+    /// A miner showed another setting than the one verified, by itself: the change goes again.
+    Drifted,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 9] = [
+    pub const ALL: [AuditKind; 10] = [
         AuditKind::Planned,
         AuditKind::Sent,
         AuditKind::Ack,
@@ -61,6 +63,7 @@ impl AuditKind {
         AuditKind::Override,
         AuditKind::HandedOver,
         AuditKind::Update,
+        AuditKind::Drifted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -74,6 +77,7 @@ impl AuditKind {
             AuditKind::Override => "override",
             AuditKind::HandedOver => "handed over",
             AuditKind::Update => "update",
+            AuditKind::Drifted => "drifted",
         }
     }
 

@@ -34,6 +34,30 @@ impl ConfigError {
     }
 }
 
+/// `value` within `min..=max` (`unit` for the message, e.g. "s"), or an error naming `key`.
+/// NaN is within nothing, so it is refused with the rest.
+pub fn in_range(
+    path: &Path,
+    key: &str,
+    value: f64,
+    (min, max): (f64, f64),
+    unit: &str,
+) -> Result<(), ConfigError> {
+    if value >= min && value <= max {
+        return Ok(());
+    }
+    let unit = if unit.is_empty() {
+        String::new()
+    } else {
+        format!(" {unit}")
+    };
+    Err(ConfigError::invalid(
+        path,
+        key,
+        format!("{value}{unit} is outside {min}..={max}{unit}"),
+    ))
+}
+
 pub fn read(path: &Path) -> Result<String, ConfigError> {
     std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
         path: path.to_path_buf(),

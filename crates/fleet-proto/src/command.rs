@@ -328,28 +328,27 @@ impl CommandVerifier {
         let value: serde_json::Value = serde_json::from_slice(bytes)
             .map_err(|e| (None, Rejection::Malformed(e.to_string())))?;
         // A bare command, without an envelope, is unsigned whatever else it is.
+        // Nothing unverified is echoed, not even the id: an ack naming the agent's real command
+        // would let anyone who can publish on `…/cmd` fail that command at the agent.
         if value.get("payload").is_none() || value.get("sig").is_none() {
-            let id = value.get("id").and_then(|v| v.as_str()).map(str::to_string);
-            return Err((id, Rejection::Unsigned));
+            return Err((None, Rejection::Unsigned));
         }
         let envelope: SignedCommand = serde_json::from_value(value)
             .map_err(|e| (None, Rejection::Malformed(e.to_string())))?;
         if envelope.v != VERSION {
             return Err((None, Rejection::Version(envelope.v)));
         }
-        // The id is only for the ack; nothing in an unverified payload is trusted.
-        let claimed_id = serde_json::from_str::<serde_json::Value>(&envelope.payload)
-            .ok()
-            .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(str::to_string));
-        let reject = |reason| (claimed_id.clone(), reason);
         // Key first: an unknown or revoked signer is named even when its signature is garbage.
         let sig = unhex::<64>(&envelope.sig).unwrap_or([0; 64]);
         self.keys
             .verify(&envelope.key_id, envelope.payload.as_bytes(), &sig)
-            .map_err(|refusal| reject(refusal.into()))?;
-
+            .map_err(|refusal| (None, refusal.into()))?;
+        // Signed by a trusted key from here on: its id may be echoed.
+        let claimed_id = serde_json::from_str::<serde_json::Value>(&envelope.payload)
+            .ok()
+            .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(str::to_string));
         let command: Command = serde_json::from_str(&envelope.payload)
-            .map_err(|e| reject(Rejection::Malformed(e.to_string())))?;
+            .map_err(|e| (claimed_id, Rejection::Malformed(e.to_string())))?;
         let id = Some(command.id.clone());
         if command.v != VERSION {
             return Err((id, Rejection::Version(command.v)));

@@ -121,14 +121,23 @@ fn unsigned_forged_and_foreign_commands_are_refused() {
     // A bare command with no envelope.
     let bare = serde_json::to_vec(&example_command(Action::Sleep, 1)).expect("serialises");
     assert_eq!(rejected(verifier.check(&bare, NOW)), Rejection::Unsigned);
+    // Unverified, its id is not echoed: an ack naming the agent's real command id would let
+    // whoever can publish on `…/cmd` fail that command at the agent.
+    assert!(matches!(
+        verifier.check(&bare, NOW),
+        Verdict::Reject { id: None, .. }
+    ));
     // Payload changed after signing (sleep → reboot).
     let mut forged = host()
         .sign(&example_command(Action::Sleep, 2))
         .expect("signs");
     forged.payload = forged.payload.replace("\"sleep\"", "\"reboot\"");
     assert_eq!(
-        rejected(verifier.check(&bytes(&forged), NOW)),
-        Rejection::BadSignature
+        verifier.check(&bytes(&forged), NOW),
+        Verdict::Reject {
+            id: None,
+            reason: Rejection::BadSignature
+        }
     );
     // Signed by a key the miner does not trust.
     let stranger = CommandSigner::from_seed("host-2026a", &[9; 32]);

@@ -130,8 +130,9 @@ impl Supervision {
     pub fn new(data_dir: &Path, update: &UpdateSection, daemon_args: Vec<String>) -> Self {
         Self {
             data_dir: data_dir.to_path_buf(),
-            health_deadline: Duration::from_secs_f64(update.health_deadline_s.max(0.1)),
-            max_attempts: update.max_attempts.max(1),
+            // Both range-checked at load (`config::check_numbers`).
+            health_deadline: Duration::from_secs_f64(update.health_deadline_s),
+            max_attempts: update.max_attempts,
             daemon_args,
         }
     }

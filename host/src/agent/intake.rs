@@ -70,7 +70,11 @@ impl Agent {
             let miner = miner_topic.miner.as_str();
             if miner_topic.kind == Kind::Ack {
                 match serde_json::from_slice::<Ack>(payload) {
-                    Ok(ack) => {
+                    Ok(mut ack) => {
+                        // Whatever the miner says goes into logs, the audit log and
+                        // `hashwarden explain`: printable, bounded.
+                        ack.reason = ack.reason.as_deref().map(crate::plausible::printable);
+                        ack.id = ack.id.as_deref().map(crate::plausible::printable);
                         self.records.audit(AuditEntry::new(
                             now,
                             miner,

@@ -22,7 +22,7 @@ use fleet_proto::{CommandSigner, Kind, MinerTopic, Name, topic};
 use serde::Serialize;
 use tracing::{debug, info, warn};
 
-use crate::executor::{Executor, Phase};
+use crate::executor::{Executor, Phase, Wanted};
 use crate::fleet::FleetView;
 use crate::grid::Grid;
 use crate::market::{MarketGuard, MarketView, Plausibility, Reading};
@@ -372,26 +372,7 @@ impl Agent {
                 info!(miner = %machine.id, "asked again by hand: the change that was not carried out is retried now");
             }
             let baseline = self.fleet.get(&machine.id).and_then(|h| h.power());
-            if self
-                .executor
-                .op(&machine.id)
-                .is_none_or(|op| op.want != decision.to)
-            {
-                self.records.audit(
-                    AuditEntry::new(
-                        now,
-                        &machine.id,
-                        AuditKind::Planned,
-                        format!(
-                            "{} -> {} at {}: {}",
-                            decision.from, decision.to, decision.at, decision.reason
-                        ),
-                    )
-                    .about(decision.to),
-                );
-                info!(miner = %machine.id, from = ?decision.from, to = ?decision.to, at = decision.at, reason = %decision.reason, "planned");
-            }
-            self.executor.want(
+            let wanted = self.executor.want(
                 &machine.id,
                 decision.from,
                 decision.to,
@@ -399,6 +380,39 @@ impl Agent {
                 baseline,
                 machine.full.watts,
             );
+            match wanted {
+                Wanted::New => {
+                    self.records.audit(
+                        AuditEntry::new(
+                            now,
+                            &machine.id,
+                            AuditKind::Planned,
+                            format!(
+                                "{} -> {} at {}: {}",
+                                decision.from, decision.to, decision.at, decision.reason
+                            ),
+                        )
+                        .about(decision.to),
+                    );
+                    info!(miner = %machine.id, from = %decision.from, to = %decision.to, at = decision.at, reason = %decision.reason, "planned");
+                }
+                Wanted::Drifted => {
+                    self.records.audit(
+                        AuditEntry::new(
+                            now,
+                            &machine.id,
+                            AuditKind::Drifted,
+                            format!(
+                                "verified at {}, shows {} now: {} again",
+                                decision.to, decision.from, decision.to
+                            ),
+                        )
+                        .about(decision.to),
+                    );
+                    warn!(miner = %machine.id, shows = %decision.from, wanted = %decision.to, "drifted from its verified setting: the change goes again");
+                }
+                Wanted::Retry | Wanted::Unchanged => {}
+            }
         }
         // The fleet table is for people: every few seconds is fresh enough, and rewriting ten
         // thousand rows each half second would slow the round that carries a curtailment.

@@ -493,3 +493,90 @@ fn a_round_reads_what_is_queued_first_but_no_more_than_its_limit() {
     drop(tx);
     agent.take_queued(&mut rx, 100);
 }
+
+/// Miner `m1`'s telemetry at `at` in `mode`, drawing `power_w`.
+fn telemetry_of(mode: &str, power_w: f64, at: u64) -> Vec<u8> {
+    let mut t: serde_json::Value = serde_json::from_slice(&example("/telemetry")).expect("json");
+    t["mode"] = mode.into();
+    t["power_w"] = power_w.into();
+    t["at"] = at.into();
+    serde_json::to_vec(&t).expect("encodes")
+}
+
+/// The signed command `sent` for `m1`, carried out: `applied`, then telemetry showing `mode`.
+fn carry_out(agent: &mut Agent, sent: &[(Name, Vec<u8>)], mode: &str, power_w: f64, at: u64) {
+    let signed: fleet_proto::SignedCommand = serde_json::from_slice(&sent[0].1).expect("signed");
+    let command: serde_json::Value = serde_json::from_str(&signed.payload).expect("json");
+    let ack = format!(
+        "{{\"v\":1,\"id\":{},\"miner\":\"m1\",\"status\":\"applied\",\"reason\":null,\"at\":{at}}}",
+        command["id"]
+    );
+    agent.take_at("hashwarden/v1/tx-west/m1/ack", ack.as_bytes(), at);
+    agent.take_at(
+        "hashwarden/v1/tx-west/m1/telemetry",
+        &telemetry_of(mode, power_w, at + 1),
+        at + 1,
+    );
+}
+
+#[test]
+fn a_miner_that_falls_asleep_by_itself_is_woken_again() {
+    let mut agent = agent("");
+    hear_miner(&mut agent);
+    let market_at = |agent: &mut Agent, hashprice: f64, at: u64| {
+        agent.take_at("hashwarden/v1/tx-west/market", &market(hashprice, at), at);
+    };
+    market_at(&mut agent, 25.0, NOW);
+    let sleep = agent.round(NOW + 1);
+    assert_eq!(actions(&sleep), ["m1:sleep"]);
+    carry_out(&mut agent, &sleep, "sleeping", 10.0, NOW + 2);
+    assert!(agent.round(NOW + 4).is_empty());
+    market_at(&mut agent, 40.0, NOW + 5);
+    let wake = agent.round(NOW + 6);
+    assert_eq!(actions(&wake), ["m1:wake"]);
+    carry_out(&mut agent, &wake, "mining", 3_000.0, NOW + 7);
+    assert!(agent.round(NOW + 9).is_empty());
+    assert_eq!(agent.records.counters.verified, 2);
+    // Its failsafe slept it (a broker outage, say): the plan still wants it mining.
+    agent.take_at(
+        "hashwarden/v1/tx-west/m1/telemetry",
+        &telemetry_of("sleeping", 10.0, NOW + 20),
+        NOW + 20,
+    );
+    assert_eq!(actions(&agent.round(NOW + 21)), ["m1:wake"]);
+    // Once: the new wake is in flight.
+    assert!(agent.round(NOW + 22).is_empty());
+}
+
+#[test]
+fn forged_future_state_and_absurd_telemetry_are_refused_and_counted() {
+    let mut agent = agent("");
+    hear_miner(&mut agent);
+    let before = agent.fleet.get("m1").cloned();
+    // A retained "asleep" dated a billion seconds ahead (it would outrank every real report).
+    let mut state: serde_json::Value = serde_json::from_slice(&example("/state")).expect("json");
+    state["mode"] = "sleeping".into();
+    state["at"] = (NOW + 1_000_000_000).into();
+    agent.take_at(
+        "hashwarden/v1/tx-west/m1/state",
+        &serde_json::to_vec(&state).expect("encodes"),
+        NOW + 1,
+    );
+    for power in [1e300, -1e300] {
+        agent.take_at(
+            "hashwarden/v1/tx-west/m1/telemetry",
+            &telemetry_of("mining", power, NOW + 2),
+            NOW + 2,
+        );
+    }
+    assert_eq!(agent.records.counters.refused_messages, 3);
+    assert_eq!(
+        agent.fleet.get("m1").cloned(),
+        before,
+        "nothing of it was taken"
+    );
+    assert_eq!(
+        agent.fleet.get("m1").and_then(|h| h.setting()),
+        Some(Setting::Full)
+    );
+}

@@ -356,3 +356,51 @@ fn a_change_given_up_as_unresponsive_comes_back_on_a_late_applied() {
         Some(&Phase::Verified { at: NOW + 62 })
     );
 }
+
+#[test]
+fn a_verified_change_the_miner_drifts_off_is_sent_again() {
+    let mut fleet = fleet();
+    let mut executor = Executor::new(site(), ExecutorConfig::default(), 1);
+    assert_eq!(
+        executor.want("m1", Setting::Full, Setting::Sleep, NOW, Some(FULL), FULL),
+        Wanted::New
+    );
+    let id = executor.tick(NOW, &fleet)[0].id.clone();
+    executor.on_ack("m1", &ack(&id, AckStatus::Applied), NOW + 1);
+    telemetry(&mut fleet, Mode::Sleeping, 20.0, NOW + 2);
+    executor.tick(NOW + 2, &fleet);
+    // Still asleep, as verified: the plan asking again changes nothing.
+    assert_eq!(
+        executor.want("m1", Setting::Sleep, Setting::Sleep, NOW + 3, None, FULL),
+        Wanted::Unchanged
+    );
+    // Rebooted into mining by itself: the sleep goes again, a new command.
+    telemetry(&mut fleet, Mode::Mining, 3_031.0, NOW + 60);
+    assert_eq!(
+        executor.want(
+            "m1",
+            Setting::Full,
+            Setting::Sleep,
+            NOW + 60,
+            Some(FULL),
+            FULL
+        ),
+        Wanted::Drifted
+    );
+    let again = executor.tick(NOW + 60, &fleet);
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].action, Action::Sleep);
+    assert_ne!(again[0].id, id);
+    // While that is in flight, the plan's asking again is nothing new.
+    assert_eq!(
+        executor.want(
+            "m1",
+            Setting::Full,
+            Setting::Sleep,
+            NOW + 61,
+            Some(FULL),
+            FULL
+        ),
+        Wanted::Unchanged
+    );
+}

@@ -8,7 +8,7 @@
 //! site's watts where they earn most, choosing a power target per machine from its measured
 //! curve. Both honour minimum on/off dwell times, the cooldown after a restore, maintenance
 //! exemptions and manual overrides — except that a site cap always wins: a contract limit or a
-//! grid signal is never exceeded to save a dwell time.
+//! grid signal is never exceeded to save a dwell time or to keep a machine overridden to run.
 
 mod batches;
 mod machine;
@@ -168,6 +168,12 @@ pub enum Reason {
     NoRoomUnderCap {
         cap: Watts,
     },
+    /// Overridden by hand to run, but the site is over its cap with everything else asleep: a
+    /// cap is a contract, an override an operator's preference.
+    CapBeatsManual {
+        cap: Watts,
+        until: u64,
+    },
     /// Optimise: the watts its curve earns most with, or asleep when no watt earns.
     Optimised {
         watts: Watts,
@@ -225,6 +231,10 @@ impl core::fmt::Display for Reason {
                 write!(f, "site over its cap of {cap}: least efficient first")
             }
             Reason::NoRoomUnderCap { cap } => write!(f, "no room under the site cap of {cap}"),
+            Reason::CapBeatsManual { cap, until } => write!(
+                f,
+                "the site cap of {cap} beats the manual override until {until}"
+            ),
             Reason::Optimised { watts, hashrate } => {
                 write!(f, "optimised: {watts} for {hashrate}")
             }
@@ -289,6 +299,7 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
         (Mode::Threshold, Some(economics)) => threshold::plan(inputs, &order, &economics),
         (Mode::Optimise, Some(economics)) => optimise::plan(inputs, &order, &economics),
     };
+    threshold::cap_beats_manual(inputs, &order, &mut decisions);
     batches::stagger(inputs, &order, &mut decisions);
     let power = threshold::planned_power(inputs.machines, &decisions);
     Plan {

@@ -236,6 +236,62 @@ fn a_machine_that_ignored_its_curtailment_is_made_up_for_by_the_next_least_effic
 }
 
 #[test]
+fn a_cap_beats_a_manual_override_least_efficient_first_after_everything_else() {
+    let mut machines = fleet();
+    // The operator keeps the 38 J/TH machine (3610 W) and the 17.5 J/TH one (3500 W) running.
+    for i in [0, 5] {
+        machines[i].manual = Some(Manual {
+            setting: Setting::Full,
+            until: NOW + 3_600,
+        });
+    }
+    for mode in [Mode::Threshold, Mode::Optimise] {
+        let policy = Policy {
+            mode,
+            ..Policy::default()
+        };
+        // Room for one of them: everything else sleeps, then the less efficient override.
+        let plan = run(
+            &machines,
+            &policy,
+            Some(economics(60.0)),
+            Some(Watts(5_000.0)),
+        );
+        assert!(plan.power.0 <= 5_000.0, "{mode:?}: {}", plan.power);
+        assert_eq!(
+            plan.decisions[0].reason,
+            Reason::CapBeatsManual {
+                cap: Watts(5_000.0),
+                until: NOW + 3_600
+            },
+            "{mode:?}"
+        );
+        assert_eq!(plan.decisions[5].to, Setting::Full, "{mode:?}");
+        assert_eq!(
+            plan.decisions[5].reason,
+            Reason::Manual { until: NOW + 3_600 }
+        );
+        // A cap with room for both leaves both as the operator asked.
+        let roomy = run(
+            &machines,
+            &policy,
+            Some(economics(60.0)),
+            Some(Watts(7_200.0)),
+        );
+        assert!(roomy.decisions[0].to == Setting::Full && roomy.decisions[5].to == Setting::Full);
+        assert!(roomy.power.0 <= 7_200.0);
+    }
+    assert_eq!(
+        Reason::CapBeatsManual {
+            cap: Watts(5_000.0),
+            until: NOW
+        }
+        .to_string(),
+        format!("the site cap of 5000.00 W beats the manual override until {NOW}")
+    );
+}
+
+#[test]
 fn wakes_are_staggered_most_efficient_first() {
     let mut machines: Vec<Machine> = (0..120)
         .map(|i| machine(&format!("m{i:03}"), 20.0 + f64::from(i) * 0.1, 100.0))
@@ -474,6 +530,33 @@ proptest! {
         let plan = run(&machines, &policy, Some(economics(hashprice)), Some(cap));
         prop_assert!(plan.power.0 <= cap.0 + 1e-6, "{} over {}", plan.power, cap);
         prop_assert_eq!(plan.power, threshold::planned_power(&machines, &plan.decisions));
+    }
+
+    #[test]
+    fn the_cap_is_never_exceeded_for_a_manual_override(
+        machines in arb_fleet(12),
+        overridden in proptest::collection::vec(any::<bool>(), 12),
+        hashprice in 10.0f64..80.0,
+        cap_share in 0.0f64..1.2,
+        mode in arb_mode(),
+    ) {
+        let mut machines = machines;
+        for (m, &o) in machines.iter_mut().zip(&overridden) {
+            if o {
+                m.manual = Some(Manual { setting: Setting::Full, until: NOW + 3_600 });
+            }
+        }
+        let total: f64 = machines.iter().map(|m| m.full.watts.0).sum();
+        let cap = Watts(total * cap_share);
+        let policy = Policy { mode, ..Policy::default() };
+        let plan = run(&machines, &policy, Some(economics(hashprice)), Some(cap));
+        prop_assert!(plan.power.0 <= cap.0 + 1e-6, "{} over {}", plan.power, cap);
+        // An override is given up only for the cap.
+        for (m, d) in machines.iter().zip(&plan.decisions) {
+            if m.manual.is_some() && d.to != Setting::Full {
+                prop_assert!(matches!(d.reason, Reason::CapBeatsManual { .. }), "{d:?}");
+            }
+        }
     }
 
     #[test]

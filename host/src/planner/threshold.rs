@@ -199,6 +199,43 @@ pub(super) fn hold_cap(inputs: &Inputs<'_>, order: &EfficiencyOrder, decisions: 
     }
 }
 
+/// A site cap beats a manual override: when the site is still over its cap after everything the
+/// planner may touch has been shed, machines overridden to run are slept too, least efficient
+/// first, until it fits. Exempt (maintenance) machines and unheeded ones are still left alone:
+/// the planner cannot count on a command reaching them.
+pub(super) fn cap_beats_manual(
+    inputs: &Inputs<'_>,
+    order: &EfficiencyOrder,
+    decisions: &mut [Decision],
+) {
+    let Some(cap) = inputs.cap else {
+        return;
+    };
+    let machines = inputs.machines;
+    let mut planned = planned_power(machines, decisions).0;
+    if planned <= cap.0 {
+        return;
+    }
+    let overridden: Vec<usize> = (0..machines.len())
+        .filter(|&i| {
+            machines[i].online
+                && decisions[i].to != Setting::Sleep
+                && matches!(decisions[i].reason, Reason::Manual { .. })
+        })
+        .collect();
+    for i in order.sorted(overridden, true) {
+        if planned <= cap.0 {
+            break;
+        }
+        let Reason::Manual { until } = decisions[i].reason else {
+            continue;
+        };
+        planned -= machines[i].power_at(decisions[i].to).0;
+        decisions[i].to = Setting::Sleep;
+        decisions[i].reason = Reason::CapBeatsManual { cap, until };
+    }
+}
+
 /// The site's power in `decisions`, as the cap counts it (an offline machine draws nothing).
 pub(super) fn planned_power(machines: &[Machine], decisions: &[Decision]) -> Watts {
     Watts(
