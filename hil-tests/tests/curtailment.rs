@@ -66,9 +66,10 @@ impl Site {
                  [policy]\nmode = \"threshold\"\nband = 0.05\nmin_on_s = 2\nmin_off_s = 2\n\
                  restore_cooldown_s = 2\nbatch_size = 10\nbatch_interval_s = 1\n\
                  [agent]\n{broker_lines}key_file = \"{}\"\nkey_id = \"host-test\"\n\
-                 plan_interval_s = 0.5\nstore = \"{}\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n{embedded}",
+                 plan_interval_s = 0.5\nstore = \"{}\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n{embedded}{}",
                 key.display(),
-                dir.join("agent.db").display()
+                dir.join("agent.db").display(),
+                testbed::site::feeds_section()
             ),
         )
         .expect("writes");
@@ -131,7 +132,7 @@ impl Site {
         self.watcher
             .publish(
                 &format!("hashwarden/v1/{SITE}/market"),
-                &format!("{{\"v\":1,\"at\":{at},\"hashprice_usd_per_ph_day\":{hashprice}}}"),
+                &testbed::site::market(SITE, hashprice, at),
                 true,
             )
             .await;
@@ -173,9 +174,7 @@ async fn a_price_between_two_breakevens_sleeps_exactly_the_one_under_water() {
     );
     let between = (breakeven(e_efficient) * breakeven(e_hot)).sqrt();
     let market_topic = format!("hashwarden/v1/{SITE}/market");
-    let market = |hashprice: f64, at: u64| {
-        format!("{{\"v\":1,\"at\":{at},\"hashprice_usd_per_ph_day\":{hashprice}}}")
-    };
+    let market = |hashprice: f64, at: u64| testbed::site::market(SITE, hashprice, at);
     watcher
         .publish(&market_topic, &market(between, unix_now()), true)
         .await;

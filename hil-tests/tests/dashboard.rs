@@ -126,7 +126,7 @@ async fn the_dashboard_shows_the_fleet_and_a_curtailment_within_seconds() {
     watcher
         .publish(
             &market_topic,
-            &market(breakeven(e_hot) * 1.5, unix_now()),
+            &market(SITE, breakeven(e_hot) * 1.5, unix_now()),
             true,
         )
         .await;
@@ -153,7 +153,7 @@ async fn the_dashboard_shows_the_fleet_and_a_curtailment_within_seconds() {
     // the page.
     let between = (breakeven(e_efficient) * breakeven(e_hot)).sqrt();
     watcher
-        .publish(&market_topic, &market(between, unix_now() + 1), true)
+        .publish(&market_topic, &market(SITE, between, unix_now() + 1), true)
         .await;
     watcher
         .wait_for("/hot/telemetry", SOON, |s| s.json()["mode"] == "sleeping")

@@ -90,10 +90,11 @@ async fn two_agents_split_a_site_and_one_takes_over_when_the_other_dies() {
                      restore_cooldown_s = 2\nbatch_interval_s = 1\n\
                      [agent]\nmqtt_url = \"mqtt://127.0.0.1:{}\"\nkey_file = \"{}\"\nkey_id = \"{agent}\"\n\
                      plan_interval_s = 0.5\nstore = \"{}\"\n\
-                     [agent.share]\ngroup = \"agents\"\ninstance = \"{agent}\"\n",
+                     [agent.share]\ngroup = \"agents\"\ninstance = \"{agent}\"\n{}",
                     broker.port,
                     dir.join(format!("{agent}.key")).display(),
-                    dir.join(format!("{agent}.db")).display()
+                    dir.join(format!("{agent}.db")).display(),
+                    testbed::site::feeds_section()
                 ),
             )
             .expect("writes");
@@ -135,9 +136,7 @@ async fn two_agents_split_a_site_and_one_takes_over_when_the_other_dies() {
 
     // A price under every breakeven: the whole site sleeps, each miner by its own agent.
     let market = format!("hashwarden/v1/{SITE}/market");
-    let reading = |hashprice: f64, at: u64| {
-        format!("{{\"v\":1,\"at\":{at},\"hashprice_usd_per_ph_day\":{hashprice}}}")
-    };
+    let reading = |hashprice: f64, at: u64| testbed::site::market(SITE, hashprice, at);
     watcher
         .publish(&market, &reading(lowest * 0.6, unix_now()), true)
         .await;

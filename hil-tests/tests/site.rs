@@ -105,7 +105,7 @@ async fn fifty_miners_follow_the_price_the_grid_and_the_operator() {
     let between = (breakeven(group_worst("med")) * breakeven(group_best("hot"))).sqrt();
     let at = unix_now();
     watcher
-        .publish(&market_topic, &market(between, at), true)
+        .publish(&market_topic, &market(SITE, between, at), true)
         .await;
     settle(&mut watcher, &names, at + 1, SOON, |name, t| {
         if name.starts_with("hot") {
@@ -121,7 +121,7 @@ async fn fifty_miners_follow_the_price_the_grid_and_the_operator() {
     watcher
         .publish(
             &market_topic,
-            &market(breakeven(group_worst("hot")) * 1.5, at),
+            &market(SITE, breakeven(group_worst("hot")) * 1.5, at),
             true,
         )
         .await;

@@ -11,6 +11,8 @@ pub mod dashboard;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod executor;
+pub mod feed_cli;
+pub mod feeds;
 pub mod flash;
 pub mod fleet;
 pub mod follow;

@@ -69,6 +69,9 @@ enum Command {
     /// threshold and perfect foresight.
     #[cfg(feature = "demo")]
     Demo(hashwarden::demo::DemoArgs),
+    /// Signs one market reading, power price or grid signal with a feed key and publishes it
+    /// on the site's topic (the agent takes only readings signed by a key in `[feeds]`).
+    Feed(hashwarden::feed_cli::FeedArgs),
     /// The command-signing key.
     Keys {
         #[command(subcommand)]
@@ -130,7 +133,8 @@ struct Manual {
 #[derive(Debug, Subcommand)]
 enum KeysCommand {
     /// Creates a key pair: the private key to `--out` (mode 0600, never over an existing file);
-    /// prints the public key for the miners' `[[mqtt.trusted_keys]]`.
+    /// prints the public key for the miners' `[[mqtt.trusted_keys]]` (a command key) or the
+    /// site's `[[feeds.trusted_keys]]` (a feed key).
     Init {
         #[arg(long)]
         out: PathBuf,
@@ -156,6 +160,7 @@ fn main() -> ExitCode {
         Command::Curtail(manual) => override_miners(&manual, Setting::Sleep),
         Command::Resume(manual) => override_miners(&manual, Setting::Full),
         Command::Flash(args) => hashwarden::flash::run(&args),
+        Command::Feed(args) => hashwarden::feed_cli::run(&args),
         Command::Backtest(args) => hashwarden::backtest::cli::run(&args),
         #[cfg(feature = "demo")]
         Command::Demo(args) => hashwarden::demo::run(&args),

@@ -29,6 +29,30 @@ pub struct SiteConfig {
     /// What the operator knows of particular machines: maintenance, costs besides power.
     #[serde(default)]
     pub machines: Vec<MachineSection>,
+    /// Who may move the site's market, power price and grid cap over MQTT.
+    #[serde(default)]
+    pub feeds: FeedsSection,
+}
+
+/// `[feeds]`: the keys whose signed readings the agent takes on `…/market`, `…/power` and
+/// `…/grid` (`hashwarden feed` signs them).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedsSection {
+    #[serde(default)]
+    pub trusted_keys: Vec<FeedKeySection>,
+    /// Unsigned readings too, from anyone who can publish on those topics. Only behind a broker
+    /// whose ACL says who may (docs/operations.md, "Threat model").
+    #[serde(default)]
+    pub accept_unsigned: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedKeySection {
+    pub id: String,
+    /// 64 hex digits, as `hashwarden keys init` prints.
+    pub public_key: String,
 }
 
 /// The real-time power price: `hashwarden/v1/<site>/power` always, and a replay file if given.
@@ -361,6 +385,15 @@ impl SiteConfig {
                 return Err(invalid(
                     "machines.overhead_usd_per_day",
                     format!("machines[{i}]: {overhead} is not a cost"),
+                ));
+            }
+        }
+        for (i, key) in config.feeds.trusted_keys.iter().enumerate() {
+            if let Err(e) = fleet_proto::TrustedKeys::default().trust_hex(&key.id, &key.public_key)
+            {
+                return Err(invalid(
+                    &format!("feeds.trusted_keys[{i}].public_key"),
+                    e.to_string(),
                 ));
             }
         }

@@ -203,12 +203,16 @@ impl Store {
             source,
         };
         let db = Connection::open(path).map_err(fail)?;
+        // First: every statement after this one waits for a writer in another process (the
+        // running agent, while `flash` or `curtail` opens the same file) instead of failing at
+        // once — setting the journal mode included.
+        db.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(fail)?;
         // WAL lets `status` read while the agent writes; FULL syncs every commit, so a killed
         // agent loses nothing it reported.
         db.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
-             PRAGMA busy_timeout = 5000;
              CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS switches (
                  miner TEXT PRIMARY KEY, at INTEGER NOT NULL, on_ INTEGER NOT NULL);

@@ -128,7 +128,15 @@ impl CommandSigner {
     }
 
     pub fn sign(&self, command: &Command) -> Result<SignedCommand, serde_json::Error> {
-        let payload = serde_json::to_string(command)?;
+        self.sign_json(command)
+    }
+
+    /// Any payload in the commands' envelope (a feed reading: `crate::feed`).
+    pub(crate) fn sign_json(
+        &self,
+        payload: &impl Serialize,
+    ) -> Result<SignedCommand, serde_json::Error> {
+        let payload = serde_json::to_string(payload)?;
         let sig = self.key.sign(payload.as_bytes());
         Ok(SignedCommand {
             v: VERSION,
@@ -143,7 +151,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
+pub(crate) fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
     if text.len() != 2 * N {
         return None;
     }

@@ -310,6 +310,12 @@ pub fn all() -> Vec<Example> {
             }),
         },
         Example {
+            title: "power, as the agent takes it: the reading above signed by a feed key (`hashwarden feed power`)",
+            topic: topic::power(&site),
+            retained: true,
+            json: signed_power(&site),
+        },
+        Example {
             title: "maestro/target (demand response)",
             topic: topic::MAESTRO_TARGET.into(),
             retained: false,
@@ -319,6 +325,27 @@ pub fn all() -> Vec<Example> {
             }),
         },
     ]
+}
+
+/// The power example in a feed's envelope, signed by the documentation's key.
+fn signed_power(site: &Name) -> String {
+    let reading = PowerPrice {
+        v: VERSION,
+        at: 1_771_891_200,
+        usd_per_kwh: 0.043,
+    };
+    let feed = crate::feed::Feed::new(
+        site.clone(),
+        crate::feed::FeedKind::Power,
+        1_771_891_200,
+        3_600,
+        1_771_891_200_000,
+        serde_json::to_value(reading).unwrap_or_default(),
+    );
+    match feed.sign(&crate::CommandSigner::from_seed("prices", &EXAMPLE_SEED)) {
+        Ok(signed) => pretty(&signed),
+        Err(e) => format!("<{e}>"),
+    }
 }
 
 /// The first example's payload on a topic ending in `suffix` (`"/state"`, `"/telemetry"`, …):

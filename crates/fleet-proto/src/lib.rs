@@ -21,6 +21,7 @@
 
 pub mod command;
 pub mod examples;
+pub mod feed;
 pub mod image;
 pub mod messages;
 pub mod topic;

@@ -333,9 +333,10 @@ pub async fn run(agent_bin: &Path, miners: usize, via: Via) -> Report {
              [policy]\nbatch_size = {miners}\nmin_on_s = 0\nmin_off_s = 0\nrestore_cooldown_s = 0\n\
              [agent]\n{agent_broker}key_file = \"{}\"\nkey_id = \"fanout\"\n\
              plan_interval_s = 0.5\nstore = \"{}\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n\
-             {broker_lines}",
+             {broker_lines}{}",
             key.display(),
-            dir.join("agent.db").display()
+            dir.join("agent.db").display(),
+            crate::site::feeds_section()
         ),
     )
     .expect("writes");
@@ -397,10 +398,7 @@ pub async fn run(agent_bin: &Path, miners: usize, via: Via) -> Report {
             format!("hashwarden/v1/{SITE}/market"),
             QoS::AtLeastOnce,
             true,
-            format!(
-                "{{\"v\":1,\"at\":{},\"hashprice_usd_per_ph_day\":15.0}}",
-                unix_now()
-            ),
+            crate::site::market(SITE, 15.0, unix_now()),
         )
         .await
         .expect("publishes");

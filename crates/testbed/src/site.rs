@@ -73,9 +73,47 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// A market reading as the agent's `…/market` topic takes it.
-pub fn market(hashprice: f64, at: u64) -> String {
-    format!("{{\"v\":1,\"at\":{at},\"hashprice_usd_per_ph_day\":{hashprice}}}")
+/// The suites' feed key: every site they start trusts it (`feeds_section`), and the readings
+/// they publish are signed by it, as a site's real feeds would be.
+pub const FEED_KEY_ID: &str = "feed-test";
+const FEED_SEED: [u8; 32] = [7; 32];
+
+/// The `[[feeds.trusted_keys]]` entry for the suites' feed key.
+pub fn feeds_section() -> String {
+    let public = fleet_proto::CommandSigner::from_seed(FEED_KEY_ID, &FEED_SEED).public_key();
+    let public: String = public.iter().map(|b| format!("{b:02x}")).collect();
+    format!("[[feeds.trusted_keys]]\nid = \"{FEED_KEY_ID}\"\npublic_key = \"{public}\"\n")
+}
+
+/// `reading` (its JSON as the `kind` topic takes it) signed by the suites' feed key for `site`,
+/// good for an hour. Sequence numbers grow across every call of the process, as one feed's
+/// would.
+pub fn signed_reading(site: &str, kind: fleet_proto::feed::FeedKind, reading: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SENT: AtomicU64 = AtomicU64::new(0);
+    static BASE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let base = *BASE.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_millis() as u64)
+    });
+    let seq = base + SENT.fetch_add(1, Ordering::Relaxed);
+    let site = fleet_proto::Name::new(site).expect("a site name");
+    let value: serde_json::Value = serde_json::from_str(reading).expect("a reading's JSON");
+    let signer = fleet_proto::CommandSigner::from_seed(FEED_KEY_ID, &FEED_SEED);
+    let signed = fleet_proto::feed::Feed::new(site, kind, unix_now(), 3_600, seq, value)
+        .sign(&signer)
+        .expect("signs");
+    serde_json::to_string(&signed).expect("encodes")
+}
+
+/// A market reading for `site`, signed, as the agent's `…/market` topic takes it.
+pub fn market(site: &str, hashprice: f64, at: u64) -> String {
+    signed_reading(
+        site,
+        fleet_proto::feed::FeedKind::Market,
+        &format!("{{\"v\":1,\"at\":{at},\"hashprice_usd_per_ph_day\":{hashprice}}}"),
+    )
 }
 
 /// Sets the site's grid cap on `…/grid` (`None` lifts it), stamped now, standing for an hour;
@@ -89,7 +127,11 @@ pub async fn grid_cap(watcher: &Watcher, site: &str, cap_w: Option<f64>) -> u64 
     watcher
         .publish(
             &format!("hashwarden/v1/{site}/grid"),
-            &format!("{{\"v\":1,\"at\":{at},\"cap_kw\":{cap_kw},\"until\":{until}}}"),
+            &signed_reading(
+                site,
+                fleet_proto::feed::FeedKind::Grid,
+                &format!("{{\"v\":1,\"at\":{at},\"cap_kw\":{cap_kw},\"until\":{until}}}"),
+            ),
             true,
         )
         .await;
@@ -209,10 +251,11 @@ pub fn agent_config(dir: &Path, head: &str, port: u16, key: &Path) -> AgentConfi
         format!(
             "{head}[agent]\nmqtt_url = \"mqtt://127.0.0.1:{port}\"\nkey_file = \"{}\"\n\
              key_id = \"host-test\"\nplan_interval_s = 0.5\nstore = \"{}\"\n\
-             metrics_listen = \"127.0.0.1:{}\"\n",
+             metrics_listen = \"127.0.0.1:{}\"\n{}",
             key.display(),
             dir.join("agent.db").display(),
-            http_port
+            http_port,
+            feeds_section()
         ),
     )
     .expect("writes");

@@ -2,6 +2,7 @@
 //! comes — each checked where it enters and refused with a logged reason, the agent's state
 //! changed only by what passes.
 
+use fleet_proto::feed::FeedKind;
 use fleet_proto::{Ack, GridSignal, Kind, MaestroTarget, MinerTopic, topic};
 use tracing::{info, warn};
 
@@ -102,13 +103,55 @@ impl Agent {
             } else if let Err(e) = self.fleet.ingest(miner, miner_topic.kind, payload, now) {
                 refused(&mut self.records.counters, "miner message", e.to_string());
             }
-        } else if topic_name == topic::market(&self.site) {
-            match serde_json::from_slice::<fleet_proto::Market>(payload) {
-                Ok(market) => self.take_market(&market, "the market topic", now),
-                Err(e) => refused(&mut self.records.counters, "market", e.to_string()),
+        } else if let Some(kind) = self.feed_kind(topic_name) {
+            match self.feeds.open(kind, payload, now) {
+                Ok(Some(reading)) => self.take_feed(kind, reading, now),
+                // The reading already taken, heard again (a retained message on reconnect).
+                Ok(None) => {}
+                Err(refusal) => refused(
+                    &mut self.records.counters,
+                    kind.as_str(),
+                    refusal.to_string(),
+                ),
             }
-        } else if topic_name == topic::grid(&self.site) {
-            match serde_json::from_slice::<GridSignal>(payload) {
+        } else if topic_name == topic::MAESTRO_TARGET {
+            match serde_json::from_slice::<MaestroTarget>(payload) {
+                Ok(target) => self.grid.maestro(target, now),
+                Err(e) => refused(&mut self.records.counters, "maestro", e.to_string()),
+            }
+        }
+    }
+
+    /// Which of the site's input topics `topic_name` is, if one.
+    fn feed_kind(&self, topic_name: &str) -> Option<FeedKind> {
+        [FeedKind::Market, FeedKind::Power, FeedKind::Grid]
+            .into_iter()
+            .find(|kind| {
+                topic_name
+                    == match kind {
+                        FeedKind::Market => topic::market(&self.site),
+                        FeedKind::Power => topic::power(&self.site),
+                        FeedKind::Grid => topic::grid(&self.site),
+                    }
+            })
+    }
+
+    /// A reading the feed gate let through, to its guard.
+    fn take_feed(&mut self, kind: FeedKind, reading: serde_json::Value, now: u64) {
+        let refused = |counters: &mut Counters, reason: String| {
+            counters.refused_messages += 1;
+            warn!(what = kind.as_str(), %reason, "reading refused");
+        };
+        match kind {
+            FeedKind::Market => match serde_json::from_value::<fleet_proto::Market>(reading) {
+                Ok(market) => self.take_market(&market, "the market topic", now),
+                Err(e) => refused(&mut self.records.counters, e.to_string()),
+            },
+            FeedKind::Power => match serde_json::from_value::<fleet_proto::PowerPrice>(reading) {
+                Ok(price) => self.take_power(&price, "the power topic", now),
+                Err(e) => refused(&mut self.records.counters, e.to_string()),
+            },
+            FeedKind::Grid => match serde_json::from_value::<GridSignal>(reading) {
                 Ok(signal) => match self.grid.signal(signal) {
                     Ok(()) => {
                         info!(cap_kw = ?signal.cap_kw, from = ?signal.from, until = ?signal.until, "grid signal");
@@ -116,20 +159,10 @@ impl Agent {
                             info!(%cap, from, "grid cap announced ahead: shedding starts in time for it");
                         }
                     }
-                    Err(reason) => refused(&mut self.records.counters, "grid", reason),
+                    Err(reason) => refused(&mut self.records.counters, reason),
                 },
-                Err(e) => refused(&mut self.records.counters, "grid", e.to_string()),
-            }
-        } else if topic_name == topic::power(&self.site) {
-            match serde_json::from_slice::<fleet_proto::PowerPrice>(payload) {
-                Ok(price) => self.take_power(&price, "the power topic", now),
-                Err(e) => refused(&mut self.records.counters, "power", e.to_string()),
-            }
-        } else if topic_name == topic::MAESTRO_TARGET {
-            match serde_json::from_slice::<MaestroTarget>(payload) {
-                Ok(target) => self.grid.maestro(target, now),
-                Err(e) => refused(&mut self.records.counters, "maestro", e.to_string()),
-            }
+                Err(e) => refused(&mut self.records.counters, e.to_string()),
+            },
         }
     }
 

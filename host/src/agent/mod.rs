@@ -56,6 +56,8 @@ struct Agent {
     executor: Executor,
     market: MarketGuard,
     grid: Grid,
+    /// Who may move the market, the power price and the grid cap over MQTT.
+    feeds: crate::feeds::FeedGate,
     signer: CommandSigner,
     /// The store, the audit entries of the round and the run's counters.
     records: Records,
@@ -261,7 +263,10 @@ impl Agent {
         let seq_floor = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_millis() as u64);
+        let feeds = crate::feeds::FeedGate::new(&site, &config.feeds)
+            .map_err(|e| format!("feeds.trusted_keys: {e}"))?;
         Ok(Self {
+            feeds,
             grid: Grid::new(config.cap(), maestro, now).with_lead(config.site.grid_lead_s),
             executor: Executor::new(site.clone(), commands, seq_floor),
             config,

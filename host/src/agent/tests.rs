@@ -3,10 +3,16 @@ use fleet_proto::examples;
 
 const NOW: u64 = 1_771_900_000;
 
+/// An agent for the tests of its logic: it takes unsigned readings (the feed gate has tests of
+/// its own, and `unsigned_feeds_are_refused_unless_the_site_says_so` below).
 fn agent(extra: &str) -> Agent {
+    agent_with_feeds("[feeds]\naccept_unsigned = true\n", extra)
+}
+
+fn agent_with_feeds(feeds: &str, extra: &str) -> Agent {
     let text = format!(
         "[site]\nname = \"tx-west\"\n[tariff]\nkind = \"fixed\"\nprice = 0.06\n\
-         [policy]\nmin_on_s = 0\nmin_off_s = 0\nrestore_cooldown_s = 0\n{extra}"
+         [policy]\nmin_on_s = 0\nmin_off_s = 0\nrestore_cooldown_s = 0\n{extra}\n{feeds}"
     );
     let config = SiteConfig::parse(std::path::Path::new("site.toml"), &text).expect("valid");
     let site = Name::new("tx-west").expect("valid");
@@ -579,4 +585,49 @@ fn forged_future_state_and_absurd_telemetry_are_refused_and_counted() {
         agent.fleet.get("m1").and_then(|h| h.setting()),
         Some(Setting::Full)
     );
+}
+
+#[test]
+fn unsigned_feeds_are_refused_unless_the_site_says_so() {
+    let signer = CommandSigner::from_seed("prices", &[5; 32]);
+    let feeds = format!(
+        "[[feeds.trusted_keys]]\nid = \"prices\"\npublic_key = \"{}\"\n",
+        crate::keys::hex(&signer.public_key())
+    );
+    let mut agent = agent_with_feeds(&feeds, "");
+    hear_miner(&mut agent);
+    // The attack: anonymous readings on the site's topics. None is taken.
+    agent.take_at("hashwarden/v1/tx-west/market", &market(0.12, NOW), NOW);
+    agent.take_at("hashwarden/v1/tx-west/power", &power(9.99, NOW), NOW);
+    agent.take_at(
+        "hashwarden/v1/tx-west/grid",
+        format!(
+            "{{\"v\":1,\"at\":{NOW},\"cap_kw\":0,\"until\":{}}}",
+            u64::MAX
+        )
+        .as_bytes(),
+        NOW,
+    );
+    assert_eq!(agent.records.counters.refused_messages, 3);
+    assert!(agent.round(NOW + 1).is_empty(), "nothing moved");
+    // The same reading signed by the site's feed key is taken.
+    let site = Name::new("tx-west").expect("valid");
+    let reading: serde_json::Value = serde_json::from_slice(&market(25.0, NOW)).expect("json");
+    let signed = fleet_proto::feed::Feed::new(
+        site,
+        fleet_proto::feed::FeedKind::Market,
+        NOW,
+        900,
+        1,
+        reading,
+    )
+    .sign(&signer)
+    .expect("signs");
+    agent.take_at(
+        "hashwarden/v1/tx-west/market",
+        &serde_json::to_vec(&signed).expect("encodes"),
+        NOW + 2,
+    );
+    assert_eq!(agent.records.counters.refused_messages, 3);
+    assert_eq!(actions(&agent.round(NOW + 3)), ["m1:sleep"]);
 }

@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use fleet_proto::feed::FeedKind;
 use fleet_proto::{Kind, MinerTopic};
 use serde::Serialize;
 
@@ -167,7 +168,7 @@ async fn demo(args: &DemoArgs, dir: &std::path::Path) -> Result<DemoReport, Stri
         dashboard: free_address(args.listen)?,
     };
     let (stop, stopping) = tokio::sync::watch::channel(false);
-    let (agent, public_key) =
+    let (agent, public_key, mut feed) =
         site::start_agent(&places, &story, args.miners, stopping.clone()).await?;
     say.line(&format!(
         "hashwarden demo: {} miners (seed {}), the agent's dashboard on http://{}/",
@@ -182,7 +183,16 @@ async fn demo(args: &DemoArgs, dir: &std::path::Path) -> Result<DemoReport, Stri
         let fleet = sizes.fleet(&boards);
         let scenario = story.scenario(fleet.clone());
         let report = tokio::task::spawn_blocking(move || crate::backtest::run(&scenario));
-        let live = replay(&mut tap, &story, &boards, &sizes, args.seconds, &say).await?;
+        let live = replay(
+            &mut tap,
+            &mut feed,
+            &story,
+            &boards,
+            &sizes,
+            args.seconds,
+            &say,
+        )
+        .await?;
         let report: Report = report.await.map_err(|e| format!("the backtest: {e}"))?;
         Ok::<_, String>(DemoReport {
             strategies: report.strategies,
@@ -330,8 +340,10 @@ struct EventWatch {
 }
 
 /// Tells the agent the story as it happens and keeps the live site's books.
+#[allow(clippy::too_many_arguments)]
 async fn replay(
     tap: &mut site::Tap,
+    feed: &mut fleet_proto::feed::FeedSigner,
     story: &Story,
     boards: &[crate::planner::Machine],
     sizes: &Sizes,
@@ -417,22 +429,24 @@ async fn replay(
             (moved && at.elapsed() >= TELL_EVERY) || at.elapsed() >= RETELL
         });
         if stale {
-            tap.publish(
+            tap.tell(
+                feed,
+                FeedKind::Market,
                 topics.0.clone(),
                 format!(
                     "{{\"v\":1,\"at\":{unix},\"hashprice_usd_per_ph_day\":{}}}",
                     told.hashprice.0
                 ),
-                true,
             )
             .await;
-            tap.publish(
+            tap.tell(
+                feed,
+                FeedKind::Power,
                 topics.1.clone(),
                 format!(
                     "{{\"v\":1,\"at\":{unix},\"usd_per_kwh\":{}}}",
                     told.power_price.0
                 ),
-                true,
             )
             .await;
             last_told = Some((told, Instant::now()));
@@ -446,13 +460,13 @@ async fn replay(
                 unix + wall(story.event.0.saturating_sub(story_at)),
                 unix + wall(story.event.1 - story_at).max(1)
             );
-            tap.publish(topics.2.clone(), body, true).await;
+            tap.tell(feed, FeedKind::Grid, topics.2.clone(), body).await;
         }
         if told.in_event != in_event {
             in_event = told.in_event;
             if !in_event {
                 let lift = format!("{{\"v\":1,\"at\":{unix},\"cap_kw\":null,\"until\":null}}");
-                tap.publish(topics.2.clone(), lift, true).await;
+                tap.tell(feed, FeedKind::Grid, topics.2.clone(), lift).await;
             }
         }
         let site_w: f64 = latest.values().map(|r| r.power_w).sum();

@@ -15,6 +15,8 @@ use crate::planner::Machine;
 
 pub const SITE: &str = "demo";
 const KEY_ID: &str = "demo-agent";
+/// The story teller's feed key: the agent takes only signed market, power and grid readings.
+const FEED_KEY_ID: &str = "demo-feed";
 /// Simulated chip seconds per wall second: bring-up and thermal settling in a few seconds.
 const SIM_SPEED: f64 = 5.0;
 
@@ -28,7 +30,13 @@ pub struct Places {
 
 /// The agent's site file: the story's pool fee, a fallback tariff, the operator's policy in optimise
 /// mode with dwell and batches scaled to the story's pace, planning four times a second.
-fn agent_toml(places: &Places, key: &Path, story: &super::story::Story, miners: usize) -> String {
+fn agent_toml(
+    places: &Places,
+    key: &Path,
+    feed_public_key: &str,
+    story: &super::story::Story,
+    miners: usize,
+) -> String {
     // The agent is told every price on the power topic; its own tariff is only the fallback.
     let tariff = format!(
         "kind = \"fixed\"\nprice = {}\n",
@@ -42,7 +50,8 @@ fn agent_toml(places: &Places, key: &Path, story: &super::story::Story, miners: 
          restore_cooldown_s = 1\nbatch_size = {miners}\nbatch_interval_s = 1\n\
          [broker]\nlisten = \"{broker}\"\n\
          [agent]\nkey_file = \"{key}\"\nkey_id = \"{KEY_ID}\"\nplan_interval_s = 0.25\n\
-         store = \"{store}\"\nmetrics_listen = \"{dashboard}\"\n",
+         store = \"{store}\"\nmetrics_listen = \"{dashboard}\"\n\
+         [[feeds.trusted_keys]]\nid = \"{FEED_KEY_ID}\"\npublic_key = \"{feed_public_key}\"\n",
         fee = story.pool_fee,
         lead = super::event_notice_wall_s(),
         band = story.policy.band,
@@ -69,22 +78,41 @@ fn write(path: &Path, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Starts the agent; returns its task once its broker takes connections.
+/// The agent running, the public half of its command key (for the miners), and the feed the
+/// story is told through.
+pub type Started = (
+    JoinHandle<Result<crate::agent::Summary, String>>,
+    String,
+    fleet_proto::feed::FeedSigner,
+);
+
+/// Starts the agent; returns once its broker takes connections.
 pub async fn start_agent(
     places: &Places,
     story: &super::story::Story,
     miners: usize,
     stop: watch::Receiver<bool>,
-) -> Result<(JoinHandle<Result<crate::agent::Summary, String>>, String), String> {
+) -> Result<Started, String> {
     let key = places.dir.join("agent.key");
     let public = crate::keys::init(&key, KEY_ID).map_err(|e| e.to_string())?;
+    let feed_key = places.dir.join("feed.key");
+    let feed_public = crate::keys::init(&feed_key, FEED_KEY_ID).map_err(|e| e.to_string())?;
+    let site = fleet_proto::Name::new(SITE).map_err(|e| e.to_string())?;
+    let feed = fleet_proto::feed::FeedSigner::new(
+        site,
+        crate::keys::load(&feed_key, FEED_KEY_ID).map_err(|e| e.to_string())?,
+    );
     let path = places.dir.join("site.toml");
-    write(&path, &agent_toml(places, &key, story, miners))?;
+    let feed_public = crate::keys::hex(&feed_public);
+    write(
+        &path,
+        &agent_toml(places, &key, &feed_public, story, miners),
+    )?;
     let config = crate::site::SiteConfig::load(&path).map_err(|e| e.to_string())?;
     let agent = tokio::spawn(crate::agent::run(config, None, stopped(stop)));
     for _ in 0..100 {
         if tokio::net::TcpStream::connect(places.broker).await.is_ok() {
-            return Ok((agent, crate::keys::hex(&public)));
+            return Ok((agent, crate::keys::hex(&public), feed));
         }
         if agent.is_finished() {
             return match agent.await {
@@ -231,13 +259,29 @@ impl Tap {
         })
     }
 
-    pub async fn publish(&self, topic: String, payload: String, retain: bool) {
-        if let Err(e) = self
-            .client
-            .publish(topic, QoS::AtLeastOnce, retain, payload)
-            .await
-        {
-            tracing::warn!(error = %e, "demo tap: cannot publish");
+    /// A story reading (`reading`'s JSON as the topic takes it), signed by `feed`, retained.
+    pub async fn tell(
+        &self,
+        feed: &mut fleet_proto::feed::FeedSigner,
+        kind: fleet_proto::feed::FeedKind,
+        topic: String,
+        reading: String,
+    ) {
+        let now = crate::agent::unix_now();
+        // Good for a minute: the story retells every few seconds.
+        let signed =
+            serde_json::from_str(&reading).and_then(|value| feed.wire(kind, value, now, 60));
+        match signed {
+            Ok(bytes) => {
+                if let Err(e) = self
+                    .client
+                    .publish(topic, QoS::AtLeastOnce, true, bytes)
+                    .await
+                {
+                    tracing::warn!(error = %e, "demo tap: cannot publish");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "demo tap: cannot sign a reading"),
         }
     }
 }
