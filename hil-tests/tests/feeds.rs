@@ -5,7 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use testbed::{Broker, Process, Via, Watcher, binary, free_port, scratch, try_http_get};
+use testbed::site::LoneAgent;
+use testbed::{Via, Watcher, binary, scratch, try_http_get};
 
 const SITE: &str = "feeds";
 const SOON: Duration = Duration::from_secs(60);
@@ -48,35 +49,22 @@ fn feed(args: &[&str]) -> std::process::Output {
 }
 
 async fn only_signed_readings_move_the_site(via: Via) {
-    let dir = scratch(&format!("feeds-{via:?}"));
-    let broker = (via == Via::Mosquitto).then(|| Broker::start(&dir));
-    let port = broker.as_ref().map_or_else(free_port, |b| b.port);
-    let (agent_broker, broker_lines) = via.agent_config(port);
-    let agent_key = dir.join("agent.key");
-    testbed::agent_key(&agent_key, "host-test");
     // The operator's feed: a key made by `hashwarden keys init`, trusted beside the suites' own.
-    let feed_key = dir.join("feed.key");
+    let keys = scratch(&format!("feeds-keys-{via:?}"));
+    let feed_key = keys.join("feed.key");
     let feed_public = testbed::agent_key(&feed_key, "prices");
-    let metrics_port = free_port();
-    let config = dir.join("site.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[site]\nname = \"{SITE}\"\n[tariff]\nkind = \"fixed\"\nprice = 0.06\n\
-             [market]\nhashprice = 40.0\n\
-             [agent]\n{agent_broker}key_file = \"{}\"\nkey_id = \"host-test\"\n\
-             plan_interval_s = 0.5\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n\
-             {broker_lines}\
-             [[feeds.trusted_keys]]\nid = \"prices\"\npublic_key = \"{feed_public}\"\n",
-            agent_key.display()
+    let site = LoneAgent::start(
+        "feeds",
+        SITE,
+        via,
+        &format!(
+            "[market]\nhashprice = 40.0\n\
+             [[feeds.trusted_keys]]\nid = \"prices\"\npublic_key = \"{feed_public}\"\n"
         ),
     )
-    .expect("writes");
-    let agent = Process::start(
-        &binary("hashwarden"),
-        &["run", "--config", &config.display().to_string()],
-        dir.join("agent.log"),
-    );
+    .await;
+    let (port, metrics_port) = (site.port, site.metrics_port);
+    let agent = &site.agent;
     wait_metric(
         metrics_port,
         "hashwarden_hashprice_usd_per_ph_day",
@@ -175,7 +163,7 @@ async fn only_signed_readings_move_the_site(via: Via) {
     );
 
     // A feed the site does not trust is told so by nobody, and moves nothing.
-    let stranger_key = dir.join("stranger.key");
+    let stranger_key = keys.join("stranger.key");
     testbed::agent_key(&stranger_key, "prices");
     let stranger = signed_by(&stranger_key, &["market", "--hashprice", "5"]);
     assert!(stranger.status.success(), "{stranger:?}");
@@ -185,10 +173,8 @@ async fn only_signed_readings_move_the_site(via: Via) {
         Some(33.0)
     );
 
-    let (status, summary) = agent.terminate();
-    assert!(status.success(), "{summary}");
-    drop(broker);
-    let _ = std::fs::remove_dir_all(&dir);
+    site.finish();
+    let _ = std::fs::remove_dir_all(&keys);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

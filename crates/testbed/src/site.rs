@@ -307,3 +307,73 @@ impl Bench {
         }
     }
 }
+
+/// An agent alone on a site — on mosquitto or on its own embedded broker — with its HTTP
+/// listener up: what a suite about the agent's own inputs starts from.
+#[derive(Debug)]
+pub struct LoneAgent {
+    pub dir: std::path::PathBuf,
+    /// Mosquitto, when the site runs on it (the embedded broker lives in the agent).
+    pub broker: Option<crate::Broker>,
+    pub port: u16,
+    pub metrics_port: u16,
+    /// The agent's command key, public half (for miners' configurations).
+    pub public_key: String,
+    pub agent: crate::Process,
+}
+
+impl LoneAgent {
+    /// `site` on `via`, its file the fixed tariff, the agent's section and then `extra` (more
+    /// sections); returns once `/metrics` answers.
+    pub async fn start(name: &str, site: &str, via: crate::Via, extra: &str) -> Self {
+        let dir = crate::scratch(&format!("{name}-{via:?}"));
+        let broker = (via == crate::Via::Mosquitto).then(|| crate::Broker::start(&dir));
+        let port = broker.as_ref().map_or_else(crate::free_port, |b| b.port);
+        let (agent_broker, broker_lines) = via.agent_config(port);
+        let key = dir.join("agent.key");
+        let public_key = crate::agent_key(&key, "host-test");
+        let metrics_port = crate::free_port();
+        let config = dir.join("site.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[site]\nname = \"{site}\"\n[tariff]\nkind = \"fixed\"\nprice = 0.06\n\
+                 [agent]\n{agent_broker}key_file = \"{}\"\nkey_id = \"host-test\"\n\
+                 plan_interval_s = 0.5\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n\
+                 {broker_lines}{extra}",
+                key.display()
+            ),
+        )
+        .expect("writes");
+        let agent = crate::Process::start(
+            &crate::binary("hashwarden"),
+            &["run", "--config", &config.display().to_string()],
+            dir.join("agent.log"),
+        );
+        let listening = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while crate::try_http_get(metrics_port, "/metrics").is_none() {
+            assert!(
+                std::time::Instant::now() < listening,
+                "{}",
+                agent.log_text()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Self {
+            dir,
+            broker,
+            port,
+            metrics_port,
+            public_key,
+            agent,
+        }
+    }
+
+    /// SIGTERM: the agent must stop cleanly; the scratch directory goes.
+    pub fn finish(self) {
+        let (status, summary) = self.agent.terminate();
+        assert!(status.success(), "{summary}");
+        drop(self.broker);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -4,6 +4,8 @@
 //! out. Incoming messages go to the agent's loop over a bounded queue; a broker that goes away is
 //! reconnected to in the background, re-announcing and re-subscribing each time.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use fleet_proto::messages::{OFFLINE, ONLINE};
@@ -39,6 +41,8 @@ pub struct Link {
     presence: String,
     pub incoming: mpsc::Receiver<Incoming>,
     task: tokio::task::JoinHandle<()>,
+    /// Set once the agent says goodbye: its own `offline` is then not answered.
+    stopping: Arc<AtomicBool>,
 }
 
 /// Connects in the background and returns at once. With `share`, this agent is one of a group:
@@ -77,13 +81,18 @@ pub fn spawn(
             topic::MAESTRO_TARGET.to_string(),
         ])
         .chain(share.map(|_| topic::every_agent_peer(site)))
+        // Its own presence too (a group's agents already hear theirs among the peers'): anything
+        // but its `online` there is someone else's doing, and is answered at once.
+        .chain(share.is_none().then(|| presence.clone()))
         .collect();
+    let stopping = Arc::new(AtomicBool::new(false));
     let task = tokio::spawn(run(
         eventloop,
         client.clone(),
         presence.clone(),
         filters,
         tx,
+        Arc::clone(&stopping),
     ));
     info!(broker = %connection.url, %site, "MQTT link starting");
     Ok(Link {
@@ -91,6 +100,7 @@ pub fn spawn(
         presence,
         incoming,
         task,
+        stopping,
     })
 }
 
@@ -100,6 +110,7 @@ async fn run(
     presence: String,
     filters: Vec<String>,
     incoming: mpsc::Sender<Incoming>,
+    stopping: Arc<AtomicBool>,
 ) {
     let mut connected = false;
     let mut refused: Option<String> = None;
@@ -120,6 +131,20 @@ async fn run(
                 }
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
+                if publish.topic == presence.as_bytes()
+                    && publish.payload != ONLINE.as_bytes()
+                    && !stopping.load(Ordering::Relaxed)
+                {
+                    // A forged `offline` (retained, say) would put miners with a `sleep`
+                    // failsafe to sleep while this agent runs: say `online` again at once.
+                    warn!(topic = %presence, "someone else wrote this agent's presence; online again");
+                    if client
+                        .try_publish(&presence, QoS::AtLeastOnce, true, ONLINE.as_bytes())
+                        .is_err()
+                    {
+                        warn!("MQTT request queue full while re-asserting presence");
+                    }
+                }
                 if publish.payload.len() > MAX_MESSAGE_BYTES {
                     warn!(bytes = publish.payload.len(), "oversized message dropped");
                     continue;
@@ -158,6 +183,7 @@ impl Link {
 
     /// Says `offline` and disconnects, waiting at most `grace`.
     pub async fn finish(self, grace: Duration) {
+        self.stopping.store(true, Ordering::Relaxed);
         let _ = self
             .client
             .try_publish(&self.presence, QoS::AtLeastOnce, true, OFFLINE.as_bytes());
