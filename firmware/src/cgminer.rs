@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
@@ -22,6 +22,14 @@ use crate::snapshot::{ChainRow, PoolRow, Snapshot};
 const MAX_REQUEST: usize = 8 * 1024;
 /// A client that sends nothing for this long gets an answer to what it sent, or is dropped.
 const IDLE: Duration = Duration::from_millis(500);
+/// A whole exchange, request to reply, takes at most this.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+/// Monitoring tools poll with one connection per request: a few at a time.
+const LIMITS: net_guard::Limits = net_guard::Limits {
+    max_connections: 32,
+    max_per_peer: 8,
+    idle: Duration::from_secs(5),
+};
 /// cgminer's API version string of the era whose field names tools parse.
 const API_VERSION: &str = "3.7";
 
@@ -338,26 +346,24 @@ pub async fn serve(address: SocketAddr, snapshots: watch::Receiver<Snapshot>) {
         Ok(local) => info!(address = %local, "cgminer API listening"),
         Err(e) => warn!(error = %e, "cgminer API listening on an unknown address"),
     }
+    let mut listener = net_guard::GuardedListener::new(listener, LIMITS, "cgminer API");
     loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                let snapshots = snapshots.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = answer(stream, &snapshots).await {
-                        debug!(%peer, error = %e, "API client");
-                    }
-                });
+        let (stream, peer) = listener.accept().await;
+        let snapshots = snapshots.clone();
+        tokio::spawn(async move {
+            // One request per connection, whole within the deadline: a client that trickles
+            // bytes just inside the idle time still lets go of its slot.
+            match tokio::time::timeout(REQUEST_DEADLINE, answer(stream, &snapshots)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => debug!(%peer, error = %e, "API client"),
+                Err(_) => debug!(%peer, "API client too slow; closed"),
             }
-            Err(e) => {
-                warn!(error = %e, "API accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
+        });
     }
 }
 
 async fn answer(
-    mut stream: TcpStream,
+    mut stream: impl AsyncRead + AsyncWrite + Unpin,
     snapshots: &watch::Receiver<Snapshot>,
 ) -> std::io::Result<()> {
     let mut request = Vec::new();

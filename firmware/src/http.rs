@@ -47,6 +47,14 @@ fn router(api: Api) -> Router {
         .with_state(api)
 }
 
+/// What a miner's HTTP API holds open at most: fleet tools (pyasic, a dashboard, Prometheus)
+/// need a handful; one host gets a few; a request that stalls for 30 s is dropped.
+const LIMITS: net_guard::Limits = net_guard::Limits {
+    max_connections: 64,
+    max_per_peer: 16,
+    idle: std::time::Duration::from_secs(30),
+};
+
 /// Serves until the task is dropped.
 pub async fn serve(
     address: SocketAddr,
@@ -69,6 +77,7 @@ pub async fn serve(
         writes,
         board,
     };
+    let listener = net_guard::GuardedListener::new(listener, LIMITS, "HTTP API");
     if let Err(e) = axum::serve(listener, router(api)).await {
         warn!(error = %e, "HTTP API stopped");
     }

@@ -23,6 +23,15 @@ pub struct Served {
 const DASHBOARD_HTML: &str = include_str!("dashboard/index.html");
 const DASHBOARD_JS: &str = include_str!("dashboard/dashboard.js");
 
+/// What the agent's HTTP listener holds open at most: dashboards (each an event stream, kept alive
+/// by a comment every 15 s, so never idle), Prometheus and miners fetching images. Bounded so a
+/// flood of connections cannot take the file descriptors the embedded broker needs.
+const LIMITS: net_guard::Limits = net_guard::Limits {
+    max_connections: 256,
+    max_per_peer: 32,
+    idle: Duration::from_secs(60),
+};
+
 /// Serves the dashboard (`/`, `/dashboard.js`, `/api/dashboard`, `/events`), `/metrics` and the
 /// rollouts' images until aborted.
 pub async fn serve_http(listener: tokio::net::TcpListener, served: Served) {
@@ -82,6 +91,7 @@ pub async fn serve_http(listener: tokio::net::TcpListener, served: Served) {
         .route("/events", events)
         .route("/metrics", prometheus)
         .route("/images/{file}", image);
+    let listener = net_guard::GuardedListener::new(listener, LIMITS, "agent HTTP");
     if let Err(e) = axum::serve(listener, app).await {
         warn!(error = %e, "HTTP listener stopped");
     }
