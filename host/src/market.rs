@@ -222,6 +222,11 @@ impl MarketGuard {
         Ok(())
     }
 
+    /// The last good reading, however old.
+    pub fn last(&self) -> Option<Reading> {
+        self.last
+    }
+
     pub fn view(&self, now: u64) -> MarketView {
         match self.last {
             Some(last) if now.saturating_sub(last.at) <= self.limits.max_age_s => {

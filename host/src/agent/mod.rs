@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use fleet_proto::{CommandSigner, Kind, MinerTopic, Name, topic};
 use serde::Serialize;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::executor::{Executor, Phase, Wanted};
 use crate::fleet::FleetView;
@@ -142,7 +142,7 @@ pub async fn run(
         spawn_poller(source, every)
     });
     let mut agent = Agent::new(config, site.clone(), signer, section.maestro, unix_now())?;
-    agent.attach(store)?;
+    agent.attach(store, unix_now())?;
     agent.replay = replay.into();
     agent.power_replay = power_replay.into();
     let (poller_task, mut polled) = match poller {
@@ -294,7 +294,7 @@ impl Agent {
 
     /// Takes up where the last run left off: switch history (dwell survives a restart) and
     /// sequence numbers above every one the key has used.
-    fn attach(&mut self, store: Store) -> Result<(), String> {
+    fn attach(&mut self, store: Store, now: u64) -> Result<(), String> {
         if let Some(last) = store.last_seq().map_err(|e| e.to_string())? {
             let floor = self.executor.next_seq().max(last + 1);
             self.executor = Executor::new(self.site.clone(), self.executor.config(), floor);
@@ -302,13 +302,29 @@ impl Agent {
         for (miner, at, on) in store.switches().map_err(|e| e.to_string())? {
             self.executor.restore_switch(&miner, at, on);
         }
-        if let Some(reading) = store.last_market().map_err(|e| e.to_string())? {
-            // Through the guard like any reading: too old, and the safe policy applies.
-            match self.market.offer(reading, unix_now()) {
-                Ok(()) => {
-                    info!(hashprice = %reading.hashprice, at = reading.at, "market reading restored")
+        match store.last_market().map_err(|e| e.to_string())? {
+            Some(reading) => {
+                // A restart: the configured starting hashprice is not news. The last reading
+                // the site had stands for what it is, through the guard like any reading — too
+                // old, and the safe policy applies.
+                self.market = MarketGuard::new(Plausibility::default());
+                match self.market.offer(reading, now) {
+                    Ok(()) => {
+                        info!(hashprice = %reading.hashprice, at = reading.at, "market reading restored")
+                    }
+                    Err(reason) => {
+                        warn!(%reason, at = reading.at, "stored market reading not used: the safe policy applies until a feed speaks")
+                    }
                 }
-                Err(reason) => debug!(%reason, "stored market reading not used"),
+            }
+            None => {
+                // A first start: the configured starting hashprice is stored with the time it
+                // was first taken, so a later restart finds it as old as it is.
+                if let Some(reading) = self.market.last()
+                    && let Err(e) = store.save_market(&reading)
+                {
+                    warn!(error = %e, "market reading not stored");
+                }
             }
         }
         self.records.attach(store);

@@ -379,7 +379,7 @@ fn rollouts_are_taken_up_one_at_a_time_and_only_with_an_image_that_checks() {
     let mut agent = agent("");
     agent.rollouts = rollouts::Rollouts::new(Some("http://10.20.0.5:9100/".into()));
     agent
-        .attach(Store::open(&dir.join("agent.db")).expect("opens"))
+        .attach(Store::open(&dir.join("agent.db")).expect("opens"), NOW)
         .expect("attaches");
     hear_miner(&mut agent);
 
@@ -433,7 +433,7 @@ fn a_change_nobody_answered_is_held_until_the_operator_asks_again() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch");
     let store = crate::store::Store::open(&dir.join("agent.db")).expect("opens");
-    agent.attach(store).expect("attaches");
+    agent.attach(store, NOW).expect("attaches");
     hear_miner(&mut agent);
     agent.take_at("hashwarden/v1/tx-west/market", &market(40.0, NOW), NOW);
     let curtail_by_hand = |agent: &mut Agent, until: u64| {
@@ -630,4 +630,42 @@ fn unsigned_feeds_are_refused_unless_the_site_says_so() {
     );
     assert_eq!(agent.records.counters.refused_messages, 3);
     assert_eq!(actions(&agent.round(NOW + 3)), ["m1:sleep"]);
+}
+
+#[test]
+fn the_configured_starting_hashprice_is_not_news_after_a_restart() {
+    let dir = std::env::temp_dir().join(format!("hw-agent-restart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch");
+    let store = || crate::store::Store::open(&dir.join("agent.db")).expect("opens");
+    let started = |now: u64| {
+        let text = "[site]\nname = \"tx-west\"\n[tariff]\nkind = \"fixed\"\nprice = 0.06\n\
+                    [market]\nhashprice = 40.0\n";
+        let config = SiteConfig::parse(std::path::Path::new("site.toml"), text).expect("valid");
+        let signer = CommandSigner::from_seed("h", &[3; 32]);
+        let site = Name::new("tx-west").expect("valid");
+        let mut agent = Agent::new(config, site, signer, false, now).expect("starts");
+        agent.attach(store(), now).expect("attaches");
+        agent
+    };
+    // First start: the configured value stands, as of now.
+    let first = started(NOW);
+    assert!(matches!(first.market.view(NOW + 60), MarketView::Current { .. }));
+    drop(first);
+    // Restarted four hours later with no feed since: it is four hours old, so expired — not
+    // stamped fresh again.
+    let later = NOW + 4 * 3_600;
+    let second = started(later);
+    assert!(
+        matches!(second.market.view(later + 1), MarketView::Expired { .. }),
+        "{:?}",
+        second.market.view(later + 1)
+    );
+    // Restarted within its three hours: it stands, with its real age.
+    let soon = NOW + 3_600;
+    match started(soon).market.view(soon) {
+        MarketView::Current { age_s, .. } => assert_eq!(age_s, 3_600),
+        other => panic!("{other:?}"),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
