@@ -914,14 +914,7 @@ mod tests {
             value in proptest::num::f64::ANY,
         ) {
             let key = FLOAT_KEYS[which];
-            // TOML spells the non-finite values as words.
-            let text = if value.is_nan() {
-                "nan".to_string()
-            } else if value.is_infinite() {
-                if value > 0.0 { "inf".into() } else { "-inf".into() }
-            } else {
-                format!("{value:?}")
-            };
+            let text = cli_common::config::toml_float(value);
             match parse(&every_number(key, &text)) {
                 Ok(_) => proptest::prop_assert!(value.is_finite() && value > 0.0),
                 Err(ConfigError::Invalid { key: named, .. }) => proptest::prop_assert_eq!(named, key),

@@ -77,6 +77,26 @@ impl ExecutorConfig {
                 return Err((key, "must be at least 1".into()));
             }
         }
+        // Every time here is added to a unix time, and the backoff doubles per attempt: a day
+        // is patience enough, and keeps every sum far from overflowing.
+        let at_most_a_day = [
+            ("agent.commands.ack_timeout_s", self.ack_timeout_s),
+            ("agent.commands.backoff_s", self.backoff_s),
+            ("agent.commands.verify_within_s", self.verify_within_s),
+            ("agent.commands.command_ttl_s", self.command_ttl_s),
+            ("agent.commands.retry_after_s", self.retry_after_s),
+        ];
+        for (key, value) in at_most_a_day {
+            if value > 86_400 {
+                return Err((key, format!("{value} s is more than a day")));
+            }
+        }
+        if self.max_attempts > 100 {
+            return Err((
+                "agent.commands.max_attempts",
+                format!("{} is more than 100", self.max_attempts),
+            ));
+        }
         if self.command_ttl_s < self.ack_timeout_s {
             return Err((
                 "agent.commands.command_ttl_s",

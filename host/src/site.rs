@@ -185,6 +185,108 @@ pub struct MarketSection {
 
 pub use cli_common::config::ConfigError as SiteError;
 
+/// A week: no dwell, cooldown or lead time of a curtailment policy is longer, and every time
+/// added to a unix time stays far from overflowing.
+const WEEK_S: f64 = 7.0 * 86_400.0;
+/// No site draws more (W): the largest mining sites are a few hundred megawatts.
+const MAX_SITE_W: f64 = 1e10;
+
+/// The numbers not checked elsewhere in `parse`, each against its range, naming its key: times
+/// that are later added to unix times (a `u64::MAX` dwell would overflow), counts, prices and
+/// powers.
+fn check_numbers(config: &SiteConfig, path: &Path) -> Result<(), SiteError> {
+    use cli_common::config::in_range;
+    let policy = &config.policy;
+    let mut checks: Vec<(String, f64, (f64, f64), &str)> = vec![
+        (
+            "site.grid_lead_s".into(),
+            config.site.grid_lead_s as f64,
+            (0.0, 86_400.0),
+            "s",
+        ),
+        (
+            "policy.min_on_s".into(),
+            policy.min_on_s as f64,
+            (0.0, WEEK_S),
+            "s",
+        ),
+        (
+            "policy.min_off_s".into(),
+            policy.min_off_s as f64,
+            (0.0, WEEK_S),
+            "s",
+        ),
+        (
+            "policy.restore_cooldown_s".into(),
+            policy.restore_cooldown_s as f64,
+            (0.0, WEEK_S),
+            "s",
+        ),
+        (
+            "policy.batch_size".into(),
+            policy.batch_size as f64,
+            (1.0, 10_000_000.0),
+            "",
+        ),
+        (
+            "policy.batch_interval_s".into(),
+            policy.batch_interval_s as f64,
+            (0.0, 86_400.0),
+            "s",
+        ),
+    ];
+    if let Some(cap) = config.site.cap_w {
+        checks.push(("site.cap_w".into(), cap, (0.0, MAX_SITE_W), "W"));
+    }
+    // Above 10 $/kWh is a unit slip (¢ or $/MWh), as the power feed's guard says too.
+    match &config.tariff {
+        Tariff::Fixed { price } => {
+            checks.push(("tariff.price".into(), price.0, (0.0, 10.0), "$/kWh"));
+        }
+        Tariff::TimeOfUse {
+            base,
+            utc_offset_s,
+            periods,
+        } => {
+            checks.push(("tariff.base".into(), base.0, (0.0, 10.0), "$/kWh"));
+            checks.push((
+                "tariff.utc_offset_s".into(),
+                *utc_offset_s as f64,
+                (-14.0 * 3_600.0, 14.0 * 3_600.0),
+                "s",
+            ));
+            for (i, period) in periods.iter().enumerate() {
+                checks.push((
+                    format!("tariff.periods[{i}].price"),
+                    period.price.0,
+                    (0.0, 10.0),
+                    "$/kWh",
+                ));
+            }
+        }
+    }
+    for (i, machine) in config.machines.iter().enumerate() {
+        checks.push((
+            format!("machines[{i}].overhead_usd_per_day"),
+            machine.overhead_usd_per_day,
+            (0.0, 1e6),
+            "$/day",
+        ));
+    }
+    if let Some(broker) = &config.broker {
+        checks.push((
+            "broker.max_connections".into(),
+            broker.max_connections as f64,
+            (1.0, 1_000_000.0),
+            "",
+        ));
+    }
+    for (key, value, range, unit) in checks {
+        in_range(path, &key, value, range, unit)?;
+    }
+    Ok(())
+}
+
 /// What a configured market may say, wide enough for any plausible future and narrow enough that
 /// a slip of the unit is caught at load: hashprice has been between ~$28 (2026) and ~$1,000
 /// (2017) per PH/s per day; network difficulty was ~1.5e14 in 2026; the block subsidy is 3.125
@@ -313,17 +415,6 @@ impl SiteConfig {
                 format!("{} is not a fraction in 0..1", config.site.pool_fee),
             ));
         }
-        if config.site.grid_lead_s > 86_400 {
-            return Err(invalid(
-                "site.grid_lead_s",
-                format!("{} s is more than a day", config.site.grid_lead_s),
-            ));
-        }
-        if let Some(cap) = config.site.cap_w
-            && !(cap.is_finite() && cap >= 0.0)
-        {
-            return Err(invalid("site.cap_w", format!("{cap} W is not a power")));
-        }
         config
             .tariff
             .check()
@@ -341,9 +432,6 @@ impl SiteConfig {
                 format!("{} s is not within 60..=604800", config.power.max_age_s),
             ));
         }
-        if policy.batch_size == 0 {
-            return Err(invalid("policy.batch_size", "must be at least 1".into()));
-        }
         if !(0.0..1.0).contains(&policy.min_change) {
             return Err(invalid(
                 "policy.min_change",
@@ -358,6 +446,7 @@ impl SiteConfig {
                 format!("{interval} s is not within 10..=86400"),
             ));
         }
+        check_numbers(&config, path)?;
         if let Some(agent) = &config.agent {
             check_broker(agent, config.broker.as_ref()).map_err(|(key, e)| invalid(key, e))?;
             if !(agent.plan_interval_s.is_finite()
@@ -378,13 +467,6 @@ impl SiteConfig {
                 return Err(invalid(
                     "machines.id",
                     format!("machines[{i}]: {:?} is not a miner name", machine.id),
-                ));
-            }
-            let overhead = machine.overhead_usd_per_day;
-            if !(overhead.is_finite() && overhead >= 0.0) {
-                return Err(invalid(
-                    "machines.overhead_usd_per_day",
-                    format!("machines[{i}]: {overhead} is not a cost"),
                 ));
             }
         }
@@ -674,7 +756,7 @@ btc_usd = 63000
                     "[tariff]",
                     "[[machines]]\nid = \"m1\"\noverhead_usd_per_day = -2\n[tariff]",
                 ),
-                "machines.overhead_usd_per_day",
+                "machines[0].overhead_usd_per_day",
             ),
         ] {
             let text = GOOD.replace(change.0, change.1);
@@ -687,6 +769,119 @@ btc_usd = 63000
             let text = format!("{without_network}[market]\nhashprice = {bad}\n");
             let message = parse(&text).expect_err(bad).to_string();
             assert!(message.contains("market.hashprice"), "{bad}: {message}");
+        }
+    }
+
+    /// Every numeric key of a site file with its default here, each replaceable.
+    const NUMBERS: [(&str, &str); 24] = [
+        ("site.pool_fee", "0.02"),
+        ("site.cap_w", "5000000"),
+        ("site.grid_lead_s", "300"),
+        ("tariff.price", "0.06"),
+        ("policy.band", "0.05"),
+        ("policy.min_on_s", "600"),
+        ("policy.min_off_s", "600"),
+        ("policy.restore_cooldown_s", "600"),
+        ("policy.batch_size", "50"),
+        ("policy.batch_interval_s", "30"),
+        ("policy.min_change", "0.05"),
+        ("market.hashprice", "28.0"),
+        ("market.poll_interval_s", "300"),
+        ("power.max_age_s", "3600"),
+        ("agent.plan_interval_s", "1.0"),
+        ("agent.commands.ack_timeout_s", "10"),
+        ("agent.commands.max_attempts", "3"),
+        ("agent.commands.backoff_s", "5"),
+        ("agent.commands.verify_within_s", "120"),
+        ("agent.commands.asleep_share", "0.1"),
+        ("agent.commands.command_ttl_s", "60"),
+        ("agent.commands.retry_after_s", "300"),
+        ("broker.max_connections", "20000"),
+        ("machines[0].overhead_usd_per_day", "1.5"),
+    ];
+    const FLOAT_KEYS: [&str; 10] = [
+        "site.pool_fee",
+        "site.cap_w",
+        "tariff.price",
+        "policy.band",
+        "policy.min_change",
+        "market.hashprice",
+        "market.poll_interval_s",
+        "agent.plan_interval_s",
+        "agent.commands.asleep_share",
+        "machines[0].overhead_usd_per_day",
+    ];
+
+    fn every_number(key: &str, value: &str) -> String {
+        let n = |name: &str| {
+            let (_, default) = NUMBERS
+                .iter()
+                .find(|(k, _)| *k == name)
+                .expect("a listed key");
+            if name == key { value } else { default }
+        };
+        let mut text = String::new();
+        for (section, keys) in [
+            ("[site]\nname = \"s\"", &["site."][..]),
+            ("[tariff]\nkind = \"fixed\"", &["tariff."]),
+            ("[policy]", &["policy."]),
+            ("[market]", &["market."]),
+            ("[power]", &["power."]),
+            ("[agent]\nkey_file = \"k\"\nkey_id = \"a\"", &["agent.plan"]),
+            ("[agent.commands]", &["agent.commands."]),
+            ("[broker]", &["broker."]),
+            ("[[machines]]\nid = \"m1\"", &["machines[0]."]),
+        ] {
+            text += section;
+            text += "\n";
+            for (name, _) in NUMBERS
+                .iter()
+                .filter(|(k, _)| keys.iter().any(|p| k.starts_with(p)))
+            {
+                let leaf = name.rsplit('.').next().unwrap_or(name);
+                text += &format!("{leaf} = {}\n", n(name));
+            }
+        }
+        text
+    }
+
+    /// The error names `key` (a check over a whole section, like the tariff's, names the section).
+    fn names(error: &SiteError, key: &str) -> bool {
+        matches!(error, SiteError::Invalid { key: named, .. } if key.starts_with(named.as_str()))
+    }
+
+    #[test]
+    fn every_number_at_its_default_loads() {
+        parse(&every_number("", "")).expect("valid");
+    }
+
+    #[test]
+    fn huge_integers_are_refused_naming_the_key_never_overflow_later() {
+        for (key, _) in NUMBERS.iter().filter(|(k, _)| !FLOAT_KEYS.contains(k)) {
+            for huge in ["4294967295", "18446744073709551615"] {
+                match parse(&every_number(key, huge)) {
+                    Err(e) => assert!(
+                        names(&e, key) || matches!(e, SiteError::Parse { .. }),
+                        "{key} = {huge}: {e}"
+                    ),
+                    Ok(_) => panic!("{key} = {huge} was taken"),
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_float_for_any_key_loads_or_names_the_key(
+            which in 0..FLOAT_KEYS.len(),
+            value in proptest::num::f64::ANY,
+        ) {
+            let key = FLOAT_KEYS[which];
+            let text = cli_common::config::toml_float(value);
+            match parse(&every_number(key, &text)) {
+                Ok(_) => proptest::prop_assert!(value.is_finite(), "{key} = {text} taken"),
+                Err(e) => proptest::prop_assert!(names(&e, key), "{key} = {text}: {e}"),
+            }
         }
     }
 }

@@ -58,6 +58,22 @@ pub fn in_range(
     ))
 }
 
+/// `value` as a TOML file spells it (`nan`, `inf` and `-inf` are words): for tests that write
+/// any number into a configuration.
+pub fn toml_float(value: f64) -> String {
+    if value.is_nan() {
+        "nan".into()
+    } else if value.is_infinite() {
+        if value > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        }
+    } else {
+        format!("{value:?}")
+    }
+}
+
 pub fn read(path: &Path) -> Result<String, ConfigError> {
     std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
         path: path.to_path_buf(),

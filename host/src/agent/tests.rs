@@ -650,7 +650,10 @@ fn the_configured_starting_hashprice_is_not_news_after_a_restart() {
     };
     // First start: the configured value stands, as of now.
     let first = started(NOW);
-    assert!(matches!(first.market.view(NOW + 60), MarketView::Current { .. }));
+    assert!(matches!(
+        first.market.view(NOW + 60),
+        MarketView::Current { .. }
+    ));
     drop(first);
     // Restarted four hours later with no feed since: it is four hours old, so expired — not
     // stamped fresh again.
