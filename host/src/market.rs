@@ -227,6 +227,17 @@ impl MarketGuard {
         self.last
     }
 
+    /// The sources disagree: the last reading is not believed any more, and the safe policy
+    /// applies until they agree again.
+    pub fn doubt(&mut self) {
+        self.last = None;
+    }
+
+    /// The guard's limits.
+    pub fn limits(&self) -> Plausibility {
+        self.limits
+    }
+
     pub fn view(&self, now: u64) -> MarketView {
         match self.last {
             Some(last) if now.saturating_sub(last.at) <= self.limits.max_age_s => {
@@ -239,6 +250,73 @@ impl MarketGuard {
                 last: last.map(|r| r.hashprice),
             },
         }
+    }
+}
+
+/// What several sources polled together say.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Quorum {
+    /// More than half the fresh readings lie within the spread of their median: that median
+    /// (the newest `at` of those that agree), and how many did not.
+    Agreed { reading: Reading, outliers: usize },
+    /// No majority within the spread: nothing to believe.
+    Disagree {
+        lowest: UsdPerPhDay,
+        highest: UsdPerPhDay,
+    },
+    /// No fresh reading at all.
+    Nothing,
+}
+
+/// The quorum of `readings` at `now`: those older than `max_age_s` (or from the future, past
+/// the guard's skew) are left out; of the rest, a strict majority must lie within `spread` (a
+/// fraction, 0.1 = 10 %) of the median. One source that breaks, lags or lies is outvoted by two
+/// that do not; two that disagree leave the site to its safe policy.
+pub fn quorum(readings: &[Reading], now: u64, limits: &Plausibility, spread: f64) -> Quorum {
+    let mut fresh: Vec<Reading> = readings
+        .iter()
+        .copied()
+        .filter(|r| {
+            r.hashprice.0.is_finite()
+                && r.hashprice.0 > 0.0
+                && r.at <= now + limits.max_future_s
+                && now.saturating_sub(r.at) <= limits.max_age_s
+        })
+        .collect();
+    if fresh.is_empty() {
+        return Quorum::Nothing;
+    }
+    fresh.sort_by(|a, b| a.hashprice.0.total_cmp(&b.hashprice.0));
+    let median = median_of(&fresh);
+    let agreeing: Vec<Reading> = fresh
+        .iter()
+        .copied()
+        .filter(|r| (r.hashprice.0 / median - 1.0).abs() <= spread)
+        .collect();
+    if agreeing.len() * 2 <= fresh.len() {
+        return Quorum::Disagree {
+            lowest: fresh[0].hashprice,
+            highest: fresh[fresh.len() - 1].hashprice,
+        };
+    }
+    let at = agreeing.iter().map(|r| r.at).max().unwrap_or(now);
+    Quorum::Agreed {
+        reading: Reading {
+            at,
+            hashprice: UsdPerPhDay(median_of(&agreeing)),
+            difficulty: agreeing.iter().find_map(|r| r.difficulty),
+        },
+        outliers: fresh.len() - agreeing.len(),
+    }
+}
+
+/// The median hashprice of readings sorted by hashprice (not empty).
+fn median_of(sorted: &[Reading]) -> f64 {
+    let n = sorted.len();
+    if n % 2 == 1 {
+        sorted[n / 2].hashprice.0
+    } else {
+        (sorted[n / 2 - 1].hashprice.0 + sorted[n / 2].hashprice.0) / 2.0
     }
 }
 
@@ -359,5 +437,76 @@ mod tests {
         guard
             .offer(reading(later, 90.0, None), later)
             .expect("taken after the outage");
+    }
+}
+
+#[cfg(test)]
+mod quorum_tests {
+    use super::*;
+
+    const NOW: u64 = 1_771_900_000;
+
+    fn at(hashprice: f64, at: u64) -> Reading {
+        Reading {
+            at,
+            hashprice: UsdPerPhDay(hashprice),
+            difficulty: None,
+        }
+    }
+
+    fn quorum_of(readings: &[Reading]) -> Quorum {
+        quorum(readings, NOW, &Plausibility::default(), 0.1)
+    }
+
+    #[test]
+    fn most_sources_agreeing_give_their_median() {
+        let agreed = quorum_of(&[at(28.0, NOW - 60), at(28.6, NOW - 30), at(27.9, NOW - 10)]);
+        assert_eq!(
+            agreed,
+            Quorum::Agreed {
+                reading: at(28.0, NOW - 10),
+                outliers: 0
+            }
+        );
+        // An even count: the middle two's mean.
+        let even = quorum_of(&[at(28.0, NOW), at(29.0, NOW)]);
+        assert!(
+            matches!(even, Quorum::Agreed { reading, .. } if reading.hashprice.0 == 28.5),
+            "{even:?}"
+        );
+    }
+
+    #[test]
+    fn one_broken_source_is_outvoted_and_two_disagreeing_leave_nothing() {
+        // A source whose unit slipped (a factor of 1,000) or that lies.
+        let outvoted = quorum_of(&[at(28.0, NOW), at(28.2, NOW), at(0.028, NOW)]);
+        assert!(
+            matches!(outvoted, Quorum::Agreed { reading, outliers: 1 } if reading.hashprice.0 == 28.1),
+            "{outvoted:?}"
+        );
+        let split = quorum_of(&[at(28.0, NOW), at(40.0, NOW)]);
+        assert_eq!(
+            split,
+            Quorum::Disagree {
+                lowest: UsdPerPhDay(28.0),
+                highest: UsdPerPhDay(40.0)
+            }
+        );
+        // Two against two: no majority either.
+        let even = quorum_of(&[at(28.0, NOW), at(28.1, NOW), at(50.0, NOW), at(50.2, NOW)]);
+        assert!(matches!(even, Quorum::Disagree { .. }), "{even:?}");
+    }
+
+    #[test]
+    fn stale_future_and_absurd_readings_have_no_vote() {
+        let limits = Plausibility::default();
+        let stale = at(5.0, NOW - limits.max_age_s - 1);
+        let future = at(5.0, NOW + limits.max_future_s + 1);
+        let absurd = at(f64::NAN, NOW);
+        assert_eq!(quorum_of(&[stale, future, absurd]), Quorum::Nothing);
+        assert!(matches!(
+            quorum_of(&[stale, future, absurd, at(28.0, NOW)]),
+            Quorum::Agreed { outliers: 0, .. }
+        ));
     }
 }

@@ -174,8 +174,12 @@ pub struct MarketSection {
     pub hashprice: Option<UsdPerPhDay>,
     pub network: Option<Network>,
     /// `{ kind = "mempool", url = "https://mempool.space" }` or
-    /// `{ kind = "hashrate_index", url = "…" }`.
-    pub poll: Option<crate::sources::Poll>,
+    /// `{ kind = "hashrate_index", url = "…" }`, or a list of them polled together: the
+    /// readings' quorum is taken (`market::quorum`).
+    pub poll: Option<crate::sources::Sources>,
+    /// With several sources: how far from their median (a fraction) a reading may lie and still
+    /// agree (default 0.1).
+    pub quorum_spread: Option<f64>,
     /// Seconds between polls (default 300).
     pub poll_interval_s: Option<f64>,
     /// Readings to replay (`at,hashprice` or `at,difficulty,height,fees_per_block_btc,btc_usd`):
@@ -235,6 +239,17 @@ fn check_numbers(config: &SiteConfig, path: &Path) -> Result<(), SiteError> {
             "s",
         ),
     ];
+    if let Some(spread) = config.market.quorum_spread {
+        checks.push(("market.quorum_spread".into(), spread, (0.001, 1.0), ""));
+    }
+    if let Some(sources) = &config.market.poll {
+        checks.push((
+            "market.poll".into(),
+            sources.list().len() as f64,
+            (1.0, 16.0),
+            "sources",
+        ));
+    }
     if let Some(cap) = config.site.cap_w {
         checks.push(("site.cap_w".into(), cap, (0.0, MAX_SITE_W), "W"));
     }
@@ -883,5 +898,30 @@ btc_usd = 63000
                 Err(e) => proptest::prop_assert!(names(&e, key), "{key} = {text}: {e}"),
             }
         }
+    }
+
+    #[test]
+    fn several_market_sources_and_their_spread() {
+        let without_network = &GOOD[..GOOD.find("[market.network]").expect("in GOOD")];
+        let sources = "[market]\npoll = [{ kind = \"mempool\", url = \"https://mempool.space\" }, \
+                       { kind = \"hashrate_index\", url = \"https://example.invalid\" }]\n";
+        let site = parse(&format!("{without_network}{sources}")).expect("valid");
+        assert_eq!(site.market.poll.map(|p| p.list().len()), Some(2));
+        let one = "[market]\npoll = { kind = \"mempool\", url = \"https://mempool.space\" }\n";
+        let site = parse(&format!("{without_network}{one}")).expect("valid");
+        assert_eq!(site.market.poll.map(|p| p.list().len()), Some(1));
+        for (extra, key) in [
+            ("quorum_spread = 5\n", "market.quorum_spread"),
+            ("quorum_spread = nan\n", "market.quorum_spread"),
+        ] {
+            let message = parse(&format!("{without_network}{sources}{extra}"))
+                .expect_err(extra)
+                .to_string();
+            assert!(message.contains(key), "{message}");
+        }
+        let none = parse(&format!("{without_network}[market]\npoll = []\n"))
+            .expect_err("no source")
+            .to_string();
+        assert!(none.contains("market.poll"), "{none}");
     }
 }

@@ -29,6 +29,23 @@ pub enum Poll {
     HashrateIndex { url: String },
 }
 
+/// `[market] poll`: one source, or several polled together.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Sources {
+    One(Poll),
+    Many(Vec<Poll>),
+}
+
+impl Sources {
+    pub fn list(&self) -> Vec<Poll> {
+        match self {
+            Sources::One(poll) => vec![poll.clone()],
+            Sources::Many(polls) => polls.clone(),
+        }
+    }
+}
+
 fn number(value: &Value) -> Option<f64> {
     // Amounts in sats come as strings; everything else as numbers.
     value

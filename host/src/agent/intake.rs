@@ -8,6 +8,9 @@ use tracing::{info, warn};
 
 use super::{Agent, unix_now};
 use crate::market::Reading;
+
+/// How far from the median a polled reading may lie and still agree, unless the site says.
+const DEFAULT_QUORUM_SPREAD: f64 = 0.1;
 use crate::metrics::Counters;
 use crate::store::{AuditEntry, AuditKind};
 
@@ -168,8 +171,17 @@ impl Agent {
 
     /// A market reading from any source, through the plausibility guard.
     pub(super) fn take_market(&mut self, market: &fleet_proto::Market, source: &str, now: u64) {
-        let taken = Reading::from_message(market)
-            .and_then(|reading| self.market.offer(reading, now).map(|()| reading));
+        match Reading::from_message(market) {
+            Ok(reading) => self.take_reading(reading, source, now),
+            Err(reason) => {
+                self.records.counters.refused_messages += 1;
+                warn!(source, %reason, "market reading refused");
+            }
+        }
+    }
+
+    fn take_reading(&mut self, reading: Reading, source: &str, now: u64) {
+        let taken = self.market.offer(reading, now).map(|()| reading);
         match taken {
             Ok(reading) => {
                 info!(hashprice = %reading.hashprice, source, "market reading taken");
@@ -182,6 +194,55 @@ impl Agent {
             Err(reason) => {
                 self.records.counters.refused_messages += 1;
                 warn!(source, %reason, "market reading refused");
+            }
+        }
+    }
+
+    /// One round of the pollers: a single source's reading through the guard; several sources'
+    /// quorum (`market::quorum`) — their median when most agree, and when they do not, no
+    /// reading at all (the safe policy applies until they agree again).
+    pub(super) fn take_polled(&mut self, polled: super::tasks::Polled, now: u64) {
+        let mut readings = Vec::with_capacity(polled.len());
+        for result in polled {
+            match result
+                .map_err(|e| e.to_string())
+                .and_then(|market| Reading::from_message(&market).map_err(|e| e.to_string()))
+            {
+                Ok(reading) => readings.push(reading),
+                Err(e) => warn!(error = %e, "market poll failed"),
+            }
+        }
+        if self
+            .config
+            .market
+            .poll
+            .as_ref()
+            .is_some_and(|s| s.list().len() == 1)
+        {
+            match readings.first() {
+                Some(reading) => self.take_reading(*reading, "the poller", now),
+                None => warn!("market poll failed; the last good reading stands"),
+            }
+            return;
+        }
+        let spread = self
+            .config
+            .market
+            .quorum_spread
+            .unwrap_or(DEFAULT_QUORUM_SPREAD);
+        match crate::market::quorum(&readings, now, &self.market.limits(), spread) {
+            crate::market::Quorum::Agreed { reading, outliers } => {
+                if outliers > 0 {
+                    warn!(outliers, hashprice = %reading.hashprice, "market sources: outvoted some");
+                }
+                self.take_reading(reading, "the pollers' quorum", now);
+            }
+            crate::market::Quorum::Disagree { lowest, highest } => {
+                warn!(%lowest, %highest, "market sources disagree: the safe policy applies until they agree");
+                self.market.doubt();
+            }
+            crate::market::Quorum::Nothing => {
+                warn!("no market source answered; the last good reading stands");
             }
         }
     }

@@ -137,9 +137,9 @@ pub async fn run(
         }
         None => Vec::new(),
     };
-    let poller = config.market.poll.clone().map(|source| {
+    let poller = config.market.poll.as_ref().map(|sources| {
         let every = Duration::from_secs_f64(config.market.poll_interval_s.unwrap_or(300.0));
-        spawn_poller(source, every)
+        spawn_poller(sources.list(), every)
     });
     let mut agent = Agent::new(config, site.clone(), signer, section.maestro, unix_now())?;
     agent.attach(store, unix_now())?;
@@ -194,10 +194,7 @@ pub async fn run(
                     Some(rx) => rx.recv().await,
                     None => std::future::pending().await,
                 }
-            } => match polled {
-                Ok(market) => agent.take_market(&market, "the poller", unix_now()),
-                Err(e) => warn!(error = %e, "market poll failed; the last good reading stands"),
-            },
+            } => agent.take_polled(polled, unix_now()),
             _ = ticks.tick() => {
                 agent.take_queued(&mut link.incoming, link::INCOMING_QUEUE);
                 for (miner, payload) in agent.round(unix_now()) {

@@ -97,22 +97,28 @@ pub async fn serve_http(listener: tokio::net::TcpListener, served: Served) {
     }
 }
 
-/// Polls `source` every `every`, off the loop (the client blocks).
+/// What one round of polling every source gave, source by source.
+pub(super) type Polled = Vec<Result<fleet_proto::Market, crate::sources::SourceError>>;
+
+/// Polls every source every `every`, off the loop (the client blocks), all of a round together.
 pub(super) fn spawn_poller(
-    source: crate::sources::Poll,
+    sources: Vec<crate::sources::Poll>,
     every: Duration,
 ) -> (
     tokio::task::JoinHandle<()>,
-    tokio::sync::mpsc::Receiver<Result<fleet_proto::Market, crate::sources::SourceError>>,
+    tokio::sync::mpsc::Receiver<Polled>,
 ) {
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let task = tokio::spawn(async move {
         loop {
-            let source = source.clone();
-            let polled =
+            let round = sources.iter().cloned().map(|source| {
                 tokio::task::spawn_blocking(move || crate::sources::poll(&source, unix_now()))
-                    .await;
-            let Ok(polled) = polled else { return };
+            });
+            let mut polled = Vec::with_capacity(sources.len());
+            for handle in round.collect::<Vec<_>>() {
+                let Ok(result) = handle.await else { return };
+                polled.push(result);
+            }
             if tx.send(polled).await.is_err() {
                 return;
             }

@@ -672,3 +672,36 @@ fn the_configured_starting_hashprice_is_not_news_after_a_restart() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn polled_sources_that_disagree_leave_the_site_to_its_safe_policy() {
+    let sources = "[market]\nhashprice = 28.0\npoll = [\
+                   { kind = \"mempool\", url = \"http://127.0.0.1:9\" },\
+                   { kind = \"hashrate_index\", url = \"http://127.0.0.1:9\" },\
+                   { kind = \"hashrate_index\", url = \"http://127.0.0.2:9\" }]\n";
+    let mut agent = agent_with_feeds("", sources);
+    assert!(matches!(agent.market.view(NOW), MarketView::Current { .. }));
+    let reading = |hashprice: f64| -> Result<fleet_proto::Market, crate::sources::SourceError> {
+        serde_json::from_slice(&market(hashprice, NOW + 10)).map_err(|_| {
+            crate::sources::SourceError::Fetch("a test reading that does not parse".into())
+        })
+    };
+    let down = || {
+        Err(crate::sources::SourceError::Fetch(
+            "connection refused".into(),
+        ))
+    };
+    // One source down, the other two 40 % apart: no majority.
+    agent.take_polled(vec![reading(28.0), reading(40.0), down()], NOW + 10);
+    assert!(
+        matches!(agent.market.view(NOW + 11), MarketView::Expired { .. }),
+        "{:?}",
+        agent.market.view(NOW + 11)
+    );
+    // Two agree, one is off by a unit: their median, the third outvoted.
+    agent.take_polled(vec![reading(29.0), reading(0.029), reading(29.4)], NOW + 20);
+    match agent.market.view(NOW + 21) {
+        MarketView::Current { hashprice, .. } => assert!((hashprice.0 - 29.2).abs() < 1e-9),
+        other => panic!("{other:?}"),
+    }
+}
