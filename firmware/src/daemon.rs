@@ -290,7 +290,11 @@ pub async fn run<H: Hardware>(
                 .is_none_or(|f| f.link.presence.borrow().broker_connected);
             health.observe(chains_up, connected);
             if let (Some(fleet), Some(watch)) = (&mut fleet, &mut host_watch) {
-                let heard = fleet.link.presence.borrow().host_heard();
+                let heard = fleet
+                    .link
+                    .presence
+                    .borrow()
+                    .host_heard(tokio::time::Instant::now());
                 if watch.observe(now - started, heard) {
                     commands::failsafe(fleet, &mut desk, &mut units).await;
                 }

@@ -8,6 +8,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use fleet_proto::feed::FeedKind;
 use fleet_proto::{Kind, MinerTopic, messages};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{ConnectProperties, Packet};
@@ -34,18 +35,30 @@ const RECONNECT_DELAY: Duration = Duration::from_secs(1);
 /// How long the broker keeps this miner's session (and queued commands) while it is away.
 const SESSION_EXPIRY_S: u32 = 3600;
 
+/// How long a verified heartbeat vouches for the agent. The agent signs one every 10 s, each
+/// good for 30 s; past this the host counts as silent even if its presence still says `online` —
+/// which anyone the broker lets in could have written.
+pub const HEARTBEAT_FRESH: Duration = Duration::from_secs(30);
+
 /// What the link knows about the other side.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Presence {
     pub broker_connected: bool,
     /// The agent's presence topic says `online`.
     pub agent_online: bool,
+    /// When the last heartbeat signed by a trusted key arrived.
+    pub heartbeat_at: Option<tokio::time::Instant>,
 }
 
 impl Presence {
-    /// The host can be heard: through a broker, with the agent there.
-    pub fn host_heard(self) -> bool {
-        self.broker_connected && self.agent_online
+    /// The host can be heard at `now`: through a broker, the agent's presence `online` (its last
+    /// will says at once when it dies) and its own signed heartbeat recent (a forged `online`
+    /// has none).
+    pub fn host_heard(self, now: tokio::time::Instant) -> bool {
+        let vouched = self
+            .heartbeat_at
+            .is_some_and(|at| now.saturating_duration_since(at) <= HEARTBEAT_FRESH);
+        self.broker_connected && self.agent_online && vouched
     }
 }
 
@@ -71,6 +84,8 @@ struct Topics {
     agent: String,
     /// Several agents sharing the site, each under its own name.
     agent_peers: String,
+    /// The agents' signed heartbeat.
+    heartbeat: String,
 }
 
 impl Topics {
@@ -84,6 +99,7 @@ impl Topics {
             ack: topic(Kind::Ack),
             agent: fleet_proto::topic::agent_status(&section.site),
             agent_peers: fleet_proto::topic::every_agent_peer(&section.site),
+            heartbeat: fleet_proto::topic::agent_heartbeat(&section.site),
         }
     }
 }
@@ -106,6 +122,10 @@ pub fn spawn(section: &MqttSection) -> Result<MqttLink, String> {
     properties.max_packet_size = Some(MAX_INCOMING_PACKET);
     options.set_connect_properties(properties);
     let (client, eventloop) = AsyncClient::new(options, REQUEST_QUEUE);
+    let keys = section
+        .trusted_keys()
+        .map_err(|(i, e)| format!("mqtt.trusted_keys[{i}]: {e}"))?;
+    let heartbeats = fleet_proto::feed::FeedVerifier::new(section.site.clone(), keys);
     let (command_tx, commands) = mpsc::channel(COMMAND_QUEUE);
     let (presence_tx, presence) = watch::channel(Presence::default());
     let last_state = Arc::new(Mutex::new(None));
@@ -116,6 +136,7 @@ pub fn spawn(section: &MqttSection) -> Result<MqttLink, String> {
         Arc::clone(&last_state),
         command_tx,
         presence_tx,
+        heartbeats,
     ));
     info!(broker = %connection.url, topic = %topics.cmd, "MQTT link starting");
     Ok(MqttLink {
@@ -135,6 +156,7 @@ async fn run_eventloop(
     last_state: Arc<Mutex<Option<Vec<u8>>>>,
     commands: mpsc::Sender<Vec<u8>>,
     presence: watch::Sender<Presence>,
+    mut heartbeats: fleet_proto::feed::FeedVerifier,
 ) {
     let mut refused: Option<String> = None;
     let mut agents_online = std::collections::BTreeSet::new();
@@ -160,6 +182,21 @@ async fn run_eventloop(
                     debug!(%topic, online, agents = agents_online.len(), "agent presence");
                     let any = !agents_online.is_empty();
                     presence.send_modify(|p| p.agent_online = any);
+                } else if topic == topics.heartbeat {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs());
+                    match heartbeats.check(&publish.payload, FeedKind::Heartbeat, now) {
+                        Ok(Some(_)) => {
+                            let at = tokio::time::Instant::now();
+                            presence.send_modify(|p| p.heartbeat_at = Some(at));
+                        }
+                        // The same one again (retained, on a reconnect): it vouches for no more.
+                        Ok(None) => {}
+                        Err(refusal) => {
+                            debug!(%refusal, "heartbeat not taken: it does not vouch for the host")
+                        }
+                    }
                 } else if topic == topics.cmd {
                     take_command(&commands, publish.payload.to_vec());
                 } else {
@@ -177,7 +214,14 @@ async fn run_eventloop(
                 // With the broker gone the agent cannot be heard either; the retained presences
                 // come again on reconnecting.
                 agents_online.clear();
-                presence.send_replace(Presence::default());
+                // The last heartbeat still vouches for its time: the retained one comes again
+                // on reconnecting, but as one already taken.
+                presence.send_modify(|p| {
+                    *p = Presence {
+                        heartbeat_at: p.heartbeat_at,
+                        ..Presence::default()
+                    }
+                });
                 tokio::time::sleep(RECONNECT_DELAY).await;
             }
         }
@@ -208,6 +252,7 @@ fn announce(client: &AsyncClient, topics: &Topics, last_state: &Mutex<Option<Vec
         client.try_subscribe(&topics.cmd, QoS::AtLeastOnce),
         client.try_subscribe(&topics.agent, QoS::AtLeastOnce),
         client.try_subscribe(&topics.agent_peers, QoS::AtLeastOnce),
+        client.try_subscribe(&topics.heartbeat, QoS::AtLeastOnce),
     ];
     if let Some(state) = state {
         results.push(client.try_publish(&topics.state, QoS::AtLeastOnce, true, state));
@@ -278,4 +323,41 @@ pub struct Fleet {
     pub nameplate: Option<crate::telemetry::NameplateReading>,
     /// Fetches and installs images an `update` command asks for; none without `[update]`.
     pub updater: Option<crate::update::Updater>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_host_is_heard_only_with_its_own_recent_word() {
+        let now = tokio::time::Instant::now();
+        let present = Presence {
+            broker_connected: true,
+            agent_online: true,
+            heartbeat_at: Some(now),
+        };
+        assert!(present.host_heard(now));
+        assert!(present.host_heard(now + HEARTBEAT_FRESH));
+        // A forged retained `online` with no signed heartbeat behind it, or one gone stale.
+        let forged = Presence {
+            heartbeat_at: None,
+            ..present
+        };
+        assert!(!forged.host_heard(now));
+        assert!(!present.host_heard(now + HEARTBEAT_FRESH + Duration::from_secs(1)));
+        // The agent's last will, or no broker: silent at once, heartbeat or not.
+        for silent in [
+            Presence {
+                agent_online: false,
+                ..present
+            },
+            Presence {
+                broker_connected: false,
+                ..present
+            },
+        ] {
+            assert!(!silent.host_heard(now));
+        }
+    }
 }

@@ -314,24 +314,59 @@ async fn an_overheated_machine_told_to_sleep_reports_sleeping() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A miner whose failsafe sleeps after 2 s without its host, on a broker where the agent's
+/// presence already says `online` — with the agent's signed heartbeat behind it, or without.
+async fn failsafe_site(
+    name: &str,
+    heartbeat: bool,
+) -> (std::path::PathBuf, Broker, Host, testbed::Process) {
+    let dir = scratch(name);
+    let broker = Broker::start(&dir);
+    let mut host = Host::connect(broker.port, name).await;
+    host.publish(agent_topic(), "online", true).await;
+    if heartbeat {
+        host.heartbeat().await;
+    }
+    let extra = "[mqtt.failsafe]\nafter_s = 2\naction = \"sleep\"\n";
+    let daemon = Daemon::start(&dir, &config(broker.port, &dir.join("data"), extra), name);
+    (dir, broker, host, daemon)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_online_without_the_agents_heartbeat_does_not_hold_off_the_failsafe() {
+    // The agent is down; someone the broker lets in writes `online` where its presence is. Only
+    // the agent's signed heartbeat vouches for it, and there is none: the failsafe sleeps.
+    let (dir, _broker, mut host, daemon) = failsafe_site("failsafe-forged", false).await;
+    host.wait_for("state", SOON, |s| s.json()["durable_sleep"] == true)
+        .await;
+    host.wait_for("telemetry", SOON, |s| mode(s) == "sleeping")
+        .await;
+    assert!(
+        daemon
+            .log_text()
+            .contains("failsafe puts the machine to sleep")
+    );
+    let (status, _) = daemon.terminate();
+    assert!(status.success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_host_trips_the_failsafe_and_a_killed_miner_leaves_its_will() {
-    let dir = scratch("failsafe");
-    let broker = Broker::start(&dir);
-    let mut host = Host::connect(broker.port, "test-host").await;
-    // The agent is there at first, then its presence says offline (its own last will).
-    host.publish(agent_topic(), "online", true).await;
-    let extra = "[mqtt.failsafe]\nafter_s = 2\naction = \"sleep\"\n";
-    let daemon = Daemon::start(&dir, &config(broker.port, &dir.join("data"), extra), "only");
+    // The agent is there at first (online, and its signed heartbeat), then its presence says
+    // offline (its own last will).
+    let (dir, _broker, mut host, daemon) = failsafe_site("failsafe", true).await;
     host.wait_for("telemetry", SOON, |s| mode(s) == "mining")
         .await;
     // Heard: past the failsafe time (by the miner's own clock) and still mining.
+    host.heartbeat().await;
     host.wait_miner_seconds(3).await;
     host.wait_for("telemetry", SOON, |s| mode(s) == "mining")
         .await;
     // One of a group of agents is there (its own presence topic): the single presence going
     // offline is not the host going silent.
     let peer = agent_topic().replace("/agent", "/agent/peers/agent-b");
+    host.heartbeat().await;
     host.publish(peer.clone(), "online", true).await;
     host.publish(agent_topic(), "offline", true).await;
     host.wait_miner_seconds(3).await;

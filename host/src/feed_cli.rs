@@ -190,6 +190,7 @@ pub fn run(args: &FeedArgs) -> Result<(), String> {
         FeedKind::Market => topic::market(&site),
         FeedKind::Power => topic::power(&site),
         FeedKind::Grid => topic::grid(&site),
+        FeedKind::Heartbeat => topic::agent_heartbeat(&site),
     };
     let password = args
         .password_file

@@ -42,6 +42,9 @@ pub enum FeedKind {
     Market,
     Power,
     Grid,
+    /// The agent is there: signed with its command key, so a miner's failsafe counts only the
+    /// agent's own word (`topic::agent_heartbeat`).
+    Heartbeat,
 }
 
 impl FeedKind {
@@ -50,6 +53,7 @@ impl FeedKind {
             FeedKind::Market => "market",
             FeedKind::Power => "power",
             FeedKind::Grid => "grid",
+            FeedKind::Heartbeat => "heartbeat",
         }
     }
 }
@@ -156,7 +160,7 @@ impl std::fmt::Debug for FeedSigner {
 pub enum FeedRefusal {
     #[error("malformed: {0}")]
     Malformed(String),
-    #[error("unsigned, and this site takes only signed readings ([[feeds.trusted_keys]])")]
+    #[error("unsigned, and only signed messages are taken here")]
     Unsigned,
     #[error("unsupported format version {0}")]
     Version(u32),

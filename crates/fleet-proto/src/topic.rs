@@ -194,6 +194,13 @@ pub fn agent_peer_status(site: &Name, instance: &Name) -> String {
     format!("{ROOT}/{site}/agent/peers/{instance}")
 }
 
+/// The agents' signed heartbeat on a site, retained: what miners' failsafe counts, since the
+/// presence topic itself can be written by anyone the broker lets in. Five levels like a miner
+/// topic, but `heartbeat` is no message kind, so no miner's topic is it.
+pub fn agent_heartbeat(site: &Name) -> String {
+    format!("{ROOT}/{site}/agent/heartbeat")
+}
+
 /// Every agent's presence on a site, when several share it.
 pub fn every_agent_peer(site: &Name) -> String {
     format!("{ROOT}/{site}/agent/peers/+")

@@ -340,8 +340,9 @@ impl LoneAgent {
                 "[site]\nname = \"{site}\"\n[tariff]\nkind = \"fixed\"\nprice = 0.06\n\
                  [agent]\n{agent_broker}key_file = \"{}\"\nkey_id = \"host-test\"\n\
                  plan_interval_s = 0.5\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n\
-                 {broker_lines}{extra}",
-                key.display()
+                 store = \"{}\"\n{broker_lines}{extra}",
+                key.display(),
+                dir.join("agent.db").display()
             ),
         )
         .expect("writes");

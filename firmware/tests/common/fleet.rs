@@ -123,6 +123,7 @@ pub use testbed::Seen;
 pub struct Host {
     watcher: testbed::Watcher,
     signer: CommandSigner,
+    heartbeats: fleet_proto::feed::FeedSigner,
 }
 
 impl Host {
@@ -131,9 +132,11 @@ impl Host {
         let mut watcher = testbed::Watcher::connect(port, client_id, &filter).await;
         // The broker is up: nothing the miner publishes from here on is missed.
         watcher.subscribed().await;
+        let site = fleet_proto::Name::new(SITE).expect("valid");
         Self {
             watcher,
             signer: signer(),
+            heartbeats: fleet_proto::feed::FeedSigner::new(site, signer()),
         }
     }
 
@@ -193,5 +196,21 @@ impl Host {
 
     pub async fn publish(&self, topic: String, payload: &str, retain: bool) {
         self.watcher.publish(&topic, payload, retain).await;
+    }
+
+    /// The agent's word that it is there: a heartbeat signed by the host key, retained, good for
+    /// 30 s (what the agent sends every 10 s).
+    pub async fn heartbeat(&mut self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let reading = serde_json::json!({ "agent": agent_topic() });
+        let bytes = self
+            .heartbeats
+            .wire(fleet_proto::feed::FeedKind::Heartbeat, reading, now, 30)
+            .expect("signs");
+        let topic =
+            fleet_proto::topic::agent_heartbeat(&fleet_proto::Name::new(SITE).expect("valid"));
+        self.watcher.publish_bytes(&topic, bytes, true).await;
     }
 }

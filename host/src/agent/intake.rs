@@ -135,6 +135,7 @@ impl Agent {
                         FeedKind::Market => topic::market(&self.site),
                         FeedKind::Power => topic::power(&self.site),
                         FeedKind::Grid => topic::grid(&self.site),
+                        FeedKind::Heartbeat => topic::agent_heartbeat(&self.site),
                     }
             })
     }
@@ -154,6 +155,8 @@ impl Agent {
                 Ok(price) => self.take_power(&price, "the power topic", now),
                 Err(e) => refused(&mut self.records.counters, e.to_string()),
             },
+            // Never routed here: `feed_kind` knows only the site's inputs.
+            FeedKind::Heartbeat => {}
             FeedKind::Grid => match serde_json::from_value::<GridSignal>(reading) {
                 Ok(signal) => match self.grid.signal(signal) {
                     Ok(()) => {

@@ -26,6 +26,10 @@ pub const INCOMING_QUEUE: usize = 65_536;
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 const REQUEST_QUEUE: usize = 4_096;
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// How often the agent signs a heartbeat, and how long one is good for: miners count the host
+/// present while a heartbeat within its time is the last they heard (`topic::agent_heartbeat`).
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
+const HEARTBEAT_TTL_S: u64 = 30;
 const RECONNECT_DELAY: Duration = Duration::from_secs(1);
 
 /// One message for the loop.
@@ -41,8 +45,44 @@ pub struct Link {
     presence: String,
     pub incoming: mpsc::Receiver<Incoming>,
     task: tokio::task::JoinHandle<()>,
+    /// The signed heartbeats, every [`HEARTBEAT_EVERY`].
+    beating: tokio::task::JoinHandle<()>,
     /// Set once the agent says goodbye: its own `offline` is then not answered.
     stopping: Arc<AtomicBool>,
+}
+
+/// Signs and publishes a heartbeat (retained) every [`HEARTBEAT_EVERY`], until aborted. Queued
+/// while the broker is away; one that arrives after its time is refused by the miners, and the
+/// next comes within ten seconds.
+async fn beat(
+    client: AsyncClient,
+    topic: String,
+    presence: String,
+    mut signer: fleet_proto::feed::FeedSigner,
+) {
+    let mut ticks = tokio::time::interval(HEARTBEAT_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let now = super::unix_now();
+        let reading = serde_json::json!({ "agent": presence });
+        match signer.wire(
+            fleet_proto::feed::FeedKind::Heartbeat,
+            reading,
+            now,
+            HEARTBEAT_TTL_S,
+        ) {
+            Ok(bytes) => {
+                if client
+                    .try_publish(&topic, QoS::AtLeastOnce, true, bytes)
+                    .is_err()
+                {
+                    warn!("MQTT request queue full: a heartbeat was not sent");
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot sign a heartbeat"),
+        }
+    }
 }
 
 /// Connects in the background and returns at once. With `share`, this agent is one of a group:
@@ -52,6 +92,7 @@ pub fn spawn(
     connection: &Connection,
     site: &Name,
     share: Option<&ShareSection>,
+    heartbeat: fleet_proto::feed::FeedSigner,
 ) -> Result<Link, String> {
     let (presence, client_id) = match share {
         Some(share) => (
@@ -94,12 +135,19 @@ pub fn spawn(
         tx,
         Arc::clone(&stopping),
     ));
+    let beating = tokio::spawn(beat(
+        client.clone(),
+        topic::agent_heartbeat(site),
+        presence.clone(),
+        heartbeat,
+    ));
     info!(broker = %connection.url, %site, "MQTT link starting");
     Ok(Link {
         client,
         presence,
         incoming,
         task,
+        beating,
         stopping,
     })
 }
@@ -184,6 +232,7 @@ impl Link {
     /// Says `offline` and disconnects, waiting at most `grace`.
     pub async fn finish(self, grace: Duration) {
         self.stopping.store(true, Ordering::Relaxed);
+        self.beating.abort();
         let _ = self
             .client
             .try_publish(&self.presence, QoS::AtLeastOnce, true, OFFLINE.as_bytes());

@@ -175,7 +175,13 @@ pub async fn run(
     let connection = section
         .connection(broker.as_ref())
         .map_err(|e| format!("agent: {e}"))?;
-    let mut link = link::spawn(&connection, &site, section.share.as_ref())?;
+    // The heartbeat is signed with the command key, which the miners already trust.
+    let heartbeat = fleet_proto::feed::FeedSigner::new(
+        site.clone(),
+        crate::keys::load(&section.key_file, &section.key_id)
+            .map_err(|e| format!("agent.key_file: {e}"))?,
+    );
+    let mut link = link::spawn(&connection, &site, section.share.as_ref(), heartbeat)?;
     let mut ticks = tokio::time::interval(Duration::from_secs_f64(section.plan_interval_s));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let deadline = async {
