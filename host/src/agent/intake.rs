@@ -8,11 +8,11 @@ use tracing::{info, warn};
 
 use super::{Agent, unix_now};
 use crate::market::Reading;
+use crate::metrics::Counters;
+use crate::store::{AuditEntry, AuditKind};
 
 /// How far from the median a polled reading may lie and still agree, unless the site says.
 const DEFAULT_QUORUM_SPREAD: f64 = 0.1;
-use crate::metrics::Counters;
-use crate::store::{AuditEntry, AuditKind};
 
 impl Agent {
     /// Another agent of the group came or went: the fleet's split changes with it, and each
