@@ -45,6 +45,12 @@ pub enum IngestError {
     BadStatus { kind: &'static str, miner: String },
     #[error("{kind} from {miner}: not something a miner publishes")]
     NotFromAMiner { kind: &'static str, miner: String },
+    #[error("{kind} from {miner}: the fleet already holds {max} miners ([agent] max_miners)")]
+    FleetFull {
+        kind: &'static str,
+        miner: String,
+        max: usize,
+    },
     #[error("{kind} from {miner} not believed: {source}")]
     Implausible {
         kind: &'static str,
@@ -60,18 +66,33 @@ pub struct FleetView {
     /// Telemetry gap after which a miner counts as unreachable: longer when agents share the
     /// telemetry stream, since each then hears a miner only every n-th report.
     silent_after_s: u64,
+    /// Miners this view holds at most: names beyond it are refused, so a client inventing
+    /// miners on a broker without ACLs cannot grow the agent without end.
+    max_miners: usize,
 }
+
+/// The default bound on miners one agent holds: the size one agent is built for.
+pub const MAX_MINERS: usize = 100_000;
 
 impl Default for FleetView {
     fn default() -> Self {
         Self {
             miners: BTreeMap::new(),
             silent_after_s: SILENT_AFTER_S,
+            max_miners: MAX_MINERS,
         }
     }
 }
 
 impl FleetView {
+    /// A view that holds at most `max_miners` (a site's own count, with some room).
+    pub fn with_max_miners(max_miners: usize) -> Self {
+        Self {
+            max_miners,
+            ..Self::default()
+        }
+    }
+
     pub fn set_silent_after(&mut self, seconds: u64) {
         self.silent_after_s = seconds;
     }
@@ -101,6 +122,13 @@ impl FleetView {
             miner: miner.to_string(),
             source,
         };
+        if !self.miners.contains_key(miner) && self.miners.len() >= self.max_miners {
+            return Err(IngestError::FleetFull {
+                kind: kind.as_str(),
+                miner: miner.to_string(),
+                max: self.max_miners,
+            });
+        }
         match kind {
             Kind::Status => {
                 let online = match payload {
@@ -394,5 +422,24 @@ mod tests {
             let _ = fleet.ingest("m1", Kind::ALL[kind], &payload, NOW);
             let _ = fleet.machines(NOW);
         }
+    }
+
+    #[test]
+    fn invented_miners_past_the_bound_are_refused_and_known_ones_still_heard() {
+        // The documented state's own time, so it is no report from the future.
+        const NOW: u64 = 1_767_225_600;
+        let mut fleet = FleetView::with_max_miners(3);
+        for m in ["m1", "m2", "m3"] {
+            fleet.ingest(m, Kind::Status, b"online", NOW).expect("room");
+        }
+        match fleet.ingest("ghost-4", Kind::State, &example("/state"), NOW) {
+            Err(IngestError::FleetFull { max: 3, miner, .. }) => assert_eq!(miner, "ghost-4"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(fleet.len(), 3);
+        fleet
+            .ingest("m2", Kind::State, &example("/state"), NOW)
+            .expect("a known miner is always heard");
+        assert!(fleet.get("m2").is_some_and(|h| h.state.is_some()));
     }
 }

@@ -127,6 +127,9 @@ pub struct AgentSection {
     /// again a change that failed or went unanswered.
     #[serde(default)]
     pub commands: crate::executor::ExecutorConfig,
+    /// The most miners this agent holds (default 100,000): set it a little above the site's
+    /// count, and a client inventing miners on the broker is refused past it.
+    pub max_miners: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -286,6 +289,14 @@ fn check_numbers(config: &SiteConfig, path: &Path) -> Result<(), SiteError> {
             machine.overhead_usd_per_day,
             (0.0, 1e6),
             "$/day",
+        ));
+    }
+    if let Some(max) = config.agent.as_ref().and_then(|a| a.max_miners) {
+        checks.push((
+            "agent.max_miners".into(),
+            max as f64,
+            (1.0, 1_000_000.0),
+            "",
         ));
     }
     if let Some(broker) = &config.broker {

@@ -266,6 +266,11 @@ impl Agent {
         let seq_floor = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_millis() as u64);
+        let max_miners = config
+            .agent
+            .as_ref()
+            .and_then(|a| a.max_miners)
+            .unwrap_or(crate::fleet::MAX_MINERS);
         let feeds = crate::feeds::FeedGate::new(&site, &config.feeds)
             .map_err(|e| format!("feeds.trusted_keys: {e}"))?;
         Ok(Self {
@@ -274,7 +279,7 @@ impl Agent {
             executor: Executor::new(site.clone(), commands, seq_floor),
             config,
             site,
-            fleet: FleetView::default(),
+            fleet: FleetView::with_max_miners(max_miners),
             market,
             signer,
             records: Records::default(),
