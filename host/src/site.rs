@@ -358,6 +358,28 @@ fn check_broker(
     })?;
     if let Some(broker) = embedded {
         broker.check().map_err(|e| ("broker.tls", e.to_string()))?;
+        // Without logins, whoever reaches a listener may publish anything on it (the embedded
+        // broker has no ACLs): only this machine's own clients, then.
+        let exposed = std::iter::once(("broker.listen", broker.listen))
+            .chain(
+                broker
+                    .tls
+                    .as_ref()
+                    .map(|tls| ("broker.tls.listen", tls.listen)),
+            )
+            .find(|(_, address)| !address.ip().is_loopback());
+        if let Some((key, address)) = exposed
+            && broker.users.is_empty()
+        {
+            return Err((
+                key,
+                format!(
+                    "{address} is reachable from the network, and without [broker.users] anyone \
+                     there could publish on the site's topics: give every client a login, or \
+                     listen on loopback"
+                ),
+            ));
+        }
         let admitted = match &connection.credentials {
             _ if broker.users.is_empty() => true,
             Some((user, password)) => broker.users.get(user) == Some(password),
@@ -647,7 +669,17 @@ btc_usd = 63000
             "mqtt://127.0.0.1:1883"
         );
 
-        let listening = format!("{GOOD}{agent}[broker]\nlisten = \"0.0.0.0:1999\"\n");
+        // On every interface only with logins, the agent's among them.
+        let open = format!("{GOOD}{agent}[broker]\nlisten = \"0.0.0.0:1999\"\n");
+        let refused = parse(&open).expect_err("no logins").to_string();
+        assert!(
+            refused.contains("broker.listen") && refused.contains("[broker.users]"),
+            "{refused}"
+        );
+        let listening = format!(
+            "{GOOD}{agent}username = \"agent\"\npassword = \"a-long-secret\"\n\
+             [broker]\nlisten = \"0.0.0.0:1999\"\n[broker.users]\nagent = \"a-long-secret\"\n"
+        );
         let site = parse(&listening).expect("valid");
         let section = site.agent.as_ref().expect("agent");
         assert_eq!(
