@@ -10,6 +10,14 @@ use crate::units::Watts;
 /// A maestro site that hears nothing for this long curtails.
 pub const MAESTRO_SILENCE_S: u64 = 240;
 
+/// Clock skew tolerated on a grid signal's `at`, s.
+const SIGNAL_SKEW_S: u64 = 300;
+/// A grid signal older than this when it arrives is refused (a retained one from yesterday).
+const SIGNAL_MAX_AGE_S: u64 = 86_400;
+/// How far after it was sent a grid signal may start or end: demand response is announced
+/// hours to a day ahead and lasts hours; a week is generous.
+const SIGNAL_REACH_S: u64 = 7 * 86_400;
+
 #[derive(Debug, Clone, Default)]
 pub struct Grid {
     /// The site's own contract limit.
@@ -41,11 +49,32 @@ impl Grid {
     }
 
     /// Takes a signal in place of the last one, unless it contradicts itself.
-    pub fn signal(&mut self, signal: GridSignal) -> Result<(), String> {
+    /// A signal received at `now`. Refused (changing nothing) when it is no power, ends before it
+    /// starts, is dated far from now, or reaches further than a demand-response event does —
+    /// a cap "until the end of time" is a mistake or an attack, not a contract.
+    pub fn signal(&mut self, signal: GridSignal, now: u64) -> Result<(), String> {
         if let Some(kw) = signal.cap_kw
             && !(kw.is_finite() && kw >= 0.0)
         {
             return Err(format!("a cap of {kw} kW is not a power"));
+        }
+        if signal.at > now + SIGNAL_SKEW_S || signal.at + SIGNAL_MAX_AGE_S < now {
+            return Err(format!(
+                "it is dated {}, {} s from this host's clock (at most {SIGNAL_SKEW_S} s ahead, \
+                 {SIGNAL_MAX_AGE_S} s old)",
+                signal.at,
+                signal.at.abs_diff(now)
+            ));
+        }
+        for (what, time) in [("ends", signal.until), ("starts", signal.from)] {
+            if let Some(time) = time
+                && time > signal.at.saturating_add(SIGNAL_REACH_S)
+            {
+                return Err(format!(
+                    "it {what} at {time}, more than {} days after it was sent",
+                    SIGNAL_REACH_S / 86_400
+                ));
+            }
         }
         if let (Some(from), Some(until)) = (signal.from, signal.until)
             && from >= until
@@ -109,13 +138,16 @@ mod tests {
     fn the_tightest_cap_in_force_wins() {
         let mut grid = Grid::new(Some(Watts(2_000_000.0)), false, NOW);
         assert_eq!(grid.cap(NOW).map(|c| c.0), Some(Watts(2_000_000.0)));
-        grid.signal(GridSignal {
-            v: 1,
-            at: NOW,
-            cap_kw: Some(1_800.0),
-            until: Some(NOW + 3_600),
-            from: None,
-        })
+        grid.signal(
+            GridSignal {
+                v: 1,
+                at: NOW,
+                cap_kw: Some(1_800.0),
+                until: Some(NOW + 3_600),
+                from: None,
+            },
+            NOW,
+        )
         .expect("a cap");
         assert_eq!(
             grid.cap(NOW + 10),
@@ -123,13 +155,16 @@ mod tests {
         );
         // Expired: back to the contract.
         assert_eq!(grid.cap(NOW + 3_600).map(|c| c.0), Some(Watts(2_000_000.0)));
-        grid.signal(GridSignal {
-            v: 1,
-            at: NOW,
-            cap_kw: None,
-            until: None,
-            from: None,
-        })
+        grid.signal(
+            GridSignal {
+                v: 1,
+                at: NOW,
+                cap_kw: None,
+                until: None,
+                from: None,
+            },
+            NOW,
+        )
         .expect("a lift");
         assert_eq!(grid.cap(NOW).map(|c| c.0), Some(Watts(2_000_000.0)));
     }
@@ -144,7 +179,7 @@ mod tests {
             until: Some(NOW + 5_400),
             from: Some(NOW + 1_800),
         };
-        grid.signal(signal).expect("a cap with notice");
+        grid.signal(signal, NOW).expect("a cap with notice");
         assert_eq!(grid.cap(NOW), None, "not yet");
         assert_eq!(grid.scheduled(NOW), Some((Watts(1_200_000.0), NOW + 1_800)));
         assert_eq!(grid.cap(NOW + 1_499), None);
@@ -161,13 +196,54 @@ mod tests {
             from: Some(NOW + 9_000),
             ..signal
         };
-        assert!(grid.signal(backwards).is_err());
+        assert!(grid.signal(backwards, NOW).is_err());
         let nan = GridSignal {
             cap_kw: Some(f64::NAN),
             ..signal
         };
-        assert!(grid.signal(nan).is_err());
+        assert!(grid.signal(nan, NOW).is_err());
         assert_eq!(grid.cap(NOW + 1_500).map(|c| c.0), Some(Watts(1_200_000.0)));
+    }
+
+    #[test]
+    fn a_cap_for_ever_or_from_another_day_is_refused() {
+        let mut grid = Grid::new(None, false, NOW);
+        let cap = GridSignal {
+            v: 1,
+            at: NOW,
+            cap_kw: Some(0.0),
+            until: Some(u64::MAX),
+            from: None,
+        };
+        // Once capped the site at 0 W for ever.
+        let refused = grid.signal(cap, NOW).expect_err("for ever");
+        assert!(refused.contains("more than 7 days"), "{refused}");
+        let far_start = GridSignal {
+            until: Some(NOW + 9 * 86_400),
+            from: Some(NOW + 8 * 86_400),
+            ..cap
+        };
+        assert!(grid.signal(far_start, NOW).is_err());
+        let yesterday = GridSignal {
+            at: NOW - 2 * 86_400,
+            until: Some(NOW + 3_600),
+            ..cap
+        };
+        assert!(grid.signal(yesterday, NOW).is_err());
+        let tomorrow = GridSignal {
+            at: NOW + 3_600,
+            until: Some(NOW + 7_200),
+            ..cap
+        };
+        assert!(grid.signal(tomorrow, NOW).is_err());
+        assert_eq!(grid.cap(NOW), None, "none of them took");
+        // A day-long event announced now is what demand response looks like: taken.
+        let event = GridSignal {
+            until: Some(NOW + 86_400),
+            ..cap
+        };
+        grid.signal(event, NOW + 10).expect("a day-long cap");
+        assert_eq!(grid.cap(NOW + 20).map(|c| c.0), Some(Watts(0.0)));
     }
 
     #[test]

@@ -158,7 +158,7 @@ impl Agent {
             // Never routed here: `feed_kind` knows only the site's inputs.
             FeedKind::Heartbeat => {}
             FeedKind::Grid => match serde_json::from_value::<GridSignal>(reading) {
-                Ok(signal) => match self.grid.signal(signal) {
+                Ok(signal) => match self.grid.signal(signal, now) {
                     Ok(()) => {
                         info!(cap_kw = ?signal.cap_kw, from = ?signal.from, until = ?signal.until, "grid signal");
                         if let Some((cap, from)) = self.grid.scheduled(now) {
