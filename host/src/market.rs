@@ -125,6 +125,11 @@ pub enum Refused {
     DifficultyJump { ratio: f64 },
     #[error("hashprice moved {ratio:.1}× from the last good reading: implausible")]
     HashpriceJump { ratio: f64 },
+    #[error(
+        "hashprice would have moved {ratio:.1}× within {window_h} h of good readings, in steps \
+         each small enough: implausible"
+    )]
+    HashpriceDrift { ratio: f64, window_h: u64 },
     #[error("neither a hashprice nor all of difficulty, height, fees and BTC price")]
     Incomplete,
 }
@@ -168,7 +173,13 @@ impl Default for Plausibility {
 pub struct MarketGuard {
     limits: Plausibility,
     last: Option<Reading>,
+    /// The good readings of the last `max_age_s`, oldest first: a run of steps each inside the
+    /// jump bound must not add up to more than it either.
+    recent: std::collections::VecDeque<Reading>,
 }
+
+/// Good readings remembered for the cumulative bound at most (a feed every second for hours).
+const RECENT_READINGS: usize = 4_096;
 
 fn ratio(a: f64, b: f64) -> f64 {
     if a > b { a / b } else { b / a }
@@ -176,7 +187,10 @@ fn ratio(a: f64, b: f64) -> f64 {
 
 impl MarketGuard {
     pub fn new(limits: Plausibility) -> Self {
-        Self { limits, last: None }
+        Self {
+            limits,
+            ..Self::default()
+        }
     }
 
     /// Takes `reading` at unix time `now` if it is plausible. Jumps are judged against the last
@@ -218,6 +232,25 @@ impl MarketGuard {
                 }
             }
         }
+        let window_start = now.saturating_sub(self.limits.max_age_s);
+        while self.recent.front().is_some_and(|r| r.at < window_start) {
+            self.recent.pop_front();
+        }
+        let drift = self
+            .recent
+            .iter()
+            .map(|r| ratio(reading.hashprice.0, r.hashprice.0))
+            .fold(1.0, f64::max);
+        if drift > self.limits.max_hashprice_ratio {
+            return Err(Refused::HashpriceDrift {
+                ratio: drift,
+                window_h: self.limits.max_age_s / 3_600,
+            });
+        }
+        if self.recent.len() == RECENT_READINGS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(reading);
         self.last = Some(reading);
         Ok(())
     }
@@ -508,5 +541,45 @@ mod quorum_tests {
             quorum_of(&[stale, future, absurd, at(28.0, NOW)]),
             Quorum::Agreed { outliers: 0, .. }
         ));
+    }
+}
+
+#[cfg(test)]
+mod drift_tests {
+    use super::*;
+
+    const NOW: u64 = 1_771_900_000;
+
+    fn reading(hashprice: f64, at: u64) -> Reading {
+        Reading {
+            at,
+            hashprice: UsdPerPhDay(hashprice),
+            difficulty: None,
+        }
+    }
+
+    #[test]
+    fn small_steps_cannot_add_up_to_a_crash_within_the_window() {
+        // The attack that once curtailed a site: five readings 0.3 s apart, each inside the 3×
+        // jump bound, from $27.58 to $0.12.
+        let mut guard = MarketGuard::new(Plausibility::default());
+        guard
+            .offer(reading(27.58, NOW), NOW)
+            .expect("the real market");
+        guard
+            .offer(reading(12.0, NOW + 1), NOW + 1)
+            .expect("2.3×: inside");
+        match guard.offer(reading(5.0, NOW + 2), NOW + 2) {
+            Err(Refused::HashpriceDrift { ratio, window_h: 3 }) => {
+                assert!((ratio - 27.58 / 5.0).abs() < 1e-9)
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(guard.last().map(|r| r.hashprice.0), Some(12.0));
+        // Hours later the window has moved on: the market may really be elsewhere by then.
+        let later = NOW + 4 * 3_600;
+        guard
+            .offer(reading(5.0, later), later)
+            .expect("the old readings have left the window");
     }
 }
