@@ -474,7 +474,7 @@ mod tests {
 }
 
 #[cfg(test)]
-mod quorum_tests {
+mod window_tests {
     use super::*;
 
     const NOW: u64 = 1_771_900_000;
@@ -542,34 +542,17 @@ mod quorum_tests {
             Quorum::Agreed { outliers: 0, .. }
         ));
     }
-}
-
-#[cfg(test)]
-mod drift_tests {
-    use super::*;
-
-    const NOW: u64 = 1_771_900_000;
-
-    fn reading(hashprice: f64, at: u64) -> Reading {
-        Reading {
-            at,
-            hashprice: UsdPerPhDay(hashprice),
-            difficulty: None,
-        }
-    }
 
     #[test]
     fn small_steps_cannot_add_up_to_a_crash_within_the_window() {
         // The attack that once curtailed a site: five readings 0.3 s apart, each inside the 3×
         // jump bound, from $27.58 to $0.12.
         let mut guard = MarketGuard::new(Plausibility::default());
+        guard.offer(at(27.58, NOW), NOW).expect("the real market");
         guard
-            .offer(reading(27.58, NOW), NOW)
-            .expect("the real market");
-        guard
-            .offer(reading(12.0, NOW + 1), NOW + 1)
+            .offer(at(12.0, NOW + 1), NOW + 1)
             .expect("2.3×: inside");
-        match guard.offer(reading(5.0, NOW + 2), NOW + 2) {
+        match guard.offer(at(5.0, NOW + 2), NOW + 2) {
             Err(Refused::HashpriceDrift { ratio, window_h: 3 }) => {
                 assert!((ratio - 27.58 / 5.0).abs() < 1e-9)
             }
@@ -579,7 +562,7 @@ mod drift_tests {
         // Hours later the window has moved on: the market may really be elsewhere by then.
         let later = NOW + 4 * 3_600;
         guard
-            .offer(reading(5.0, later), later)
+            .offer(at(5.0, later), later)
             .expect("the old readings have left the window");
     }
 }
