@@ -276,7 +276,9 @@ impl Executor {
             Some(op) if op.want == to => {
                 if retry_due {
                     Wanted::Retry
-                } else if matches!(op.phase, Phase::Verified { .. }) && from != to {
+                } else if matches!(op.phase, Phase::Verified { .. })
+                    && drifted(from, to, self.config.target_tolerance)
+                {
                     Wanted::Drifted
                 } else {
                     return Wanted::Unchanged;
@@ -496,6 +498,17 @@ impl Executor {
             }
         }
         out
+    }
+}
+
+/// Whether a miner showing `shows` has left `verified`: asleep against running, full against a
+/// power target, or a power target off by more than the verification's tolerance — not a
+/// target the miner reports a little differently (rounded, or clamped to its board), which
+/// would otherwise be sent again every round.
+fn drifted(shows: Setting, verified: Setting, tolerance: f64) -> bool {
+    match (shows, verified) {
+        (Setting::PowerTarget(a), Setting::PowerTarget(b)) => (a.0 / b.0 - 1.0).abs() > tolerance,
+        (a, b) => a != b,
     }
 }
 

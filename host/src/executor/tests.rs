@@ -404,3 +404,19 @@ fn a_verified_change_the_miner_drifts_off_is_sent_again() {
         Wanted::Unchanged
     );
 }
+
+#[test]
+fn a_power_target_reported_a_little_differently_is_no_drift() {
+    let target = |w: f64| Setting::PowerTarget(Watts(w));
+    assert!(
+        !drifted(target(1_998.0), target(2_000.0), 0.1),
+        "rounded or clamped"
+    );
+    assert!(
+        drifted(target(1_500.0), target(2_000.0), 0.1),
+        "another target"
+    );
+    assert!(drifted(Setting::Full, target(2_000.0), 0.1));
+    assert!(drifted(Setting::Sleep, Setting::Full, 0.1));
+    assert!(!drifted(Setting::Sleep, Setting::Sleep, 0.1));
+}
