@@ -296,6 +296,17 @@ impl Process {
         Self::start(&binary("hashwarden-fw"), &args, log)
     }
 
+    /// Like [`Process::sim_miner`], with its HTTP API (the AxeOS one, with local actions) on
+    /// `http_listen`.
+    pub fn sim_miner_with_http(config: &str, http_listen: &str, log: PathBuf) -> Self {
+        let mut args: Vec<&str> = SIM_DAEMON_ARGS.to_vec();
+        if let Some(at) = args.iter().position(|a| *a == "--http-listen") {
+            args[at + 1] = http_listen;
+        }
+        args.extend(["--config", config]);
+        Self::start(&binary("hashwarden-fw"), &args, log)
+    }
+
     /// `hashwarden-fw supervise` on `config`, starting [`SIM_DAEMON_ARGS`] builds: a board that
     /// takes updates. Dropped, it gets SIGTERM first, which the supervisor passes on, so its
     /// build does not outlive the test.
