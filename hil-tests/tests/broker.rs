@@ -68,6 +68,13 @@ async fn accepted(options: MqttOptions) -> bool {
                     return ack.code == rumqttc::v5::mqttbytes::v5::ConnectReturnCode::Success;
                 }
                 Ok(_) => {}
+                // Nothing listening yet: the broker starts its listeners in the background, and
+                // a suite that asks at once can be there first. Ask again until it answers.
+                Err(rumqttc::v5::ConnectionError::Io(e))
+                    if e.kind() == std::io::ErrorKind::ConnectionRefused =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
                 Err(_) => return false,
             }
         }
