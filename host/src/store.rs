@@ -196,8 +196,34 @@ pub struct Store {
     db: Connection,
 }
 
+/// How long opening the store keeps trying while another process holds it.
+const OPEN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(15);
+
 impl Store {
+    /// Opens (creating, or migrating) the store at `path`. Two processes opening a new file at
+    /// the same moment — the agent starting while `flash` or `curtail` runs — can find it locked
+    /// in a way SQLite's busy timeout does not wait out (it refuses at once what would deadlock):
+    /// the open is tried again, briefly, until the other is done.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let started = std::time::Instant::now();
+        loop {
+            match Self::open_once(path) {
+                Err(StoreError::Sqlite {
+                    source: rusqlite::Error::SqliteFailure(e, _),
+                    ..
+                }) if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && started.elapsed() < OPEN_PATIENCE =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                opened => return opened,
+            }
+        }
+    }
+
+    fn open_once(path: &Path) -> Result<Self, StoreError> {
         let fail = |source| StoreError::Sqlite {
             path: path.to_path_buf(),
             source,
@@ -821,5 +847,27 @@ mod tests {
         .expect("writes");
         let message = Store::open(&junk).expect_err("refused").to_string();
         assert!(message.contains("agent.db"), "{message}");
+    }
+
+    #[test]
+    fn processes_opening_a_new_store_at_once_all_get_it() {
+        // The agent starting while `flash` runs: both create and set up the same new file.
+        let dir = std::env::temp_dir().join(format!("hw-store-race-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch");
+        for round in 0..20 {
+            let path = dir.join(format!("agent-{round}.db"));
+            let openers: Vec<_> = (0..4)
+                .map(|_| {
+                    let path = path.clone();
+                    std::thread::spawn(move || Store::open(&path).map(|_| ()))
+                })
+                .collect();
+            for opener in openers {
+                let opened = opener.join().expect("joins");
+                assert!(opened.is_ok(), "round {round}: {opened:?}");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
