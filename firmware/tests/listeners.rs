@@ -5,47 +5,9 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
-
-/// `count` half-open connections from 127.0.0.1, each sending the start of a request and no
-/// more; returns them once at most `keep` are still open (or after 30 s, however many), with how
-/// many are.
-fn flood(
-    address: SocketAddr,
-    count: usize,
-    opening: &[u8],
-    keep: usize,
-) -> (Vec<TcpStream>, usize) {
-    let mut streams = Vec::new();
-    for _ in 0..count {
-        if let Ok(mut stream) = TcpStream::connect_timeout(&address, Duration::from_secs(5)) {
-            let _ = stream.write_all(opening);
-            let _ = stream.set_nonblocking(true);
-            streams.push(stream);
-        }
-    }
-    // Open: a read would block. Closed by the daemon: end of stream, or reset.
-    let open = |streams: &mut Vec<TcpStream>| {
-        let mut open = 0;
-        for stream in streams.iter_mut() {
-            let mut byte = [0u8; 1];
-            if matches!(stream.read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-            {
-                open += 1;
-            }
-        }
-        open
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut still = open(&mut streams);
-    while still > keep && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-        still = open(&mut streams);
-    }
-    (streams, still)
-}
 
 /// One request from 127.0.0.2 (another host, as far as the daemon can tell): its whole reply.
 fn ask_from_elsewhere(address: SocketAddr, request: &[u8]) -> Vec<u8> {
@@ -108,7 +70,7 @@ fn daemon_with(what: &str) -> (common::Listening, SocketAddr) {
 #[test]
 fn a_flood_from_one_host_leaves_the_cgminer_api_to_the_others() {
     let (mut daemon, cgminer) = daemon_with("cgminer API");
-    let (held, open) = flood(cgminer, 300, b"{\"command\":\"sum", 8);
+    let (held, open) = testbed::hold_connections(cgminer, 300, b"{\"command\":\"sum", 8);
     assert!(open <= 8, "one host keeps at most 8 of 300: {open} open");
     let reply = ask_from_elsewhere(cgminer, br#"{"command":"version"}"#);
     assert_eq!(
@@ -135,7 +97,7 @@ fn a_flood_from_one_host_leaves_the_cgminer_api_to_the_others() {
 #[test]
 fn a_flood_from_one_host_leaves_the_http_api_to_the_others() {
     let (mut daemon, http) = daemon_with("HTTP API");
-    let (held, open) = flood(
+    let (held, open) = testbed::hold_connections(
         http,
         300,
         b"GET /api/system/info HTTP/1.1\r\nHost: x\r\n",

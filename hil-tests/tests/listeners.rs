@@ -3,9 +3,8 @@
 //! new MQTT clients were locked out. Now one host keeps at most its share of streams, another host
 //! still reads `/metrics`, and the embedded broker still takes new clients.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::time::Duration;
 
 use testbed::site::LoneAgent;
 use testbed::{Via, Watcher};
@@ -13,44 +12,6 @@ use testbed::{Via, Watcher};
 const SITE: &str = "listeners";
 /// What the agent's listener lets one host hold (`host/src/agent/tasks.rs`).
 const PER_PEER: usize = 32;
-
-/// `count` event streams from 127.0.0.1; returns them once at most `keep` are still open (or
-/// after 30 s), with how many are.
-fn streams(address: SocketAddr, count: usize, keep: usize) -> (Vec<TcpStream>, usize) {
-    let mut held = Vec::new();
-    for _ in 0..count {
-        if let Ok(mut stream) = TcpStream::connect_timeout(&address, Duration::from_secs(5)) {
-            let _ = stream.write_all(b"GET /events HTTP/1.1\r\nHost: agent\r\n\r\n");
-            let _ = stream.set_nonblocking(true);
-            held.push(stream);
-        }
-    }
-    // Open: a stream the server keeps (it may have sent its first event: drained here).
-    // Closed: end of stream or reset.
-    let open = |held: &mut Vec<TcpStream>| {
-        let mut open = 0;
-        for stream in held.iter_mut() {
-            let mut buf = [0u8; 4096];
-            let alive = loop {
-                match stream.read(&mut buf) {
-                    Ok(0) => break false,
-                    Ok(_) => continue,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break true,
-                    Err(_) => break false,
-                }
-            };
-            open += usize::from(alive);
-        }
-        open
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut still = open(&mut held);
-    while still > keep && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-        still = open(&mut held);
-    }
-    (held, still)
-}
 
 /// `GET /metrics` from 127.0.0.2 (another host, as the agent sees it): the reply's first line.
 async fn metrics_from_elsewhere(port: u16) -> String {
@@ -80,7 +41,14 @@ async fn a_flood_of_event_streams_leaves_the_agent_to_everyone_else() {
     let address: SocketAddr = format!("127.0.0.1:{}", site.metrics_port)
         .parse()
         .expect("address");
-    let flood = tokio::task::spawn_blocking(move || streams(address, 300, PER_PEER));
+    let flood = tokio::task::spawn_blocking(move || {
+        testbed::hold_connections(
+            address,
+            300,
+            b"GET /events HTTP/1.1\r\nHost: agent\r\n\r\n",
+            PER_PEER,
+        )
+    });
     let (held, open) = flood.await.expect("joins");
     assert!(
         open <= PER_PEER,

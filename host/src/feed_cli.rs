@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use fleet_proto::feed::FeedKind;
-use fleet_proto::{GridSignal, Market, Name, PowerPrice, topic};
+use fleet_proto::{GridSignal, Market, Name, PowerPrice};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::{AsyncClient, Event};
@@ -186,12 +186,7 @@ pub fn run(args: &FeedArgs) -> Result<(), String> {
         println!("{}", String::from_utf8_lossy(&bytes));
         return Ok(());
     }
-    let topic = match kind {
-        FeedKind::Market => topic::market(&site),
-        FeedKind::Power => topic::power(&site),
-        FeedKind::Grid => topic::grid(&site),
-        FeedKind::Heartbeat => topic::agent_heartbeat(&site),
-    };
+    let topic = kind.topic(&site);
     let password = args
         .password_file
         .as_ref()

@@ -96,6 +96,7 @@ pub struct SignedCommand {
 }
 
 /// Signs commands. Holds the private key; lives on the host only.
+#[derive(Clone)]
 pub struct CommandSigner {
     key_id: String,
     key: SigningKey,

@@ -56,6 +56,16 @@ impl FeedKind {
             FeedKind::Heartbeat => "heartbeat",
         }
     }
+
+    /// The topic a message of this kind travels on for `site`.
+    pub fn topic(self, site: &Name) -> String {
+        match self {
+            FeedKind::Market => crate::topic::market(site),
+            FeedKind::Power => crate::topic::power(site),
+            FeedKind::Grid => crate::topic::grid(site),
+            FeedKind::Heartbeat => crate::topic::agent_heartbeat(site),
+        }
+    }
 }
 
 /// What a feed key signs.

@@ -87,6 +87,52 @@ pub fn agent_key(path: &Path, key_id: &str) -> String {
     public_key
 }
 
+/// `count` connections from 127.0.0.1 to `address`, each sending `opening` and then holding on
+/// (half a request, or a request for a stream): a flood from one host. Returns them once at most
+/// `keep` are still open — or after 30 s, however many are — with how many are. Open: a read
+/// would block once what the server sent is drained; closed: end of stream, or a reset.
+pub fn hold_connections(
+    address: std::net::SocketAddr,
+    count: usize,
+    opening: &[u8],
+    keep: usize,
+) -> (Vec<std::net::TcpStream>, usize) {
+    use std::io::{Read, Write};
+    let mut streams = Vec::new();
+    for _ in 0..count {
+        if let Ok(mut stream) =
+            std::net::TcpStream::connect_timeout(&address, Duration::from_secs(5))
+        {
+            let _ = stream.write_all(opening);
+            let _ = stream.set_nonblocking(true);
+            streams.push(stream);
+        }
+    }
+    let open = |streams: &mut Vec<std::net::TcpStream>| {
+        let mut open = 0;
+        for stream in streams.iter_mut() {
+            let mut buf = [0u8; 4096];
+            let alive = loop {
+                match stream.read(&mut buf) {
+                    Ok(0) => break false,
+                    Ok(_) => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break true,
+                    Err(_) => break false,
+                }
+            };
+            open += usize::from(alive);
+        }
+        open
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut still = open(&mut streams);
+    while still > keep && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        still = open(&mut streams);
+    }
+    (streams, still)
+}
+
 /// Writes a file that holds secrets, readable by its owner only (the binaries refuse a
 /// world-readable one).
 pub fn write_private(path: &Path, text: &str) {

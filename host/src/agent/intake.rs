@@ -129,15 +129,7 @@ impl Agent {
     fn feed_kind(&self, topic_name: &str) -> Option<FeedKind> {
         [FeedKind::Market, FeedKind::Power, FeedKind::Grid]
             .into_iter()
-            .find(|kind| {
-                topic_name
-                    == match kind {
-                        FeedKind::Market => topic::market(&self.site),
-                        FeedKind::Power => topic::power(&self.site),
-                        FeedKind::Grid => topic::grid(&self.site),
-                        FeedKind::Heartbeat => topic::agent_heartbeat(&self.site),
-                    }
-            })
+            .find(|kind| topic_name == kind.topic(&self.site))
     }
 
     /// A reading the feed gate let through, to its guard.

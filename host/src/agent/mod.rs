@@ -118,6 +118,7 @@ pub async fn run(
     let broker = config.broker.clone();
     let signer = crate::keys::load(&section.key_file, &section.key_id)
         .map_err(|e| format!("agent.key_file: {e}"))?;
+    let heartbeat_key = signer.clone();
     let store = Store::open(&section.store).map_err(|e| format!("agent.store: {e}"))?;
     let replay = match &config.market.csv {
         Some(path) => {
@@ -176,11 +177,7 @@ pub async fn run(
         .connection(broker.as_ref())
         .map_err(|e| format!("agent: {e}"))?;
     // The heartbeat is signed with the command key, which the miners already trust.
-    let heartbeat = fleet_proto::feed::FeedSigner::new(
-        site.clone(),
-        crate::keys::load(&section.key_file, &section.key_id)
-            .map_err(|e| format!("agent.key_file: {e}"))?,
-    );
+    let heartbeat = fleet_proto::feed::FeedSigner::new(site.clone(), heartbeat_key);
     let mut link = link::spawn(&connection, &site, section.share.as_ref(), heartbeat)?;
     let mut ticks = tokio::time::interval(Duration::from_secs_f64(section.plan_interval_s));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -369,11 +369,6 @@ async fn replay(
         clock.wall_length(),
         civil(story.event.0)
     ));
-    let topics = (
-        format!("hashwarden/v1/{}/market", site::SITE),
-        format!("hashwarden/v1/{}/power", site::SITE),
-        format!("hashwarden/v1/{}/grid", site::SITE),
-    );
     let mut latest: BTreeMap<String, Reported> = BTreeMap::new();
     let mut ledger = LiveLedger::default();
     let mut event = EventWatch::default();
@@ -432,7 +427,6 @@ async fn replay(
             tap.tell(
                 feed,
                 FeedKind::Market,
-                topics.0.clone(),
                 format!(
                     "{{\"v\":1,\"at\":{unix},\"hashprice_usd_per_ph_day\":{}}}",
                     told.hashprice.0
@@ -442,7 +436,6 @@ async fn replay(
             tap.tell(
                 feed,
                 FeedKind::Power,
-                topics.1.clone(),
                 format!(
                     "{{\"v\":1,\"at\":{unix},\"usd_per_kwh\":{}}}",
                     told.power_price.0
@@ -460,13 +453,13 @@ async fn replay(
                 unix + wall(story.event.0.saturating_sub(story_at)),
                 unix + wall(story.event.1 - story_at).max(1)
             );
-            tap.tell(feed, FeedKind::Grid, topics.2.clone(), body).await;
+            tap.tell(feed, FeedKind::Grid, body).await;
         }
         if told.in_event != in_event {
             in_event = told.in_event;
             if !in_event {
                 let lift = format!("{{\"v\":1,\"at\":{unix},\"cap_kw\":null,\"until\":null}}");
-                tap.tell(feed, FeedKind::Grid, topics.2.clone(), lift).await;
+                tap.tell(feed, FeedKind::Grid, lift).await;
             }
         }
         let site_w: f64 = latest.values().map(|r| r.power_w).sum();

@@ -259,14 +259,18 @@ impl Tap {
         })
     }
 
-    /// A story reading (`reading`'s JSON as the topic takes it), signed by `feed`, retained.
+    /// A story reading (`reading`'s JSON as its kind's topic takes it), signed by `feed`,
+    /// retained.
     pub async fn tell(
         &self,
         feed: &mut fleet_proto::feed::FeedSigner,
         kind: fleet_proto::feed::FeedKind,
-        topic: String,
         reading: String,
     ) {
+        let Ok(site) = fleet_proto::Name::new(SITE) else {
+            return;
+        };
+        let topic = kind.topic(&site);
         let now = crate::agent::unix_now();
         // Good for a minute: the story retells every few seconds.
         let signed =
