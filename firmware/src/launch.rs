@@ -76,6 +76,17 @@ pub fn open_desk(config: Option<&config::Config>) -> Result<desk::CommandDesk, S
     }
 }
 
+/// The miner's device key, from (or made in) the data directory.
+fn device_key(
+    config: Option<&config::Config>,
+) -> Result<fleet_proto::report::DeviceSigner, String> {
+    let data_dir = config.map_or_else(
+        || config::DaemonSection::default().data_dir,
+        |c| c.daemon.data_dir.clone(),
+    );
+    crate::device_key::load_or_create(&data_dir).map_err(|e| format!("daemon.data_dir: {e}"))
+}
+
 /// A daemon whose configuration holds together and whose state is read: what is left can only
 /// fail at run time (a device, the broker).
 #[derive(Debug)]
@@ -165,7 +176,7 @@ pub async fn run(
     let intent = desk.intent();
     let fleet = match config.as_ref().and_then(|c| c.mqtt.as_ref()) {
         Some(mqtt) => Some(mqtt::Fleet {
-            link: mqtt::spawn(mqtt)?,
+            link: mqtt::spawn(mqtt, device_key(config.as_ref())?)?,
             telemetry_interval: Duration::from_secs_f64(mqtt.telemetry_interval_s),
             failsafe: (
                 Duration::from_secs_f64(mqtt.failsafe.after_s),

@@ -10,6 +10,7 @@ pub mod control;
 pub mod cooling;
 pub mod daemon;
 pub mod desk;
+pub mod device_key;
 pub mod http;
 pub mod image_cli;
 pub mod launch;

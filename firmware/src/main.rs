@@ -126,6 +126,12 @@ enum Tool {
         #[arg(last = true)]
         daemon_args: Vec<String>,
     },
+    /// Prints this miner's device key (made in the data directory if it has none yet), for the
+    /// site config's `[[machines]] public_key`.
+    DeviceKey {
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 /// The configuration's data directory, board and `[update]` section, for the update tools.
@@ -206,6 +212,13 @@ fn run_tool(tool: Tool) -> Result<(), String> {
                 "version {} installed in slot {slot:?}, on trial: the supervisor boots it next",
                 manifest.version
             );
+            Ok(())
+        }
+        Tool::DeviceKey { config } => {
+            let (settings, _) = config::Config::load(&config).map_err(|e| e.to_string())?;
+            let key = hashwarden_fw::device_key::load_or_create(&settings.daemon.data_dir)
+                .map_err(|e| format!("daemon.data_dir: {e}"))?;
+            println!("{}", key.public_hex());
             Ok(())
         }
         Tool::Supervise {

@@ -67,6 +67,9 @@ impl Presence {
 pub struct MqttLink {
     client: AsyncClient,
     topics: Topics,
+    /// Signs every state, telemetry and ack, so the agent can tell this miner's word from a
+    /// forgery on its topics.
+    device: fleet_proto::report::DeviceSigner,
     /// The last `state` published, re-published on every reconnection.
     last_state: Arc<Mutex<Option<Vec<u8>>>>,
     pub commands: mpsc::Receiver<Vec<u8>>,
@@ -105,7 +108,10 @@ impl Topics {
 }
 
 /// Connects in the background and returns at once; `section` was checked at config load.
-pub fn spawn(section: &MqttSection) -> Result<MqttLink, String> {
+pub fn spawn(
+    section: &MqttSection,
+    device: fleet_proto::report::DeviceSigner,
+) -> Result<MqttLink, String> {
     let connection = section.connection().map_err(|e| format!("mqtt: {e}"))?;
     let topics = Topics::new(section);
     let client_id = format!("hashwarden-fw-{}-{}", section.site, section.miner);
@@ -138,10 +144,11 @@ pub fn spawn(section: &MqttSection) -> Result<MqttLink, String> {
         presence_tx,
         heartbeats,
     ));
-    info!(broker = %connection.url, topic = %topics.cmd, "MQTT link starting");
+    info!(broker = %connection.url, topic = %topics.cmd, device_key = device.public_hex(), "MQTT link starting");
     Ok(MqttLink {
         client,
         topics,
+        device,
         last_state,
         commands,
         presence,
@@ -269,8 +276,9 @@ impl MqttLink {
         }
     }
 
+    /// `value` signed with the device key for `topic`, published there.
     fn publish_json<T: serde::Serialize>(&self, topic: &str, qos: QoS, retain: bool, value: &T) {
-        match serde_json::to_vec(value) {
+        match self.device.wire(topic, value) {
             Ok(bytes) => self.publish(topic, qos, retain, bytes),
             Err(e) => warn!(%topic, error = %e, "cannot encode message"),
         }
@@ -286,7 +294,7 @@ impl MqttLink {
     }
 
     pub fn state(&self, state: &fleet_proto::State) {
-        let Ok(bytes) = serde_json::to_vec(state) else {
+        let Ok(bytes) = self.device.wire(&self.topics.state, state) else {
             return;
         };
         if let Ok(mut last) = self.last_state.lock() {

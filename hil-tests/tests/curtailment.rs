@@ -65,7 +65,7 @@ impl Site {
                  [tariff]\nkind = \"fixed\"\nprice = {POWER_PRICE}\n\
                  [policy]\nmode = \"threshold\"\nband = 0.05\nmin_on_s = 2\nmin_off_s = 2\n\
                  restore_cooldown_s = 2\nbatch_size = 10\nbatch_interval_s = 1\n\
-                 [agent]\n{broker_lines}key_file = \"{}\"\nkey_id = \"host-test\"\n\
+                 [agent]\n{broker_lines}key_file = \"{}\"\nkey_id = \"host-test\"\nenrol = \"first-seen\"\n\
                  plan_interval_s = 0.5\nstore = \"{}\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n{embedded}{}",
                 key.display(),
                 dir.join("agent.db").display(),

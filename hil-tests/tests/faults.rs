@@ -87,6 +87,11 @@ fn fault_miner(dir: &std::path::Path, name: &str, config: &str, faults: &str) ->
 async fn never_acking_miner(port: u16, watts: f64, ths: f64) -> tokio::task::JoinHandle<()> {
     let prefix = format!("hashwarden/v1/{SITE}/{MUTE}");
     let client = Watcher::connect(port, MUTE, &format!("{prefix}/cmd")).await;
+    // It signs what it says, as any miner the agent listens to must.
+    let device = fleet_proto::report::DeviceSigner::from_seed(&[0x4d; 32]);
+    let signed = move |topic: &str, report: &serde_json::Value| {
+        String::from_utf8(device.wire(topic, report).expect("encodes")).expect("text")
+    };
     let example = |suffix: &str| -> serde_json::Value {
         let bytes = fleet_proto::examples::payload(suffix).expect("documented");
         serde_json::from_slice(&bytes).expect("parses")
@@ -101,8 +106,9 @@ async fn never_acking_miner(port: u16, watts: f64, ths: f64) -> tokio::task::Joi
     client
         .publish(&format!("{prefix}/status"), "online", true)
         .await;
+    let state_topic = format!("{prefix}/state");
     client
-        .publish(&format!("{prefix}/state"), &state.to_string(), true)
+        .publish(&state_topic, &signed(&state_topic, &state), true)
         .await;
     let started = unix_now();
     tokio::spawn(async move {
@@ -114,12 +120,9 @@ async fn never_acking_miner(port: u16, watts: f64, ths: f64) -> tokio::task::Joi
             telemetry["mode"] = "mining".into();
             telemetry["power_w"] = watts.into();
             telemetry["hashrate_ths"] = serde_json::json!({"s5": ths, "m1": ths, "m15": ths});
+            let topic = format!("{prefix}/telemetry");
             client
-                .publish(
-                    &format!("{prefix}/telemetry"),
-                    &telemetry.to_string(),
-                    false,
-                )
+                .publish(&topic, &signed(&topic, &telemetry), false)
                 .await;
             tokio::time::sleep(Duration::from_millis(500)).await;
         }

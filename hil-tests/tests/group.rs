@@ -88,7 +88,7 @@ async fn two_agents_split_a_site_and_one_takes_over_when_the_other_dies() {
                     "[site]\nname = \"{SITE}\"\n[tariff]\nkind = \"fixed\"\nprice = 0.06\n\
                      [policy]\nmode = \"threshold\"\nmin_on_s = 2\nmin_off_s = 2\n\
                      restore_cooldown_s = 2\nbatch_interval_s = 1\n\
-                     [agent]\nmqtt_url = \"mqtt://127.0.0.1:{}\"\nkey_file = \"{}\"\nkey_id = \"{agent}\"\n\
+                     [agent]\nmqtt_url = \"mqtt://127.0.0.1:{}\"\nkey_file = \"{}\"\nkey_id = \"{agent}\"\nenrol = \"first-seen\"\n\
                      plan_interval_s = 0.5\nstore = \"{}\"\n\
                      [agent.share]\ngroup = \"agents\"\ninstance = \"{agent}\"\n{}",
                     broker.port,

@@ -79,7 +79,7 @@ async fn a_curtailment_goes_through_tls_and_passwords_and_strangers_stay_out() {
             "[site]\nname = \"{SITE}\"\n[tariff]\nkind = \"fixed\"\nprice = 0.06\n\
              [policy]\nmode = \"threshold\"\nmin_on_s = 2\nmin_off_s = 2\nbatch_interval_s = 1\n\
              [agent]\nmqtt_url = \"{url}\"\nca_file = \"{}\"\nusername = \"agent\"\npassword = \"agent-secret-1\"\n\
-             key_file = \"{}\"\nkey_id = \"host-test\"\nplan_interval_s = 0.5\nstore = \"{}\"\n{}",
+             key_file = \"{}\"\nkey_id = \"host-test\"\nenrol = \"first-seen\"\nplan_interval_s = 0.5\nstore = \"{}\"\n{}",
             pki.ca.display(),
             key.display(),
             dir.join("agent.db").display(),

@@ -146,6 +146,7 @@ mod tests {
             target,
             reason: String::new(),
             last_seen,
+            enrolment: None,
         }
     }
 

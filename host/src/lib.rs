@@ -10,6 +10,8 @@ pub mod backtest;
 pub mod dashboard;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod enrol;
+pub mod enrol_cli;
 pub mod executor;
 pub mod feed_cli;
 pub mod feeds;

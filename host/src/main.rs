@@ -41,6 +41,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Which miners the agent listens to (their device keys, from the config or at first
+    /// sight), and which it heard of but does not — with the lines that would enrol them.
+    Enrolment {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Why a miner has its setting: the audit log of its plans, commands, acks and checks.
     Explain {
         miner: String,
@@ -151,6 +159,17 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { config, duration } => run(&config, duration),
         Command::Status { config, json } => status(&config, json),
+        Command::Enrolment { config, json } => {
+            hashwarden::enrol_cli::listing(&config).and_then(|listing| {
+                if json {
+                    let text = serde_json::to_string(&listing).map_err(|e| e.to_string())?;
+                    println!("{text}");
+                } else {
+                    print!("{}", hashwarden::enrol_cli::render(&listing));
+                }
+                Ok(())
+            })
+        }
         Command::Explain {
             miner,
             config,
@@ -221,13 +240,13 @@ fn status(config: &Path, json: bool) -> Result<(), String> {
         return Ok(());
     }
     println!(
-        "{:<24} {:>8} {:>12} {:>9} {:>8} {:>10} {:>8} {:>9}  reason",
-        "miner", "mode", "TH/s", "W", "J/TH", "breakeven", "margin", "target"
+        "{:<24} {:>8} {:>12} {:>9} {:>8} {:>10} {:>8} {:>9} {:>10}  reason",
+        "miner", "mode", "TH/s", "W", "J/TH", "breakeven", "margin", "target", "key"
     );
     let figure = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}"));
     for row in &rows {
         println!(
-            "{:<24} {:>8} {:>12.3} {:>9.0} {:>8} {:>10} {:>8} {:>9}  {}",
+            "{:<24} {:>8} {:>12.3} {:>9.0} {:>8} {:>10} {:>8} {:>9} {:>10}  {}",
             row.miner,
             if row.online {
                 row.mode.as_str()
@@ -240,7 +259,19 @@ fn status(config: &Path, json: bool) -> Result<(), String> {
             figure(row.breakeven),
             figure(row.margin),
             row.target,
+            row.enrolment.as_deref().unwrap_or("-"),
             row.reason
+        );
+    }
+    let waiting = open_store(config)?
+        .unenrolled()
+        .map_err(|e| e.to_string())?;
+    if !waiting.is_empty() {
+        let names: Vec<&str> = waiting.iter().map(|w| w.miner.as_str()).collect();
+        println!(
+            "\n{} heard of but not listened to (not enrolled): {} — `hashwarden enrolment` tells why",
+            waiting.len(),
+            names.join(", ")
         );
     }
     Ok(())

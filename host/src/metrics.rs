@@ -37,6 +37,8 @@ pub struct FleetMetrics {
     pub targets: [(&'static str, usize); 3],
     pub online: usize,
     pub machines: usize,
+    /// Miners heard of but not listened to: not enrolled (`hashwarden enrolment`).
+    pub unenrolled: usize,
     pub breakevens: Vec<f64>,
     latencies: VecDeque<f64>,
 }
@@ -139,6 +141,12 @@ impl FleetMetrics {
             "Machines reporting now.",
             self.online as f64,
         );
+        out.one(
+            "hashwarden_miners_unenrolled",
+            "gauge",
+            "Miners heard of but not listened to: their device keys are not enrolled.",
+            self.unenrolled as f64,
+        );
         let no_breakevens: [f64; 0] = [];
         out.histogram(
             "hashwarden_breakeven_usd_per_ph_day",
@@ -173,7 +181,7 @@ impl FleetMetrics {
             ),
             (
                 "hashwarden_messages_refused_total",
-                "Incoming messages refused (malformed, implausible).",
+                "Incoming messages refused (unsigned or wrongly signed, from miners not enrolled, malformed, implausible).",
                 counters.refused_messages,
             ),
         ] {

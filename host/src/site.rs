@@ -90,6 +90,9 @@ pub struct MachineSection {
     /// Hosting, maintenance and the like, $ per day, on top of its power.
     #[serde(default)]
     pub overhead_usd_per_day: f64,
+    /// The miner's device key (64 hex digits; `hashwarden-fw device-key` prints it): only
+    /// reports it signs are taken as the miner's word. It replaces a key enrolled at first sight.
+    pub public_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -130,6 +133,12 @@ pub struct AgentSection {
     /// The most miners this agent holds (default 100,000): set it a little above the site's
     /// count, and a client inventing miners on the broker is refused past it.
     pub max_miners: Option<usize>,
+    /// How miners' device keys are enrolled: `"config"` (only `[[machines]] public_key`) or
+    /// `"first-seen"` (also a miner's key on its first signed report).
+    #[serde(default)]
+    pub enrol: crate::enrol::EnrolMode,
+    /// Unknown miners held for the operator to see (default 16); more are ignored.
+    pub max_unenrolled: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -177,7 +186,7 @@ pub struct MarketSection {
     pub hashprice: Option<UsdPerPhDay>,
     pub network: Option<Network>,
     /// `{ kind = "mempool", url = "https://mempool.space" }` or
-    /// `{ kind = "hashrate_index", url = "…" }`, or a list of them polled together: the
+    /// `{ kind = "hashrate_index", url = "…", api_key_file = "…" }`, or a list of them polled together: the
     /// readings' quorum is taken (`market::quorum`).
     pub poll: Option<crate::sources::Sources>,
     /// With several sources: how far from their median (a fraction) a reading may lie and still
@@ -291,6 +300,14 @@ fn check_numbers(config: &SiteConfig, path: &Path) -> Result<(), SiteError> {
             "$/day",
         ));
     }
+    if let Some(max) = config.agent.as_ref().and_then(|a| a.max_unenrolled) {
+        checks.push((
+            "agent.max_unenrolled".into(),
+            max as f64,
+            (0.0, 100_000.0),
+            "",
+        ));
+    }
     if let Some(max) = config.agent.as_ref().and_then(|a| a.max_miners) {
         checks.push((
             "agent.max_miners".into(),
@@ -327,6 +344,7 @@ const FEES_PER_BLOCK_BTC: (f64, f64) = (0.0, 100.0);
 fn check_broker(
     agent: &AgentSection,
     embedded: Option<&fleet_mqtt::embedded::BrokerSettings>,
+    feeds: &FeedsSection,
 ) -> Result<(), (&'static str, String)> {
     if agent.share.is_some() && agent.mqtt_url.is_none() {
         return Err((
@@ -368,6 +386,26 @@ fn check_broker(
                     .map(|tls| ("broker.tls.listen", tls.listen)),
             )
             .find(|(_, address)| !address.ip().is_loopback());
+        // Unsigned inputs are safe only where the broker says who may publish them, and the
+        // embedded one cannot: every login may publish on every topic.
+        let unsigned = [
+            (
+                feeds.accept_unsigned,
+                "feeds.accept_unsigned",
+                "…/market, …/power and …/grid",
+            ),
+            (agent.maestro, "agent.maestro", "maestro/target"),
+        ];
+        if let (Some((_, address)), Some((_, key, topics))) =
+            (exposed, unsigned.iter().find(|(on, _, _)| *on))
+        {
+            return Err((
+                key,
+                format!(
+                    "the embedded broker listens on {address}, and it cannot say who may publish                      unsigned {topics}: any login could move the site. Sign the readings                      (`hashwarden feed`), keep the broker on loopback, or run mosquitto with                      docs/mosquitto.acl"
+                ),
+            ));
+        }
         if let Some((key, address)) = exposed
             && broker.users.is_empty()
         {
@@ -496,7 +534,8 @@ impl SiteConfig {
         }
         check_numbers(&config, path)?;
         if let Some(agent) = &config.agent {
-            check_broker(agent, config.broker.as_ref()).map_err(|(key, e)| invalid(key, e))?;
+            check_broker(agent, config.broker.as_ref(), &config.feeds)
+                .map_err(|(key, e)| invalid(key, e))?;
             if !(agent.plan_interval_s.is_finite()
                 && (0.1..=3600.0).contains(&agent.plan_interval_s))
             {
@@ -515,6 +554,25 @@ impl SiteConfig {
                 return Err(invalid(
                     "machines.id",
                     format!("machines[{i}]: {:?} is not a miner name", machine.id),
+                ));
+            }
+            if let Some(key) = &machine.public_key
+                && let Err(e) = fleet_proto::report::DeviceKey::from_hex(key)
+            {
+                return Err(invalid(&format!("machines[{i}].public_key"), e.to_string()));
+            }
+        }
+        for (i, source) in config
+            .market
+            .poll
+            .iter()
+            .flat_map(|sources| sources.list())
+            .enumerate()
+        {
+            if let Err(e) = source.check() {
+                return Err(invalid(
+                    &format!("market.poll[{i}].api_key_file"),
+                    e.to_string(),
                 ));
             }
         }
@@ -681,6 +739,24 @@ btc_usd = 63000
              [broker]\nlisten = \"0.0.0.0:1999\"\n[broker.users]\nagent = \"a-long-secret\"\n"
         );
         let site = parse(&listening).expect("valid");
+        // Unsigned inputs there: any miner's login could publish them.
+        for (extra, key) in [
+            ("[feeds]\naccept_unsigned = true\n", "feeds.accept_unsigned"),
+            ("", "agent.maestro"),
+        ] {
+            let text = if key == "agent.maestro" {
+                listening.replace("[broker]\n", "maestro = true\n[broker]\n")
+            } else {
+                format!("{listening}{extra}")
+            };
+            let refused = parse(&text).expect_err("unsigned inputs").to_string();
+            assert!(refused.contains(key), "{refused}");
+        }
+        let on_loopback = format!(
+            "{GOOD}{agent}maestro = true\n[broker]\nlisten = \"127.0.0.1:1999\"\n\
+             [feeds]\naccept_unsigned = true\n"
+        );
+        parse(&on_loopback).expect("loopback: only this machine's own clients");
         let section = site.agent.as_ref().expect("agent");
         assert_eq!(
             section

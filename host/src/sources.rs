@@ -25,8 +25,30 @@ pub enum Poll {
     /// `BASE/api/v1/mining/hashrate/3d`, `BASE/api/v1/mining/reward-stats/144`,
     /// `BASE/api/v1/prices`.
     Mempool { url: String },
-    /// `BASE/v1/hashrateindex/hashprice`.
-    HashrateIndex { url: String },
+    /// `BASE/v1/hashrateindex/hashprice?span=1D&bucket=15m&currency=USD&hashunit=PHS`, the
+    /// account's API key (in a file only its owner may read) in the `X-Hi-Api-Key` header, as
+    /// Hashrate Index's API documentation (`…/v1/hashrateindex/docs`) asks.
+    HashrateIndex {
+        url: String,
+        api_key_file: Option<std::path::PathBuf>,
+    },
+}
+
+/// What the Hashrate Index source asks for: a day of 15-minute points, in US dollars per PH/s
+/// per day (the unit the agent plans in).
+pub const HASHRATE_INDEX_QUERY: &str = "span=1D&bucket=15m&currency=USD&hashunit=PHS";
+
+impl Poll {
+    /// Reads what the source needs besides its URL (an API key), so a bad file is found at start.
+    pub fn check(&self) -> Result<(), cli_common::keyfile::KeyError> {
+        match self {
+            Poll::HashrateIndex {
+                api_key_file: Some(path),
+                ..
+            } => cli_common::keyfile::read_token(path).map(|_| ()),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// `[market] poll`: one source, or several polled together.
@@ -275,9 +297,12 @@ pub fn poll(source: &Poll, now: u64) -> Result<fleet_proto::Market, SourceError>
     let agent = ureq::AgentBuilder::new()
         .timeout(std::time::Duration::from_secs(20))
         .build();
-    let get = |url: String| -> Result<Vec<u8>, SourceError> {
-        let response = agent
-            .get(&url)
+    let get_with = |url: String, headers: &[(&str, &str)]| -> Result<Vec<u8>, SourceError> {
+        let mut request = agent.get(&url);
+        for (name, value) in headers {
+            request = request.set(name, value);
+        }
+        let response = request
             .call()
             .map_err(|e| SourceError::Fetch(format!("{url}: {e}")))?;
         let mut body = Vec::new();
@@ -288,6 +313,7 @@ pub fn poll(source: &Poll, now: u64) -> Result<fleet_proto::Market, SourceError>
         .map_err(|e| SourceError::Fetch(format!("{url}: {e}")))?;
         Ok(body)
     };
+    let get = |url: String| get_with(url, &[]);
     let base = |url: &str| url.trim_end_matches('/').to_string();
     match source {
         Poll::Mempool { url } => {
@@ -307,9 +333,22 @@ pub fn poll(source: &Poll, now: u64) -> Result<fleet_proto::Market, SourceError>
                 btc_usd: Some(btc_usd),
             })
         }
-        Poll::HashrateIndex { url } => {
-            let (hashprice, at) =
-                hashrate_index(&get(format!("{}/v1/hashrateindex/hashprice", base(url)))?)?;
+        Poll::HashrateIndex { url, api_key_file } => {
+            let key = api_key_file
+                .as_ref()
+                .map(|path| cli_common::keyfile::read_token(path))
+                .transpose()
+                .map_err(|e| SourceError::Fetch(e.to_string()))?;
+            let headers: Vec<(&str, &str)> = key
+                .as_deref()
+                .map(|key| ("X-Hi-Api-Key", key))
+                .into_iter()
+                .collect();
+            let url = format!(
+                "{}/v1/hashrateindex/hashprice?{HASHRATE_INDEX_QUERY}",
+                base(url)
+            );
+            let (hashprice, at) = hashrate_index(&get_with(url, &headers)?)?;
             Ok(fleet_proto::Market {
                 v: fleet_proto::command::VERSION,
                 at,
@@ -453,6 +492,8 @@ mod tests {
 
 #[cfg(test)]
 mod http_tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
     use axum::Router;
     use axum::http::StatusCode;
@@ -483,16 +524,33 @@ mod http_tests {
                     get(|| async { super::tests::REWARDS }),
                 )
                 .route("/api/v1/prices", get(|| async { super::tests::PRICES }))
-                .route(
-                    "/v1/hashrateindex/hashprice",
-                    get(|| async { super::tests::HASHPRICE }),
-                ),
+                .route("/v1/hashrateindex/hashprice", get(hashrate_index_api)),
         )
         .await;
         let mempool = Poll::Mempool {
             url: format!("{base}/"),
         };
-        let index = Poll::HashrateIndex { url: base.clone() };
+        let dir = std::env::temp_dir().join(format!("hw-sources-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let key_file = dir.join("hashrate-index.key");
+        std::fs::write(&key_file, format!("{API_KEY}\n")).expect("writes");
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let index = Poll::HashrateIndex {
+            url: base.clone(),
+            api_key_file: Some(key_file.clone()),
+        };
+        assert!(index.check().is_ok());
+        let keyless = Poll::HashrateIndex {
+            url: base.clone(),
+            api_key_file: None,
+        };
+        let refused = tokio::task::spawn_blocking(move || poll(&keyless, 42))
+            .await
+            .expect("joins");
+        assert!(
+            matches!(&refused, Err(SourceError::Fetch(e)) if e.contains("401")),
+            "{refused:?}"
+        );
         let (m, h) = tokio::task::spawn_blocking(move || (poll(&mempool, 42), poll(&index, 42)))
             .await
             .expect("joins");
@@ -527,12 +585,47 @@ mod http_tests {
                     },
                     0,
                 ),
-                poll(&Poll::HashrateIndex { url: broken }, 0),
+                poll(
+                    &Poll::HashrateIndex {
+                        url: broken,
+                        api_key_file: None,
+                    },
+                    0,
+                ),
             )
         })
         .await
         .expect("joins");
         assert_eq!(m, Err(SourceError::Shape("hashrate")));
         assert!(matches!(h, Err(SourceError::Fetch(e)) if e.contains("500")));
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let exposed = Poll::HashrateIndex {
+            url: "http://unused.invalid".into(),
+            api_key_file: Some(key_file),
+        };
+        assert!(exposed.check().is_err(), "a key others can read is refused");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    const API_KEY: &str = "hi.0123456789abcdef";
+
+    /// Hashrate Index's hashprice endpoint as its documentation describes it: the account's key
+    /// in `X-Hi-Api-Key`, the currency and hash unit asked for; 401 without a key.
+    async fn hashrate_index_api(
+        headers: axum::http::HeaderMap,
+        query: axum::extract::Query<std::collections::HashMap<String, String>>,
+    ) -> (StatusCode, &'static str) {
+        let keyed = headers
+            .get("x-hi-api-key")
+            .is_some_and(|key| key.as_bytes() == API_KEY.as_bytes());
+        if !keyed {
+            return (StatusCode::UNAUTHORIZED, "{\"error\":\"invalid api key\"}");
+        }
+        let asked = |name: &str, value: &str| query.get(name).map(String::as_str) == Some(value);
+        if asked("currency", "USD") && asked("hashunit", "PHS") && query.contains_key("span") {
+            (StatusCode::OK, super::tests::HASHPRICE)
+        } else {
+            (StatusCode::BAD_REQUEST, "{\"error\":\"bad parameters\"}")
+        }
     }
 }

@@ -50,10 +50,12 @@ pub enum AuditKind {
     Update,
     /// A miner showed another setting than the one verified, by itself: the change goes again.
     Drifted,
+    /// A miner's device key was enrolled at first sight.
+    Enrolled,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 10] = [
+    pub const ALL: [AuditKind; 11] = [
         AuditKind::Planned,
         AuditKind::Sent,
         AuditKind::Ack,
@@ -64,6 +66,7 @@ impl AuditKind {
         AuditKind::HandedOver,
         AuditKind::Update,
         AuditKind::Drifted,
+        AuditKind::Enrolled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -78,6 +81,7 @@ impl AuditKind {
             AuditKind::HandedOver => "handed over",
             AuditKind::Update => "update",
             AuditKind::Drifted => "drifted",
+            AuditKind::Enrolled => "enrolled",
         }
     }
 
@@ -129,6 +133,9 @@ pub struct FleetRow {
     pub target: Setting,
     pub reason: String,
     pub last_seen: u64,
+    /// How its device key was enrolled: `config` or `first-seen`.
+    #[serde(default)]
+    pub enrolment: Option<String>,
 }
 
 /// One line of the audit log.
@@ -254,6 +261,9 @@ impl Store {
                  miner TEXT NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL,
                  wanted TEXT);
              CREATE INDEX IF NOT EXISTS audit_by_miner ON audit (miner, id);
+             CREATE TABLE IF NOT EXISTS enrolled (
+                 miner TEXT PRIMARY KEY, public_key TEXT NOT NULL, at INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS unenrolled (miner TEXT PRIMARY KEY, row TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS rollouts (
                  id INTEGER PRIMARY KEY AUTOINCREMENT, created_at INTEGER NOT NULL,
                  request TEXT NOT NULL, state TEXT, finished INTEGER NOT NULL DEFAULT 0);",
@@ -427,36 +437,98 @@ impl Store {
 
     /// The fleet table as of the last plan, one row per miner, in one transaction.
     pub fn save_fleet(&mut self, rows: &[FleetRow], at: u64) -> Result<(), StoreError> {
+        self.write_rows(
+            None,
+            "INSERT INTO fleet (miner, row, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (miner) DO UPDATE SET row = excluded.row,
+                                               updated_at = excluded.updated_at",
+            rows,
+            |statement, row| {
+                let json = serde_json::to_string(row).unwrap_or_default();
+                statement.execute(params![row.miner, json, at as i64])
+            },
+        )
+    }
+
+    /// `sql` once for each of `rows` (`execute` binds one), after `clear` if given, all in one
+    /// transaction: a table of a whole fleet is one commit, not one per miner.
+    fn write_rows<R>(
+        &mut self,
+        clear: Option<&str>,
+        sql: &str,
+        rows: &[R],
+        execute: impl Fn(&mut rusqlite::CachedStatement<'_>, &R) -> rusqlite::Result<usize>,
+    ) -> Result<(), StoreError> {
         let path = self.path.clone();
         let fail = |source| StoreError::Sqlite {
             path: path.clone(),
             source,
         };
         let tx = self.db.transaction().map_err(fail)?;
+        if let Some(clear) = clear {
+            tx.execute(clear, []).map_err(fail)?;
+        }
         {
-            let mut upsert = tx
-                .prepare_cached(
-                    "INSERT INTO fleet (miner, row, updated_at) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (miner) DO UPDATE SET row = excluded.row,
-                                                       updated_at = excluded.updated_at",
-                )
-                .map_err(fail)?;
+            let mut statement = tx.prepare_cached(sql).map_err(fail)?;
             for row in rows {
-                let json = serde_json::to_string(row).unwrap_or_default();
-                upsert
-                    .execute(params![row.miner, json, at as i64])
-                    .map_err(fail)?;
+                execute(&mut statement, row).map_err(fail)?;
             }
         }
         tx.commit().map_err(fail)
     }
 
-    /// The fleet table, by miner.
-    pub fn fleet(&self) -> Result<Vec<FleetRow>, StoreError> {
+    /// Device keys enrolled at first sight, in one transaction: a restarted agent must not take
+    /// the next voice on those topics for the miners'.
+    pub fn save_enrolled(
+        &mut self,
+        enrolments: &[crate::enrol::NewEnrolment],
+    ) -> Result<(), StoreError> {
+        self.write_rows(
+            None,
+            "INSERT INTO enrolled (miner, public_key, at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (miner) DO UPDATE SET public_key = excluded.public_key,
+                                               at = excluded.at",
+            enrolments,
+            |statement, new| statement.execute(params![new.miner, new.public_key, new.at as i64]),
+        )
+    }
+
+    /// Keys enrolled at first sight: (miner, public key, when), by miner.
+    pub fn enrolled(&self) -> Result<Vec<(String, String, u64)>, StoreError> {
         let mut query = self
             .db
-            .prepare("SELECT row FROM fleet ORDER BY miner")
+            .prepare("SELECT miner, public_key, at FROM enrolled ORDER BY miner")
             .map_err(self.fail())?;
+        let rows = query
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?.max(0) as u64))
+            })
+            .map_err(self.fail())?;
+        rows.collect::<Result<_, _>>().map_err(self.fail())
+    }
+
+    /// Replaces the list of miners heard of but not enrolled, for `hashwarden enrolment`.
+    pub fn save_unenrolled(&mut self, held: &[crate::enrol::Unenrolled]) -> Result<(), StoreError> {
+        self.write_rows(
+            Some("DELETE FROM unenrolled"),
+            "INSERT INTO unenrolled (miner, row) VALUES (?1, ?2)",
+            held,
+            |statement, miner| {
+                let json = serde_json::to_string(miner).unwrap_or_default();
+                statement.execute(params![miner.miner, json])
+            },
+        )
+    }
+
+    /// Miners heard of but not enrolled, by name.
+    pub fn unenrolled(&self) -> Result<Vec<crate::enrol::Unenrolled>, StoreError> {
+        self.json_rows("SELECT row FROM unenrolled ORDER BY miner")
+    }
+
+    /// The JSON rows `sql` selects, each read as a `T`; a row this build cannot read (another
+    /// version wrote it) is skipped.
+    fn json_rows<T: serde::de::DeserializeOwned>(&self, sql: &str) -> Result<Vec<T>, StoreError> {
+        let mut query = self.db.prepare(sql).map_err(self.fail())?;
         let rows = query
             .query_map([], |r| r.get::<_, String>(0))
             .map_err(self.fail())?;
@@ -469,6 +541,11 @@ impl Store {
         Ok(out)
     }
 
+    /// The fleet table, by miner.
+    pub fn fleet(&self) -> Result<Vec<FleetRow>, StoreError> {
+        self.json_rows("SELECT row FROM fleet ORDER BY miner")
+    }
+
     pub fn audit(&mut self, entry: &AuditEntry) -> Result<(), StoreError> {
         self.audit_all(std::slice::from_ref(entry))
     }
@@ -476,31 +553,20 @@ impl Store {
     /// Many entries in one transaction: one sync for a whole round of a large fleet instead of
     /// one per entry.
     pub fn audit_all(&mut self, entries: &[AuditEntry]) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let fail = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.db.transaction().map_err(fail)?;
-        {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO audit (at, miner, kind, wanted, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .map_err(fail)?;
-            for entry in entries {
-                insert
-                    .execute(params![
-                        entry.at as i64,
-                        entry.miner,
-                        entry.kind,
-                        wanted_column(entry.wanted),
-                        entry.detail
-                    ])
-                    .map_err(fail)?;
-            }
-        }
-        tx.commit().map_err(fail)
+        self.write_rows(
+            None,
+            "INSERT INTO audit (at, miner, kind, wanted, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+            entries,
+            |statement, entry| {
+                statement.execute(params![
+                    entry.at as i64,
+                    entry.miner,
+                    entry.kind,
+                    wanted_column(entry.wanted),
+                    entry.detail
+                ])
+            },
+        )
     }
 
     /// Queues a firmware rollout for the running agent; its id.

@@ -15,7 +15,7 @@ pub enum KeyError {
     },
     #[error("{path}: readable by others (mode {mode:o}): chmod 600 it")]
     Exposed { path: PathBuf, mode: u32 },
-    #[error("{path}: not a key file (64 hex characters)")]
+    #[error("{path}: not a key file (64 hex characters; for a token, one line of printable text)")]
     Malformed { path: PathBuf },
     #[error("{path}: exists; refusing to overwrite a signing key")]
     Exists { path: PathBuf },
@@ -50,8 +50,8 @@ pub fn create_seed(path: &Path) -> Result<[u8; 32], KeyError> {
     Ok(seed)
 }
 
-/// The seed at `path`, refused if others can read it.
-pub fn read_seed(path: &Path) -> Result<[u8; 32], KeyError> {
+/// The text of a file only its owner may read, refused otherwise.
+fn read_private(path: &Path) -> Result<String, KeyError> {
     let metadata = std::fs::metadata(path).map_err(io(path))?;
     let mode = metadata.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
@@ -60,7 +60,25 @@ pub fn read_seed(path: &Path) -> Result<[u8; 32], KeyError> {
             mode,
         });
     }
-    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    std::fs::read_to_string(path).map_err(io(path))
+}
+
+/// An API key or token kept in a file (one line, printable ASCII, as an HTTP header carries it),
+/// refused if others can read it.
+pub fn read_token(path: &Path) -> Result<String, KeyError> {
+    let text = read_private(path)?;
+    let token = text.trim();
+    if token.is_empty() || token.len() > 512 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(KeyError::Malformed {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(token.to_string())
+}
+
+/// The seed at `path`, refused if others can read it.
+pub fn read_seed(path: &Path) -> Result<[u8; 32], KeyError> {
+    let text = read_private(path)?;
     let malformed = || KeyError::Malformed {
         path: path.to_path_buf(),
     };
@@ -106,6 +124,25 @@ mod tests {
         assert!(matches!(create_seed(&path), Err(KeyError::Exists { .. })));
         assert_eq!(read_seed(&path).expect("unchanged"), seed);
         assert_ne!(create_seed(&dir.join("other.key")).expect("created"), seed);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn tokens_are_one_private_printable_line() {
+        let dir = scratch("token");
+        let path = dir.join("api.key");
+        std::fs::write(&path, "hi.0123abcd\n").expect("writes");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert_eq!(read_token(&path).expect("reads"), "hi.0123abcd");
+        for text in ["", "  \n", "two words", "line\r\nX-Injected: 1"] {
+            std::fs::write(&path, text).expect("writes");
+            assert!(
+                matches!(read_token(&path), Err(KeyError::Malformed { .. })),
+                "{text:?}"
+            );
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        assert!(matches!(read_token(&path), Err(KeyError::Exposed { .. })));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -6,6 +6,7 @@
 pub mod config;
 pub mod keyfile;
 pub mod prometheus;
+pub mod time;
 
 use std::process::ExitCode;
 

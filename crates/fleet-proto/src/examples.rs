@@ -153,6 +153,12 @@ pub fn all() -> Vec<Example> {
             json: pretty(&state),
         },
         Example {
+            title: "telemetry, as the miner publishes it: the report above signed by its device key (state and acks likewise)",
+            topic: topic(Kind::Telemetry),
+            retained: false,
+            json: pretty(&device_signed(&topic(Kind::Telemetry), &telemetry)),
+        },
+        Example {
             title: "cmd: sleep",
             topic: topic(Kind::Cmd),
             retained: false,
@@ -325,6 +331,13 @@ pub fn all() -> Vec<Example> {
             }),
         },
     ]
+}
+
+/// A miner's report in its envelope, signed by the documentation's key as a device key.
+fn device_signed(topic: &str, report: &impl serde::Serialize) -> crate::report::SignedReport {
+    let device = crate::report::DeviceSigner::from_seed(&EXAMPLE_SEED);
+    let payload = serde_json::to_string(report).unwrap_or_else(|e| unreachable!("{e}"));
+    device.sign(topic, payload)
 }
 
 /// The power example in a feed's envelope, signed by the documentation's key.

@@ -24,6 +24,7 @@ pub mod examples;
 pub mod feed;
 pub mod image;
 pub mod messages;
+pub mod report;
 pub mod topic;
 
 pub use command::{

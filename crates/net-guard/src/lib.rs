@@ -42,16 +42,17 @@ pub struct Limits {
     pub idle: Duration,
 }
 
-/// Logs a kind of event at most every [`LOG_EVERY`], saying how many went unlogged meanwhile.
-#[derive(Debug, Default)]
-struct Throttle {
+/// Logs a kind of event at most every [`LOG_EVERY`], saying how many went unlogged meanwhile:
+/// a flood of refusals is counted, not written out one line each.
+#[derive(Debug, Default, Clone)]
+pub struct Throttle {
     last: Option<Instant>,
     unlogged: u64,
 }
 
 impl Throttle {
     /// `Some(count not logged since the last line)` when this one may be logged.
-    fn admit(&mut self, now: Instant) -> Option<u64> {
+    pub fn admit(&mut self, now: Instant) -> Option<u64> {
         if self.last.is_some_and(|last| now < last + LOG_EVERY) {
             self.unlogged += 1;
             return None;

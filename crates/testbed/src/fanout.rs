@@ -180,19 +180,56 @@ async fn broker_baseline(port: u16, count: usize, size: usize) -> Duration {
     }
 }
 
+/// One simulated miner: its device key, and its report once asleep, signed ahead — a real miner
+/// signs on its own CPU, where this harness would sign 10,000 of them on one thread inside the
+/// measured window. Its acks name the command, so they are signed as each command arrives.
+#[derive(Debug)]
+struct Simulated {
+    device: fleet_proto::report::DeviceSigner,
+    sleeping: Vec<u8>,
+}
+
+/// The simulated fleet, `m00000` on.
+fn simulated_fleet(miners: usize) -> HashMap<String, Simulated> {
+    let mut telemetry: fleet_proto::Telemetry =
+        serde_json::from_slice(&fleet_proto::examples::payload("/telemetry").expect("example"))
+            .expect("parses");
+    telemetry.mode = fleet_proto::Mode::Sleeping;
+    telemetry.power_w = 0.0;
+    let sleeping = serde_json::to_string(&telemetry).expect("encodes");
+    (0..miners)
+        .map(|m| {
+            let name = format!("m{m:05}");
+            let device = device_key(&name);
+            let topic = format!("hashwarden/v1/{SITE}/{name}/telemetry");
+            let sleeping = sign_report(&device, &topic, sleeping.clone());
+            (name, Simulated { device, sleeping })
+        })
+        .collect()
+}
+
+/// A simulated miner's device key: one per name, the same in every run.
+fn device_key(miner: &str) -> fleet_proto::report::DeviceSigner {
+    let mut seed = [0xa5; 32];
+    for (slot, byte) in seed.iter_mut().zip(miner.bytes()) {
+        *slot = byte;
+    }
+    fleet_proto::report::DeviceSigner::from_seed(&seed)
+}
+
+/// `report` signed by `device` for `topic`, as the bytes to publish.
+fn sign_report(device: &fleet_proto::report::DeviceSigner, topic: &str, report: String) -> Vec<u8> {
+    serde_json::to_vec(&device.sign(topic, report)).expect("encodes")
+}
+
 /// Answers every command for every simulated miner as `hashwarden-fw` does, sending each
 /// arrival's (miner, time) to `arrivals`.
 fn answer_commands(
     mut eventloop: EventLoop,
     client: AsyncClient,
     arrivals: tokio::sync::mpsc::UnboundedSender<(String, Instant)>,
+    fleet: std::sync::Arc<HashMap<String, Simulated>>,
 ) {
-    let mut telemetry: fleet_proto::Telemetry =
-        serde_json::from_slice(&fleet_proto::examples::payload("/telemetry").expect("example"))
-            .expect("parses");
-    telemetry.mode = fleet_proto::Mode::Sleeping;
-    telemetry.power_w = 0.0;
-    let sleeping = serde_json::to_vec(&telemetry).expect("encodes");
     tokio::spawn(async move {
         loop {
             match eventloop.poll().await {
@@ -214,14 +251,19 @@ fn answer_commands(
                     let id = command["id"].as_str().unwrap_or("").to_string();
                     let _ = arrivals.send((miner.clone(), arrived));
                     let base = format!("hashwarden/v1/{SITE}/{miner}");
+                    // Signed as `hashwarden-fw` signs them.
+                    let Some(simulated) = fleet.get(&miner) else {
+                        continue;
+                    };
+                    let device = &simulated.device;
                     for status in ["accepted", "applied"] {
                         let ack = format!(
                             "{{\"v\":1,\"id\":\"{id}\",\"miner\":\"{miner}\",\"status\":\"{status}\",\"reason\":null,\"at\":{}}}",
                             unix_now()
                         );
-                        let _ = client
-                            .publish(format!("{base}/ack"), QoS::AtLeastOnce, false, ack)
-                            .await;
+                        let topic = format!("{base}/ack");
+                        let ack = sign_report(device, &topic, ack);
+                        let _ = client.publish(topic, QoS::AtLeastOnce, false, ack).await;
                     }
                     // At once and again at the firmware's default interval: a broker may deliver
                     // the first report before the ack (MQTT orders messages per topic only;
@@ -230,12 +272,14 @@ fn answer_commands(
                     // run may last, so that an agent too loaded to digest the acks within one
                     // interval still hears a report after them (as it would from a real miner),
                     // without the load of 10,000 miners reporting every 5 s in the measurement.
-                    let (later, report) = (client.clone(), sleeping.clone());
+                    let topic = format!("{base}/telemetry");
+                    let report = simulated.sleeping.clone();
+                    let later = client.clone();
                     tokio::spawn(async move {
                         let mut wait = Duration::ZERO;
                         while wait <= PATIENCE {
                             tokio::time::sleep(wait).await;
-                            let topic = format!("{base}/telemetry");
+                            let topic = topic.clone();
                             if later
                                 .publish(topic, QoS::AtMostOnce, false, report.clone())
                                 .await
@@ -271,7 +315,10 @@ async fn watch_acks(port: u16, acks: tokio::sync::mpsc::UnboundedSender<(String,
             match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     let at = Instant::now();
-                    if !p.payload.windows(9).any(|w| w == b"\"applied\"") {
+                    // Inside the miner's signed envelope, the ack's JSON is a string.
+                    let applied = fleet_proto::report::open(&p.payload)
+                        .is_ok_and(|ack| ack.payload.contains("\"status\":\"applied\""));
+                    if !applied {
                         continue;
                     }
                     let topic = String::from_utf8_lossy(&p.topic).into_owned();
@@ -331,7 +378,7 @@ pub async fn run(agent_bin: &Path, miners: usize, via: Via) -> Report {
         format!(
             "[site]\nname = \"{SITE}\"\n[tariff]\nkind = \"fixed\"\nprice = 0.06\n\
              [policy]\nbatch_size = {miners}\nmin_on_s = 0\nmin_off_s = 0\nrestore_cooldown_s = 0\n\
-             [agent]\n{agent_broker}key_file = \"{}\"\nkey_id = \"fanout\"\n\
+             [agent]\n{agent_broker}key_file = \"{}\"\nkey_id = \"fanout\"\nenrol = \"first-seen\"\n\
              plan_interval_s = 0.5\nstore = \"{}\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n\
              {broker_lines}{}",
             key.display(),
@@ -360,22 +407,30 @@ pub async fn run(agent_bin: &Path, miners: usize, via: Via) -> Report {
         .await
         .expect("subscribes");
     let (arrived_tx, mut arrived) = tokio::sync::mpsc::unbounded_channel();
-    answer_commands(fleet_loop, fleet.clone(), arrived_tx);
+    let simulated = std::sync::Arc::new(simulated_fleet(miners));
+    answer_commands(fleet_loop, fleet.clone(), arrived_tx, simulated.clone());
     let (acked_tx, mut acked) = tokio::sync::mpsc::unbounded_channel();
     watch_acks(port, acked_tx).await;
-    let state = fleet_proto::examples::payload("/state").expect("example");
-    let mining = fleet_proto::examples::payload("/telemetry").expect("example");
+    let text = |suffix| {
+        String::from_utf8(fleet_proto::examples::payload(suffix).expect("example")).expect("text")
+    };
+    let (state, mining) = (text("/state"), text("/telemetry"));
     tokio::spawn(async move {
         for m in 0..miners {
             let topic = |kind: &str| format!("hashwarden/v1/{SITE}/m{m:05}/{kind}");
+            let Some(Simulated { device, .. }) = simulated.get(&format!("m{m:05}")) else {
+                continue;
+            };
             let _ = fleet
                 .publish(topic("status"), QoS::AtLeastOnce, true, "online")
                 .await;
+            let signed_state = sign_report(device, &topic("state"), state.clone());
             let _ = fleet
-                .publish(topic("state"), QoS::AtLeastOnce, true, state.clone())
+                .publish(topic("state"), QoS::AtLeastOnce, true, signed_state)
                 .await;
+            let signed_mining = sign_report(device, &topic("telemetry"), mining.clone());
             let _ = fleet
-                .publish(topic("telemetry"), QoS::AtMostOnce, false, mining.clone())
+                .publish(topic("telemetry"), QoS::AtMostOnce, false, signed_mining)
                 .await;
         }
     });

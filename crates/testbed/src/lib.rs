@@ -436,7 +436,13 @@ pub struct Seen {
 }
 
 impl Seen {
+    /// The message as JSON; a signed one (a miner's report, a command, a feed reading) as what
+    /// its envelope carries (the suites check what was said; the agent and the miners check who
+    /// said it).
     pub fn json(&self) -> serde_json::Value {
+        if let Ok(report) = fleet_proto::report::open(&self.payload) {
+            return serde_json::from_str(&report.payload).unwrap_or(serde_json::Value::Null);
+        }
         serde_json::from_slice(&self.payload).unwrap_or(serde_json::Value::Null)
     }
 

@@ -195,16 +195,10 @@ impl BrokerRecord {
         Self { commands, acks }
     }
 
-    /// The command ids seen so far (read from each signed command's payload).
+    /// The command ids seen so far (`Seen::json` reads each signed command's payload).
     pub fn commands(&mut self) -> Vec<String> {
         std::iter::from_fn(|| self.commands.try_next())
-            .map(|seen| {
-                let payload = seen.json()["payload"].as_str().unwrap_or("").to_string();
-                serde_json::from_str::<serde_json::Value>(&payload).unwrap_or_default()["id"]
-                    .as_str()
-                    .unwrap_or("?")
-                    .to_string()
-            })
+            .map(|seen| seen.json()["id"].as_str().unwrap_or("?").to_string())
             .collect()
     }
 
@@ -250,7 +244,7 @@ pub fn agent_config(dir: &Path, head: &str, port: u16, key: &Path) -> AgentConfi
         &config,
         format!(
             "{head}[agent]\nmqtt_url = \"mqtt://127.0.0.1:{port}\"\nkey_file = \"{}\"\n\
-             key_id = \"host-test\"\nplan_interval_s = 0.5\nstore = \"{}\"\n\
+             key_id = \"host-test\"\nenrol = \"first-seen\"\nplan_interval_s = 0.5\nstore = \"{}\"\n\
              metrics_listen = \"127.0.0.1:{}\"\n{}",
             key.display(),
             dir.join("agent.db").display(),
@@ -324,8 +318,19 @@ pub struct LoneAgent {
 
 impl LoneAgent {
     /// `site` on `via`, its file the fixed tariff, the agent's section and then `extra` (more
-    /// sections); returns once `/metrics` answers.
+    /// sections); returns once `/metrics` answers. Miners are enrolled at first sight.
     pub async fn start(name: &str, site: &str, via: crate::Via, extra: &str) -> Self {
+        Self::start_enrolling(name, site, via, "first-seen", extra).await
+    }
+
+    /// The same, miners enrolled as `enrol` says (`[agent] enrol`).
+    pub async fn start_enrolling(
+        name: &str,
+        site: &str,
+        via: crate::Via,
+        enrol: &str,
+        extra: &str,
+    ) -> Self {
         let dir = crate::scratch(&format!("{name}-{via:?}"));
         let broker = (via == crate::Via::Mosquitto).then(|| crate::Broker::start(&dir));
         let port = broker.as_ref().map_or_else(crate::free_port, |b| b.port);
@@ -338,8 +343,8 @@ impl LoneAgent {
             &config,
             format!(
                 "[site]\nname = \"{site}\"\n[tariff]\nkind = \"fixed\"\nprice = 0.06\n\
-                 [agent]\n{agent_broker}key_file = \"{}\"\nkey_id = \"host-test\"\n\
-                 plan_interval_s = 0.5\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n\
+                 [agent]\n{agent_broker}key_file = \"{}\"\nkey_id = \"host-test\"\nenrol = \"{enrol}\"\n\
+                 max_unenrolled = 8\nplan_interval_s = 0.5\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n\
                  store = \"{}\"\n{broker_lines}{extra}",
                 key.display(),
                 dir.join("agent.db").display()

@@ -7,12 +7,38 @@ use fleet_proto::{Ack, GridSignal, Kind, MaestroTarget, MinerTopic, topic};
 use tracing::{info, warn};
 
 use super::{Agent, unix_now};
+use crate::enrol::Opened;
 use crate::market::Reading;
 use crate::metrics::Counters;
 use crate::store::{AuditEntry, AuditKind};
 
 /// How far from the median a polled reading may lie and still agree, unless the site says.
 const DEFAULT_QUORUM_SPREAD: f64 = 0.1;
+
+/// Which refused reports get a log line: an unknown miner's first, and forgeries at most one line
+/// per kind every ten seconds (with the count of those not logged) — a flood of forged reports
+/// is counted in `hashwarden_messages_refused_total`, not written out line by line.
+#[derive(Debug, Default)]
+pub(super) struct RefusalLog {
+    /// Bad envelopes or signatures; another key than the one enrolled; a key already taken.
+    forgeries: [net_guard::Throttle; 3],
+}
+
+impl RefusalLog {
+    /// `Some(count not logged since the last line of its kind)` when `refusal` gets a line.
+    fn admit(&mut self, refusal: &crate::enrol::Refused) -> Option<u64> {
+        use crate::enrol::Refused;
+        let slot = match refusal {
+            Refused::Envelope { .. } => 0,
+            Refused::OtherKey { .. } => 1,
+            Refused::KeyTaken { .. } => 2,
+            Refused::Unenrolled { first, .. } | Refused::Full { first, .. } => {
+                return first.then_some(0);
+            }
+        };
+        self.forgeries[slot].admit(tokio::time::Instant::now())
+    }
+}
 
 impl Agent {
     /// Another agent of the group came or went: the fleet's split changes with it, and each
@@ -49,15 +75,28 @@ impl Agent {
             let Ok(message) = incoming.try_recv() else {
                 return;
             };
-            self.take(&message.topic, &message.payload);
+            self.take_message(message, unix_now());
         }
     }
 
-    /// One incoming message.
-    pub(super) fn take(&mut self, topic_name: &str, payload: &[u8]) {
-        self.take_at(topic_name, payload, unix_now());
+    /// One message off the link: a miner's report with the verdict the verifier thread gave its
+    /// signature, anything else as it came.
+    pub(super) fn take_message(&mut self, message: super::link::Incoming, now: u64) {
+        let super::link::Incoming {
+            topic,
+            payload,
+            checked,
+        } = message;
+        match (checked, MinerTopic::parse(&topic)) {
+            (Some(checked), Ok(t)) if t.site == self.site => {
+                let opened = self.enrolment.open_checked(t.miner.as_str(), checked, now);
+                self.take_opened(t.miner.as_str(), t.kind, &topic, opened, now);
+            }
+            _ => self.take_at(&topic, &payload, now),
+        }
     }
 
+    /// One incoming message, at `now`.
     pub(super) fn take_at(&mut self, topic_name: &str, payload: &[u8], now: u64) {
         let refused = |counters: &mut Counters, what: &str, reason: String| {
             counters.refused_messages += 1;
@@ -71,41 +110,13 @@ impl Agent {
             if miner_topic.site != self.site {
                 return;
             }
-            let miner = miner_topic.miner.as_str();
-            if miner_topic.kind == Kind::Ack {
-                match serde_json::from_slice::<Ack>(payload) {
-                    Ok(mut ack) => {
-                        // Whatever the miner says goes into logs, the audit log and
-                        // `hashwarden explain`: printable, bounded.
-                        ack.reason = ack.reason.as_deref().map(crate::plausible::printable);
-                        ack.id = ack.id.as_deref().map(crate::plausible::printable);
-                        self.records.audit(AuditEntry::new(
-                            now,
-                            miner,
-                            AuditKind::Ack,
-                            format!(
-                                "{} {:?}{}",
-                                ack.id.as_deref().unwrap_or("-"),
-                                ack.status,
-                                ack.reason
-                                    .as_deref()
-                                    .map_or(String::new(), |r| format!(": {r}"))
-                            ),
-                        ));
-                        if ack.status != fleet_proto::AckStatus::Accepted
-                            && let Some(sent) =
-                                ack.id.as_ref().and_then(|id| self.sent_at.remove(id))
-                        {
-                            self.metrics.latency(sent.elapsed().as_secs_f64());
-                        }
-                        self.executor.on_ack(miner, &ack, now);
-                        self.rollout_ack(miner, &ack, now);
-                    }
-                    Err(e) => refused(&mut self.records.counters, "ack", e.to_string()),
-                }
-            } else if let Err(e) = self.fleet.ingest(miner, miner_topic.kind, payload, now) {
-                refused(&mut self.records.counters, "miner message", e.to_string());
-            }
+            self.take_report(
+                miner_topic.miner.as_str(),
+                miner_topic.kind,
+                topic_name,
+                payload,
+                now,
+            );
         } else if let Some(kind) = self.feed_kind(topic_name) {
             match self.feeds.open(kind, payload, now) {
                 Ok(Some(reading)) => self.take_feed(kind, reading, now),
@@ -122,6 +133,139 @@ impl Agent {
                 Ok(target) => self.grid.maestro(target, now),
                 Err(e) => refused(&mut self.records.counters, "maestro", e.to_string()),
             }
+        }
+    }
+
+    /// A miner's message: its status as the broker keeps it, anything else only when signed by
+    /// the miner's enrolled device key.
+    fn take_report(&mut self, miner: &str, kind: Kind, topic_name: &str, payload: &[u8], now: u64) {
+        let refused = |counters: &mut Counters, what: &str, reason: String| {
+            counters.refused_messages += 1;
+            warn!(topic = topic_name, what, %reason, "message refused");
+        };
+        match kind {
+            // The agent's own commands, heard back: nothing to take.
+            Kind::Cmd => {}
+            // Unsigned: the broker publishes the last will. An unknown miner's is held.
+            Kind::Status => {
+                let online = payload == fleet_proto::messages::ONLINE.as_bytes();
+                if self.enrolment.status(miner, online)
+                    && let Err(e) = self.fleet.ingest(miner, kind, payload, now)
+                {
+                    refused(&mut self.records.counters, "status", e.to_string());
+                }
+            }
+            Kind::State | Kind::Telemetry | Kind::Ack => {
+                self.take_enrolled(miner, kind, topic_name, payload, now)
+            }
+        }
+    }
+
+    /// A state, telemetry or ack: taken only when its miner's enrolled key signed it.
+    fn take_enrolled(
+        &mut self,
+        miner: &str,
+        kind: Kind,
+        topic_name: &str,
+        payload: &[u8],
+        now: u64,
+    ) {
+        let opened = self.enrolment.open(miner, topic_name, payload, now);
+        self.take_opened(miner, kind, topic_name, opened, now);
+    }
+
+    /// A report as the enrolment book opened it: its miner's word, or a refusal to count.
+    fn take_opened(
+        &mut self,
+        miner: &str,
+        kind: Kind,
+        topic_name: &str,
+        opened: Result<Opened, crate::enrol::Refused>,
+        now: u64,
+    ) {
+        let payload = match opened {
+            Ok(Opened::Report(payload)) => payload,
+            Ok(Opened::Enrolled { payload, status }) => {
+                self.enrolled(now);
+                // Its `status` as held while it was unknown; with none held (a site coming up
+                // all at once outgrows what is held of strangers) its signed word now is proof
+                // enough that it is up, until its status or its silence says otherwise.
+                let status = if status.unwrap_or(true) {
+                    "online"
+                } else {
+                    "offline"
+                };
+                let _ = self
+                    .fleet
+                    .ingest(miner, Kind::Status, status.as_bytes(), now);
+                payload
+            }
+            Err(refusal) => {
+                self.records.counters.refused_messages += 1;
+                if let Some(unlogged) = self.refusals.admit(&refusal) {
+                    warn!(topic = topic_name, %refusal, unlogged, "report refused");
+                }
+                return;
+            }
+        };
+        self.take_signed(miner, kind, payload.as_bytes(), now);
+    }
+
+    /// A miner enrolled at first sight: logged, audited, queued for the store (the next start
+    /// knows it).
+    fn enrolled(&mut self, now: u64) {
+        for new in self.enrolment.take_new() {
+            info!(miner = %new.miner, key = %new.public_key, "device key enrolled at first sight");
+            self.records.audit(AuditEntry::new(
+                now,
+                &new.miner,
+                AuditKind::Enrolled,
+                format!("device key {} enrolled at first sight", new.public_key),
+            ));
+            self.records.enrolled(new);
+        }
+    }
+
+    /// A report its miner signed.
+    fn take_signed(&mut self, miner: &str, kind: Kind, payload: &[u8], now: u64) {
+        let refused = |counters: &mut Counters, what: &str, reason: String| {
+            counters.refused_messages += 1;
+            warn!(miner, what, %reason, "message refused");
+        };
+        if kind != Kind::Ack {
+            if let Err(e) = self.fleet.ingest(miner, kind, payload, now) {
+                refused(&mut self.records.counters, "miner message", e.to_string());
+            }
+            return;
+        }
+        match serde_json::from_slice::<Ack>(payload) {
+            Ok(mut ack) => {
+                // Whatever the miner says goes into logs, the audit log and
+                // `hashwarden explain`: printable, bounded.
+                ack.reason = ack.reason.as_deref().map(crate::plausible::printable);
+                ack.id = ack.id.as_deref().map(crate::plausible::printable);
+                self.records.audit(AuditEntry::new(
+                    now,
+                    miner,
+                    AuditKind::Ack,
+                    format!(
+                        "{} {:?}{}",
+                        ack.id.as_deref().unwrap_or("-"),
+                        ack.status,
+                        ack.reason
+                            .as_deref()
+                            .map_or(String::new(), |r| format!(": {r}"))
+                    ),
+                ));
+                if ack.status != fleet_proto::AckStatus::Accepted
+                    && let Some(sent) = ack.id.as_ref().and_then(|id| self.sent_at.remove(id))
+                {
+                    self.metrics.latency(sent.elapsed().as_secs_f64());
+                }
+                self.executor.on_ack(miner, &ack, now);
+                self.rollout_ack(miner, &ack, now);
+            }
+            Err(e) => refused(&mut self.records.counters, "ack", e.to_string()),
         }
     }
 

@@ -37,6 +37,19 @@ const RECONNECT_DELAY: Duration = Duration::from_secs(1);
 pub struct Incoming {
     pub topic: String,
     pub payload: Vec<u8>,
+    /// A miner's report's envelope and signature, checked by the verifier thread on its way
+    /// (`super::verifier`); `None` for anything else, or when it came another way.
+    pub checked: Option<Result<fleet_proto::report::Checked, fleet_proto::report::ReportRefusal>>,
+}
+
+impl Incoming {
+    pub fn new(topic: String, payload: Vec<u8>) -> Self {
+        Self {
+            topic,
+            payload,
+            checked: None,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -107,7 +120,8 @@ pub fn spawn(
     options.set_keep_alive(KEEP_ALIVE);
     options.set_max_packet_size(Some(MAX_MESSAGE_BYTES as u32 * 2));
     let (client, eventloop) = AsyncClient::new(options, REQUEST_QUEUE);
-    let (tx, incoming) = mpsc::channel(INCOMING_QUEUE);
+    let (tx, raw) = mpsc::channel(INCOMING_QUEUE);
+    let incoming = super::verifier::spawn(raw, site.clone(), INCOMING_QUEUE);
     let group = share.map(|share| &share.group);
     // Retained state and presence never reach a shared subscription (MQTT v5 §4.8.2), and acks
     // must reach the agent that sent the command: only telemetry is shared.
@@ -197,10 +211,10 @@ async fn run(
                     warn!(bytes = publish.payload.len(), "oversized message dropped");
                     continue;
                 }
-                let message = Incoming {
-                    topic: String::from_utf8_lossy(&publish.topic).into_owned(),
-                    payload: publish.payload.to_vec(),
-                };
+                let message = Incoming::new(
+                    String::from_utf8_lossy(&publish.topic).into_owned(),
+                    publish.payload.to_vec(),
+                );
                 if incoming.try_send(message).is_err() {
                     warn!("incoming queue full; message dropped");
                 }

@@ -10,6 +10,7 @@ mod link;
 mod records;
 mod rollouts;
 mod tasks;
+mod verifier;
 
 pub use rollouts::Shelf;
 pub use tasks::serve_http;
@@ -58,6 +59,9 @@ struct Agent {
     grid: Grid,
     /// Who may move the market, the power price and the grid cap over MQTT.
     feeds: crate::feeds::FeedGate,
+    /// Which miners' reports are their own word: their enrolled device keys.
+    enrolment: crate::enrol::Enrolment,
+    refusals: intake::RefusalLog,
     signer: CommandSigner,
     /// The store, the audit entries of the round and the run's counters.
     records: Records,
@@ -191,7 +195,7 @@ pub async fn run(
     info!(site = %site, "agent running");
     loop {
         tokio::select! {
-            Some(message) = link.incoming.recv() => agent.take(&message.topic, &message.payload),
+            Some(message) = link.incoming.recv() => agent.take_message(message, unix_now()),
             Some(polled) = async {
                 match &mut polled {
                     Some(rx) => rx.recv().await,
@@ -221,6 +225,24 @@ pub async fn run(
         counters: agent.records.counters,
         miners: agent.fleet.len(),
     })
+}
+
+/// The enrolment book as the config sets it up: its mode, its bound, the keys it names.
+fn enrolment(config: &SiteConfig) -> Result<crate::enrol::Enrolment, String> {
+    let agent = config.agent.as_ref();
+    let mut book = crate::enrol::Enrolment::new(
+        agent.map(|a| a.enrol).unwrap_or_default(),
+        agent
+            .and_then(|a| a.max_unenrolled)
+            .unwrap_or(crate::enrol::DEFAULT_MAX_UNENROLLED),
+    );
+    for (i, machine) in config.machines.iter().enumerate() {
+        if let Some(key) = &machine.public_key {
+            book.enrol(&machine.id, key, crate::enrol::How::Config)
+                .map_err(|e| format!("machines[{i}].public_key: {e}"))?;
+        }
+    }
+    Ok(book)
 }
 
 impl Agent {
@@ -270,8 +292,11 @@ impl Agent {
             .unwrap_or(crate::fleet::MAX_MINERS);
         let feeds = crate::feeds::FeedGate::new(&site, &config.feeds)
             .map_err(|e| format!("feeds.trusted_keys: {e}"))?;
+        let enrolment = enrolment(&config)?;
         Ok(Self {
             feeds,
+            enrolment,
+            refusals: intake::RefusalLog::default(),
             grid: Grid::new(config.cap(), maestro, now).with_lead(config.site.grid_lead_s),
             executor: Executor::new(site.clone(), commands, seq_floor),
             config,
@@ -306,6 +331,15 @@ impl Agent {
         }
         for (miner, at, on) in store.switches().map_err(|e| e.to_string())? {
             self.executor.restore_switch(&miner, at, on);
+        }
+        // Keys enrolled at first sight in earlier runs; a key the config names stays.
+        for (miner, public_key, _) in store.enrolled().map_err(|e| e.to_string())? {
+            if let Err(e) = self
+                .enrolment
+                .enrol(&miner, &public_key, crate::enrol::How::FirstSeen)
+            {
+                warn!(error = %e, "stored device key not used");
+            }
         }
         match store.last_market().map_err(|e| e.to_string())? {
             Some(reading) => {
@@ -448,6 +482,7 @@ impl Agent {
         }
         self.metrics
             .plan(&plan, &machines, economics.map(|e| e.power_price.0));
+        self.metrics.unenrolled = self.enrolment.unenrolled().count();
         self.refresh_dashboard(&machines, &plan, economics.map(|e| e.power_price.0), now);
         let mut commands = self.executor.tick(now, &self.fleet);
         commands.extend(self.rollouts_round(now));
@@ -518,6 +553,10 @@ impl Agent {
                     target: decision.to,
                     reason: decision.reason.to_string(),
                     last_seen: heard.map_or(0, |h| h.last_seen),
+                    enrolment: self
+                        .enrolment
+                        .how(&machine.id)
+                        .map(|how| how.as_str().to_string()),
                 }
             })
             .collect()
@@ -575,11 +614,15 @@ impl Agent {
             return;
         }
         let rows = self.fleet_rows(machines, plan);
+        let held: Vec<crate::enrol::Unenrolled> = self.enrolment.unenrolled().cloned().collect();
         let Some(store) = self.records.store_mut() else {
             return;
         };
         if let Err(e) = store.save_fleet(&rows, now) {
             warn!(error = %e, "cannot store the fleet table");
+        }
+        if let Err(e) = store.save_unenrolled(&held) {
+            warn!(error = %e, "cannot store the miners waiting for enrolment");
         }
     }
 

@@ -13,6 +13,9 @@ pub(super) struct Records {
     store: Option<Store>,
     /// Written at the end of each round, in one transaction.
     queue: Vec<AuditEntry>,
+    /// Keys enrolled at first sight, written with the audit entries: a site coming up enrols
+    /// thousands at once, one transaction per round rather than one per miner.
+    enrolments: Vec<crate::enrol::NewEnrolment>,
     pub counters: Counters,
 }
 
@@ -36,9 +39,24 @@ impl Records {
         }
     }
 
+    /// Queues a key enrolled at first sight for the store (nothing without one).
+    pub fn enrolled(&mut self, new: crate::enrol::NewEnrolment) {
+        if self.store.is_some() {
+            self.enrolments.push(new);
+        }
+    }
+
     /// Writes the queued entries in one transaction; a store error is logged, since the fleet
     /// must not stop for a full disk.
     pub fn flush(&mut self) {
+        if !self.enrolments.is_empty() {
+            let enrolments = std::mem::take(&mut self.enrolments);
+            if let Some(store) = &mut self.store
+                && let Err(e) = store.save_enrolled(&enrolments)
+            {
+                warn!(error = %e, miners = enrolments.len(), "enrolments not stored: the next start enrols them again");
+            }
+        }
         if self.queue.is_empty() {
             return;
         }

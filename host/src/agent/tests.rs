@@ -9,6 +9,29 @@ fn agent(extra: &str) -> Agent {
     agent_with_feeds("[feeds]\naccept_unsigned = true\n", extra)
 }
 
+/// A miner's device key in these tests: one per name.
+fn device(miner: &str) -> fleet_proto::report::DeviceSigner {
+    let mut seed = [0x5a; 32];
+    for (slot, byte) in seed.iter_mut().zip(miner.bytes()) {
+        *slot = byte;
+    }
+    fleet_proto::report::DeviceSigner::from_seed(&seed)
+}
+
+/// `payload` arriving on `topic` at `at`, signed as a miner signs it when it is a miner's state,
+/// telemetry or ack.
+fn say(agent: &mut Agent, topic: &str, payload: &[u8], at: u64) {
+    match MinerTopic::parse(topic) {
+        Ok(t) if matches!(t.kind, Kind::State | Kind::Telemetry | Kind::Ack) => {
+            let text = String::from_utf8_lossy(payload).into_owned();
+            let wire =
+                serde_json::to_vec(&device(t.miner.as_str()).sign(topic, text)).expect("encodes");
+            agent.take_at(topic, &wire, at);
+        }
+        _ => agent.take_at(topic, payload, at),
+    }
+}
+
 fn agent_with_feeds(feeds: &str, extra: &str) -> Agent {
     let text = format!(
         "[site]\nname = \"tx-west\"\n[tariff]\nkind = \"fixed\"\nprice = 0.06\n\
@@ -23,6 +46,12 @@ fn agent_with_feeds(feeds: &str, extra: &str) -> Agent {
         false,
         NOW,
     )
+    .map(|mut agent| {
+        // These tests are about the agent's logic: each miner's key is taken at first sight
+        // (`enrolment` below has the tests of who is listened to).
+        agent.enrolment = crate::enrol::Enrolment::new(crate::enrol::EnrolMode::FirstSeen, 16);
+        agent
+    })
     .expect("starts")
 }
 
@@ -33,9 +62,9 @@ fn example(suffix: &str) -> Vec<u8> {
 /// The documented S19 XP (21.6 J/TH) as miner `m1`, online and mining.
 fn hear_miner(agent: &mut Agent) {
     let t = |kind| format!("hashwarden/v1/tx-west/m1/{kind}");
-    agent.take_at(&t("status"), b"online", NOW);
-    agent.take_at(&t("state"), &example("/state"), NOW);
-    agent.take_at(&t("telemetry"), &example("/telemetry"), NOW);
+    say(agent, &t("status"), b"online", NOW);
+    say(agent, &t("state"), &example("/state"), NOW);
+    say(agent, &t("telemetry"), &example("/telemetry"), NOW);
 }
 
 fn market(hashprice: f64, at: u64) -> Vec<u8> {
@@ -59,9 +88,15 @@ fn a_market_drop_sleeps_the_machine_with_a_signed_command() {
     hear_miner(&mut agent);
     // No market yet: the safe policy keeps it as it is.
     assert!(agent.round(NOW + 1).is_empty());
-    agent.take_at("hashwarden/v1/tx-west/market", &market(40.0, NOW), NOW);
+    say(
+        &mut agent,
+        "hashwarden/v1/tx-west/market",
+        &market(40.0, NOW),
+        NOW,
+    );
     assert!(agent.round(NOW + 2).is_empty(), "profitable at $40");
-    agent.take_at(
+    say(
+        &mut agent,
         "hashwarden/v1/tx-west/market",
         &market(25.0, NOW + 3),
         NOW + 3,
@@ -79,7 +114,12 @@ fn a_market_drop_sleeps_the_machine_with_a_signed_command() {
 fn bad_inputs_are_counted_and_change_nothing() {
     let mut agent = agent("");
     hear_miner(&mut agent);
-    agent.take_at("hashwarden/v1/tx-west/market", &market(40.0, NOW), NOW);
+    say(
+        &mut agent,
+        "hashwarden/v1/tx-west/market",
+        &market(40.0, NOW),
+        NOW,
+    );
     for (topic, payload) in [
         ("hashwarden/v1/tx-west/market", market(0.0, NOW + 1)),
         ("hashwarden/v1/tx-west/market", market(400.0, NOW + 1)),
@@ -90,12 +130,17 @@ fn bad_inputs_are_counted_and_change_nothing() {
         ("hashwarden/v1/tx-west/m1/telemetry", b"\xff".to_vec()),
         ("hashwarden/v1/tx-west/m1/ack", b"null".to_vec()),
     ] {
-        agent.take_at(topic, &payload, NOW + 1);
+        say(&mut agent, topic, &payload, NOW + 1);
     }
     assert_eq!(agent.records.counters.refused_messages, 8);
     assert!(agent.round(NOW + 2).is_empty(), "still $40, still mining");
     // Another site's messages are not this agent's.
-    agent.take_at("hashwarden/v1/other/m9/status", b"online", NOW + 2);
+    say(
+        &mut agent,
+        "hashwarden/v1/other/m9/status",
+        b"online",
+        NOW + 2,
+    );
     assert_eq!(agent.fleet.len(), 1);
 }
 
@@ -116,7 +161,8 @@ fn a_replayed_reading_is_taken_when_its_time_comes() {
     assert!(agent.round(NOW).is_empty(), "$40 now");
     assert!(agent.round(NOW + 99).is_empty());
     // Still reporting (a miner silent for a minute counts as offline).
-    agent.take_at(
+    say(
+        &mut agent,
         "hashwarden/v1/tx-west/m1/telemetry",
         &example("/telemetry"),
         NOW + 99,
@@ -139,19 +185,26 @@ fn wakes_go_out_in_staggered_batches_most_efficient_first() {
         let mut state = state.clone();
         state.nameplate.power_w = watts;
         let t = |kind| format!("hashwarden/v1/tx-west/{miner}/{kind}");
-        agent.take_at(&t("status"), b"online", NOW);
-        agent.take_at(
+        say(&mut agent, &t("status"), b"online", NOW);
+        say(
+            &mut agent,
             &t("state"),
             &serde_json::to_vec(&state).expect("encodes"),
             NOW,
         );
-        agent.take_at(
+        say(
+            &mut agent,
             &t("telemetry"),
             &serde_json::to_vec(&telemetry).expect("encodes"),
             NOW,
         );
     }
-    agent.take_at("hashwarden/v1/tx-west/market", &market(60.0, NOW), NOW);
+    say(
+        &mut agent,
+        "hashwarden/v1/tx-west/market",
+        &market(60.0, NOW),
+        NOW,
+    );
     let first = agent.round(NOW);
     assert_eq!(actions(&first), ["m1:wake"], "the efficient one first");
     let signed: fleet_proto::SignedCommand = serde_json::from_slice(&first[0].1).expect("signed");
@@ -160,14 +213,20 @@ fn wakes_go_out_in_staggered_batches_most_efficient_first() {
     let ack = format!(
         "{{\"v\":1,\"id\":{id},\"miner\":\"m1\",\"status\":\"applied\",\"reason\":null,\"at\":{NOW}}}"
     );
-    agent.take_at("hashwarden/v1/tx-west/m1/ack", ack.as_bytes(), NOW + 1);
+    say(
+        &mut agent,
+        "hashwarden/v1/tx-west/m1/ack",
+        ack.as_bytes(),
+        NOW + 1,
+    );
     assert!(
         agent.round(NOW + 29).is_empty(),
         "the next batch waits its interval"
     );
     for miner in ["m1", "m2"] {
         let t = format!("hashwarden/v1/tx-west/{miner}/telemetry");
-        agent.take_at(
+        say(
+            &mut agent,
             &t,
             &serde_json::to_vec(&telemetry).expect("encodes"),
             NOW + 29,
@@ -181,13 +240,23 @@ fn a_machine_in_maintenance_is_left_alone_and_overheads_count() {
     // Exempt: a market far under water changes nothing.
     let mut exempt = agent("[[machines]]\nid = \"m1\"\nexempt = true\n");
     hear_miner(&mut exempt);
-    exempt.take_at("hashwarden/v1/tx-west/market", &market(25.0, NOW), NOW);
+    say(
+        &mut exempt,
+        "hashwarden/v1/tx-west/market",
+        &market(25.0, NOW),
+        NOW,
+    );
     assert!(exempt.round(NOW + 1).is_empty());
     // An overhead of $2 a day on 140 TH/s lifts its breakeven by ~$14.5/PH/day: at $40 the
     // documented S19 XP is profitable on power alone (breakeven $31.7), not with the overhead.
     let mut costly = agent("[[machines]]\nid = \"m1\"\noverhead_usd_per_day = 2.0\n");
     hear_miner(&mut costly);
-    costly.take_at("hashwarden/v1/tx-west/market", &market(40.0, NOW), NOW);
+    say(
+        &mut costly,
+        "hashwarden/v1/tx-west/market",
+        &market(40.0, NOW),
+        NOW,
+    );
     assert_eq!(actions(&costly.round(NOW + 1)), ["m1:sleep"]);
 }
 
@@ -195,12 +264,22 @@ fn a_machine_in_maintenance_is_left_alone_and_overheads_count() {
 fn a_grid_cap_sleeps_a_profitable_machine() {
     let mut agent = agent("");
     hear_miner(&mut agent);
-    agent.take_at("hashwarden/v1/tx-west/market", &market(40.0, NOW), NOW);
+    say(
+        &mut agent,
+        "hashwarden/v1/tx-west/market",
+        &market(40.0, NOW),
+        NOW,
+    );
     let cap = format!(
         "{{\"v\":1,\"at\":{NOW},\"cap_kw\":1.0,\"until\":{}}}",
         NOW + 600
     );
-    agent.take_at("hashwarden/v1/tx-west/grid", cap.as_bytes(), NOW + 1);
+    say(
+        &mut agent,
+        "hashwarden/v1/tx-west/grid",
+        cap.as_bytes(),
+        NOW + 1,
+    );
     assert_eq!(actions(&agent.round(NOW + 1)), ["m1:sleep"]);
 }
 
@@ -208,23 +287,35 @@ fn a_grid_cap_sleeps_a_profitable_machine() {
 fn a_grid_cap_with_notice_sheds_its_lead_before_it_starts() {
     let mut agent = agent("");
     hear_miner(&mut agent);
-    agent.take_at("hashwarden/v1/tx-west/market", &market(40.0, NOW), NOW);
+    say(
+        &mut agent,
+        "hashwarden/v1/tx-west/market",
+        &market(40.0, NOW),
+        NOW,
+    );
     // Thirty minutes' notice; the default lead is five minutes.
     let from = NOW + 1_800;
     let cap = format!(
         "{{\"v\":1,\"at\":{NOW},\"cap_kw\":1.0,\"from\":{from},\"until\":{}}}",
         from + 3_600
     );
-    agent.take_at("hashwarden/v1/tx-west/grid", cap.as_bytes(), NOW + 1);
+    say(
+        &mut agent,
+        "hashwarden/v1/tx-west/grid",
+        cap.as_bytes(),
+        NOW + 1,
+    );
     for t in [NOW + 1, NOW + 600, from - 301] {
-        agent.take_at(
+        say(
+            &mut agent,
             "hashwarden/v1/tx-west/m1/telemetry",
             &example("/telemetry"),
             t,
         );
         assert!(agent.round(t).is_empty(), "mining on at {t}");
     }
-    agent.take_at(
+    say(
+        &mut agent,
         "hashwarden/v1/tx-west/m1/telemetry",
         &example("/telemetry"),
         from - 300,
@@ -235,7 +326,12 @@ fn a_grid_cap_with_notice_sheds_its_lead_before_it_starts() {
         "{{\"v\":1,\"at\":{NOW},\"cap_kw\":1.0,\"from\":{},\"until\":{from}}}",
         from + 60
     );
-    agent.take_at("hashwarden/v1/tx-west/grid", backwards.as_bytes(), from);
+    say(
+        &mut agent,
+        "hashwarden/v1/tx-west/grid",
+        backwards.as_bytes(),
+        from,
+    );
     assert_eq!(agent.records.counters.refused_messages, 1);
 }
 
@@ -248,16 +344,23 @@ fn a_real_time_power_price_moves_the_breakeven_until_it_goes_stale() {
     let mut agent = agent("[power]\nmax_age_s = 60\n");
     hear_miner(&mut agent);
     // 21.6 J/TH: breakeven $31.1/PH/day on the $0.06 tariff, $46.7 at $0.09.
-    agent.take_at("hashwarden/v1/tx-west/market", &market(40.0, NOW), NOW);
+    say(
+        &mut agent,
+        "hashwarden/v1/tx-west/market",
+        &market(40.0, NOW),
+        NOW,
+    );
     assert!(agent.round(NOW + 1).is_empty(), "profitable on the tariff");
-    agent.take_at(
+    say(
+        &mut agent,
         "hashwarden/v1/tx-west/power",
         &power(0.09, NOW + 2),
         NOW + 2,
     );
     assert_eq!(actions(&agent.round(NOW + 2)), ["m1:sleep"]);
     // A unit error (cents for dollars) is refused; the last good price stands.
-    agent.take_at(
+    say(
+        &mut agent,
         "hashwarden/v1/tx-west/power",
         &power(4.3e1, NOW + 3),
         NOW + 3,
@@ -268,7 +371,8 @@ fn a_real_time_power_price_moves_the_breakeven_until_it_goes_stale() {
     let sleeping = examples::payload("/telemetry")
         .map(|t| String::from_utf8_lossy(&t).replace("\"mining\"", "\"sleeping\""))
         .expect("telemetry");
-    agent.take_at(
+    say(
+        &mut agent,
         "hashwarden/v1/tx-west/m1/telemetry",
         sleeping.as_bytes(),
         NOW + 70,
@@ -284,18 +388,38 @@ fn one_agent_of_a_group_plans_only_its_own_miners() {
     let fleet: Vec<String> = (1..=8).map(|i| format!("m{i}")).collect();
     for miner in &fleet {
         let t = |kind| format!("hashwarden/v1/tx-west/{miner}/{kind}");
-        agent.take_at(&t("status"), b"online", NOW);
-        agent.take_at(&t("state"), &example("/state"), NOW);
-        agent.take_at(&t("telemetry"), &example("/telemetry"), NOW);
+        say(&mut agent, &t("status"), b"online", NOW);
+        say(&mut agent, &t("state"), &example("/state"), NOW);
+        say(&mut agent, &t("telemetry"), &example("/telemetry"), NOW);
     }
     // Peer presence arrives on its topic; the agent's own echo is not a peer.
-    agent.take_at("hashwarden/v1/tx-west/agent/peers/agent-b", b"online", NOW);
+    say(
+        &mut agent,
+        "hashwarden/v1/tx-west/agent/peers/agent-b",
+        b"online",
+        NOW,
+    );
     assert!(agent.group.is_none(), "not in a group unless configured");
     agent.group = Some(crate::shard::Group::new("agent-a"));
-    agent.take_at("hashwarden/v1/tx-west/agent/peers/agent-a", b"online", NOW);
-    agent.take_at("hashwarden/v1/tx-west/agent/peers/agent-b", b"online", NOW);
+    say(
+        &mut agent,
+        "hashwarden/v1/tx-west/agent/peers/agent-a",
+        b"online",
+        NOW,
+    );
+    say(
+        &mut agent,
+        "hashwarden/v1/tx-west/agent/peers/agent-b",
+        b"online",
+        NOW,
+    );
     assert_eq!(agent.group.as_ref().map(|g| g.size()), Some(2));
-    agent.take_at("hashwarden/v1/tx-west/market", &market(25.0, NOW), NOW);
+    say(
+        &mut agent,
+        "hashwarden/v1/tx-west/market",
+        &market(25.0, NOW),
+        NOW,
+    );
     let mut slept: Vec<String> = agent
         .round(NOW + 1)
         .iter()
@@ -310,7 +434,8 @@ fn one_agent_of_a_group_plans_only_its_own_miners() {
     assert_eq!(slept, mine);
 
     // agent-b goes: its miners are this agent's now.
-    agent.take_at(
+    say(
+        &mut agent,
         "hashwarden/v1/tx-west/agent/peers/agent-b",
         b"offline",
         NOW + 2,
@@ -319,7 +444,8 @@ fn one_agent_of_a_group_plans_only_its_own_miners() {
 
     // agent-b is back before those changes are done: they are its again, and this agent
     // drops them instead of retrying them behind its back.
-    agent.take_at(
+    say(
+        &mut agent,
         "hashwarden/v1/tx-west/agent/peers/agent-b",
         b"online",
         NOW + 3,
@@ -414,7 +540,12 @@ fn rollouts_are_taken_up_one_at_a_time_and_only_with_an_image_that_checks() {
         "{{\"v\":1,\"id\":\"{id}\",\"miner\":\"m1\",\"status\":\"applied\",\"reason\":\"installed\",\"at\":{}}}",
         NOW + 3
     );
-    agent.take_at("hashwarden/v1/tx-west/m1/ack", ack.as_bytes(), NOW + 3);
+    say(
+        &mut agent,
+        "hashwarden/v1/tx-west/m1/ack",
+        ack.as_bytes(),
+        NOW + 3,
+    );
     agent.records.flush();
     let history = store.history(Some("m1"), 10).expect("reads");
     assert!(
@@ -435,7 +566,12 @@ fn a_change_nobody_answered_is_held_until_the_operator_asks_again() {
     let store = crate::store::Store::open(&dir.join("agent.db")).expect("opens");
     agent.attach(store, NOW).expect("attaches");
     hear_miner(&mut agent);
-    agent.take_at("hashwarden/v1/tx-west/market", &market(40.0, NOW), NOW);
+    say(
+        &mut agent,
+        "hashwarden/v1/tx-west/market",
+        &market(40.0, NOW),
+        NOW,
+    );
     let curtail_by_hand = |agent: &mut Agent, until: u64| {
         let manual = crate::planner::Manual {
             setting: Setting::Sleep,
@@ -452,7 +588,8 @@ fn a_change_nobody_answered_is_held_until_the_operator_asks_again() {
     let rounds = |agent: &mut Agent, from: u64, to: u64| -> Vec<String> {
         let mut sent = Vec::new();
         for t in from..to {
-            agent.take_at(
+            say(
+                agent,
                 "hashwarden/v1/tx-west/m1/telemetry",
                 &example("/telemetry"),
                 t,
@@ -478,12 +615,15 @@ fn a_round_reads_what_is_queued_first_but_no_more_than_its_limit() {
     let mut agent = agent("");
     let (tx, mut rx) = tokio::sync::mpsc::channel(16);
     for m in 0..5 {
-        for (kind, payload) in [("status", b"online".to_vec()), ("state", example("/state"))] {
-            tx.try_send(link::Incoming {
-                topic: format!("hashwarden/v1/tx-west/m{m}/{kind}"),
-                payload,
-            })
-            .expect("room");
+        let topic = |kind: &str| format!("hashwarden/v1/tx-west/m{m}/{kind}");
+        let state = String::from_utf8(example("/state")).expect("text");
+        let signed = device(&format!("m{m}")).sign(&topic("state"), state);
+        for (kind, payload) in [
+            ("status", b"online".to_vec()),
+            ("state", serde_json::to_vec(&signed).expect("encodes")),
+        ] {
+            tx.try_send(link::Incoming::new(topic(kind), payload))
+                .expect("room");
         }
     }
     agent.take_queued(&mut rx, 4);
@@ -517,8 +657,9 @@ fn carry_out(agent: &mut Agent, sent: &[(Name, Vec<u8>)], mode: &str, power_w: f
         "{{\"v\":1,\"id\":{},\"miner\":\"m1\",\"status\":\"applied\",\"reason\":null,\"at\":{at}}}",
         command["id"]
     );
-    agent.take_at("hashwarden/v1/tx-west/m1/ack", ack.as_bytes(), at);
-    agent.take_at(
+    say(agent, "hashwarden/v1/tx-west/m1/ack", ack.as_bytes(), at);
+    say(
+        agent,
         "hashwarden/v1/tx-west/m1/telemetry",
         &telemetry_of(mode, power_w, at + 1),
         at + 1,
@@ -530,7 +671,12 @@ fn a_miner_that_falls_asleep_by_itself_is_woken_again() {
     let mut agent = agent("");
     hear_miner(&mut agent);
     let market_at = |agent: &mut Agent, hashprice: f64, at: u64| {
-        agent.take_at("hashwarden/v1/tx-west/market", &market(hashprice, at), at);
+        say(
+            agent,
+            "hashwarden/v1/tx-west/market",
+            &market(hashprice, at),
+            at,
+        );
     };
     market_at(&mut agent, 25.0, NOW);
     let sleep = agent.round(NOW + 1);
@@ -544,7 +690,8 @@ fn a_miner_that_falls_asleep_by_itself_is_woken_again() {
     assert!(agent.round(NOW + 9).is_empty());
     assert_eq!(agent.records.counters.verified, 2);
     // Its failsafe slept it (a broker outage, say): the plan still wants it mining.
-    agent.take_at(
+    say(
+        &mut agent,
         "hashwarden/v1/tx-west/m1/telemetry",
         &telemetry_of("sleeping", 10.0, NOW + 20),
         NOW + 20,
@@ -563,13 +710,15 @@ fn forged_future_state_and_absurd_telemetry_are_refused_and_counted() {
     let mut state: serde_json::Value = serde_json::from_slice(&example("/state")).expect("json");
     state["mode"] = "sleeping".into();
     state["at"] = (NOW + 1_000_000_000).into();
-    agent.take_at(
+    say(
+        &mut agent,
         "hashwarden/v1/tx-west/m1/state",
         &serde_json::to_vec(&state).expect("encodes"),
         NOW + 1,
     );
     for power in [1e300, -1e300] {
-        agent.take_at(
+        say(
+            &mut agent,
             "hashwarden/v1/tx-west/m1/telemetry",
             &telemetry_of("mining", power, NOW + 2),
             NOW + 2,
@@ -597,9 +746,20 @@ fn unsigned_feeds_are_refused_unless_the_site_says_so() {
     let mut agent = agent_with_feeds(&feeds, "");
     hear_miner(&mut agent);
     // The attack: anonymous readings on the site's topics. None is taken.
-    agent.take_at("hashwarden/v1/tx-west/market", &market(0.12, NOW), NOW);
-    agent.take_at("hashwarden/v1/tx-west/power", &power(9.99, NOW), NOW);
-    agent.take_at(
+    say(
+        &mut agent,
+        "hashwarden/v1/tx-west/market",
+        &market(0.12, NOW),
+        NOW,
+    );
+    say(
+        &mut agent,
+        "hashwarden/v1/tx-west/power",
+        &power(9.99, NOW),
+        NOW,
+    );
+    say(
+        &mut agent,
         "hashwarden/v1/tx-west/grid",
         format!(
             "{{\"v\":1,\"at\":{NOW},\"cap_kw\":0,\"until\":{}}}",
@@ -623,7 +783,8 @@ fn unsigned_feeds_are_refused_unless_the_site_says_so() {
     )
     .sign(&signer)
     .expect("signs");
-    agent.take_at(
+    say(
+        &mut agent,
         "hashwarden/v1/tx-west/market",
         &serde_json::to_vec(&signed).expect("encodes"),
         NOW + 2,
@@ -704,4 +865,69 @@ fn polled_sources_that_disagree_leave_the_site_to_its_safe_policy() {
         MarketView::Current { hashprice, .. } => assert!((hashprice.0 - 29.2).abs() < 1e-9),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn the_verifier_thread_checks_reports_on_their_way_and_the_loop_decides() {
+    let mut agent = agent("");
+    let (raw_tx, raw) = tokio::sync::mpsc::channel(64);
+    let mut checked = verifier::spawn(raw, Name::new("tx-west").expect("a name"), 64);
+    let topic = "hashwarden/v1/tx-west/m1/state";
+    let state = String::from_utf8(example("/state")).expect("text");
+    let good = serde_json::to_vec(&device("m1").sign(topic, state.clone())).expect("encodes");
+    let mut forged: fleet_proto::report::SignedReport =
+        serde_json::from_slice(&good).expect("parses");
+    forged.payload = state.replace("\"mining\"", "\"sleeping\"");
+    let forged = serde_json::to_vec(&forged).expect("encodes");
+    for (topic, payload) in [
+        ("hashwarden/v1/tx-west/m1/status", b"online".to_vec()),
+        (topic, good),
+        (topic, forged),
+        ("hashwarden/v1/tx-west/market", market(40.0, NOW)),
+    ] {
+        raw_tx
+            .blocking_send(link::Incoming::new(topic.into(), payload))
+            .expect("room");
+    }
+    drop(raw_tx);
+    let mut verdicts = Vec::new();
+    while let Some(message) = checked.blocking_recv() {
+        verdicts.push(
+            message
+                .checked
+                .as_ref()
+                .map(|c| c.as_ref().map(|c| c.verified).map_err(|e| e.clone())),
+        );
+        agent.take_message(message, NOW);
+    }
+    // Only the reports were checked: the good one verified, the altered one not.
+    assert_eq!(verdicts, [None, Some(Ok(true)), Some(Ok(false)), None]);
+    let heard = agent.fleet.get("m1").expect("m1 enrolled and heard");
+    assert_eq!(
+        heard.state.as_ref().map(|s| s.mode),
+        Some(fleet_proto::Mode::Mining)
+    );
+    assert_eq!(agent.records.counters.refused_messages, 1);
+}
+
+#[test]
+fn a_site_coming_up_at_once_is_online_though_few_strangers_statuses_are_held() {
+    // First sight enrols; only 16 unknown miners' statuses are held, and 100 come up together.
+    let mut agent = agent("");
+    for m in 0..100 {
+        let topic = |kind: &str| format!("hashwarden/v1/tx-west/m{m}/{kind}");
+        say(&mut agent, &topic("status"), b"online", NOW);
+        say(&mut agent, &topic("state"), &example("/state"), NOW);
+        say(&mut agent, &topic("telemetry"), &example("/telemetry"), NOW);
+    }
+    say(
+        &mut agent,
+        "hashwarden/v1/tx-west/m7/status",
+        b"offline",
+        NOW,
+    );
+    let machines = agent.fleet.machines(NOW);
+    assert_eq!(machines.len(), 100);
+    let online = machines.iter().filter(|m| m.online).count();
+    assert_eq!(online, 99, "all but m7, whose last will came");
 }

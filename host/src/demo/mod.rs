@@ -280,10 +280,25 @@ async fn bring_up(
         let heard = tokio::time::timeout(Duration::from_millis(500), tap.heard.recv()).await;
         if let Ok(Some(heard)) = heard
             && let Ok(topic) = MinerTopic::parse(&heard.topic)
-            && let Err(e) = view.ingest(topic.miner.as_str(), topic.kind, &heard.payload, now)
+            && let Err(e) = view.ingest(
+                topic.miner.as_str(),
+                topic.kind,
+                &opened(&heard.payload),
+                now,
+            )
         {
             tracing::warn!(error = %e, "demo: a message not taken");
         }
+    }
+}
+
+/// A miner's message as the demo's story teller reads it: a signed report's payload, anything
+/// else as it came. The teller only shows what the miners say; the agent is the one that checks
+/// who said it.
+fn opened(payload: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    match fleet_proto::report::open(payload) {
+        Ok(report) => std::borrow::Cow::Owned(report.payload.into_bytes()),
+        Err(_) => std::borrow::Cow::Borrowed(payload),
     }
 }
 
@@ -388,7 +403,8 @@ async fn replay(
             if topic.kind != Kind::Telemetry {
                 continue;
             }
-            let Ok(t) = serde_json::from_slice::<fleet_proto::Telemetry>(&heard.payload) else {
+            let Ok(t) = serde_json::from_slice::<fleet_proto::Telemetry>(&opened(&heard.payload))
+            else {
                 continue;
             };
             let running = t.mode != fleet_proto::Mode::Sleeping && t.power_w > 0.0;

@@ -49,7 +49,7 @@ fn agent_toml(
          [policy]\nmode = \"optimise\"\nband = {band}\nmin_on_s = 1\nmin_off_s = 1\n\
          restore_cooldown_s = 1\nbatch_size = {miners}\nbatch_interval_s = 1\n\
          [broker]\nlisten = \"{broker}\"\n\
-         [agent]\nkey_file = \"{key}\"\nkey_id = \"{KEY_ID}\"\nplan_interval_s = 0.25\n\
+         [agent]\nkey_file = \"{key}\"\nkey_id = \"{KEY_ID}\"\nenrol = \"first-seen\"\nplan_interval_s = 0.25\n\
          store = \"{store}\"\nmetrics_listen = \"{dashboard}\"\n\
          [[feeds.trusted_keys]]\nid = \"{FEED_KEY_ID}\"\npublic_key = \"{feed_public_key}\"\n",
         fee = story.pool_fee,
