@@ -91,29 +91,114 @@ fn log_filter() -> tracing_subscriber::EnvFilter {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=warn"))
 }
 
+/// How often one line of rumqttd's may be written at warn or above.
+const BROKER_LINE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// rumqttd's warnings and errors, each line at most once every ten seconds: out of file
+/// descriptors its accept loop retries at once and logs every failure (3.7 million lines, 592 MB,
+/// in ten seconds once: #16). Our own listeners back off and count (`net-guard`); this is the
+/// same bound around the embedded broker, whose loop is not ours.
+pub fn broker_flood_guard<S>() -> tracing_subscriber::filter::DynFilterFn<
+    S,
+    impl Fn(&tracing::Metadata<'_>, &tracing_subscriber::layer::Context<'_, S>) -> bool,
+> {
+    let last: std::sync::Mutex<
+        std::collections::HashMap<tracing::callsite::Identifier, std::time::Instant>,
+    > = std::sync::Mutex::new(std::collections::HashMap::new());
+    // Asked at every event (a plain `filter_fn` is cached per call site after its first answer).
+    tracing_subscriber::filter::dynamic_filter_fn(move |meta, _| {
+        if !meta.is_event()
+            || !meta.target().starts_with("rumqttd")
+            || *meta.level() > tracing::Level::WARN
+        {
+            return true;
+        }
+        let Ok(mut last) = last.lock() else {
+            return true;
+        };
+        let now = std::time::Instant::now();
+        let line = last
+            .entry(meta.callsite())
+            .or_insert(now - BROKER_LINE_EVERY);
+        if now.duration_since(*line) < BROKER_LINE_EVERY {
+            return false;
+        }
+        *line = now;
+        true
+    })
+}
+
 /// Logs to stderr at `info` unless `RUST_LOG` says otherwise.
 pub fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_env_filter(log_filter())
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    install(std::io::stderr, ansi);
 }
 
 /// Logs to the file at `path` at `info` (unless `RUST_LOG` says otherwise): for a command whose
 /// terminal is for people, with many components logging in one process.
 pub fn init_logging_to(path: &std::path::Path) -> std::io::Result<()> {
     let file = std::fs::File::create(path)?;
-    tracing_subscriber::fmt()
-        .with_env_filter(log_filter())
-        .with_writer(std::sync::Mutex::new(file))
-        .with_ansi(false)
-        .init();
+    install(std::sync::Mutex::new(file), false);
     Ok(())
+}
+
+fn install<W>(writer: W, ansi: bool)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(writer)
+        .with_ansi(ansi)
+        .with_filter(log_filter())
+        .with_filter(broker_flood_guard());
+    tracing_subscriber::registry().with(layer).init();
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_flood_from_the_broker_is_one_line_and_ours_are_all_kept() {
+        use tracing_subscriber::Layer;
+        use tracing_subscriber::layer::SubscriberExt;
+        #[derive(Clone, Default)]
+        struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                if let Ok(mut lines) = self.0.lock() {
+                    lines.extend_from_slice(bytes);
+                }
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let sink = lines.clone();
+        let layer = tracing_subscriber::fmt::layer()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .with_filter(super::broker_flood_guard());
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            for i in 0..10_000 {
+                tracing::error!(target: "rumqttd::server::broker", i, "accept failed: too many open files");
+            }
+            for i in 0..3 {
+                tracing::warn!(i, "one of ours");
+                tracing::info!(target: "rumqttd::router", i, "broker info passes the guard");
+            }
+        });
+        let text = String::from_utf8(lines.0.lock().map(|l| l.clone()).unwrap_or_default())
+            .unwrap_or_default();
+        assert_eq!(text.matches("too many open files").count(), 1, "{text}");
+        assert_eq!(text.matches("one of ours").count(), 3, "{text}");
+        assert_eq!(text.matches("passes the guard").count(), 3, "{text}");
+    }
+
     #[test]
     fn durations_read_as_operators_write_them() {
         use super::parse_duration;
