@@ -166,10 +166,21 @@ impl Enrolment {
             miner: miner.to_string(),
             source,
         })?;
+        let configured = |book: &Self, name: &str| {
+            book.enrolled
+                .get(name)
+                .is_some_and(|enrolled| enrolled.how == How::Config)
+        };
+        // A key taken at first sight never displaces the config's word, for this name or for
+        // the name the config gives that key.
+        let owner_in_config = self
+            .owners
+            .get(key.hex())
+            .is_some_and(|owner| owner != miner && configured(self, owner));
+        if how == How::FirstSeen && (configured(self, miner) || owner_in_config) {
+            return Ok(());
+        }
         if let Some(old) = self.enrolled.get(miner) {
-            if old.how == How::Config && how == How::FirstSeen {
-                return Ok(());
-            }
             self.owners.remove(old.key.hex());
         }
         if let Some(previous_owner) = self.owners.insert(key.hex().to_string(), miner.to_string())

@@ -172,10 +172,15 @@ fn a_configured_key_replaces_one_first_seen_and_not_the_other_way() {
     assert_eq!(book.how("m4"), Some(How::Config));
     assert!(open(&mut book, "m4", "state", &report(&new, "m4", "state", "{}")).is_ok());
     assert!(open(&mut book, "m4", "state", &report(&old, "m4", "state", "{}")).is_err());
-    // A stale first-seen record loaded after the config does not win either.
+    // A stale first-seen record loaded after the config does not win either: not for m4, and
+    // not for another name claiming the key the config gives m4.
     book.enrol("m4", old.public_hex(), How::FirstSeen)
         .expect("a key");
     assert!(open(&mut book, "m4", "state", &report(&new, "m4", "state", "{}")).is_ok());
+    book.enrol("m9", new.public_hex(), How::FirstSeen)
+        .expect("a key");
+    assert_eq!(book.how("m4"), Some(How::Config));
+    assert_eq!(book.how("m9"), None);
 }
 
 #[test]
