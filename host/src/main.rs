@@ -302,7 +302,12 @@ fn explain(config: &Path, miner: &str, last: usize, json: bool) -> Result<(), St
         );
     }
     for entry in &entries {
-        println!("{}  {:<12} {}", entry.at, entry.kind, entry.detail);
+        println!(
+            "{}  {:<12} {}",
+            cli_common::time::utc(entry.at),
+            entry.kind,
+            entry.detail
+        );
     }
     Ok(())
 }
