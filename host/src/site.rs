@@ -119,7 +119,8 @@ pub struct AgentSection {
     #[serde(default = "default_store")]
     pub store: std::path::PathBuf,
     /// Where to serve Prometheus `/metrics` and the images of firmware rollouts (`ADDR:PORT`);
-    /// not served when absent.
+    /// not served when absent or `"off"`.
+    #[serde(default, deserialize_with = "address_or_off")]
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// How the miners reach that listener (`http://10.20.0.5:9100`), when not by
     /// `metrics_listen` itself (a wildcard address, a proxy, NAT).
@@ -148,6 +149,21 @@ pub struct ShareSection {
     pub group: fleet_proto::Name,
     /// This agent's name in the group: different on every agent.
     pub instance: fleet_proto::Name,
+}
+
+/// `ADDR:PORT`, or `"off"` for no listener — as the daemon's listeners take it.
+fn address_or_off<'de, D>(deserializer: D) -> Result<Option<std::net::SocketAddr>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let text = String::deserialize(deserializer)?;
+    match text.as_str() {
+        "off" => Ok(None),
+        text => text
+            .parse()
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom(format!("{text:?} is not ADDRESS:PORT or off"))),
+    }
 }
 
 fn default_store() -> std::path::PathBuf {
@@ -789,6 +805,13 @@ btc_usd = 63000
             Some("http://10.20.0.5:9100")
         );
         assert_eq!(images("metrics_listen = \"0.0.0.0:9100\"\n"), None);
+        // `off`, as the daemon's listeners take it (#21): no listener, no images.
+        assert_eq!(images("metrics_listen = \"off\"\n"), None);
+        let wrong = error(format!("{GOOD}{agent}metrics_listen = \"everywhere\"\n"));
+        assert!(
+            wrong.contains("metrics_listen") && wrong.contains("ADDRESS:PORT or off"),
+            "{wrong}"
+        );
         assert_eq!(
             images("metrics_listen = \"0.0.0.0:9100\"\npublic_url = \"http://agent.site:9100\"\n")
                 .as_deref(),
