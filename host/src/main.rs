@@ -231,7 +231,8 @@ fn open_store(config: &Path) -> Result<Store, String> {
 }
 
 fn status(config: &Path, json: bool) -> Result<(), String> {
-    let rows = open_store(config)?.fleet().map_err(|e| e.to_string())?;
+    let store = open_store(config)?;
+    let rows = store.fleet().map_err(|e| e.to_string())?;
     if json {
         println!(
             "{}",
@@ -263,9 +264,7 @@ fn status(config: &Path, json: bool) -> Result<(), String> {
             row.reason
         );
     }
-    let waiting = open_store(config)?
-        .unenrolled()
-        .map_err(|e| e.to_string())?;
+    let waiting = store.unenrolled().map_err(|e| e.to_string())?;
     if !waiting.is_empty() {
         let names: Vec<&str> = waiting.iter().map(|w| w.miner.as_str()).collect();
         println!(

@@ -148,7 +148,7 @@ impl CommandSigner {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -162,6 +162,30 @@ pub(crate) fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
         *slot = u8::from_str_radix(digits, 16).ok()?;
     }
     Some(out)
+}
+
+/// Why a signed envelope (a feed's reading, a miner's report) could not be read off the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum EnvelopeError {
+    /// Bare JSON, no envelope: what an unsigned sender publishes.
+    Unsigned,
+    Malformed(String),
+    Version(u32),
+}
+
+/// Reads a signed envelope off the wire, nothing verified yet.
+pub(crate) fn read_envelope(bytes: &[u8]) -> Result<SignedCommand, EnvelopeError> {
+    let envelope: SignedCommand = serde_json::from_slice(bytes).map_err(|e| {
+        // A bare message parses as JSON but is no envelope.
+        match serde_json::from_slice::<serde_json::Value>(bytes) {
+            Ok(v) if v.get("sig").is_none() => EnvelopeError::Unsigned,
+            _ => EnvelopeError::Malformed(e.to_string()),
+        }
+    })?;
+    if envelope.v != VERSION {
+        return Err(EnvelopeError::Version(envelope.v));
+    }
+    Ok(envelope)
 }
 
 /// Why a miner refused a command; the text goes into the ack.

@@ -27,7 +27,8 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::command::{
-    CommandSigner, KeyRefusal, MAX_CLOCK_SKEW_S, SignedCommand, TrustedKeys, VERSION, unhex,
+    CommandSigner, EnvelopeError, KeyRefusal, MAX_CLOCK_SKEW_S, SignedCommand, TrustedKeys,
+    VERSION, read_envelope, unhex,
 };
 use crate::topic::Name;
 
@@ -215,16 +216,11 @@ impl FeedVerifier {
         topic: FeedKind,
         now: u64,
     ) -> Result<Option<Feed>, FeedRefusal> {
-        let envelope: SignedFeed = serde_json::from_slice(bytes).map_err(|e| {
-            // A bare reading parses as JSON but is no envelope.
-            match serde_json::from_slice::<serde_json::Value>(bytes) {
-                Ok(v) if v.get("sig").is_none() => FeedRefusal::Unsigned,
-                _ => FeedRefusal::Malformed(e.to_string()),
-            }
+        let envelope: SignedFeed = read_envelope(bytes).map_err(|e| match e {
+            EnvelopeError::Unsigned => FeedRefusal::Unsigned,
+            EnvelopeError::Malformed(reason) => FeedRefusal::Malformed(reason),
+            EnvelopeError::Version(v) => FeedRefusal::Version(v),
         })?;
-        if envelope.v != VERSION {
-            return Err(FeedRefusal::Version(envelope.v));
-        }
         let sig = unhex::<64>(&envelope.sig).unwrap_or([0; 64]);
         self.keys
             .verify(&envelope.key_id, envelope.payload.as_bytes(), &sig)?;

@@ -31,7 +31,7 @@ use std::collections::HashMap;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::Serialize;
 
-use crate::command::{SignedCommand, VERSION, unhex};
+use crate::command::{EnvelopeError, SignedCommand, VERSION, hex, read_envelope, unhex};
 
 /// A signed report on the wire: the commands' envelope, `key_id` holding the public key.
 pub type SignedReport = SignedCommand;
@@ -43,10 +43,6 @@ fn signed_bytes(topic: &str, payload: &str) -> Vec<u8> {
     bytes.push(0);
     bytes.extend_from_slice(payload.as_bytes());
     bytes
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A miner's signing side: its device key. Lives on the miner only.
@@ -158,16 +154,11 @@ impl DeviceKey {
 /// Reads the envelope off the wire (nothing verified yet). A bare report, without one, is
 /// `Unsigned`: what a miner whose firmware predates device keys sends.
 pub fn open(bytes: &[u8]) -> Result<SignedReport, ReportRefusal> {
-    let envelope: SignedReport = serde_json::from_slice(bytes).map_err(|e| {
-        match serde_json::from_slice::<serde_json::Value>(bytes) {
-            Ok(v) if v.get("sig").is_none() => ReportRefusal::Unsigned,
-            _ => ReportRefusal::Malformed(e.to_string()),
-        }
-    })?;
-    if envelope.v != VERSION {
-        return Err(ReportRefusal::Version(envelope.v));
-    }
-    Ok(envelope)
+    read_envelope(bytes).map_err(|e| match e {
+        EnvelopeError::Unsigned => ReportRefusal::Unsigned,
+        EnvelopeError::Malformed(reason) => ReportRefusal::Malformed(reason),
+        EnvelopeError::Version(v) => ReportRefusal::Version(v),
+    })
 }
 
 /// Checks many reports at once with Ed25519 batch verification: about half the cost of one by

@@ -102,6 +102,12 @@ impl Kind {
         }
     }
 
+    /// Whether a miner signs what it publishes on this kind (`crate::report`): everything but
+    /// `status`, whose last will the broker publishes, and `cmd`, which the agent signs.
+    pub const fn signed_by_miner(self) -> bool {
+        matches!(self, Self::State | Self::Telemetry | Self::Ack)
+    }
+
     /// Whether the broker keeps the last message for new subscribers.
     pub const fn retained(self) -> bool {
         matches!(self, Self::Status | Self::State)

@@ -96,12 +96,14 @@ impl Agent {
         }
     }
 
+    /// A message on `topic_name` not taken, counted and logged with `what` it was and why.
+    fn refuse(&mut self, topic_name: &str, what: &str, reason: String) {
+        self.records.counters.refused_messages += 1;
+        warn!(topic = topic_name, what, %reason, "message refused");
+    }
+
     /// One incoming message, at `now`.
     pub(super) fn take_at(&mut self, topic_name: &str, payload: &[u8], now: u64) {
-        let refused = |counters: &mut Counters, what: &str, reason: String| {
-            counters.refused_messages += 1;
-            warn!(topic = topic_name, what, %reason, "message refused");
-        };
         if let Some(instance) = topic_name.strip_prefix(self.peer_prefix.as_str()) {
             self.peer_presence(instance, payload);
             return;
@@ -122,16 +124,12 @@ impl Agent {
                 Ok(Some(reading)) => self.take_feed(kind, reading, now),
                 // The reading already taken, heard again (a retained message on reconnect).
                 Ok(None) => {}
-                Err(refusal) => refused(
-                    &mut self.records.counters,
-                    kind.as_str(),
-                    refusal.to_string(),
-                ),
+                Err(refusal) => self.refuse(topic_name, kind.as_str(), refusal.to_string()),
             }
         } else if topic_name == topic::MAESTRO_TARGET {
             match serde_json::from_slice::<MaestroTarget>(payload) {
                 Ok(target) => self.grid.maestro(target, now),
-                Err(e) => refused(&mut self.records.counters, "maestro", e.to_string()),
+                Err(e) => self.refuse(topic_name, "maestro", e.to_string()),
             }
         }
     }
@@ -139,10 +137,6 @@ impl Agent {
     /// A miner's message: its status as the broker keeps it, anything else only when signed by
     /// the miner's enrolled device key.
     fn take_report(&mut self, miner: &str, kind: Kind, topic_name: &str, payload: &[u8], now: u64) {
-        let refused = |counters: &mut Counters, what: &str, reason: String| {
-            counters.refused_messages += 1;
-            warn!(topic = topic_name, what, %reason, "message refused");
-        };
         match kind {
             // The agent's own commands, heard back: nothing to take.
             Kind::Cmd => {}
@@ -152,7 +146,7 @@ impl Agent {
                 if self.enrolment.status(miner, online)
                     && let Err(e) = self.fleet.ingest(miner, kind, payload, now)
                 {
-                    refused(&mut self.records.counters, "status", e.to_string());
+                    self.refuse(topic_name, "status", e.to_string());
                 }
             }
             Kind::State | Kind::Telemetry | Kind::Ack => {

@@ -22,7 +22,7 @@ fn device(miner: &str) -> fleet_proto::report::DeviceSigner {
 /// telemetry or ack.
 fn say(agent: &mut Agent, topic: &str, payload: &[u8], at: u64) {
     match MinerTopic::parse(topic) {
-        Ok(t) if matches!(t.kind, Kind::State | Kind::Telemetry | Kind::Ack) => {
+        Ok(t) if t.kind.signed_by_miner() => {
             let text = String::from_utf8_lossy(payload).into_owned();
             let wire =
                 serde_json::to_vec(&device(t.miner.as_str()).sign(topic, text)).expect("encodes");

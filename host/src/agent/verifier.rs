@@ -7,7 +7,7 @@
 //! signature is stays the loop's decision (`enrol.rs`).
 
 use fleet_proto::report::{KeyCache, check_many};
-use fleet_proto::{Kind, MinerTopic, Name};
+use fleet_proto::{MinerTopic, Name};
 use tokio::sync::mpsc;
 
 use super::link::Incoming;
@@ -60,9 +60,8 @@ fn check(batch: &mut [Incoming], site: &Name, keys: &mut KeyCache) {
         .iter()
         .enumerate()
         .filter(|(_, message)| {
-            MinerTopic::parse(&message.topic).is_ok_and(|t| {
-                t.site == *site && matches!(t.kind, Kind::State | Kind::Telemetry | Kind::Ack)
-            })
+            MinerTopic::parse(&message.topic)
+                .is_ok_and(|t| t.site == *site && t.kind.signed_by_miner())
         })
         .map(|(i, _)| i)
         .collect();
